@@ -1,0 +1,1 @@
+//! How each list field merges (atomic, set, or map keyed by fields), per kind, from the Kubernetes OpenAPI.
