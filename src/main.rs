@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", meshery_operator::api::crds_yaml());
+}
