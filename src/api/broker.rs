@@ -18,9 +18,11 @@ pub const NATS_CLUSTER_PORT: u16 = 6222;
 pub const NATS_MONITOR_PORT: u16 = 8222;
 
 /// Pattern for `host:port` (DNS name, IPv4, or bracketed IPv6), checked by the API server.
-pub(crate) const HOST_PORT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$";
+pub(crate) const HOST_PORT_PATTERN: &str =
+    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$";
 /// Pattern for an image tag or digest, checked by the API server.
-pub(crate) const IMAGE_TAG_PATTERN: &str = r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$";
+pub(crate) const IMAGE_TAG_PATTERN: &str =
+    r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$";
 
 /// A NATS broker managed by the operator.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -192,7 +194,11 @@ pub struct BrokerNetworkPolicy {
     #[serde(default)]
     pub enabled: bool,
     /// Extra CIDRs allowed to reach port 4222 besides MeshSync pods.
-    #[serde(default, rename = "allowedCIDRs", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "allowedCIDRs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_cidrs: Option<Vec<String>>,
 }
 
@@ -222,7 +228,10 @@ pub struct BrokerEndpoint {
 
 impl BrokerSpec {
     pub fn service_type(&self) -> ServiceType {
-        self.service.as_ref().and_then(|s| s.service_type).unwrap_or_default()
+        self.service
+            .as_ref()
+            .and_then(|s| s.service_type)
+            .unwrap_or_default()
     }
 
     /// Whether the replicas form a routed cluster: explicitly configured, else whenever there is more than one.
