@@ -1,12 +1,14 @@
 //! The `meshery-operator` command line: the controller and the offline tools around the pure core.
 
 mod input;
+mod run;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use run::{DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION};
 pub use input::{CustomResource, Document, InputError, parse_documents, read_documents};
 
 /// Exit code for errors, as `kubectl diff` uses it (0 and 1 are "no changes" and "changes").
@@ -25,6 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller: reconcile every Broker and MeshSync until stopped.
+    Run(run::RunArgs),
     /// Print the CustomResourceDefinitions for Broker and MeshSync as YAML.
     Crd,
 }
@@ -33,6 +37,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Crd => print_stdout(&crate::api::crds_yaml()),
     };
     match result {

@@ -1,0 +1,73 @@
+//! What every reconcile shares: the client, the operator's settings, caches, metrics and events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use super::apply::{OwnWrites, WriteObserver};
+use super::caches::ChildCaches;
+use super::metrics::Metrics;
+use crate::api::{Broker, MeshSync};
+
+/// Whether the operator dials each Broker with a NATS client to decide readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrokerProbeMode {
+    /// Probe through the internal endpoint in a cluster, else the external endpoint when there is one.
+    Auto,
+    /// Never dial; readiness rests on the children alone (and the Ready message says so).
+    Off,
+}
+
+/// The operator's settings, from the `run` command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Reconcile only CRs in this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// Reconcile fully but write nothing: every planned write is logged instead.
+    pub dry_run: bool,
+    pub broker_probe: BrokerProbeMode,
+    /// Whether the operator runs inside the cluster (and so can dial Services' cluster DNS names).
+    pub in_cluster: bool,
+    /// The host of the API server, reported with a NodePort as a Broker's external endpoint.
+    pub api_server_host: String,
+    /// How often a converged CR is checked again without any event.
+    pub resync_interval: Duration,
+    /// How long a Broker's NATS handshake may fail before it is Degraded.
+    pub probe_grace: Duration,
+    pub probe_timeout: Duration,
+    /// Image tags used when a CR does not pin one.
+    pub nats_version: String,
+    pub meshsync_version: String,
+}
+
+/// Shared state of both controllers.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub children: ChildCaches,
+    pub brokers: Store<Broker>,
+    pub meshsyncs: Store<MeshSync>,
+    pub own_writes: Arc<OwnWrites>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Since when each Broker's probe (by CR UID) has been failing without a success.
+    pub probe_failing_since: Mutex<HashMap<String, Time>>,
+    /// UID of the `meshsyncs.meshery.io` CRD, the owner of MeshSync's cluster-scoped RBAC.
+    pub meshsync_crd_uid: Option<String>,
+}
+
+impl WriteObserver for Metrics {
+    fn observe_write(&self, kind: &str, verb: &str) {
+        self.api_write(kind, verb);
+    }
+}
+
+/// The current time as Kubernetes writes it; the only clock the reconcilers read.
+pub fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}

@@ -1,0 +1,22 @@
+//! The I/O shell around the pure core: watches, server-side apply, the NATS probe, status writes.
+
+mod apply;
+mod broker;
+mod caches;
+mod context;
+mod error;
+pub mod health;
+mod kinds;
+mod meshsync;
+pub mod metrics;
+mod observe;
+pub mod probe;
+mod run;
+mod secrets;
+mod status;
+mod sweep;
+pub mod token;
+
+pub use context::{BrokerProbeMode, Settings};
+pub use error::Error;
+pub use run::{LeaderElection, RunError, RunOptions, run};

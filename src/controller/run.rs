@@ -1,0 +1,265 @@
+//! Wiring: caches, triggers, both controllers, the sweep, health and metrics, leader election and
+//! graceful shutdown — everything `meshery-operator run` starts.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, future, stream};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use super::apply::OwnWrites;
+use super::caches::{ChildCaches, Triggers};
+use super::context::{Context, Settings};
+use super::error::Error;
+use super::health::{HealthState, Leadership};
+use super::metrics::Metrics;
+use super::sweep::sweep_orphaned_cluster_children;
+use super::{broker, meshsync};
+use crate::api::{Broker, BrokerSelection, MeshSync};
+
+/// Everything `run` needs beyond the reconcile settings.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub settings: Settings,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    /// Hold a Lease before reconciling, so only one of several replicas acts.
+    pub leader_election: Option<LeaderElection>,
+    /// How many CRs of each kind are reconciled at once.
+    pub concurrency: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("serving health and metrics: {0}")]
+    Serve(std::io::Error),
+    #[error("leader election: {0}")]
+    LeaderElection(String),
+    #[error("lost the leader lease; exiting so a new leader can take over")]
+    LostLeadership,
+}
+
+/// Runs both controllers until SIGTERM/SIGINT (or until leadership is lost).
+pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::default());
+    let health = HealthState::default();
+    let servers = super::health::serve(options.metrics_addr, options.health_addr, metrics.clone(), health.clone())
+        .await
+        .map_err(RunError::Serve)?;
+
+    let mut leadership = None;
+    if let Some(election) = &options.leader_election {
+        health.set_leadership(Leadership::StandingBy);
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+            .with_namespace(&election.namespace)
+            .with_identity(&election.identity)
+            .with_field_manager(crate::render::labels::FIELD_MANAGER)
+            .build()
+            .await
+            .map_err(|e| RunError::LeaderElection(e.to_string()))?;
+        let (mut leading, task) = manager.watch().await;
+        info!(lease = %election.lease_name, "waiting to become the leader");
+        while !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                return Err(RunError::LeaderElection("the lease watch ended".into()));
+            }
+        }
+        info!("leading");
+        health.set_leadership(Leadership::Leading);
+        leadership = Some((leading, task));
+    }
+
+    let settings = options.settings.clone();
+    let (brokers_api, meshsyncs_api): (Api<Broker>, Api<MeshSync>) = match &settings.namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (broker_store, broker_writer) = reflector::store();
+    let (meshsync_store, meshsync_writer) = reflector::store();
+    let (broker_tx, broker_rx) = futures::channel::mpsc::unbounded();
+    let (meshsync_tx, meshsync_rx) = futures::channel::mpsc::unbounded();
+    let own_writes = Arc::new(OwnWrites::default());
+    let triggers = Triggers { brokers: broker_tx, meshsyncs: meshsync_tx.clone(), meshsync_store: meshsync_store.clone() };
+    let (children, child_drivers) = ChildCaches::start(&client, settings.namespace.as_deref(), triggers, own_writes.clone());
+
+    let meshsync_crd_uid = Api::<CustomResourceDefinition>::all(client.clone())
+        .get_opt("meshsyncs.meshery.io")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|crd| crd.uid());
+    let reporter = Reporter { controller: "meshery-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: settings.clone(),
+        children: children.clone(),
+        brokers: broker_store.clone(),
+        meshsyncs: meshsync_store.clone(),
+        own_writes,
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        probe_failing_since: Mutex::new(Default::default()),
+        meshsync_crd_uid,
+    });
+
+    // A Broker's status change (it became Ready) re-reconciles the MeshSyncs that use it; only
+    // spec changes (generation) re-reconcile the Broker itself.
+    let watch_health = health.clone();
+    let meshsyncs_for_brokers = meshsync_store.clone();
+    let broker_events = watcher(brokers_api, watcher::Config::default())
+        .default_backoff()
+        .inspect(move |event| watch_health.record_watch(event.is_ok()))
+        .reflect(broker_writer)
+        .applied_objects()
+        .inspect_ok(move |broker| {
+            for meshsync in meshsyncs_using(&meshsyncs_for_brokers, broker) {
+                let _ = meshsync_tx.unbounded_send(meshsync);
+            }
+        })
+        .predicate_filter(predicates::generation, Default::default());
+
+    let sweep_now = Arc::new(Notify::new());
+    let deleted = sweep_now.clone();
+    let watch_health = health.clone();
+    let meshsync_events = watcher(meshsyncs_api, watcher::Config::default())
+        .default_backoff()
+        .inspect(move |event| {
+            watch_health.record_watch(event.is_ok());
+            if matches!(event, Ok(watcher::Event::Delete(_))) {
+                deleted.notify_one();
+            }
+        })
+        .reflect(meshsync_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+
+    let shutdown = shutdown_signal();
+    let config = controller::Config::default().concurrency(options.concurrency).debounce(Duration::from_millis(200));
+    let broker_controller = Controller::for_stream(broker_events, broker_store.clone())
+        .with_config(config.clone())
+        .reconcile_on(broker_rx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(broker::reconcile, error_policy::<Broker>, ctx.clone())
+        .for_each(|_| future::ready(()));
+    let meshsync_controller = Controller::for_stream(meshsync_events, meshsync_store.clone())
+        .with_config(config)
+        .reconcile_on(meshsync_rx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(meshsync::reconcile, error_policy::<MeshSync>, ctx.clone())
+        .for_each(|_| future::ready(()));
+    let drivers = stream::select_all(child_drivers).for_each(|_| future::ready(()));
+
+    let housekeeping = housekeeping(ctx.clone(), sweep_now, health.clone());
+    let controllers = async {
+        tokio::select! {
+            () = broker_controller => {},
+            () = meshsync_controller => {},
+            () = drivers => {},
+            () = housekeeping => {},
+        }
+    };
+    let lost_leadership = async {
+        match &mut leadership {
+            Some((leading, _)) => loop {
+                if leading.changed().await.is_err() || !*leading.borrow() {
+                    return;
+                }
+            },
+            None => future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        () = controllers => Ok(()),
+        () = lost_leadership => Err(RunError::LostLeadership),
+    };
+    info!("stopped reconciling");
+    drop(leadership);
+    drop(servers);
+    result
+}
+
+/// Once the caches are complete: mark the operator ready, sweep orphans, then sweep again after
+/// every MeshSync deletion and at every resync, and refresh the CRs-by-phase gauge.
+async fn housekeeping(ctx: Arc<Context>, sweep_now: Arc<Notify>, health: HealthState) {
+    let ready = async {
+        ctx.brokers.wait_until_ready().await.is_ok()
+            && ctx.meshsyncs.wait_until_ready().await.is_ok()
+            && ctx.children.wait_until_ready().await.is_ok()
+    };
+    if !ready.await {
+        warn!("a cache stopped before its first listing; not sweeping");
+        return future::pending().await;
+    }
+    health.set_caches_synced(true);
+    info!("caches synced");
+    loop {
+        sweep_orphaned_cluster_children(&ctx).await;
+        ctx.metrics.set_phase_counts(broker::CONTROLLER, ctx.brokers.state().iter().map(|b| b.status.as_ref().and_then(|s| s.phase)));
+        ctx.metrics.set_phase_counts(meshsync::CONTROLLER, ctx.meshsyncs.state().iter().map(|m| m.status.as_ref().and_then(|s| s.phase)));
+        tokio::select! {
+            () = sweep_now.notified() => {},
+            () = tokio::time::sleep(ctx.settings.resync_interval) => {},
+        }
+    }
+}
+
+/// The MeshSyncs whose native broker is this Broker.
+fn meshsyncs_using(meshsyncs: &reflector::Store<MeshSync>, broker: &Broker) -> Vec<ObjectRef<MeshSync>> {
+    let broker_namespace = broker.namespace().unwrap_or_default();
+    meshsyncs
+        .state()
+        .iter()
+        .filter(|meshsync| {
+            let own_namespace = meshsync.namespace().unwrap_or_default();
+            meshsync.spec.broker_selections().iter().any(|selection| match selection {
+                BrokerSelection::Native { name, namespace } => {
+                    *name == broker.name_any() && namespace.unwrap_or(&own_namespace) == broker_namespace
+                }
+                BrokerSelection::Custom { .. } => false,
+            })
+        })
+        .map(|meshsync| ObjectRef::from_obj(&**meshsync))
+        .collect()
+}
+
+/// API failures are retried after a pause (not immediately: no hot loop against a struggling API server).
+fn error_policy<K: Resource<DynamicType = ()>>(cr: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let controller = if K::kind(&()) == "Broker" { broker::CONTROLLER } else { meshsync::CONTROLLER };
+    ctx.metrics.reconcile_failed(controller, error.metric_label());
+    error!(kind = %K::kind(&()), name = %cr.name_any(), namespace = cr.namespace().unwrap_or_default(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Resolves on SIGTERM or SIGINT; shared by every task that must stop gracefully.
+fn shutdown_signal() -> future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>> {
+    let signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> = Box::pin(async {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                return future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = terminate.recv() => info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+        }
+    });
+    futures::FutureExt::shared(signal)
+}

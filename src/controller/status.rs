@@ -1,0 +1,71 @@
+//! Writing a CR's status — only when it changed, ignoring timestamps — and an Event on every phase
+//! change, so `kubectl describe` tells the story.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::context::Context;
+use super::error::Error;
+use crate::api::Phase;
+use crate::lifecycle::status_equal_ignoring_time;
+use crate::render::labels::FIELD_MANAGER;
+
+/// Writes `status` on `cr` unless it equals the stored one (timestamps aside); returns whether it wrote.
+pub async fn write_if_changed<K, S>(
+    ctx: &Context,
+    cr: &K,
+    stored: Option<&S>,
+    status: &S,
+    phase_of: impl Fn(&S) -> Option<Phase>,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    if stored.is_some_and(|stored| status_equal_ignoring_time(stored, status)) {
+        return Ok(false);
+    }
+    let object = format!("{} {}/{}", K::kind(&()), cr.namespace().unwrap_or_default(), cr.name_any());
+    let old_phase = stored.and_then(&phase_of);
+    let new_phase = phase_of(status);
+    if ctx.settings.dry_run {
+        info!(%object, status = %serde_json::to_string(status).unwrap_or_default(), "dry-run: would write status");
+        return Ok(false);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    ctx.metrics.api_write(&K::kind(&()), "apply-status");
+    api.patch_status(&cr.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::StatusWrite { object: object.clone(), source })?;
+    if old_phase != new_phase
+        && let Some(phase) = new_phase
+    {
+        info!(%object, from = ?old_phase, to = %phase, "phase changed");
+        publish(ctx, cr, phase).await;
+    }
+    Ok(true)
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, cr: &K, phase: Phase) {
+    let event_type = if phase == Phase::Degraded { EventType::Warning } else { EventType::Normal };
+    let event = Event {
+        type_: event_type,
+        reason: phase.as_str().to_string(),
+        note: Some(format!("{} is now {phase}", K::kind(&()))),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    ctx.metrics.api_write("Event", "create");
+    if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
+        warn!(error = %e, "could not publish an Event");
+    }
+}
