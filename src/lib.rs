@@ -5,4 +5,5 @@
 
 pub mod api;
 pub mod object;
+pub mod diff;
 pub mod render;
