@@ -6,4 +6,5 @@
 pub mod api;
 pub mod cli;
 pub mod object;
+pub mod diff;
 pub mod render;
