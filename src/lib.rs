@@ -4,5 +4,6 @@
 //! randomness; `controller` and `cli` are the I/O shell around it.
 
 pub mod api;
+pub mod lifecycle;
 pub mod object;
 pub mod render;
