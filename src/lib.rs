@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod cli;
-pub mod object;
+pub mod controller;
 pub mod diff;
+pub mod lifecycle;
+pub mod object;
 pub mod render;
