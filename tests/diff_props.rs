@@ -15,7 +15,10 @@ fn applied(desired: &[Object]) -> Vec<Object> {
 }
 
 fn instance(desired: &[Object]) -> String {
-    desired[0].label("app.kubernetes.io/instance").unwrap().to_string()
+    desired[0]
+        .label("app.kubernetes.io/instance")
+        .unwrap()
+        .to_string()
 }
 
 fn paths(changed: &[meshery_operator::diff::FieldPath]) -> Vec<String> {

@@ -11,7 +11,9 @@ pub use broker::*;
 pub use meshsync::*;
 pub use quantity::{Quantity, QuantityError};
 pub use status::*;
-pub use validate::{FieldError, validate_broker, validate_meshsync};
+pub use validate::{
+    BrokerUrl, FieldError, parse_broker_url, parse_host_port, validate_broker, validate_meshsync,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

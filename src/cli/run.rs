@@ -58,16 +58,21 @@ pub enum LogFormat {
 /// Starts the controller against the cluster the kubeconfig (or the in-cluster environment) names.
 pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     init_logging(args.log_format);
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the async runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("starting the async runtime: {e}"))?;
     runtime.block_on(async {
         let config = kube::Config::infer()
             .await
             .map_err(|e| format!("no usable kubeconfig or in-cluster environment: {e}"))?;
         let api_server_host = config.cluster_url.host().unwrap_or_default().to_string();
-        let client = kube::Client::try_from(config).map_err(|e| format!("building the API client: {e}"))?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| format!("building the API client: {e}"))?;
         let own_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "meshery".into());
         let leader_election = args.leader_elect.then(|| LeaderElection {
-            namespace: args.leader_election_namespace.clone().unwrap_or(own_namespace),
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or(own_namespace),
             lease_name: "meshery-operator".into(),
             identity: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
@@ -91,7 +96,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             leader_election,
             concurrency: args.concurrency,
         };
-        crate::controller::run(client, options).await.map_err(|e| e.to_string())?;
+        crate::controller::run(client, options)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -99,9 +106,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
 }

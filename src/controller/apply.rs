@@ -9,6 +9,7 @@ use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 use super::kinds::ChildKind;
+use super::metrics::WriteVerb;
 use crate::diff::{Action, Plan, mask};
 use crate::object::{Object, ObjectKey};
 use crate::render::labels::FIELD_MANAGER;
@@ -33,7 +34,9 @@ impl OwnWrites {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -63,7 +66,10 @@ pub enum ApplyFailure {
     /// The API server refused a write.
     Api { object: ObjectKey, message: String },
     /// Fields the API server cannot change in place differ, and the CR does not allow recreation.
-    Immutable { object: ObjectKey, paths: Vec<String> },
+    Immutable {
+        object: ObjectKey,
+        paths: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for ApplyFailure {
@@ -81,7 +87,7 @@ impl std::fmt::Display for ApplyFailure {
 
 /// A write the controller is about to send, counted for the API-writes metric.
 pub trait WriteObserver: Sync {
-    fn observe_write(&self, kind: &str, verb: &str);
+    fn observe_write(&self, kind: &str, verb: WriteVerb);
 }
 
 /// Applies every Create/Update and deletes every Prune in plan order; stops at the first failure so
@@ -111,8 +117,16 @@ pub async fn apply_plan(
                 }
                 apply(&api, &entry.key, object, own_writes, observer).await
             }
-            Action::Update { apply_body, json_patch, changed_paths, immutable_paths, .. } => {
-                let paths = |list: &[crate::diff::FieldPath]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+            Action::Update {
+                apply_body,
+                json_patch,
+                changed_paths,
+                immutable_paths,
+                ..
+            } => {
+                let paths = |list: &[crate::diff::FieldPath]| {
+                    list.iter().map(ToString::to_string).collect::<Vec<_>>()
+                };
                 if options.dry_run {
                     info!(
                         object = %entry.key,
@@ -171,7 +185,7 @@ async fn apply(
     own_writes: &OwnWrites,
     observer: &dyn WriteObserver,
 ) -> Result<Object, ApplyFailure> {
-    observer.observe_write(&key.kind, "apply");
+    observer.observe_write(&key.kind, WriteVerb::Apply);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     match api.patch(&key.name, &params, &Patch::Apply(&body.0)).await {
         Ok(written) => {
@@ -183,19 +197,29 @@ async fn apply(
             })?;
             Ok(Object(value))
         }
-        Err(e) => Err(ApplyFailure::Api { object: key.clone(), message: e.to_string() }),
+        Err(e) => Err(ApplyFailure::Api {
+            object: key.clone(),
+            message: e.to_string(),
+        }),
     }
 }
 
-async fn delete(api: &Api<DynamicObject>, key: &ObjectKey, observer: &dyn WriteObserver) -> Result<(), ApplyFailure> {
-    observer.observe_write(&key.kind, "delete");
+async fn delete(
+    api: &Api<DynamicObject>,
+    key: &ObjectKey,
+    observer: &dyn WriteObserver,
+) -> Result<(), ApplyFailure> {
+    observer.observe_write(&key.kind, WriteVerb::Delete);
     match api.delete(&key.name, &DeleteParams::background()).await {
         Ok(_) => {
             info!(object = %key, "deleted");
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(ApplyFailure::Api { object: key.clone(), message: e.to_string() }),
+        Err(e) => Err(ApplyFailure::Api {
+            object: key.clone(),
+            message: e.to_string(),
+        }),
     }
 }
 

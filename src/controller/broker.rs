@@ -1,7 +1,6 @@
 //! Reconciling a Broker: dereference → validate → inputs → render → plan → apply → observe (children
 //! and a NATS handshake) → lifecycle → status.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,22 +9,24 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::apply::{ApplyFailure, ApplyOptions, apply_plan};
+use super::apply::{ApplyOptions, apply_plan};
 use super::context::{BrokerProbeMode, Context, now};
 use super::error::Error;
+use super::metrics::ControllerKind;
+use super::observe::{after_apply, apply_outcome, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
 use super::secrets::{first_user, read_secret};
 use super::token::generate_token;
-use super::observe::{after_apply, apply_outcome, owner_of, readiness_of};
-use crate::api::{Broker, BrokerEndpoint, BrokerStatus, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker};
+use crate::api::{
+    Broker, BrokerEndpoint, BrokerStatus, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker,
+};
 use crate::diff::plan;
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
 use crate::render::labels::FIELD_MANAGER;
-use crate::render::{AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker};
-
-/// The label of this controller in metrics.
-pub const CONTROLLER: &str = "broker";
+use crate::render::{
+    AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker,
+};
 
 /// How a Broker's clients authenticate, as the probe needs it.
 struct Credentials {
@@ -34,7 +35,7 @@ struct Credentials {
 
 #[instrument(skip_all, fields(broker = %broker.name_any(), namespace = broker.namespace().unwrap_or_default()))]
 pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(CONTROLLER);
+    let _timer = ctx.metrics.reconcile_started(ControllerKind::Broker);
     let owner = owner_of(&*broker)?;
     let observed = ctx.children.children_of(&owner.uid);
     let spec_errors = validate_broker(&broker);
@@ -51,7 +52,8 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
                     dry_run: ctx.settings.dry_run,
                     recreate_on_immutable_change: broker.spec.recreate_on_immutable_change,
                 };
-                let report = apply_plan(&ctx.client, &plan, options, &ctx.own_writes, &*ctx.metrics).await;
+                let report =
+                    apply_plan(&ctx.client, &plan, options, &ctx.own_writes, &ctx.metrics).await;
                 current = after_apply(&desired, observed, &report);
                 apply = apply_outcome(report.failure);
                 credentials = Some(creds);
@@ -61,8 +63,12 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
     let children = readiness_of(&current);
     let endpoint = endpoints(&broker, &current, &ctx);
     let probe = match &credentials {
-        Some(creds) if children.values().all(|r| r.is_current()) => run_probe(&broker, &endpoint, creds, &ctx).await,
-        _ => NatsProbe::Skipped { reason: "waiting for the broker's children".into() },
+        Some(creds) if children.values().all(|r| r.is_current()) => {
+            run_probe(&broker, &endpoint, creds, &ctx).await
+        }
+        _ => NatsProbe::Skipped {
+            reason: "waiting for the broker's children".into(),
+        },
     };
     let observations = BrokerObservations {
         generation: broker.meta().generation.unwrap_or_default(),
@@ -71,12 +77,20 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
         children,
         kind: BrokerFacts {
             probe,
-            grace: SignedDuration::try_from(ctx.settings.probe_grace).unwrap_or(SignedDuration::from_secs(30)),
+            grace: SignedDuration::try_from(ctx.settings.probe_grace)
+                .unwrap_or(SignedDuration::from_secs(30)),
             endpoint: Some(endpoint),
         },
     };
     let status = next(broker.status.as_ref(), &observations, now());
-    super::status::write_if_changed(&ctx, &*broker, broker.status.as_ref(), &status, |s: &BrokerStatus| s.phase).await?;
+    super::status::write_if_changed(
+        &ctx,
+        &*broker,
+        broker.status.as_ref(),
+        &status,
+        |s: &BrokerStatus| s.phase,
+    )
+    .await?;
     Ok(requeue_after(&ctx, status.phase))
 }
 
@@ -91,7 +105,10 @@ pub fn requeue_after(ctx: &Context, phase: Option<Phase>) -> Action {
 
 /// The render inputs and probe credentials; `Ok(Err(message))` is a problem the user must fix
 /// (a referenced Secret missing or malformed), reported in status rather than retried as an error.
-async fn inputs(broker: &Broker, ctx: &Context) -> Result<Result<(BrokerInputs, Credentials), String>, Error> {
+async fn inputs(
+    broker: &Broker,
+    ctx: &Context,
+) -> Result<Result<(BrokerInputs, Credentials), String>, Error> {
     let namespace = broker.namespace().unwrap_or_default();
     let (auth, probe_auth) = match broker.spec.auth_secret_name() {
         None => {
@@ -101,7 +118,12 @@ async fn inputs(broker: &Broker, ctx: &Context) -> Result<Result<(BrokerInputs, 
                 Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                 None => generate_token(),
             };
-            (BrokerAuthInput::Generated { token: token.clone() }, ProbeAuth::Token(token))
+            (
+                BrokerAuthInput::Generated {
+                    token: token.clone(),
+                },
+                ProbeAuth::Token(token),
+            )
         }
         Some(name) => {
             let Some(data) = read_secret(ctx, &namespace, name).await? else {
@@ -110,9 +132,21 @@ async fn inputs(broker: &Broker, ctx: &Context) -> Result<Result<(BrokerInputs, 
                 )));
             };
             if let Some(token) = data.get("token") {
-                (BrokerAuthInput::Referenced { kind: AuthKind::Token }, ProbeAuth::Token(String::from_utf8_lossy(token).into_owned()))
-            } else if let Some((user, password)) = data.get("users.json").and_then(|u| first_user(u)) {
-                (BrokerAuthInput::Referenced { kind: AuthKind::Users }, ProbeAuth::UserPassword { user, password })
+                (
+                    BrokerAuthInput::Referenced {
+                        kind: AuthKind::Token,
+                    },
+                    ProbeAuth::Token(String::from_utf8_lossy(token).into_owned()),
+                )
+            } else if let Some((user, password)) =
+                data.get("users.json").and_then(|u| first_user(u))
+            {
+                (
+                    BrokerAuthInput::Referenced {
+                        kind: AuthKind::Users,
+                    },
+                    ProbeAuth::UserPassword { user, password },
+                )
             } else {
                 return Ok(Err(format!(
                     "Secret {namespace}/{name} named by spec.auth.secretRef has neither key token nor a users.json with at least one user"
@@ -120,7 +154,10 @@ async fn inputs(broker: &Broker, ctx: &Context) -> Result<Result<(BrokerInputs, 
             }
         }
     };
-    let inputs = BrokerInputs { default_version: ctx.settings.nats_version.clone(), auth };
+    let inputs = BrokerInputs {
+        default_version: ctx.settings.nats_version.clone(),
+        auth,
+    };
     Ok(Ok((inputs, Credentials { auth: probe_auth })))
 }
 
@@ -130,7 +167,12 @@ fn endpoints(broker: &Broker, current: &[Object], ctx: &Context) -> BrokerEndpoi
     let service = current
         .iter()
         .find(|o| o.kind() == "Service" && o.group().is_empty() && o.name() == broker.name_any());
-    let external = if let Some(endpoint) = broker.spec.service.as_ref().and_then(|s| s.external_endpoint_override.clone()) {
+    let external = if let Some(endpoint) = broker
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.external_endpoint_override.clone())
+    {
         endpoint
     } else {
         match (broker.spec.service_type(), service) {
@@ -144,7 +186,11 @@ fn endpoints(broker: &Broker, current: &[Object], ctx: &Context) -> BrokerEndpoi
             (ServiceType::NodePort, Some(service)) => service
                 .get(&["spec", "ports"])
                 .and_then(|ports| ports.as_array())
-                .and_then(|ports| ports.iter().find(|p| p.get("port").and_then(|p| p.as_u64()) == Some(NATS_CLIENT_PORT.into())))
+                .and_then(|ports| {
+                    ports.iter().find(|p| {
+                        p.get("port").and_then(|p| p.as_u64()) == Some(NATS_CLIENT_PORT.into())
+                    })
+                })
                 .and_then(|port| port.get("nodePort"))
                 .and_then(|port| port.as_u64())
                 .map(|port| format!("{}:{port}", ctx.settings.api_server_host))
@@ -155,28 +201,58 @@ fn endpoints(broker: &Broker, current: &[Object], ctx: &Context) -> BrokerEndpoi
     BrokerEndpoint { internal, external }
 }
 
-async fn run_probe(broker: &Broker, endpoint: &BrokerEndpoint, creds: &Credentials, ctx: &Context) -> NatsProbe {
+async fn run_probe(
+    broker: &Broker,
+    endpoint: &BrokerEndpoint,
+    creds: &Credentials,
+    ctx: &Context,
+) -> NatsProbe {
     if ctx.settings.broker_probe == BrokerProbeMode::Off {
-        return NatsProbe::Skipped { reason: "the operator runs with --broker-probe off".into() };
-    }
-    let Some(address) = probe_address(&endpoint.internal, &endpoint.external, ctx.settings.in_cluster) else {
         return NatsProbe::Skipped {
-            reason: "the operator runs outside the cluster and the broker has no external endpoint yet".into(),
+            reason: "the operator runs with --broker-probe off".into(),
+        };
+    }
+    let Some(address) = probe_address(
+        &endpoint.internal,
+        &endpoint.external,
+        ctx.settings.in_cluster,
+    ) else {
+        return NatsProbe::Skipped {
+            reason:
+                "the operator runs outside the cluster and the broker has no external endpoint yet"
+                    .into(),
         };
     };
-    let tls = match broker.spec.tls.as_ref().filter(|t| t.enabled).and_then(|t| t.secret_name.as_deref()) {
+    let tls = match broker
+        .spec
+        .tls
+        .as_ref()
+        .filter(|t| t.enabled)
+        .and_then(|t| t.secret_name.as_deref())
+    {
         Some(secret) => {
             let namespace = broker.namespace().unwrap_or_default();
-            let ca_pem = read_secret(ctx, &namespace, secret).await.ok().flatten().and_then(|d| d.get("ca.crt").cloned());
-            Some(ProbeTls { ca_pem: ca_pem.unwrap_or_default() })
+            let ca_pem = read_secret(ctx, &namespace, secret)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| d.get("ca.crt").cloned());
+            Some(ProbeTls { ca_pem })
         }
         None => None,
     };
-    let target = ProbeTarget { address, auth: creds.auth.clone(), tls };
+    let target = ProbeTarget {
+        address,
+        auth: creds.auth.clone(),
+        tls,
+    };
     let uid = broker.uid().unwrap_or_default();
     let result = probe_broker(&target, ctx.settings.probe_timeout).await;
-    ctx.metrics.broker_probe(if result.is_ok() { "success" } else { "failure" });
-    let mut failing = ctx.probe_failing_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    ctx.metrics.broker_probe(&result);
+    let mut failing = ctx
+        .probe_failing_since
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match result {
         Ok(_) => {
             failing.remove(&uid);
@@ -184,8 +260,10 @@ async fn run_probe(broker: &Broker, endpoint: &BrokerEndpoint, creds: &Credentia
         }
         Err(error) => {
             let since = failing.entry(uid).or_insert_with(now).clone();
-            NatsProbe::Failing { since, message: error.to_string() }
+            NatsProbe::Failing {
+                since,
+                message: error.to_string(),
+            }
         }
     }
 }
-

@@ -31,6 +31,9 @@ pub struct Triggers {
     pub meshsync_store: Store<MeshSync>,
 }
 
+/// A stream that keeps one cache filled and fires triggers; it must be polled for the cache to live.
+pub type CacheDriver = std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>;
+
 /// The label selector every child watch uses, so the caches hold only the operator's own objects.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
@@ -44,9 +47,12 @@ impl ChildCaches {
         namespace: Option<&str>,
         triggers: Triggers,
         own_writes: Arc<OwnWrites>,
-    ) -> (ChildCaches, Vec<std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>>) {
+    ) -> (
+        ChildCaches,
+        Vec<std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>>,
+    ) {
         let mut stores = Vec::new();
-        let mut drivers: Vec<std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>> = Vec::new();
+        let mut drivers: Vec<CacheDriver> = Vec::new();
         for kind in CHILD_KINDS {
             let resource = kind.api_resource();
             let api: Api<DynamicObject> = match (namespace, kind.namespaced) {
@@ -91,7 +97,10 @@ impl ChildCaches {
                         .iter()
                         .any(|r| r.controller == Some(true) && r.uid == uid)
                 } else {
-                    object.labels().get(OWNER_UID_LABEL).is_some_and(|v| v == uid)
+                    object
+                        .labels()
+                        .get(OWNER_UID_LABEL)
+                        .is_some_and(|v| v == uid)
                 };
                 if owned && let Some(child) = to_object(kind, &object) {
                     children.push(child);
@@ -111,7 +120,7 @@ impl ChildCaches {
         if let Some(namespace) = &key.namespace {
             reference = reference.within(namespace);
         }
-        to_object(kind, &store.get(&reference)?)
+        to_object(kind, &*store.get(&reference)?)
     }
 
     /// Every cached cluster-scoped child, for the sweep that removes orphans.
@@ -119,7 +128,12 @@ impl ChildCaches {
         self.stores
             .iter()
             .filter(|(kind, _)| !kind.namespaced)
-            .flat_map(|(kind, store)| store.state().into_iter().filter_map(move |o| to_object(kind, &o)))
+            .flat_map(|(kind, store)| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter_map(move |o| to_object(kind, &o))
+            })
             .collect()
     }
 }
@@ -141,23 +155,35 @@ fn fire_trigger(object: &DynamicObject, triggers: &Triggers, own_writes: &OwnWri
         return;
     }
     let namespace = object.namespace().unwrap_or_default();
-    for owner in object.owner_references().iter().filter(|r| r.controller == Some(true)) {
+    for owner in object
+        .owner_references()
+        .iter()
+        .filter(|r| r.controller == Some(true))
+    {
         if !owner.api_version.starts_with("meshery.io/") {
             continue;
         }
         match owner.kind.as_str() {
             "Broker" => {
-                let _ = triggers.brokers.unbounded_send(ObjectRef::new(&owner.name).within(&namespace));
+                let _ = triggers
+                    .brokers
+                    .unbounded_send(ObjectRef::new(&owner.name).within(&namespace));
             }
             "MeshSync" => {
-                let _ = triggers.meshsyncs.unbounded_send(ObjectRef::new(&owner.name).within(&namespace));
+                let _ = triggers
+                    .meshsyncs
+                    .unbounded_send(ObjectRef::new(&owner.name).within(&namespace));
             }
             _ => {}
         }
     }
     if let Some(uid) = object.labels().get(OWNER_UID_LABEL)
-        && let Some(meshsync) = triggers.meshsync_store.find(|m| m.uid().as_deref() == Some(uid))
+        && let Some(meshsync) = triggers
+            .meshsync_store
+            .find(|m| m.uid().as_deref() == Some(uid))
     {
-        let _ = triggers.meshsyncs.unbounded_send(ObjectRef::from_obj(&*meshsync));
+        let _ = triggers
+            .meshsyncs
+            .unbounded_send(ObjectRef::from_obj(&*meshsync));
     }
 }

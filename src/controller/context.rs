@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -11,7 +12,7 @@ use kube::runtime::reflector::Store;
 
 use super::apply::{OwnWrites, WriteObserver};
 use super::caches::ChildCaches;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, WriteVerb};
 use crate::api::{Broker, MeshSync};
 
 /// Whether the operator dials each Broker with a NATS client to decide readiness.
@@ -53,7 +54,7 @@ pub struct Context {
     pub brokers: Store<Broker>,
     pub meshsyncs: Store<MeshSync>,
     pub own_writes: Arc<OwnWrites>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     pub recorder: Recorder,
     /// Since when each Broker's probe (by CR UID) has been failing without a success.
     pub probe_failing_since: Mutex<HashMap<String, Time>>,
@@ -62,7 +63,7 @@ pub struct Context {
 }
 
 impl WriteObserver for Metrics {
-    fn observe_write(&self, kind: &str, verb: &str) {
+    fn observe_write(&self, kind: &str, verb: WriteVerb) {
         self.api_write(kind, verb);
     }
 }

@@ -14,9 +14,27 @@ pub struct ChildKind {
 
 /// Every kind the renderer produces, in apply order.
 pub const CHILD_KINDS: &[ChildKind] = &[
-    ChildKind { group: "", version: "v1", kind: "Secret", plural: "secrets", namespaced: true },
-    ChildKind { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", namespaced: true },
-    ChildKind { group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", namespaced: true },
+    ChildKind {
+        group: "",
+        version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        namespaced: true,
+    },
+    ChildKind {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        namespaced: true,
+    },
+    ChildKind {
+        group: "",
+        version: "v1",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        namespaced: true,
+    },
     ChildKind {
         group: "rbac.authorization.k8s.io",
         version: "v1",
@@ -31,9 +49,27 @@ pub const CHILD_KINDS: &[ChildKind] = &[
         plural: "clusterrolebindings",
         namespaced: false,
     },
-    ChildKind { group: "", version: "v1", kind: "Service", plural: "services", namespaced: true },
-    ChildKind { group: "apps", version: "v1", kind: "StatefulSet", plural: "statefulsets", namespaced: true },
-    ChildKind { group: "apps", version: "v1", kind: "Deployment", plural: "deployments", namespaced: true },
+    ChildKind {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        namespaced: true,
+    },
+    ChildKind {
+        group: "apps",
+        version: "v1",
+        kind: "StatefulSet",
+        plural: "statefulsets",
+        namespaced: true,
+    },
+    ChildKind {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        namespaced: true,
+    },
     ChildKind {
         group: "policy",
         version: "v1",
@@ -53,7 +89,9 @@ pub const CHILD_KINDS: &[ChildKind] = &[
 impl ChildKind {
     /// The kind an object of `group`/`kind` belongs to, if the operator renders such objects.
     pub fn find(group: &str, kind: &str) -> Option<&'static ChildKind> {
-        CHILD_KINDS.iter().find(|k| k.group == group && k.kind == kind)
+        CHILD_KINDS
+            .iter()
+            .find(|k| k.group == group && k.kind == kind)
     }
 
     pub fn api_resource(&self) -> ApiResource {

@@ -12,8 +12,16 @@ use crate::object::{Object, ObjectKey};
 
 /// The CR as the diff engine's prune guard needs it; a CR without a UID was not read from the API server.
 pub fn owner_of<K: Resource<DynamicType = ()>>(cr: &K) -> Result<Owner, Error> {
-    let object = format!("{} {}/{}", K::kind(&()), cr.namespace().unwrap_or_default(), cr.name_any());
-    let uid = cr.uid().ok_or(Error::MissingMetadata { object, field: "metadata.uid" })?;
+    let object = format!(
+        "{} {}/{}",
+        K::kind(&()),
+        cr.namespace().unwrap_or_default(),
+        cr.name_any()
+    );
+    let uid = cr.uid().ok_or(Error::MissingMetadata {
+        object,
+        field: "metadata.uid",
+    })?;
     Ok(Owner {
         kind: K::kind(&()).to_string(),
         name: cr.name_any(),
@@ -25,18 +33,25 @@ pub fn owner_of<K: Resource<DynamicType = ()>>(cr: &K) -> Result<Owner, Error> {
 /// The children as they are after applying: the API server's answers replace what the cache held,
 /// deleted ones are gone, and only objects the render still wants count for readiness.
 pub fn after_apply(desired: &[Object], observed: Vec<Object>, report: &ApplyReport) -> Vec<Object> {
-    let mut by_key: BTreeMap<ObjectKey, Object> = observed.into_iter().map(|o| (o.key(), o)).collect();
+    let mut by_key: BTreeMap<ObjectKey, Object> =
+        observed.into_iter().map(|o| (o.key(), o)).collect();
     for key in &report.deleted {
         by_key.remove(key);
     }
     for object in &report.applied {
         by_key.insert(object.key(), object.clone());
     }
-    desired.iter().filter_map(|d| by_key.remove(&d.key())).collect()
+    desired
+        .iter()
+        .filter_map(|d| by_key.remove(&d.key()))
+        .collect()
 }
 
 pub fn readiness_of(children: &[Object]) -> BTreeMap<ObjectKey, Readiness> {
-    children.iter().map(|o| (o.key(), child_readiness(o))).collect()
+    children
+        .iter()
+        .map(|o| (o.key(), child_readiness(o)))
+        .collect()
 }
 
 pub fn apply_outcome(failure: Option<ApplyFailure>) -> ApplyOutcome {
@@ -45,6 +60,8 @@ pub fn apply_outcome(failure: Option<ApplyFailure>) -> ApplyOutcome {
         Some(ApplyFailure::Immutable { object, paths }) => ApplyOutcome::ImmutableFieldChanged {
             paths: paths.iter().map(|p| format!("{object}: {p}")).collect(),
         },
-        Some(failure @ ApplyFailure::Api { .. }) => ApplyOutcome::Failed { message: failure.to_string() },
+        Some(failure @ ApplyFailure::Api { .. }) => ApplyOutcome::Failed {
+            message: failure.to_string(),
+        },
     }
 }

@@ -20,11 +20,12 @@ use super::apply::OwnWrites;
 use super::caches::{ChildCaches, Triggers};
 use super::context::{Context, Settings};
 use super::error::Error;
-use super::health::{HealthState, Leadership};
-use super::metrics::Metrics;
+use super::health::{HealthState, Leadership, serve_all};
+use super::metrics::{ControllerKind, Metrics};
 use super::sweep::sweep_orphaned_cluster_children;
 use super::{broker, meshsync};
 use crate::api::{Broker, BrokerSelection, MeshSync};
+use tokio_util::sync::CancellationToken;
 
 /// Everything `run` needs beyond the reconcile settings.
 #[derive(Clone, Debug)]
@@ -57,22 +58,30 @@ pub enum RunError {
 
 /// Runs both controllers until SIGTERM/SIGINT (or until leadership is lost).
 pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
-    let metrics = Arc::new(Metrics::default());
-    let health = HealthState::default();
-    let servers = super::health::serve(options.metrics_addr, options.health_addr, metrics.clone(), health.clone())
-        .await
-        .map_err(RunError::Serve)?;
+    let metrics = Metrics::new();
+    let health = HealthState::new(options.leader_election.is_some(), WATCH_FAILURE_THRESHOLD);
+    let stop_serving = CancellationToken::new();
+    let servers = serve_all(
+        options.metrics_addr,
+        options.health_addr,
+        metrics.clone(),
+        health.clone(),
+        stop_serving.clone(),
+    )
+    .await
+    .map_err(RunError::Serve)?;
 
     let mut leadership = None;
     if let Some(election) = &options.leader_election {
         health.set_leadership(Leadership::StandingBy);
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
-            .with_namespace(&election.namespace)
-            .with_identity(&election.identity)
-            .with_field_manager(crate::render::labels::FIELD_MANAGER)
-            .build()
-            .await
-            .map_err(|e| RunError::LeaderElection(e.to_string()))?;
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+                .with_namespace(&election.namespace)
+                .with_identity(&election.identity)
+                .with_field_manager(crate::render::labels::FIELD_MANAGER)
+                .build()
+                .await
+                .map_err(|e| RunError::LeaderElection(e.to_string()))?;
         let (mut leading, task) = manager.watch().await;
         info!(lease = %election.lease_name, "waiting to become the leader");
         while !*leading.borrow_and_update() {
@@ -87,7 +96,10 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
 
     let settings = options.settings.clone();
     let (brokers_api, meshsyncs_api): (Api<Broker>, Api<MeshSync>) = match &settings.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let (broker_store, broker_writer) = reflector::store();
@@ -95,8 +107,17 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
     let (broker_tx, broker_rx) = futures::channel::mpsc::unbounded();
     let (meshsync_tx, meshsync_rx) = futures::channel::mpsc::unbounded();
     let own_writes = Arc::new(OwnWrites::default());
-    let triggers = Triggers { brokers: broker_tx, meshsyncs: meshsync_tx.clone(), meshsync_store: meshsync_store.clone() };
-    let (children, child_drivers) = ChildCaches::start(&client, settings.namespace.as_deref(), triggers, own_writes.clone());
+    let triggers = Triggers {
+        brokers: broker_tx,
+        meshsyncs: meshsync_tx.clone(),
+        meshsync_store: meshsync_store.clone(),
+    };
+    let (children, child_drivers) = ChildCaches::start(
+        &client,
+        settings.namespace.as_deref(),
+        triggers,
+        own_writes.clone(),
+    );
 
     let meshsync_crd_uid = Api::<CustomResourceDefinition>::all(client.clone())
         .get_opt("meshsyncs.meshery.io")
@@ -104,7 +125,10 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
         .ok()
         .flatten()
         .and_then(|crd| crd.uid());
-    let reporter = Reporter { controller: "meshery-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: "meshery-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: settings.clone(),
@@ -124,11 +148,14 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
     let meshsyncs_for_brokers = meshsync_store.clone();
     let broker_events = watcher(brokers_api, watcher::Config::default())
         .default_backoff()
-        .inspect(move |event| watch_health.record_watch(event.is_ok()))
+        .inspect(move |event| record_watch(&watch_health, "broker", event))
         .reflect(broker_writer)
         .applied_objects()
-        .inspect_ok(move |broker| {
-            for meshsync in meshsyncs_using(&meshsyncs_for_brokers, broker) {
+        .inspect(move |broker| {
+            for meshsync in broker
+                .iter()
+                .flat_map(|b| meshsyncs_using(&meshsyncs_for_brokers, b))
+            {
                 let _ = meshsync_tx.unbounded_send(meshsync);
             }
         })
@@ -140,7 +167,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
     let meshsync_events = watcher(meshsyncs_api, watcher::Config::default())
         .default_backoff()
         .inspect(move |event| {
-            watch_health.record_watch(event.is_ok());
+            record_watch(&watch_health, "meshsync", event);
             if matches!(event, Ok(watcher::Event::Delete(_))) {
                 deleted.notify_one();
             }
@@ -150,7 +177,9 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
         .predicate_filter(predicates::generation, Default::default());
 
     let shutdown = shutdown_signal();
-    let config = controller::Config::default().concurrency(options.concurrency).debounce(Duration::from_millis(200));
+    let config = controller::Config::default()
+        .concurrency(options.concurrency)
+        .debounce(Duration::from_millis(200));
     let broker_controller = Controller::for_stream(broker_events, broker_store.clone())
         .with_config(config.clone())
         .reconcile_on(broker_rx)
@@ -190,7 +219,10 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
     };
     info!("stopped reconciling");
     drop(leadership);
-    drop(servers);
+    stop_serving.cancel();
+    for task in servers.tasks {
+        let _ = task.await;
+    }
     result
 }
 
@@ -210,8 +242,24 @@ async fn housekeeping(ctx: Arc<Context>, sweep_now: Arc<Notify>, health: HealthS
     info!("caches synced");
     loop {
         sweep_orphaned_cluster_children(&ctx).await;
-        ctx.metrics.set_phase_counts(broker::CONTROLLER, ctx.brokers.state().iter().map(|b| b.status.as_ref().and_then(|s| s.phase)));
-        ctx.metrics.set_phase_counts(meshsync::CONTROLLER, ctx.meshsyncs.state().iter().map(|m| m.status.as_ref().and_then(|s| s.phase)));
+        let brokers = ctx.brokers.state();
+        let meshsyncs = ctx.meshsyncs.state();
+        ctx.metrics.set_phase_counts(
+            ControllerKind::Broker,
+            &count_phases(
+                brokers
+                    .iter()
+                    .map(|b| b.status.as_ref().and_then(|s| s.phase)),
+            ),
+        );
+        ctx.metrics.set_phase_counts(
+            ControllerKind::MeshSync,
+            &count_phases(
+                meshsyncs
+                    .iter()
+                    .map(|m| m.status.as_ref().and_then(|s| s.phase)),
+            ),
+        );
         tokio::select! {
             () = sweep_now.notified() => {},
             () = tokio::time::sleep(ctx.settings.resync_interval) => {},
@@ -219,47 +267,91 @@ async fn housekeeping(ctx: Arc<Context>, sweep_now: Arc<Notify>, health: HealthS
     }
 }
 
+/// How long a watch may keep failing before `/healthz` reports the operator unhealthy.
+const WATCH_FAILURE_THRESHOLD: Duration = Duration::from_secs(120);
+
+fn record_watch<T>(health: &HealthState, watch: &'static str, event: &Result<T, watcher::Error>) {
+    match event {
+        Ok(_) => health.record_watch_ok(watch),
+        Err(error) => {
+            health.record_watch_error(watch, std::time::Instant::now(), &error.to_string())
+        }
+    }
+}
+
+/// CRs per phase; those without a status yet count as Pending.
+fn count_phases(
+    phases: impl Iterator<Item = Option<crate::api::Phase>>,
+) -> std::collections::BTreeMap<crate::api::Phase, i64> {
+    let mut counts: std::collections::BTreeMap<_, _> =
+        crate::api::Phase::ALL.into_iter().map(|p| (p, 0)).collect();
+    for phase in phases {
+        *counts.entry(phase.unwrap_or_default()).or_default() += 1;
+    }
+    counts
+}
+
 /// The MeshSyncs whose native broker is this Broker.
-fn meshsyncs_using(meshsyncs: &reflector::Store<MeshSync>, broker: &Broker) -> Vec<ObjectRef<MeshSync>> {
+fn meshsyncs_using(
+    meshsyncs: &reflector::Store<MeshSync>,
+    broker: &Broker,
+) -> Vec<ObjectRef<MeshSync>> {
     let broker_namespace = broker.namespace().unwrap_or_default();
     meshsyncs
         .state()
         .iter()
         .filter(|meshsync| {
             let own_namespace = meshsync.namespace().unwrap_or_default();
-            meshsync.spec.broker_selections().iter().any(|selection| match selection {
-                BrokerSelection::Native { name, namespace } => {
-                    *name == broker.name_any() && namespace.unwrap_or(&own_namespace) == broker_namespace
-                }
-                BrokerSelection::Custom { .. } => false,
-            })
+            meshsync
+                .spec
+                .broker_selections()
+                .iter()
+                .any(|selection| match selection {
+                    BrokerSelection::Native { name, namespace } => {
+                        *name == broker.name_any()
+                            && namespace.unwrap_or(&own_namespace) == broker_namespace
+                    }
+                    BrokerSelection::Custom { .. } => false,
+                })
         })
         .map(|meshsync| ObjectRef::from_obj(&**meshsync))
         .collect()
 }
 
 /// API failures are retried after a pause (not immediately: no hot loop against a struggling API server).
-fn error_policy<K: Resource<DynamicType = ()>>(cr: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let controller = if K::kind(&()) == "Broker" { broker::CONTROLLER } else { meshsync::CONTROLLER };
-    ctx.metrics.reconcile_failed(controller, error.metric_label());
+fn error_policy<K: Resource<DynamicType = ()>>(
+    cr: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let controller = if K::kind(&()) == "Broker" {
+        ControllerKind::Broker
+    } else {
+        ControllerKind::MeshSync
+    };
+    ctx.metrics
+        .reconcile_failed(controller, error.metric_label());
     error!(kind = %K::kind(&()), name = %cr.name_any(), namespace = cr.namespace().unwrap_or_default(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
 
 /// Resolves on SIGTERM or SIGINT; shared by every task that must stop gracefully.
-fn shutdown_signal() -> future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>> {
-    let signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> = Box::pin(async {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                return future::pending().await;
+fn shutdown_signal()
+-> future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>> {
+    let signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
+        Box::pin(async {
+            let mut terminate =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(signal) => signal,
+                    Err(e) => {
+                        warn!(error = %e, "cannot listen for SIGTERM");
+                        return future::pending().await;
+                    }
+                };
+            tokio::select! {
+                _ = terminate.recv() => info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
             }
-        };
-        tokio::select! {
-            _ = terminate.recv() => info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-        }
-    });
+        });
     futures::FutureExt::shared(signal)
 }

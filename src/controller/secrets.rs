@@ -11,32 +11,59 @@ use super::error::Error;
 use crate::object::ObjectKey;
 
 /// A Secret's decoded data, or `None` when the Secret does not exist.
-pub async fn read_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, Error> {
-    let key = ObjectKey { group: String::new(), kind: "Secret".into(), namespace: Some(namespace.into()), name: name.into() };
+pub async fn read_secret(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, Error> {
+    let key = ObjectKey {
+        group: String::new(),
+        kind: "Secret".into(),
+        namespace: Some(namespace.into()),
+        name: name.into(),
+    };
     if let Some(cached) = ctx.children.get(&key) {
-        let secret: Secret = serde_json::from_value(cached.0).map_err(|e| Error::Decode { object: key.to_string(), message: e.to_string() })?;
+        let secret: Secret = serde_json::from_value(cached.0).map_err(|e| Error::Decode {
+            object: key.to_string(),
+            message: e.to_string(),
+        })?;
         return Ok(Some(decode(secret)));
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     match api.get_opt(name).await {
         Ok(found) => Ok(found.map(decode)),
-        Err(source) => Err(Error::Read { what: key.to_string(), source }),
+        Err(source) => Err(Error::Read {
+            what: key.to_string(),
+            source,
+        }),
     }
 }
 
 fn decode(secret: Secret) -> BTreeMap<String, Vec<u8>> {
-    secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
 }
 
 /// The first user of a `users.json` Secret value (`{"users":[{"user":…,"password":…}]}`).
 pub fn first_user(users_json: &[u8]) -> Option<(String, String)> {
     let value: serde_json::Value = serde_json::from_slice(users_json).ok()?;
     let user = value.get("users")?.as_array()?.first()?;
-    Some((user.get("user")?.as_str()?.to_string(), user.get("password")?.as_str()?.to_string()))
+    Some((
+        user.get("user")?.as_str()?.to_string(),
+        user.get("password")?.as_str()?.to_string(),
+    ))
 }
 
 /// `user:password` for a URL's userinfo, percent-encoded so any character survives.
 pub fn userinfo(user: &str, password: &str) -> String {
-    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20");
+    let encode = |s: &str| {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
     format!("{}:{}", encode(user), encode(password))
 }

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::error::Error;
+use super::metrics::WriteVerb;
 use crate::api::Phase;
 use crate::lifecycle::status_equal_ignoring_time;
 use crate::render::labels::FIELD_MANAGER;
@@ -23,13 +24,21 @@ pub async fn write_if_changed<K, S>(
     phase_of: impl Fn(&S) -> Option<Phase>,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
     S: Serialize,
 {
     if stored.is_some_and(|stored| status_equal_ignoring_time(stored, status)) {
         return Ok(false);
     }
-    let object = format!("{} {}/{}", K::kind(&()), cr.namespace().unwrap_or_default(), cr.name_any());
+    let object = format!(
+        "{} {}/{}",
+        K::kind(&()),
+        cr.namespace().unwrap_or_default(),
+        cr.name_any()
+    );
     let old_phase = stored.and_then(&phase_of);
     let new_phase = phase_of(status);
     if ctx.settings.dry_run {
@@ -42,10 +51,18 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    ctx.metrics.api_write(&K::kind(&()), "apply-status");
-    api.patch_status(&cr.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|source| Error::StatusWrite { object: object.clone(), source })?;
+    ctx.metrics
+        .api_write(&format!("{}/status", K::kind(&())), WriteVerb::Apply);
+    api.patch_status(
+        &cr.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::StatusWrite {
+        object: object.clone(),
+        source,
+    })?;
     if old_phase != new_phase
         && let Some(phase) = new_phase
     {
@@ -56,7 +73,11 @@ where
 }
 
 async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, cr: &K, phase: Phase) {
-    let event_type = if phase == Phase::Degraded { EventType::Warning } else { EventType::Normal };
+    let event_type = if phase == Phase::Degraded {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
     let event = Event {
         type_: event_type,
         reason: phase.as_str().to_string(),
@@ -64,7 +85,7 @@ async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, cr: &K, phase: Ph
         action: "Reconcile".into(),
         secondary: None,
     };
-    ctx.metrics.api_write("Event", "create");
+    ctx.metrics.api_write("Event", WriteVerb::Create);
     if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
         warn!(error = %e, "could not publish an Event");
     }

@@ -16,21 +16,47 @@ use crate::render::labels::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
 /// Deletes every labelled cluster-scoped child whose owner UID is not a live MeshSync's; returns how
 /// many. Call only once the MeshSync cache is complete, or live objects would look orphaned.
 pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
-    let live: HashSet<String> = ctx.meshsyncs.state().iter().filter_map(|m| m.uid()).collect();
+    let live: HashSet<String> = ctx
+        .meshsyncs
+        .state()
+        .iter()
+        .filter_map(|m| m.uid())
+        .collect();
     let entries: Vec<Entry> = ctx
         .children
         .cluster_scoped()
         .into_iter()
         .filter(|object| object.label(MANAGED_BY_LABEL) == Some(MANAGED_BY))
-        .filter(|object| object.label(OWNER_UID_LABEL).is_some_and(|uid| !live.contains(uid)))
-        .map(|object| Entry { key: object.key(), action: Action::Prune })
+        .filter(|object| {
+            object
+                .label(OWNER_UID_LABEL)
+                .is_some_and(|uid| !live.contains(uid))
+        })
+        .map(|object| Entry {
+            key: object.key(),
+            action: Action::Prune,
+        })
         .collect();
     if entries.is_empty() {
         return 0;
     }
     let count = entries.len();
-    let options = ApplyOptions { dry_run: ctx.settings.dry_run, recreate_on_immutable_change: false };
-    let report = apply_plan(&ctx.client, &Plan { entries }, options, &ctx.own_writes, &*ctx.metrics).await;
-    info!(orphans = count, deleted = report.deleted.len(), "swept cluster-scoped children of deleted MeshSyncs");
+    let options = ApplyOptions {
+        dry_run: ctx.settings.dry_run,
+        recreate_on_immutable_change: false,
+    };
+    let report = apply_plan(
+        &ctx.client,
+        &Plan { entries },
+        options,
+        &ctx.own_writes,
+        &ctx.metrics,
+    )
+    .await;
+    info!(
+        orphans = count,
+        deleted = report.deleted.len(),
+        "swept cluster-scoped children of deleted MeshSyncs"
+    );
     report.deleted.len()
 }

@@ -101,7 +101,9 @@ impl Plan {
 
     /// Whether carrying out the plan would write anything.
     pub fn has_changes(&self) -> bool {
-        self.entries.iter().any(|e| !matches!(e.action, Action::Unchanged { .. }))
+        self.entries
+            .iter()
+            .any(|e| !matches!(e.action, Action::Unchanged { .. }))
     }
 }
 
@@ -135,7 +137,9 @@ pub fn plan(desired: &[Object], observed: &[Object], owner: &Owner, field_manage
         .map(|(key, desired)| Entry {
             key: key.clone(),
             action: match observed_by_key.get(key) {
-                None => Action::Create { object: (*desired).clone() },
+                None => Action::Create {
+                    object: (*desired).clone(),
+                },
                 Some(observed) => compare(desired, observed, field_manager),
             },
         })
@@ -145,7 +149,10 @@ pub fn plan(desired: &[Object], observed: &[Object], owner: &Owner, field_manage
     let mut prunes: Vec<Entry> = observed_by_key
         .iter()
         .filter(|(key, object)| !desired_by_key.contains_key(*key) && is_pruneable(object, owner))
-        .map(|(key, _)| Entry { key: key.clone(), action: Action::Prune })
+        .map(|(key, _)| Entry {
+            key: key.clone(),
+            action: Action::Prune,
+        })
         .collect();
     prunes.sort_by_key(|e| std::cmp::Reverse(apply_rank(&e.key.kind)));
     entries.extend(prunes);
@@ -157,9 +164,17 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     let kind = desired.kind();
     let desired_value = normalise_desired(desired);
     let ownership = Ownership::new(managed_entries(&observed.0), field_manager);
-    let comparison = Comparer::compare(kind, desired.is_secret(), &ownership, &desired_value, &observed.0);
+    let comparison = Comparer::compare(
+        kind,
+        desired.is_secret(),
+        &ownership,
+        &desired_value,
+        &observed.0,
+    );
     if comparison.changed.is_empty() && comparison.stale.is_empty() {
-        return Action::Unchanged { yielded_paths: comparison.yielded };
+        return Action::Unchanged {
+            yielded_paths: comparison.yielded,
+        };
     }
 
     let mut expected = observed.0.clone();
@@ -175,10 +190,18 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     for path in &comparison.yielded {
         compare::remove(&mut apply_body, path);
     }
-    let changed_paths: Vec<FieldPath> = comparison.changed.into_iter().chain(comparison.stale).collect();
+    let changed_paths: Vec<FieldPath> = comparison
+        .changed
+        .into_iter()
+        .chain(comparison.stale)
+        .collect();
     let immutable_paths = changed_paths
         .iter()
-        .filter(|path| immutable_fields(kind).iter().any(|prefix| path.starts_with(&FieldPath::fields(prefix))))
+        .filter(|path| {
+            immutable_fields(kind)
+                .iter()
+                .any(|prefix| path.starts_with(&FieldPath::fields(prefix)))
+        })
         .cloned()
         .collect();
     Action::Update {
@@ -200,7 +223,9 @@ fn normalise_desired(desired: &Object) -> Value {
         return value;
     };
     if let Some(Value::Object(strings)) = map.remove("stringData") {
-        let data = map.entry("data").or_insert_with(|| Value::Object(Default::default()));
+        let data = map
+            .entry("data")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Value::Object(data) = data {
             for (name, text) in strings {
                 let bytes = text.as_str().unwrap_or_default().as_bytes();
@@ -254,7 +279,9 @@ fn is_pruneable(object: &Object, owner: &Owner) -> bool {
         return false;
     }
     match object.namespace() {
-        Some(namespace) => namespace == owner.namespace && object.controller_uid() == Some(owner.uid.as_str()),
+        Some(namespace) => {
+            namespace == owner.namespace && object.controller_uid() == Some(owner.uid.as_str())
+        }
         None => object.label(OWNER_UID_LABEL) == Some(owner.uid.as_str()),
     }
 }
