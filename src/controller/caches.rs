@@ -47,10 +47,7 @@ impl ChildCaches {
         namespace: Option<&str>,
         triggers: Triggers,
         own_writes: Arc<OwnWrites>,
-    ) -> (
-        ChildCaches,
-        Vec<std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>>,
-    ) {
+    ) -> (ChildCaches, Vec<CacheDriver>) {
         let mut stores = Vec::new();
         let mut drivers: Vec<CacheDriver> = Vec::new();
         for kind in CHILD_KINDS {
