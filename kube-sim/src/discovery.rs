@@ -111,8 +111,69 @@ pub fn group_version(shared: &Shared, group: &str, version: &str) -> Response<Bo
     )
 }
 
-/// kube-sim serves no OpenAPI documents: 404, as a server with OpenAPI disabled does. kubectl then
-/// falls back to sending `fieldValidation=Strict` queries without client-side schema checks.
-pub fn openapi(_shared: &Shared, _path: &str) -> Response<Body> {
+/// OpenAPI v3, reduced to what clients need to discover server capabilities: per group-version,
+/// the resource paths with their operations' `x-kubernetes-group-version-kind` and query parameters
+/// (kubectl checks `fieldValidation` support there). Component schemas are not served (kube-sim has
+/// no built-in OpenAPI models); `kubectl explain` and client-side schema validation therefore do not
+/// work against kube-sim. `/openapi/v2` is 404, as on servers that disabled it.
+pub fn openapi(shared: &Shared, path: &str) -> Response<Body> {
+    let all = lock(&shared.store).all_resources();
+    let mut gvs: Vec<(String, String)> = Vec::new();
+    for r in &all {
+        let gv = (r.group.clone(), r.version.clone());
+        if !gvs.contains(&gv) {
+            gvs.push(gv);
+        }
+    }
+    let gv_path = |g: &str, v: &str| if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+    if path == "/openapi/v3" {
+        let mut paths = serde_json::Map::new();
+        for (g, v) in &gvs {
+            let doc = gv_doc(&all, g, v);
+            let hash = crate::util::short_hash(&doc);
+            let p = gv_path(g, v);
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+        }
+        return json_response(200, &json!({"paths": paths}));
+    }
+    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
+        for (g, v) in &gvs {
+            if gv_path(g, v) == rest {
+                return json_response(200, &gv_doc(&all, g, v));
+            }
+        }
+    }
     not_found()
+}
+
+fn gv_doc(all: &[ResourceInfo], group: &str, version: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    let param = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+    let write_params = json!([param("dryRun"), param("fieldManager"), param("fieldValidation")]);
+    let mut patch_params = write_params.as_array().cloned().unwrap_or_default();
+    patch_params.push(param("force"));
+    for r in all.iter().filter(|r| r.group == group && r.version == version) {
+        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        let gvk = json!({"group": group, "version": version, "kind": r.kind});
+        let op = |id: &str, params: &Value| json!({
+            "operationId": format!("{id}{}", r.kind),
+            "x-kubernetes-action": id,
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": params,
+            "responses": {"200": {"description": "OK"}},
+        });
+        paths.insert(coll.clone(), json!({"get": op("list", &json!([])), "post": op("post", &write_params)}));
+        paths.insert(format!("{coll}/{{name}}"), json!({
+            "get": op("get", &json!([])),
+            "put": op("put", &write_params),
+            "patch": op("patch", &Value::Array(patch_params.clone())),
+            "delete": op("delete", &json!([param("dryRun")])),
+        }));
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}})
 }
