@@ -51,6 +51,13 @@ pub trait Schema: Send + Sync {
         let _ = (path, key);
         None
     }
+    /// What the real server compares a *create* against when it records an Update: the empty object
+    /// of the kind. For built-in (typed) kinds that object already holds the non-pointer structs
+    /// (`spec`, `spec.template`, ...), so those are not reported as added (no `".": {}` under
+    /// `f:spec`); for custom resources it is empty, so `f:spec` gets `".": {}`.
+    fn empty_object(&self) -> Value {
+        Value::Object(Default::default())
+    }
 }
 
 /// A table-driven schema: dotted path -> marker.
@@ -61,6 +68,8 @@ struct TableSchema {
     maps: HashSet<String>,
     /// (dotted list path, key field) -> default value.
     key_defaults: HashMap<(String, String), Value>,
+    /// The typed empty object of the kind (see [`Schema::empty_object`]).
+    empty: Option<Value>,
 }
 
 impl TableSchema {
@@ -79,7 +88,7 @@ impl TableSchema {
     fn map(&mut self, path: &str) {
         self.maps.insert(path.to_string());
     }
-    fn key_default(&mut self, path: &str, key: &str, v: Value) {
+    fn set_key_default(&mut self, path: &str, key: &str, v: Value) {
         self.key_defaults
             .insert((path.to_string(), key.to_string()), v);
     }
@@ -116,7 +125,7 @@ impl TableSchema {
             // protocol is keyed as {"containerPort":N,"protocol":"TCP"} — the real default participates
             // in the key.
             self.map_list(&format!("{c}.ports"), &["containerPort", "protocol"]);
-            self.key_default(&format!("{c}.ports"), "protocol", Value::from("TCP"));
+            self.set_key_default(&format!("{c}.ports"), "protocol", Value::from("TCP"));
             // Container.env: +listType=map +listMapKey=name. envFrom: +listType=atomic.
             self.map_list(&format!("{c}.env"), &["name"]);
             // Container.volumeMounts: +listType=map +listMapKey=mountPath.
@@ -179,6 +188,11 @@ impl Schema for TableSchema {
             .get(&(join(path), key.to_string()))
             .cloned()
     }
+    fn empty_object(&self) -> Value {
+        self.empty
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default()))
+    }
 }
 
 /// The built-in table for a group/kind (core group is ""). Unknown kinds get a schema where every list
@@ -204,7 +218,7 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
             // ServiceSpec.ports: +listType=map +listMapKey=port +listMapKey=protocol; ServicePort.protocol
             // has `+default="TCP"`, which participates in the key.
             t.map_list("spec.ports", &["port", "protocol"]);
-            t.key_default("spec.ports", "protocol", Value::from("TCP"));
+            t.set_key_default("spec.ports", "protocol", Value::from("TCP"));
             // ServiceSpec.selector: +mapType=atomic.
             t.atomic_struct("spec.selector");
             t.map("spec.selector");
@@ -270,8 +284,25 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
             // status.storedVersions: +listType=atomic.
             t.conditions("status.conditions");
         }
-        _ => {}
+        _ => return Arc::new(t),
     }
+    // A known built-in kind: typed, so its empty object has the non-pointer structs.
+    let template = serde_json::json!({"metadata": {}, "spec": {}});
+    let spec = match kind {
+        "Deployment" => serde_json::json!({"strategy": {}, "template": template}),
+        "StatefulSet" | "DaemonSet" => serde_json::json!({"updateStrategy": {}, "template": template}),
+        "ReplicaSet" => serde_json::json!({"template": template}),
+        _ => serde_json::json!({}),
+    };
+    let mut empty = serde_json::json!({"metadata": {}});
+    if !matches!(
+        kind,
+        "ConfigMap" | "Secret" | "ServiceAccount" | "ClusterRole" | "Role" | "ClusterRoleBinding"
+            | "RoleBinding" | "Event"
+    ) {
+        empty["spec"] = spec;
+    }
+    t.empty = Some(empty);
     Arc::new(t)
 }
 
