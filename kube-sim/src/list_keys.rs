@@ -287,7 +287,8 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
         _ => return Arc::new(t),
     }
     // A known built-in kind: typed, so its empty object has the non-pointer structs.
-    let template = serde_json::json!({"metadata": {}, "spec": {}});
+    // `containers` is not omitempty: null (present) in the typed empty object.
+    let template = serde_json::json!({"metadata": {}, "spec": {"containers": null}});
     let spec = match kind {
         "Deployment" => serde_json::json!({"strategy": {}, "template": template}),
         "StatefulSet" | "DaemonSet" => serde_json::json!({"updateStrategy": {}, "template": template}),

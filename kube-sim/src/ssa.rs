@@ -796,6 +796,21 @@ impl<'a> Walker<'a> {
         path: &mut Path,
         c: &mut Comparison,
     ) {
+        // A null on one side takes the shape of the other side (an empty container), as in the
+        // real comparison where null is a wildcard: a typed empty object's `containers: null`
+        // followed by a list is not "added", only its elements are.
+        let empty_obj = Value::Object(Map::new());
+        let empty_arr = Value::Array(Vec::new());
+        let as_empty_like = |other: Option<&Value>| match other {
+            Some(Value::Object(_)) => Some(&empty_obj),
+            Some(Value::Array(_)) => Some(&empty_arr),
+            _ => None,
+        };
+        let (l, r) = match (l, r) {
+            (Some(Value::Null), Some(o)) if !o.is_null() => (as_empty_like(r).or(l), Some(o)),
+            (Some(o), Some(Value::Null)) if !o.is_null() => (Some(o), as_empty_like(l).or(r)),
+            _ => (l, r),
+        };
         let ls = l.map(|v| self.shape(v, names));
         let rs = r.map(|v| self.shape(v, names));
         let container = match (&ls, &rs) {
