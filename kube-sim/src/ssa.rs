@@ -1293,7 +1293,11 @@ pub fn apply(
             object_label(config)
         ))
     })?;
-    let new_set = reset_filter(&strip_meta(&new_set), subresource);
+    // During the merge the applier's set still holds apiVersion, kind, metadata.name, namespace
+    // (the real server strips them only afterwards): that keeps `metadata` itself alive when the
+    // applier drops its last label or annotation.
+    let full_new_set = reset_filter(&new_set, subresource);
+    let new_set = strip_meta(&full_new_set);
 
     let live_plain = match live {
         Some(l) => without_managed_fields(l),
@@ -1348,7 +1352,7 @@ pub fn apply(
     {
         let managed = entries
             .iter()
-            .fold(FieldSet::new(), |acc, e| acc.union(&e.set));
+            .fold(full_new_set.clone(), |acc, e| acc.union(&e.set));
         merged = w.prune(&merged, &managed, &former.set);
     }
 

@@ -120,12 +120,17 @@ fn fields_of_an_omitted_struct_go_with_it() {
     let cfg = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "d", "annotations": {"a": "1"}},
         "spec": {"replicas": 2, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
-    let v1 = apply(None, &cfg, "op", false, &*s, None, T1).unwrap();
+    let mut v1 = apply(None, &cfg, "op", false, &*s, None, T1).unwrap();
+    v1["metadata"]["uid"] = "u-1".into();
+    v1["metadata"]["resourceVersion"] = "3".into();
     let cfg2 = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "d"}, "spec": {"replicas": 2}});
     let v2 = apply(Some(&v1), &cfg2, "op", false, &*s, None, T2).unwrap();
     assert_eq!(v2["spec"], json!({"replicas": 2}));
     assert!(v2["metadata"].get("annotations").is_none());
+    assert_eq!(v2["metadata"]["name"], "d", "metadata itself survives");
+    assert_eq!(v2["metadata"]["uid"], "u-1");
+    assert_eq!(v2["metadata"]["resourceVersion"], "3");
     assert_eq!(fields(&v2, "op"), json!({"f:spec": {"f:replicas": {}}}));
 }
 
