@@ -291,15 +291,23 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
     let template = serde_json::json!({"metadata": {}, "spec": {"containers": null}});
     let spec = match kind {
         "Deployment" => serde_json::json!({"strategy": {}, "template": template}),
-        "StatefulSet" | "DaemonSet" => serde_json::json!({"updateStrategy": {}, "template": template}),
+        "StatefulSet" | "DaemonSet" => {
+            serde_json::json!({"updateStrategy": {}, "template": template})
+        }
         "ReplicaSet" => serde_json::json!({"template": template}),
         _ => serde_json::json!({}),
     };
     let mut empty = serde_json::json!({"metadata": {}});
     if !matches!(
         kind,
-        "ConfigMap" | "Secret" | "ServiceAccount" | "ClusterRole" | "Role" | "ClusterRoleBinding"
-            | "RoleBinding" | "Event"
+        "ConfigMap"
+            | "Secret"
+            | "ServiceAccount"
+            | "ClusterRole"
+            | "Role"
+            | "ClusterRoleBinding"
+            | "RoleBinding"
+            | "Event"
     ) {
         empty["spec"] = spec;
     }
@@ -402,8 +410,11 @@ impl Schema for CrdSchema {
                     .and_then(Value::as_object)
                     .is_some_and(|p| !p.is_empty());
                 !has_props
-                    && (s.get("additionalProperties").is_some_and(|a| !a.is_boolean() || a == &Value::Bool(true))
-                        || s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)))
+                    && (s
+                        .get("additionalProperties")
+                        .is_some_and(|a| !a.is_boolean() || a == &Value::Bool(true))
+                        || s.get("x-kubernetes-preserve-unknown-fields")
+                            == Some(&Value::Bool(true)))
             }
             Node::Deduced => true,
             Node::Unknown => false,
@@ -451,7 +462,10 @@ mod tests {
             ListType::Map(vec!["containerPort".into(), "protocol".into()])
         );
         assert_eq!(
-            s.key_default(&["spec", "template", "spec", "containers", "ports"], "protocol"),
+            s.key_default(
+                &["spec", "template", "spec", "containers", "ports"],
+                "protocol"
+            ),
             Some(json!("TCP"))
         );
         assert_eq!(

@@ -534,7 +534,7 @@ enum Shape {
 }
 
 impl<'a> Walker<'a> {
-    fn names<'n>(names: &'n [String]) -> Vec<&'n str> {
+    fn names(names: &[String]) -> Vec<&str> {
         names.iter().map(String::as_str).collect()
     }
 
@@ -727,12 +727,11 @@ impl<'a> Walker<'a> {
         let mut merged_r: BTreeSet<PathElement> = BTreeSet::new();
         let mut out = Vec::with_capacity(la.len().max(ra.len()));
         let (mut li, mut ri) = (0usize, 0usize);
-        let merge_item = |w: &Self, pe: &PathElement, r: &Value, names: &mut Vec<String>| match in_l(
-            pe,
-        ) {
-            Some(j) => w.merge(&la[j], r, names),
-            None => r.clone(),
-        };
+        let merge_item =
+            |w: &Self, pe: &PathElement, r: &Value, names: &mut Vec<String>| match in_l(pe) {
+                Some(j) => w.merge(&la[j], r, names),
+                None => r.clone(),
+            };
         while li < lpes.len() || ri < rpes.len() {
             if li < lpes.len() && ri < rpes.len() {
                 if lpes[li] == rpes[ri] {
@@ -745,9 +744,7 @@ impl<'a> Walker<'a> {
                     next_shared = shared.pop_front();
                     continue;
                 }
-                if in_r(&lpes[li]).is_some()
-                    && next_shared.is_some_and(|ns| *ns != lpes[li])
-                {
+                if in_r(&lpes[li]).is_some() && next_shared.is_some_and(|ns| *ns != lpes[li]) {
                     // A shared item, but not the one the applied order wants next.
                     li += 1;
                     continue;
@@ -1452,10 +1449,7 @@ pub fn record_update(
     let old_mf = old.and_then(|o| o.pointer("/metadata/managedFields"));
     let new_plain = without_managed_fields(new);
     let mut entries = match new_mf {
-        Some(Value::Array(a))
-            if a.iter()
-                .all(|e| e.as_object().is_some_and(Map::is_empty)) =>
-        {
+        Some(Value::Array(a)) if a.iter().all(|e| e.as_object().is_some_and(Map::is_empty)) => {
             // Reset: the client cleared managedFields.
             return new_plain;
         }

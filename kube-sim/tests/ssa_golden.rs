@@ -37,11 +37,24 @@ fn deployment_applied_by_operator_then_server() {
 
     // 1. meshery-operator creates the Deployment by apply.
     let v1 = apply(None, &op_cfg, "meshery-operator", false, &*schema, None, T1).unwrap();
-    assert_json_eq(&v1, &golden("deployment_after_operator.json"), "after operator apply");
+    assert_json_eq(
+        &v1,
+        &golden("deployment_after_operator.json"),
+        "after operator apply",
+    );
 
     // 2. meshery-server applies an extra env var, an annotation and a changed `args`. `args` is an
     //    atomic list the operator owns with another value: a conflict, named with its manager.
-    let err = apply(Some(&v1), &srv_cfg, "meshery-server", false, &*schema, None, T2).unwrap_err();
+    let err = apply(
+        Some(&v1),
+        &srv_cfg,
+        "meshery-server",
+        false,
+        &*schema,
+        None,
+        T2,
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         ApplyError::Conflicts(vec![Conflict {
@@ -56,8 +69,21 @@ fn deployment_applied_by_operator_then_server() {
     assert_eq!(err.http_status(), 409);
 
     // 3. With force, `args` moves to meshery-server; the env lists merge by key across managers.
-    let v2 = apply(Some(&v1), &srv_cfg, "meshery-server", true, &*schema, None, T2).unwrap();
-    assert_json_eq(&v2, &golden("deployment_after_server.json"), "after server apply");
+    let v2 = apply(
+        Some(&v1),
+        &srv_cfg,
+        "meshery-server",
+        true,
+        &*schema,
+        None,
+        T2,
+    )
+    .unwrap();
+    assert_json_eq(
+        &v2,
+        &golden("deployment_after_server.json"),
+        "after server apply",
+    );
 
     // 4. Each fieldsV1 round-trips through FieldSet unchanged.
     for e in v2["metadata"]["managedFields"].as_array().unwrap() {
@@ -67,10 +93,29 @@ fn deployment_applied_by_operator_then_server() {
     }
 
     // 5. Both managers re-applying their configurations change nothing.
-    let again = apply(Some(&v2), &op_cfg, "meshery-operator", false, &*schema, None, "2026-01-02T00:00:00Z");
+    let again = apply(
+        Some(&v2),
+        &op_cfg,
+        "meshery-operator",
+        false,
+        &*schema,
+        None,
+        "2026-01-02T00:00:00Z",
+    );
     // The operator's config still says args ["--jetstream"]: that is now meshery-server's field.
-    assert!(matches!(again, Err(ApplyError::Conflicts(ref c)) if c.len() == 1 && c[0].manager == "meshery-server"));
-    let again = apply(Some(&v2), &srv_cfg, "meshery-server", false, &*schema, None, "2026-01-02T00:00:00Z").unwrap();
+    assert!(
+        matches!(again, Err(ApplyError::Conflicts(ref c)) if c.len() == 1 && c[0].manager == "meshery-server")
+    );
+    let again = apply(
+        Some(&v2),
+        &srv_cfg,
+        "meshery-server",
+        false,
+        &*schema,
+        None,
+        "2026-01-02T00:00:00Z",
+    )
+    .unwrap();
     assert_eq!(
         serde_json::to_string(&again).unwrap(),
         serde_json::to_string(&v2).unwrap()

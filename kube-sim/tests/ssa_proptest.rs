@@ -27,7 +27,12 @@ fn container() -> impl Strategy<Value = Container> {
             0..3,
         ),
     )
-        .prop_map(|(image, args, env, ports)| Container { image, args, env, ports })
+        .prop_map(|(image, args, env, ports)| Container {
+            image,
+            args,
+            env,
+            ports,
+        })
 }
 
 #[derive(Clone, Debug)]
@@ -43,20 +48,26 @@ struct Config {
 fn config() -> impl Strategy<Value = Config> {
     (
         proptest::collection::btree_map("[a-c]", "[a-z]{0,3}", 0..3),
-        proptest::option::of(proptest::collection::btree_map("[a-c]/[x-z]", "[a-z]{0,3}", 0..3)),
+        proptest::option::of(proptest::collection::btree_map(
+            "[a-c]/[x-z]",
+            "[a-z]{0,3}",
+            0..3,
+        )),
         proptest::collection::btree_set("meshery.io/[a-c]", 0..3),
         proptest::option::of(0u8..4),
         proptest::collection::btree_map("[a-c]", container(), 0..3),
         proptest::option::of(proptest::collection::vec("[a-c]", 0..3)),
     )
-        .prop_map(|(labels, annotations, finalizers, replicas, containers, tolerations)| Config {
-            labels,
-            annotations,
-            finalizers,
-            replicas,
-            containers,
-            tolerations,
-        })
+        .prop_map(
+            |(labels, annotations, finalizers, replicas, containers, tolerations)| Config {
+                labels,
+                annotations,
+                finalizers,
+                replicas,
+                containers,
+                tolerations,
+            },
+        )
 }
 
 fn to_json(c: &Config) -> Value {

@@ -48,31 +48,75 @@ fn deployment(containers: Value) -> Value {
 #[test]
 fn conflicts_name_every_field_and_manager_and_force_moves_ownership() {
     let s = builtin_schema("", "ConfigMap");
-    let a = apply(None, &cm(json!({"x": "1", "y": "1", "z": "1"})), "alpha", false, &*s, None, T1).unwrap();
-    let b = apply(Some(&a), &cm(json!({"w": "1"})), "beta", false, &*s, None, T2).unwrap();
+    let a = apply(
+        None,
+        &cm(json!({"x": "1", "y": "1", "z": "1"})),
+        "alpha",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
+    let b = apply(
+        Some(&a),
+        &cm(json!({"w": "1"})),
+        "beta",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
 
     // gamma changes x and y (alpha's) and w (beta's) and adds a new key v.
     let cfg = cm(json!({"x": "2", "y": "2", "w": "2", "v": "2"}));
     let err = apply(Some(&b), &cfg, "gamma", false, &*s, None, T3).unwrap_err();
-    let ApplyError::Conflicts(mut cs) = err else { panic!("want conflicts") };
+    let ApplyError::Conflicts(mut cs) = err else {
+        panic!("want conflicts")
+    };
     cs.sort_by(|p, q| (&p.manager, &p.field).cmp(&(&q.manager, &q.field)));
     assert_eq!(
         cs,
         vec![
-            Conflict { manager: "alpha".into(), field: ".data.x".into() },
-            Conflict { manager: "alpha".into(), field: ".data.y".into() },
-            Conflict { manager: "beta".into(), field: ".data.w".into() },
+            Conflict {
+                manager: "alpha".into(),
+                field: ".data.x".into()
+            },
+            Conflict {
+                manager: "alpha".into(),
+                field: ".data.y".into()
+            },
+            Conflict {
+                manager: "beta".into(),
+                field: ".data.w".into()
+            },
         ]
     );
 
     // Same value is not a conflict: shared ownership.
-    let shared = apply(Some(&b), &cm(json!({"x": "1"})), "gamma", false, &*s, None, T3).unwrap();
-    assert_eq!(fields(&shared, "alpha"), json!({"f:data": {"f:x": {}, "f:y": {}, "f:z": {}}}));
+    let shared = apply(
+        Some(&b),
+        &cm(json!({"x": "1"})),
+        "gamma",
+        false,
+        &*s,
+        None,
+        T3,
+    )
+    .unwrap();
+    assert_eq!(
+        fields(&shared, "alpha"),
+        json!({"f:data": {"f:x": {}, "f:y": {}, "f:z": {}}})
+    );
     assert_eq!(fields(&shared, "gamma"), json!({"f:data": {"f:x": {}}}));
 
     // With force: fields move; beta's entry becomes empty and disappears.
     let forced = apply(Some(&b), &cfg, "gamma", true, &*s, None, T3).unwrap();
-    assert_eq!(forced["data"], json!({"x": "2", "y": "2", "z": "1", "w": "2", "v": "2"}));
+    assert_eq!(
+        forced["data"],
+        json!({"x": "2", "y": "2", "z": "1", "w": "2", "v": "2"})
+    );
     assert_eq!(fields(&forced, "alpha"), json!({"f:data": {"f:z": {}}}));
     assert_eq!(
         fields(&forced, "gamma"),
@@ -85,22 +129,58 @@ fn conflicts_name_every_field_and_manager_and_force_moves_ownership() {
 #[test]
 fn omitted_fields_are_removed_unless_someone_else_owns_them() {
     let s = builtin_schema("", "ConfigMap");
-    let a = apply(None, &cm(json!({"a": "1", "b": "1", "shared": "s"})), "alpha", false, &*s, None, T1).unwrap();
+    let a = apply(
+        None,
+        &cm(json!({"a": "1", "b": "1", "shared": "s"})),
+        "alpha",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
     // beta applies the same value of `shared`: co-owned.
-    let b = apply(Some(&a), &cm(json!({"shared": "s"})), "beta", false, &*s, None, T2).unwrap();
+    let b = apply(
+        Some(&a),
+        &cm(json!({"shared": "s"})),
+        "beta",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
     // kubectl edits: adds `c` and changes `b` (an Update takes b from alpha).
     let mut edited = b.clone();
     edited["data"]["c"] = "1".into();
     edited["data"]["b"] = "2".into();
     let u = record_update(Some(&b), &edited, "kubectl-edit", &*s, None, T3);
-    assert_eq!(fields(&u, "kubectl-edit"), json!({"f:data": {"f:b": {}, "f:c": {}}}));
+    assert_eq!(
+        fields(&u, "kubectl-edit"),
+        json!({"f:data": {"f:b": {}, "f:c": {}}})
+    );
     assert_eq!(entry(&u, "kubectl-edit").unwrap()["operation"], "Update");
-    assert_eq!(fields(&u, "alpha"), json!({"f:data": {"f:a": {}, "f:shared": {}}}));
+    assert_eq!(
+        fields(&u, "alpha"),
+        json!({"f:data": {"f:a": {}, "f:shared": {}}})
+    );
 
     // alpha now applies only `a`: `shared` stays (beta owns it), `b` and `c` stay (kubectl-edit
     // owns them), nothing alpha alone owned is left to remove.
-    let r = apply(Some(&u), &cm(json!({"a": "1"})), "alpha", false, &*s, None, T4).unwrap();
-    assert_eq!(r["data"], json!({"a": "1", "b": "2", "c": "1", "shared": "s"}));
+    let r = apply(
+        Some(&u),
+        &cm(json!({"a": "1"})),
+        "alpha",
+        false,
+        &*s,
+        None,
+        T4,
+    )
+    .unwrap();
+    assert_eq!(
+        r["data"],
+        json!({"a": "1", "b": "2", "c": "1", "shared": "s"})
+    );
 
     // alpha applies nothing under data: `a` (only alpha's) is removed.
     let r2 = apply(Some(&r), &cm(json!({})), "alpha", false, &*s, None, T4).unwrap();
@@ -137,7 +217,9 @@ fn fields_of_an_omitted_struct_go_with_it() {
 #[test]
 fn noop_apply_returns_the_live_object_unchanged() {
     let s = builtin_schema("apps", "Deployment");
-    let cfg = deployment(json!([{"name": "nats", "image": "nats:2", "ports": [{"containerPort": 4222}]}]));
+    let cfg = deployment(
+        json!([{"name": "nats", "image": "nats:2", "ports": [{"containerPort": 4222}]}]),
+    );
     let mut v1 = apply(None, &cfg, "op", false, &*s, None, T1).unwrap();
     // what the server adds after apply
     v1["metadata"]["uid"] = "u-1".into();
@@ -145,7 +227,10 @@ fn noop_apply_returns_the_live_object_unchanged() {
     v1["metadata"]["generation"] = 1.into();
     v1["status"] = json!({"replicas": 1});
     let v2 = apply(Some(&v1), &cfg, "op", false, &*s, None, T2).unwrap();
-    assert_eq!(serde_json::to_vec(&v2).unwrap(), serde_json::to_vec(&v1).unwrap());
+    assert_eq!(
+        serde_json::to_vec(&v2).unwrap(),
+        serde_json::to_vec(&v1).unwrap()
+    );
     assert_eq!(entry(&v2, "op").unwrap()["time"], T1);
 
     // A config carrying server-owned metadata and status is still a no-op.
@@ -160,8 +245,14 @@ fn noop_apply_returns_the_live_object_unchanged() {
     let v4 = apply(Some(&v1), &cfg, "other", false, &*s, None, T2).unwrap();
     let mut a = v4.clone();
     let mut b = v1.clone();
-    a["metadata"].as_object_mut().unwrap().remove("managedFields");
-    b["metadata"].as_object_mut().unwrap().remove("managedFields");
+    a["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    b["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
     assert_eq!(a, b);
     assert_eq!(managers(&v4), vec!["op", "other"]);
 }
@@ -169,7 +260,9 @@ fn noop_apply_returns_the_live_object_unchanged() {
 #[test]
 fn map_lists_merge_by_key_across_managers() {
     let s = builtin_schema("apps", "Deployment");
-    let a = deployment(json!([{"name": "nats", "image": "nats:2", "env": [{"name": "A", "value": "1"}]}]));
+    let a = deployment(
+        json!([{"name": "nats", "image": "nats:2", "env": [{"name": "A", "value": "1"}]}]),
+    );
     let b = deployment(json!([{"name": "nats", "env": [{"name": "B", "value": "2"}]}]));
     let v1 = apply(None, &a, "alpha", false, &*s, None, T1).unwrap();
     let v2 = apply(Some(&v1), &b, "beta", false, &*s, None, T2).unwrap();
@@ -205,29 +298,76 @@ fn map_lists_merge_by_key_across_managers() {
 #[test]
 fn new_list_items_keep_the_applied_order() {
     let s = builtin_schema("apps", "Deployment");
-    let v1 = apply(None, &deployment(json!([{"name": "a"}, {"name": "c"}])), "op", false, &*s, None, T1).unwrap();
-    let v2 = apply(Some(&v1), &deployment(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])), "op", false, &*s, None, T2).unwrap();
+    let v1 = apply(
+        None,
+        &deployment(json!([{"name": "a"}, {"name": "c"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
+    let v2 = apply(
+        Some(&v1),
+        &deployment(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
     let names: Vec<&str> = v2["spec"]["template"]["spec"]["containers"]
-        .as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["a", "b", "c"]);
     // Reordering with another manager's item in the list: the real merge walks the live list,
     // keeps items the configuration does not mention where they are, emits shared items in the
     // configuration's order, and places the rest after them: [a,b,c,side] + [c,a] -> [c,side,a]
     // (b pruned).
-    let v3 = apply(Some(&v2), &deployment(json!([{"name": "side"}])), "other", false, &*s, None, T3).unwrap();
-    let v4 = apply(Some(&v3), &deployment(json!([{"name": "c"}, {"name": "a"}])), "op", false, &*s, None, T4).unwrap();
+    let v3 = apply(
+        Some(&v2),
+        &deployment(json!([{"name": "side"}])),
+        "other",
+        false,
+        &*s,
+        None,
+        T3,
+    )
+    .unwrap();
+    let v4 = apply(
+        Some(&v3),
+        &deployment(json!([{"name": "c"}, {"name": "a"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T4,
+    )
+    .unwrap();
     let names: Vec<&str> = v4["spec"]["template"]["spec"]["containers"]
-        .as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["c", "side", "a"]);
 }
 
 #[test]
 fn ports_without_protocol_are_keyed_with_the_tcp_default() {
     let s = builtin_schema("apps", "Deployment");
-    let cfg = deployment(json!([{"name": "nats", "ports": [{"containerPort": 4222}, {"containerPort": 4222, "protocol": "UDP"}]}]));
+    let cfg = deployment(
+        json!([{"name": "nats", "ports": [{"containerPort": 4222}, {"containerPort": 4222, "protocol": "UDP"}]}]),
+    );
     let v = apply(None, &cfg, "op", false, &*s, None, T1).unwrap();
     let f = fields(&v, "op");
-    let ports = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nats\"}"]["f:ports"];
+    let ports =
+        &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nats\"}"]["f:ports"];
     assert_eq!(
         ports,
         &json!({
@@ -236,11 +376,19 @@ fn ports_without_protocol_are_keyed_with_the_tcp_default() {
         })
     );
     // An explicit TCP is the same element.
-    let cfg2 = deployment(json!([{"name": "nats", "ports": [{"containerPort": 4222, "protocol": "TCP", "name": "client"}]}]));
+    let cfg2 = deployment(
+        json!([{"name": "nats", "ports": [{"containerPort": 4222, "protocol": "TCP", "name": "client"}]}]),
+    );
     let v2 = apply(Some(&v), &cfg2, "other", false, &*s, None, T2).unwrap();
-    let ports = v2["spec"]["template"]["spec"]["containers"][0]["ports"].as_array().unwrap().clone();
+    let ports = v2["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(ports.len(), 2);
-    assert_eq!(ports[0], json!({"containerPort": 4222, "protocol": "TCP", "name": "client"}));
+    assert_eq!(
+        ports[0],
+        json!({"containerPort": 4222, "protocol": "TCP", "name": "client"})
+    );
 
     // Service ports: keyed by port+protocol, TCP defaulted.
     let svc = builtin_schema("", "Service");
@@ -257,37 +405,110 @@ fn ports_without_protocol_are_keyed_with_the_tcp_default() {
 #[test]
 fn missing_or_duplicate_list_keys_are_rejected_like_the_real_server() {
     let s = builtin_schema("apps", "Deployment");
-    let err = apply(None, &deployment(json!([{"image": "nats"}])), "op", false, &*s, None, T1).unwrap_err();
-    let ApplyError::Invalid(msg) = &err else { panic!("{err:?}") };
-    assert!(msg.starts_with("failed to create typed patch object (meshery/d; apps/v1, Kind=Deployment)"), "{msg}");
+    let err = apply(
+        None,
+        &deployment(json!([{"image": "nats"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap_err();
+    let ApplyError::Invalid(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        msg.starts_with(
+            "failed to create typed patch object (meshery/d; apps/v1, Kind=Deployment)"
+        ),
+        "{msg}"
+    );
     assert!(msg.contains(".spec.template.spec.containers: element 0: associative list with keys has an element that omits key field \"name\""), "{msg}");
     assert_eq!(err.http_status(), 500);
 
-    let err = apply(None, &deployment(json!([{"name": "a"}, {"name": "a"}])), "op", false, &*s, None, T1).unwrap_err();
-    let ApplyError::Invalid(msg) = &err else { panic!("{err:?}") };
-    assert!(msg.contains("duplicate entries for key [name=\"a\"]"), "{msg}");
+    let err = apply(
+        None,
+        &deployment(json!([{"name": "a"}, {"name": "a"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap_err();
+    let ApplyError::Invalid(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        msg.contains("duplicate entries for key [name=\"a\"]"),
+        "{msg}"
+    );
 
     let mut with_mf = deployment(json!([]));
     with_mf["metadata"]["managedFields"] = json!([{"manager": "x"}]);
     let err = apply(None, &with_mf, "op", false, &*s, None, T1).unwrap_err();
-    assert_eq!(err, ApplyError::Invalid("metadata.managedFields must be nil".into()));
+    assert_eq!(
+        err,
+        ApplyError::Invalid("metadata.managedFields must be nil".into())
+    );
     assert_eq!(err.http_status(), 400);
 
-    let err = apply(None, &json!({"kind": "Deployment"}), "op", false, &*s, None, T1).unwrap_err();
+    let err = apply(
+        None,
+        &json!({"kind": "Deployment"}),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap_err();
     assert!(matches!(err, ApplyError::Invalid(_)));
 }
 
 #[test]
 fn set_lists_merge_by_value() {
     let s = builtin_schema("", "ConfigMap");
-    let with_fin = |f: Value| {
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": f}})
-    };
-    let v1 = apply(None, &with_fin(json!(["meshery.io/a"])), "alpha", false, &*s, None, T1).unwrap();
-    let v2 = apply(Some(&v1), &with_fin(json!(["meshery.io/b"])), "beta", false, &*s, None, T2).unwrap();
-    assert_eq!(v2["metadata"]["finalizers"], json!(["meshery.io/a", "meshery.io/b"]));
-    assert_eq!(fields(&v2, "beta"), json!({"f:metadata": {"f:finalizers": {"v:\"meshery.io/b\"": {}}}}));
-    let v3 = apply(Some(&v2), &with_fin(json!([])), "alpha", false, &*s, None, T3).unwrap();
+    let with_fin = |f: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": f}});
+    let v1 = apply(
+        None,
+        &with_fin(json!(["meshery.io/a"])),
+        "alpha",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
+    let v2 = apply(
+        Some(&v1),
+        &with_fin(json!(["meshery.io/b"])),
+        "beta",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
+    assert_eq!(
+        v2["metadata"]["finalizers"],
+        json!(["meshery.io/a", "meshery.io/b"])
+    );
+    assert_eq!(
+        fields(&v2, "beta"),
+        json!({"f:metadata": {"f:finalizers": {"v:\"meshery.io/b\"": {}}}})
+    );
+    let v3 = apply(
+        Some(&v2),
+        &with_fin(json!([])),
+        "alpha",
+        false,
+        &*s,
+        None,
+        T3,
+    )
+    .unwrap();
     assert_eq!(v3["metadata"]["finalizers"], json!(["meshery.io/b"]));
 }
 
@@ -298,15 +519,59 @@ fn atomic_lists_are_replaced_whole_and_owned_as_one_field() {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
                "spec": {"template": {"spec": {"tolerations": t}}}})
     };
-    let v1 = apply(None, &with_tol(json!([{"key": "a", "operator": "Exists"}])), "op", false, &*s, None, T1).unwrap();
-    assert_eq!(fields(&v1, "op"), json!({"f:spec": {"f:template": {"f:spec": {"f:tolerations": {}}}}}));
-    let v2 = apply(Some(&v1), &with_tol(json!([{"key": "b", "operator": "Exists"}])), "op", false, &*s, None, T2).unwrap();
-    assert_eq!(v2["spec"]["template"]["spec"]["tolerations"], json!([{"key": "b", "operator": "Exists"}]));
+    let v1 = apply(
+        None,
+        &with_tol(json!([{"key": "a", "operator": "Exists"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
+    assert_eq!(
+        fields(&v1, "op"),
+        json!({"f:spec": {"f:template": {"f:spec": {"f:tolerations": {}}}}})
+    );
+    let v2 = apply(
+        Some(&v1),
+        &with_tol(json!([{"key": "b", "operator": "Exists"}])),
+        "op",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
+    assert_eq!(
+        v2["spec"]["template"]["spec"]["tolerations"],
+        json!([{"key": "b", "operator": "Exists"}])
+    );
     // The selector is an atomic struct: replaced, not merged.
-    let sel = |m: Value| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-                                "spec": {"selector": {"matchLabels": m}}});
-    let v3 = apply(Some(&v2), &sel(json!({"a": "1", "b": "2"})), "op", false, &*s, None, T3).unwrap();
-    let v4 = apply(Some(&v3), &sel(json!({"a": "1"})), "op", true, &*s, None, T4).unwrap();
+    let sel = |m: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                                "spec": {"selector": {"matchLabels": m}}})
+    };
+    let v3 = apply(
+        Some(&v2),
+        &sel(json!({"a": "1", "b": "2"})),
+        "op",
+        false,
+        &*s,
+        None,
+        T3,
+    )
+    .unwrap();
+    let v4 = apply(
+        Some(&v3),
+        &sel(json!({"a": "1"})),
+        "op",
+        true,
+        &*s,
+        None,
+        T4,
+    )
+    .unwrap();
     assert_eq!(v4["spec"]["selector"], json!({"matchLabels": {"a": "1"}}));
     assert_eq!(fields(&v4, "op"), json!({"f:spec": {"f:selector": {}}}));
 }
@@ -335,18 +600,32 @@ fn broker_crd_schema() -> Value {
 fn broker(spec: Option<Value>, status: Option<Value>) -> Value {
     let mut v = json!({"apiVersion": "meshery.io/v1alpha1", "kind": "Broker",
                        "metadata": {"name": "meshery-broker", "namespace": "meshery"}});
-    if let Some(s) = spec { v["spec"] = s; }
-    if let Some(s) = status { v["status"] = s; }
+    if let Some(s) = spec {
+        v["spec"] = s;
+    }
+    if let Some(s) = status {
+        v["status"] = s;
+    }
     v
 }
 
 #[test]
 fn crd_markers_and_status_subresource() {
     let s = crd_schema(&broker_crd_schema());
-    let v1 = apply(None, &broker(Some(json!({"size": 1, "tags": ["a"], "hosts": ["h1"],
+    let v1 = apply(
+        None,
+        &broker(
+            Some(json!({"size": 1, "tags": ["a"], "hosts": ["h1"],
                                              "extra": {"k": {"v": "x"}}})),
-                                 Some(json!({"conditions": [{"type": "Ready", "status": "True"}]}))),
-                   "op", false, &*s, None, T1).unwrap();
+            Some(json!({"conditions": [{"type": "Ready", "status": "True"}]})),
+        ),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
     // status is not applied through the main resource.
     assert!(v1.get("status").is_none());
     assert_eq!(
@@ -356,11 +635,33 @@ fn crd_markers_and_status_subresource() {
     );
 
     // Two controllers each own one condition through the status subresource.
-    let v2 = apply(Some(&v1), &broker(Some(json!({"size": 99})), Some(json!({"conditions": [{"type": "Ready", "status": "True"}]}))),
-                   "controller-a", false, &*s, Some("status"), T2).unwrap();
+    let v2 = apply(
+        Some(&v1),
+        &broker(
+            Some(json!({"size": 99})),
+            Some(json!({"conditions": [{"type": "Ready", "status": "True"}]})),
+        ),
+        "controller-a",
+        false,
+        &*s,
+        Some("status"),
+        T2,
+    )
+    .unwrap();
     assert_eq!(v2["spec"]["size"], 1, "spec is not applied through status");
-    let v3 = apply(Some(&v2), &broker(None, Some(json!({"conditions": [{"type": "Synced", "status": "False", "reason": "Init"}]}))),
-                   "controller-b", false, &*s, Some("status"), T3).unwrap();
+    let v3 = apply(
+        Some(&v2),
+        &broker(
+            None,
+            Some(json!({"conditions": [{"type": "Synced", "status": "False", "reason": "Init"}]})),
+        ),
+        "controller-b",
+        false,
+        &*s,
+        Some("status"),
+        T3,
+    )
+    .unwrap();
     assert_eq!(
         v3["status"]["conditions"],
         json!([{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "False", "reason": "Init"}])
@@ -373,19 +674,56 @@ fn crd_markers_and_status_subresource() {
         json!({"f:status": {"f:conditions": {"k:{\"type\":\"Synced\"}": {".": {}, "f:reason": {}, "f:status": {}, "f:type": {}}}}})
     );
     // controller-b flips Ready: conflict with controller-a.
-    let err = apply(Some(&v3), &broker(None, Some(json!({"conditions": [{"type": "Ready", "status": "False"}]}))),
-                    "controller-b", false, &*s, Some("status"), T4).unwrap_err();
-    assert_eq!(err, ApplyError::Conflicts(vec![Conflict {
-        manager: "controller-a".into(), field: ".status.conditions[type=\"Ready\"].status".into() }]));
+    let err = apply(
+        Some(&v3),
+        &broker(
+            None,
+            Some(json!({"conditions": [{"type": "Ready", "status": "False"}]})),
+        ),
+        "controller-b",
+        false,
+        &*s,
+        Some("status"),
+        T4,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Conflicts(vec![Conflict {
+            manager: "controller-a".into(),
+            field: ".status.conditions[type=\"Ready\"].status".into()
+        }])
+    );
     // controller-b's apply without Synced removes its condition.
-    let v4 = apply(Some(&v3), &broker(None, Some(json!({"conditions": []}))), "controller-b", false, &*s, Some("status"), T4).unwrap();
-    assert_eq!(v4["status"]["conditions"], json!([{"type": "Ready", "status": "True"}]));
+    let v4 = apply(
+        Some(&v3),
+        &broker(None, Some(json!({"conditions": []}))),
+        "controller-b",
+        false,
+        &*s,
+        Some("status"),
+        T4,
+    )
+    .unwrap();
+    assert_eq!(
+        v4["status"]["conditions"],
+        json!([{"type": "Ready", "status": "True"}])
+    );
 }
 
 #[test]
 fn status_updates_are_recorded_with_the_subresource() {
     let s = crd_schema(&broker_crd_schema());
-    let v1 = apply(None, &broker(Some(json!({"size": 1})), None), "op", false, &*s, None, T1).unwrap();
+    let v1 = apply(
+        None,
+        &broker(Some(json!({"size": 1})), None),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
     let mut v2 = v1.clone();
     v2["status"] = json!({"endpoint": {"internal": "nats://x"}});
     let u = record_update(Some(&v1), &v2, "meshery-operator", &*s, Some("status"), T2);
@@ -393,7 +731,10 @@ fn status_updates_are_recorded_with_the_subresource() {
     assert_eq!(e["operation"], "Update");
     assert_eq!(e["subresource"], "status");
     assert_eq!(e["apiVersion"], "meshery.io/v1alpha1");
-    assert_eq!(e["fieldsV1"], json!({"f:status": {".": {}, "f:endpoint": {".": {}, "f:internal": {}}}}));
+    assert_eq!(
+        e["fieldsV1"],
+        json!({"f:status": {".": {}, "f:endpoint": {".": {}, "f:internal": {}}}})
+    );
     // Apply entries sort before Update entries.
     assert_eq!(managers(&u), vec!["op", "meshery-operator"]);
     // An update that changes nothing keeps the entry (and its time) as it was.
@@ -408,15 +749,36 @@ fn update_entries_are_per_manager_and_version_and_take_fields() {
     let mut v2 = v1.clone();
     v2["data"]["a"] = "2".into();
     let u = record_update(Some(&v1), &v2, "kubectl", &*s, None, T2);
-    assert!(entry(&u, "op").is_none(), "op owned only a, which kubectl took");
+    assert!(
+        entry(&u, "op").is_none(),
+        "op owned only a, which kubectl took"
+    );
     let mut v3 = u.clone();
     v3["data"]["b"] = "1".into();
     let u2 = record_update(Some(&u), &v3, "kubectl", &*s, None, T3);
-    assert_eq!(fields(&u2, "kubectl"), json!({"f:data": {"f:a": {}, "f:b": {}}}));
+    assert_eq!(
+        fields(&u2, "kubectl"),
+        json!({"f:data": {"f:a": {}, "f:b": {}}})
+    );
     assert_eq!(entry(&u2, "kubectl").unwrap()["time"], T3);
     // op applies a again: conflict with the Update manager.
-    let err = apply(Some(&u2), &cm(json!({"a": "1"})), "op", false, &*s, None, T4).unwrap_err();
-    assert_eq!(err, ApplyError::Conflicts(vec![Conflict { manager: "kubectl".into(), field: ".data.a".into() }]));
+    let err = apply(
+        Some(&u2),
+        &cm(json!({"a": "1"})),
+        "op",
+        false,
+        &*s,
+        None,
+        T4,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Conflicts(vec![Conflict {
+            manager: "kubectl".into(),
+            field: ".data.a".into()
+        }])
+    );
     // A client clearing managedFields resets tracking.
     let mut cleared = u2.clone();
     cleared["metadata"]["managedFields"] = json!([{}]);
@@ -427,16 +789,43 @@ fn update_entries_are_per_manager_and_version_and_take_fields() {
     v4["data"].as_object_mut().unwrap().remove("b");
     let r = record_update(Some(&u2), &v4, "other", &*s, None, T4);
     assert_eq!(fields(&r, "kubectl"), json!({"f:data": {"f:a": {}}}));
-    assert!(entry(&r, "other").is_none(), "removing a field owns nothing");
+    assert!(
+        entry(&r, "other").is_none(),
+        "removing a field owns nothing"
+    );
 }
 
 #[test]
 fn objects_without_managed_fields_belong_to_before_first_apply() {
     let s = builtin_schema("", "ConfigMap");
     let live = cm(json!({"a": "1", "b": "1"}));
-    let err = apply(Some(&live), &cm(json!({"a": "2"})), "op", false, &*s, None, T1).unwrap_err();
-    assert_eq!(err, ApplyError::Conflicts(vec![Conflict { manager: "before-first-apply".into(), field: ".data.a".into() }]));
-    let v = apply(Some(&live), &cm(json!({"a": "1"})), "op", false, &*s, None, T1).unwrap();
+    let err = apply(
+        Some(&live),
+        &cm(json!({"a": "2"})),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Conflicts(vec![Conflict {
+            manager: "before-first-apply".into(),
+            field: ".data.a".into()
+        }])
+    );
+    let v = apply(
+        Some(&live),
+        &cm(json!({"a": "1"})),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
     let e = entry(&v, "before-first-apply").unwrap();
     assert_eq!(e["operation"], "Update");
     // The live object's field set, as an applied configuration would own it (no "." on data).
@@ -446,31 +835,94 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
 #[test]
 fn null_in_config_removes_the_field_and_owns_it() {
     let s = builtin_schema("", "ConfigMap");
-    let v1 = apply(None, &cm(json!({"a": "1", "b": "1"})), "op", false, &*s, None, T1).unwrap();
-    let v2 = apply(Some(&v1), &cm(json!({"a": "1", "b": null})), "op", false, &*s, None, T2).unwrap();
+    let v1 = apply(
+        None,
+        &cm(json!({"a": "1", "b": "1"})),
+        "op",
+        false,
+        &*s,
+        None,
+        T1,
+    )
+    .unwrap();
+    let v2 = apply(
+        Some(&v1),
+        &cm(json!({"a": "1", "b": null})),
+        "op",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
     assert_eq!(v2["data"], json!({"a": "1"}));
     assert_eq!(fields(&v2, "op"), json!({"f:data": {"f:a": {}, "f:b": {}}}));
     // and it is idempotent
-    let v3 = apply(Some(&v2), &cm(json!({"a": "1", "b": null})), "op", false, &*s, None, T3).unwrap();
+    let v3 = apply(
+        Some(&v2),
+        &cm(json!({"a": "1", "b": null})),
+        "op",
+        false,
+        &*s,
+        None,
+        T3,
+    )
+    .unwrap();
     assert_eq!(v3, v2);
     // null on a field another manager owns with a value is a conflict
-    let err = apply(Some(&v1), &cm(json!({"a": null})), "other", false, &*s, None, T2).unwrap_err();
-    assert_eq!(err, ApplyError::Conflicts(vec![Conflict { manager: "op".into(), field: ".data.a".into() }]));
+    let err = apply(
+        Some(&v1),
+        &cm(json!({"a": null})),
+        "other",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Conflicts(vec![Conflict {
+            manager: "op".into(),
+            field: ".data.a".into()
+        }])
+    );
 }
 
 #[test]
 fn entries_are_sorted_like_the_real_server() {
     let s = builtin_schema("", "ConfigMap");
     let v1 = apply(None, &cm(json!({"a": "1"})), "zeta", false, &*s, None, T2).unwrap();
-    let v2 = apply(Some(&v1), &cm(json!({"b": "1"})), "alpha", false, &*s, None, T3).unwrap();
-    let v3 = apply(Some(&v2), &cm(json!({"c": "1"})), "beta", false, &*s, None, T2).unwrap();
+    let v2 = apply(
+        Some(&v1),
+        &cm(json!({"b": "1"})),
+        "alpha",
+        false,
+        &*s,
+        None,
+        T3,
+    )
+    .unwrap();
+    let v3 = apply(
+        Some(&v2),
+        &cm(json!({"c": "1"})),
+        "beta",
+        false,
+        &*s,
+        None,
+        T2,
+    )
+    .unwrap();
     let mut v4 = v3.clone();
     v4["data"]["d"] = "1".into();
     let v5 = record_update(Some(&v3), &v4, "aaa-update", &*s, None, T1);
     // Apply before Update; then by time; then by manager.
     assert_eq!(managers(&v5), vec!["beta", "zeta", "alpha", "aaa-update"]);
     let sets = managed_sets(&v5);
-    assert_eq!(sets[0].2, FieldSet::from_fields_v1(&json!({"f:data": {"f:c": {}}})));
+    assert_eq!(
+        sets[0].2,
+        FieldSet::from_fields_v1(&json!({"f:data": {"f:c": {}}}))
+    );
 }
 
 #[test]
@@ -483,5 +935,8 @@ fn metadata_the_server_owns_is_never_owned() {
     let v = apply(None, &cfg, "op", false, &*s, None, T1).unwrap();
     assert!(v["metadata"].get("uid").is_none());
     assert!(v["metadata"].get("generation").is_none());
-    assert_eq!(fields(&v, "op"), json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:app": {}}}}));
+    assert_eq!(
+        fields(&v, "op"),
+        json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:app": {}}}})
+    );
 }
