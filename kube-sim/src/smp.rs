@@ -84,15 +84,11 @@ fn merge_list(live: &[Value], patch: &[Value], schema: &dyn Schema, path: &mut V
                         ));
                     }
                     (_, Some(i)) => {
-                        path.push("[]".into());
                         let m = merge(&out[i], pe, schema, path)?;
-                        path.pop();
                         out[i] = m;
                     }
                     (_, None) => {
-                        path.push("[]".into());
                         let m = merge(&Value::Object(Map::new()), pe, schema, path)?;
-                        path.pop();
                         out.push(m);
                     }
                 }
