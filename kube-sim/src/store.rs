@@ -169,9 +169,12 @@ impl Store {
         let _ = self.tx.send(ev);
     }
 
-    /// Drop the watch history (like an etcd compaction): watches from any older RV get 410 Gone.
+    /// Drop the watch history (like an etcd compaction past every revision issued so far): resuming a
+    /// watch (or a list continue token) from any RV handed out before gets 410 Gone. The global RV
+    /// moves by one so that a fresh list yields a watchable RV.
     pub fn compact(&mut self) {
         self.history.clear();
+        self.rv += 1;
         self.oldest_rv = self.rv;
     }
 
