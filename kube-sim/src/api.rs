@@ -191,7 +191,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
                         .and_then(|v| v.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
                 }),
                 field_manager: req.q("fieldManager").map(String::from),
-                dry_run: req.q("dryRun").is_some(),
+                dry_run: req.q("dryRun").is_some()
+                    || (req.method == Method::DELETE
+                        && serde_json::from_slice::<Value>(&req.body).ok().is_some_and(|b| {
+                            b["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
+                        })),
             });
         }
     }

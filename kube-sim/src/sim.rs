@@ -196,11 +196,17 @@ impl Sim {
         &self.kubeconfig
     }
 
-    /// A `kube::Client` for this server (default namespace `default`).
-    pub fn client(&self) -> kube::Client {
+    /// A `kube::Config` for this server (default namespace `default`; kube's default retry of
+    /// 429/503/504 left on, as `Config::infer` would have it).
+    pub fn config(&self) -> kube::Config {
         let mut cfg = kube::Config::new(self.url().parse().expect("url"));
         cfg.default_namespace = "default".into();
-        kube::Client::try_from(cfg).expect("kube client")
+        cfg
+    }
+
+    /// A `kube::Client` for this server (from [`Sim::config`]).
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("kube client")
     }
 
     /// Install every CRD in `*.yaml`/`*.yml`/`*.json` files of `dir` (multi-document YAML allowed).
