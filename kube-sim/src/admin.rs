@@ -24,14 +24,21 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: &Req) -> Response<Body> {
     let path = req.path.trim_end_matches('/');
     match (req.method.clone(), path) {
         (Method::GET, "/_sim/healthz") => json_response(200, &json!({"ok": true})),
-        (Method::GET, "/_sim/requests") => json_response(200, &serde_json::to_value(lock(&shared.stats).clone()).unwrap_or_default()),
+        (Method::GET, "/_sim/requests") => json_response(
+            200,
+            &serde_json::to_value(lock(&shared.stats).clone()).unwrap_or_default(),
+        ),
         (Method::DELETE, "/_sim/requests") => {
             *lock(&shared.stats) = RequestStats::default();
             json_response(200, &json!({"reset": true}))
         }
         (Method::GET, "/_sim/faults") => {
             let f = lock(&shared.faults);
-            let rules: Vec<Value> = f.rules.iter().map(|r| json!({"id": r.id, "fault": r.fault, "seen": r.seen})).collect();
+            let rules: Vec<Value> = f
+                .rules
+                .iter()
+                .map(|r| json!({"id": r.id, "fault": r.fault, "seen": r.seen}))
+                .collect();
             json_response(200, &json!({"faults": rules}))
         }
         (Method::POST, "/_sim/faults") => {
@@ -90,7 +97,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: &Req) -> Response<Body> {
             if r.resource != "deployments" && r.resource != "statefulsets" {
                 return bad("resource must be deployments or statefulsets");
             }
-            lock(&shared.readiness).insert((format!("apps/{}", r.resource), r.namespace, r.name), r.readiness);
+            lock(&shared.readiness).insert(
+                (format!("apps/{}", r.resource), r.namespace, r.name),
+                r.readiness,
+            );
             json_response(200, &json!({"ok": true}))
         }
         (Method::PUT, "/_sim/settings") => {
@@ -112,6 +122,9 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: &Req) -> Response<Body> {
             }
             json_response(200, &json!({"ok": true}))
         }
-        _ => json_response(404, &json!({"error": format!("unknown admin endpoint {} {}", req.method, req.path)})),
+        _ => json_response(
+            404,
+            &json!({"error": format!("unknown admin endpoint {} {}", req.method, req.path)}),
+        ),
     }
 }

@@ -33,7 +33,10 @@ pub(crate) struct Req {
 
 impl Req {
     fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|s| !s.is_empty())
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
     fn flag(&self, k: &str) -> bool {
         matches!(self.q(k), Some("1") | Some("true"))
@@ -68,7 +71,11 @@ enum Route {
 }
 
 fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -81,12 +88,21 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
         ["namespaces", n, sub] if group.is_empty() && (*sub == "status" || *sub == "finalize") => {
             (None, "namespaces", Some(*n), Some(*sub))
         }
-        ["namespaces", ns, plural, tail @ ..] => (Some(*ns), *plural, tail.first().copied(), tail.get(1).copied()),
+        ["namespaces", ns, plural, tail @ ..] => (
+            Some(*ns),
+            *plural,
+            tail.first().copied(),
+            tail.get(1).copied(),
+        ),
         [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
         [] => unreachable!(),
     };
     if rest.len() > 5 {
-        return Some(Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )));
     }
     let st = lock(&shared.store);
     let Some(ri) = st.resolve(group, version, plural) else {
@@ -98,18 +114,40 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
         .with_details(json!({}))));
     };
     if ns.is_some() && !ri.namespaced {
-        return Some(Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )));
     }
     if ns.is_none() && ri.namespaced && name.is_some() {
-        return Some(Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )));
     }
     if let Some(s) = sub {
         let ok = (s == "status" && ri.status) || (s == "finalize" && ri.kind == "Namespace");
         if !ok {
-            if s == "scale" || s == "exec" || s == "log" || s == "eviction" || s == "proxy" || s == "portforward" || s == "attach" {
-                return Some(Err(ApiError::unsupported(format!("the {s} subresource of {}", ri.qualified()))));
+            if s == "scale"
+                || s == "exec"
+                || s == "log"
+                || s == "eviction"
+                || s == "proxy"
+                || s == "portforward"
+                || s == "attach"
+            {
+                return Some(Err(ApiError::unsupported(format!(
+                    "the {s} subresource of {}",
+                    ri.qualified()
+                ))));
             }
-            return Some(Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+            return Some(Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )));
         }
     }
     Some(Ok(Route::Resource(Target {
@@ -136,7 +174,9 @@ fn verb_of(req: &Req, t: &Target) -> &'static str {
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
     let query: HashMap<String, String> = parts
         .uri
         .query()
@@ -176,26 +216,44 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
     // accounting
     {
         let mut stats = lock(&shared.stats);
-        *stats.counts.entry(format!("{verb} {resource}")).or_insert(0) += 1;
+        *stats
+            .counts
+            .entry(format!("{verb} {resource}"))
+            .or_insert(0) += 1;
         if let Some(Ok(Route::Resource(t))) = &route
-            && matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
+            && matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
         {
             let is_apply = req.content_type.starts_with("application/apply-patch");
             stats.writes.push(WriteRecord {
-                verb: if is_apply { "apply".into() } else { verb.into() },
+                verb: if is_apply {
+                    "apply".into()
+                } else {
+                    verb.into()
+                },
                 resource: resource.clone(),
                 namespace: t.ns.clone(),
                 name: t.name.clone().or_else(|| {
                     serde_json::from_slice::<Value>(&req.body)
                         .ok()
-                        .and_then(|v| v.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
+                        .and_then(|v| {
+                            v.pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .map(String::from)
+                        })
                 }),
                 field_manager: req.q("fieldManager").map(String::from),
                 dry_run: req.q("dryRun").is_some()
                     || (req.method == Method::DELETE
-                        && serde_json::from_slice::<Value>(&req.body).ok().is_some_and(|b| {
-                            b["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"))
-                        })),
+                        && serde_json::from_slice::<Value>(&req.body)
+                            .ok()
+                            .is_some_and(|b| {
+                                b["dryRun"]
+                                    .as_array()
+                                    .is_some_and(|a| a.iter().any(|v| v == "All"))
+                            })),
             });
         }
     }
@@ -214,7 +272,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
             };
             let mut resp = error_response(&ApiError::new(code, reason, msg));
             if code == 429 || code == 503 {
-                resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
             }
             return resp;
         }
@@ -244,7 +303,10 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
         ),
         "/healthz" | "/readyz" | "/livez" => {
             let mut r = Response::new(Body::from("ok"));
-            r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             r
         }
         "/api" => crate::discovery::api_versions(shared),
@@ -253,7 +315,11 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
             crate::discovery::api_group(shared, &p["/apis/".len()..])
         }
         p if p.starts_with("/openapi") => crate::discovery::openapi(shared, p),
-        _ => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        _ => error_response(&ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
     }
 }
 
@@ -268,7 +334,10 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
         serde_json::from_slice(&req.body).map_err(|e| {
             ApiError::bad_request(format!(
                 "Object 'Kind' is missing in '{}': {e}",
-                String::from_utf8_lossy(&req.body).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&req.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             ))
         })
     }
@@ -325,7 +394,12 @@ fn with_warnings(mut r: Response<Body>, warnings: Vec<String>) -> Response<Body>
     r
 }
 
-async fn resource_request(shared: &Arc<Shared>, req: &Req, t: Target, verb: &str) -> ApiResult<Response<Body>> {
+async fn resource_request(
+    shared: &Arc<Shared>,
+    req: &Req,
+    t: Target,
+    verb: &str,
+) -> ApiResult<Response<Body>> {
     let ns = t.ns.clone().unwrap_or_default();
     let ri = t.ri.clone();
     let sub = t.sub.as_deref();
@@ -333,13 +407,24 @@ async fn resource_request(shared: &Arc<Shared>, req: &Req, t: Target, verb: &str
         "get" => {
             let name = t.name.as_deref().unwrap_or("");
             let st = lock(&shared.store);
-            let obj = st.get(&ri, &ns, name).cloned().ok_or_else(|| ApiError::not_found(&ri, name))?;
+            let obj = st
+                .get(&ri, &ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&ri, name))?;
             drop(st);
             let obj = at_version(&ri, obj);
             if wants_table(&req.accept) {
                 let cols = Columns::for_resource(&ri);
                 let rv = obj["metadata"]["resourceVersion"].clone();
-                return Ok(json_response(200, &cols.table(&[obj], json!({"resourceVersion": rv}), req.q("includeObject").unwrap_or("Metadata"), true)));
+                return Ok(json_response(
+                    200,
+                    &cols.table(
+                        &[obj],
+                        json!({"resourceVersion": rv}),
+                        req.q("includeObject").unwrap_or("Metadata"),
+                        true,
+                    ),
+                ));
             }
             Ok(json_response(200, &obj))
         }
@@ -347,14 +432,32 @@ async fn resource_request(shared: &Arc<Shared>, req: &Req, t: Target, verb: &str
         "watch" => watch(shared, req, &ri, t.ns.clone()),
         "create" => {
             if t.name.is_some() {
-                return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
             }
             let body = parse_body(req)?;
             let manager = field_manager(req)?;
-            let ctx = WriteCtx { manager: &manager, op: Op::Update, subresource: None, dry_run: dry_run(req)?, field_validation: field_validation(req)? };
-            let ns_for = if ri.namespaced { ns.clone() } else { String::new() };
+            let ctx = WriteCtx {
+                manager: &manager,
+                op: Op::Update,
+                subresource: None,
+                dry_run: dry_run(req)?,
+                field_validation: field_validation(req)?,
+            };
+            let ns_for = if ri.namespaced {
+                ns.clone()
+            } else {
+                String::new()
+            };
             if ri.namespaced && t.ns.is_none() {
-                return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
             }
             let mut st = lock(&shared.store);
             st.warnings.clear();
@@ -366,10 +469,19 @@ async fn resource_request(shared: &Arc<Shared>, req: &Req, t: Target, verb: &str
             let name = t.name.as_deref().unwrap_or("");
             let body = parse_body(req)?;
             let manager = field_manager(req)?;
-            let ctx = WriteCtx { manager: &manager, op: Op::Update, subresource: sub, dry_run: dry_run(req)?, field_validation: field_validation(req)? };
+            let ctx = WriteCtx {
+                manager: &manager,
+                op: Op::Update,
+                subresource: sub,
+                dry_run: dry_run(req)?,
+                field_validation: field_validation(req)?,
+            };
             let mut st = lock(&shared.store);
             st.warnings.clear();
-            let old = st.get(&ri, &ns, name).cloned().ok_or_else(|| ApiError::not_found(&ri, name))?;
+            let old = st
+                .get(&ri, &ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&ri, name))?;
             let out = st.update(&ri, &ns, name, &old, body, &ctx)?;
             let w = std::mem::take(&mut st.warnings);
             Ok(with_warnings(json_response(200, &at_version(&ri, out)), w))
@@ -380,35 +492,60 @@ async fn resource_request(shared: &Arc<Shared>, req: &Req, t: Target, verb: &str
             let mut opts: Value = if req.body.is_empty() {
                 json!({})
             } else {
-                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(e.to_string()))?
+                serde_json::from_slice(&req.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
             };
             if let Some(p) = req.q("propagationPolicy") {
                 opts["propagationPolicy"] = json!(p);
             }
             let dry = dry_run(req)?
-                || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+                || opts["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == "All"));
             let mut st = lock(&shared.store);
             let (obj, removed) = st.delete(&ri, &ns, name, &opts, dry)?;
-            let return_object = ri.is_custom() || ri.kind == "Namespace" || ri.kind == "Pod" || ri.kind == "CustomResourceDefinition";
+            // Registries with ReturnDeletedObject answer with the object; the rest (custom resources
+            // included) with a Success Status.
+            let return_object = !ri.is_custom()
+                && matches!(
+                    ri.kind.as_str(),
+                    "Namespace" | "Pod" | "ServiceAccount" | "CustomResourceDefinition"
+                );
             if removed && !return_object {
                 let mut d = json!({"name": name, "kind": ri.plural, "uid": obj["metadata"]["uid"]});
                 if !ri.group.is_empty() {
                     d["group"] = json!(ri.group);
                 }
-                return Ok(json_response(200, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d})));
+                return Ok(json_response(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d}),
+                ));
             }
             Ok(json_response(200, &at_version(&ri, obj)))
         }
         "deletecollection" => {
             let dry = dry_run(req)?;
-            let sel = req.q("labelSelector").map(LabelSelector::parse).transpose()?.unwrap_or_default();
-            let fsel = req.q("fieldSelector").map(|s| FieldSelector::parse(s, &ri.kind)).transpose()?.unwrap_or_default();
+            let sel = req
+                .q("labelSelector")
+                .map(LabelSelector::parse)
+                .transpose()?
+                .unwrap_or_default();
+            let fsel = req
+                .q("fieldSelector")
+                .map(|s| FieldSelector::parse(s, &ri.kind))
+                .transpose()?
+                .unwrap_or_default();
             let mut st = lock(&shared.store);
             let gr = ri.gr();
             let keys: Vec<(String, String)> = st
                 .objects
                 .iter()
-                .filter(|(k, v)| k.0 == gr && t.ns.as_deref().is_none_or(|n| n == k.1) && sel.matches(v) && fsel.matches(v))
+                .filter(|(k, v)| {
+                    k.0 == gr
+                        && t.ns.as_deref().is_none_or(|n| n == k.1)
+                        && sel.matches(v)
+                        && fsel.matches(v)
+                })
                 .map(|(k, _)| (k.1.clone(), k.2.clone()))
                 .collect();
             let mut items = Vec::new();
@@ -416,18 +553,39 @@ async fn resource_request(shared: &Arc<Shared>, req: &Req, t: Target, verb: &str
                 let (obj, _) = st.delete(&ri, &ns, &name, &json!({}), dry)?;
                 items.push(at_version(&ri, obj));
             }
-            Ok(json_response(200, &json!({"kind": format!("{}List", ri.kind), "apiVersion": ri.api_version(), "metadata": {"resourceVersion": st.rv.to_string()}, "items": items})))
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", ri.kind), "apiVersion": ri.api_version(), "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+            ))
         }
-        _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
-fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &str, sub: Option<&str>) -> ApiResult<Response<Body>> {
-    let ct = req.content_type.split(';').next().unwrap_or("").trim().to_string();
+fn patch(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    let ct = req
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let dry = dry_run(req)?;
     let validation = field_validation(req)?;
     let force = req.flag("force");
-    let supported = "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+    let supported =
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
     let schema = schema_for(ri);
     let now = now_rfc3339();
     if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
@@ -447,12 +605,24 @@ fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &st
         };
         let config = parse_body(req)?;
         if !config.is_object() {
-            return Err(ApiError::bad_request("error decoding YAML: the apply patch must be an object"));
+            return Err(ApiError::bad_request(
+                "error decoding YAML: the apply patch must be an object",
+            ));
         }
-        if config.get("apiVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request("apiVersion must be set in the apply patch"));
+        if config
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request(
+                "apiVersion must be set in the apply patch",
+            ));
         }
-        if config.get("kind").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if config
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(ApiError::bad_request("kind must be set in the apply patch"));
         }
         if let Some(n) = config.pointer("/metadata/name").and_then(Value::as_str)
@@ -468,18 +638,38 @@ fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &st
         if old.is_none() && sub.is_some() {
             return Err(ApiError::not_found(ri, name));
         }
-        if let (Some(o), Some(rv)) = (&old, config.pointer("/metadata/resourceVersion").and_then(Value::as_str))
-            && Some(rv) != o.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        if let (Some(o), Some(rv)) = (
+            &old,
+            config
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str),
+        ) && Some(rv)
+            != o.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
         {
             return Err(ApiError::conflict(ri, name));
         }
         let live_for_apply = old.as_ref().map(|o| at_version(ri, o.clone()));
-        let merged = match ssa::apply(live_for_apply.as_ref(), &config, &manager, force, schema.as_ref(), sub, &now) {
+        let merged = match ssa::apply(
+            live_for_apply.as_ref(),
+            &config,
+            &manager,
+            force,
+            schema.as_ref(),
+            sub,
+            &now,
+        ) {
             Ok(v) => v,
             Err(ssa::ApplyError::Invalid(m)) => return Err(ApiError::bad_request(m)),
             Err(ssa::ApplyError::Conflicts(cs)) => return Err(conflict_error(ri, name, &cs)),
         };
-        let ctx = WriteCtx { manager: &manager, op: Op::Apply, subresource: sub, dry_run: dry, field_validation: validation };
+        let ctx = WriteCtx {
+            manager: &manager,
+            op: Op::Apply,
+            subresource: sub,
+            dry_run: dry,
+            field_validation: validation,
+        };
         let (code, out) = match old {
             None => {
                 let mut obj = merged;
@@ -501,7 +691,10 @@ fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &st
     let manager = field_manager(req)?;
     let mut st = lock(&shared.store);
     st.warnings.clear();
-    let old = st.get(ri, ns, name).cloned().ok_or_else(|| ApiError::not_found(ri, name))?;
+    let old = st
+        .get(ri, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(ri, name))?;
     let mut cand = at_version(ri, old.clone());
     match ct.as_str() {
         "application/merge-patch+json" => {
@@ -514,7 +707,11 @@ fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &st
             let p: json_patch::Patch = serde_json::from_value(patch_body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding json patch: {e}")))?;
             json_patch::patch(&mut cand, &p).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
         }
         "application/strategic-merge-patch+json" => {
@@ -522,7 +719,9 @@ fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &st
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: {supported}"),
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: {supported}"
+                    ),
                 ));
             }
             cand = crate::smp::apply(&cand, &patch_body, schema.as_ref())?;
@@ -531,11 +730,19 @@ fn patch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: &str, name: &st
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format - accepted media types include: {supported}, application/strategic-merge-patch+json"),
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: {supported}, application/strategic-merge-patch+json"
+                ),
             ));
         }
     }
-    let ctx = WriteCtx { manager: &manager, op: Op::Update, subresource: sub, dry_run: dry, field_validation: validation };
+    let ctx = WriteCtx {
+        manager: &manager,
+        op: Op::Update,
+        subresource: sub,
+        dry_run: dry,
+        field_validation: validation,
+    };
     let out = st.update(ri, ns, name, &old, cand, &ctx)?;
     let w = std::mem::take(&mut st.warnings);
     Ok(with_warnings(json_response(200, &at_version(ri, out)), w))
@@ -584,10 +791,27 @@ struct ContinueToken {
     name: String,
 }
 
-fn list(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<&str>) -> ApiResult<Response<Body>> {
-    let sel = req.q("labelSelector").map(LabelSelector::parse).transpose()?.unwrap_or_default();
-    let fsel = req.q("fieldSelector").map(|s| FieldSelector::parse(s, &ri.kind)).transpose()?.unwrap_or_default();
-    let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+fn list(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    let sel = req
+        .q("labelSelector")
+        .map(LabelSelector::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let fsel = req
+        .q("fieldSelector")
+        .map(|s| FieldSelector::parse(s, &ri.kind))
+        .transpose()?
+        .unwrap_or_default();
+    let limit: usize = req
+        .q("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let st = lock(&shared.store);
     let after = match req.q("continue") {
         None => None,
@@ -596,9 +820,13 @@ fn list(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<&str>) ->
                 .decode(c)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| ApiError::bad_request("continue key is not valid: illegal base64 data"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request("continue key is not valid: illegal base64 data")
+                })?;
             if tok.rv < st.oldest_rv {
-                return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
             }
             Some(tok)
         }
@@ -607,7 +835,10 @@ fn list(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<&str>) ->
     let mut items = Vec::new();
     let mut more = 0usize;
     let mut last_key: Option<(String, String)> = None;
-    for ((g, ons, oname), obj) in st.objects.range((gr.clone(), String::new(), String::new())..) {
+    for ((g, ons, oname), obj) in st
+        .objects
+        .range((gr.clone(), String::new(), String::new())..)
+    {
         if *g != gr {
             break;
         }
@@ -636,7 +867,10 @@ fn list(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<&str>) ->
         && let Some((ns, name)) = last_key
     {
         let tok = ContinueToken { rv, ns, name };
-        list_meta["continue"] = json!(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&tok).unwrap_or_default()));
+        list_meta["continue"] = json!(
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&tok).unwrap_or_default())
+        );
         list_meta["remainingItemCount"] = json!(more);
     }
     let items: Vec<Value> = items
@@ -663,7 +897,15 @@ fn list(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<&str>) ->
                 o
             })
             .collect();
-        return Ok(json_response(200, &cols.table(&full, list_meta, req.q("includeObject").unwrap_or("Metadata"), true)));
+        return Ok(json_response(
+            200,
+            &cols.table(
+                &full,
+                list_meta,
+                req.q("includeObject").unwrap_or("Metadata"),
+                true,
+            ),
+        ));
     }
     Ok(json_response(
         200,
@@ -682,10 +924,26 @@ struct WatchState {
     done: bool,
 }
 
-fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>) -> ApiResult<Response<Body>> {
-    let sel = req.q("labelSelector").map(LabelSelector::parse).transpose()?.unwrap_or_default();
-    let fsel = req.q("fieldSelector").map(|s| FieldSelector::parse(s, &ri.kind)).transpose()?.unwrap_or_default();
-    let timeout = req.q("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+fn watch(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: Option<String>,
+) -> ApiResult<Response<Body>> {
+    let sel = req
+        .q("labelSelector")
+        .map(LabelSelector::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let fsel = req
+        .q("fieldSelector")
+        .map(|s| FieldSelector::parse(s, &ri.kind))
+        .transpose()?
+        .unwrap_or_default();
+    let timeout = req
+        .q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
     let bookmarks = req.flag("allowWatchBookmarks");
     let send_initial = req.flag("sendInitialEvents");
     let table = wants_table(&req.accept);
@@ -700,7 +958,12 @@ fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>)
             }
             let mut o = at_version(&ri2, obj.clone());
             if table {
-                o = cols.table(&[o], json!({"resourceVersion": obj["metadata"]["resourceVersion"]}), &include, true);
+                o = cols.table(
+                    &[o],
+                    json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                    &include,
+                    true,
+                );
             }
             json!({"type": typ, "object": o})
         }
@@ -716,7 +979,10 @@ fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>)
     let mut gone = None;
     if rv_param.is_none() || rv_param == Some("0") || send_initial {
         // Synthetic ADDED events for the current state.
-        for ((g, ons, _), obj) in st.objects.range((gr.clone(), String::new(), String::new())..) {
+        for ((g, ons, _), obj) in st
+            .objects
+            .range((gr.clone(), String::new(), String::new())..)
+        {
             if *g != gr {
                 break;
             }
@@ -732,9 +998,12 @@ fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>)
             ));
         }
     } else {
-        let rv: u64 = rv_param
-            .and_then(|r| r.parse().ok())
-            .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {:?}", rv_param.unwrap_or(""))))?;
+        let rv: u64 = rv_param.and_then(|r| r.parse().ok()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid resource version: {:?}",
+                rv_param.unwrap_or("")
+            ))
+        })?;
         if rv < st.oldest_rv {
             gone = Some(rv);
             start_rv = st.rv;
@@ -760,7 +1029,11 @@ fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>)
         rx,
         epoch: shared.watch_epoch.subscribe(),
         deadline: now + Duration::from_secs(timeout),
-        next_bookmark: if bookmarks { Some(now + shared.bookmark_interval) } else { None },
+        next_bookmark: if bookmarks {
+            Some(now + shared.bookmark_interval)
+        } else {
+            None
+        },
         bookmark_every: shared.bookmark_interval,
         last_rv: start_rv,
         done: gone.is_some(),
@@ -785,7 +1058,9 @@ fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>)
                 if s.done {
                     return None;
                 }
-                let bookmark_at = s.next_bookmark.unwrap_or(s.deadline + Duration::from_secs(3600));
+                let bookmark_at = s
+                    .next_bookmark
+                    .unwrap_or(s.deadline + Duration::from_secs(3600));
                 tokio::select! {
                     _ = tokio::time::sleep_until(s.deadline) => return None,
                     _ = s.epoch.changed() => return None,
@@ -811,8 +1086,10 @@ fn watch(shared: &Arc<Shared>, req: &Req, ri: &ResourceInfo, ns: Option<String>)
         }
     });
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
-    r.headers_mut().insert("transfer-encoding", HeaderValue::from_static("chunked"));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("transfer-encoding", HeaderValue::from_static("chunked"));
     Ok(r)
 }
 

@@ -46,7 +46,10 @@ fn keep_times(new: &mut [Value], old: Option<&Value>) {
         if let Some(o) = old.iter().find(|o| o["type"] == c["type"]) {
             if o["status"] == c["status"] {
                 c["lastTransitionTime"] = o["lastTransitionTime"].clone();
-                if o["reason"] == c["reason"] && o["message"] == c["message"] && c.get("lastUpdateTime").is_some() {
+                if o["reason"] == c["reason"]
+                    && o["message"] == c["message"]
+                    && c.get("lastUpdateTime").is_some()
+                {
                     c["lastUpdateTime"] = o["lastUpdateTime"].clone();
                 }
             }
@@ -54,7 +57,14 @@ fn keep_times(new: &mut [Value], old: Option<&Value>) {
     }
 }
 
-fn cond(typ: &str, status: &str, reason: &str, message: &str, now: &str, update_time: bool) -> Value {
+fn cond(
+    typ: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+    update_time: bool,
+) -> Value {
     let mut c = json!({"type": typ, "status": status, "lastTransitionTime": now, "reason": reason, "message": message});
     if update_time {
         c["lastUpdateTime"] = json!(now);
@@ -62,7 +72,12 @@ fn cond(typ: &str, status: &str, reason: &str, message: &str, now: &str, update_
     c
 }
 
-fn workloads(shared: &Shared, st: &mut Store, ready_after: Duration, overrides: &HashMap<(String, String, String), Readiness>) {
+fn workloads(
+    shared: &Shared,
+    st: &mut Store,
+    ready_after: Duration,
+    overrides: &HashMap<(String, String, String), Readiness>,
+) {
     let now_i = Instant::now();
     let now = now_rfc3339();
     for plural in ["deployments", "statefulsets"] {
@@ -79,7 +94,10 @@ fn workloads(shared: &Shared, st: &mut Store, ready_after: Duration, overrides: 
                 continue;
             }
             let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let ns = o["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+            let ns = o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
             let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
             let first_seen = {
@@ -90,27 +108,59 @@ fn workloads(shared: &Shared, st: &mut Store, ready_after: Duration, overrides: 
                 }
                 e.1
             };
-            let mode = overrides.get(&(gr.clone(), ns.clone(), name.clone())).copied().unwrap_or_default();
+            let mode = overrides
+                .get(&(gr.clone(), ns.clone(), name.clone()))
+                .copied()
+                .unwrap_or_default();
             let rolled = now_i.duration_since(first_seen) >= ready_after;
-            let replicas = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let replicas = o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let hash = short_hash(&o["spec"]["template"]);
             let old_status = o.get("status").cloned().unwrap_or(json!({}));
             let mut status = if plural == "deployments" {
                 deployment_status(&name, generation, replicas, &hash, rolled, mode, &now)
             } else {
-                statefulset_status(&name, generation, replicas, &hash, rolled, mode, &old_status)
+                statefulset_status(
+                    &name,
+                    generation,
+                    replicas,
+                    &hash,
+                    rolled,
+                    mode,
+                    &old_status,
+                )
             };
             if let Some(cs) = status.get_mut("conditions").and_then(Value::as_array_mut) {
                 keep_times(cs, old_status.get("conditions"));
             }
             if status != old_status {
-                st.controller_status(&ri, &ns, &name, status, if plural == "deployments" { "kube-controller-manager" } else { "kube-controller-manager" });
+                st.controller_status(
+                    &ri,
+                    &ns,
+                    &name,
+                    status,
+                    if plural == "deployments" {
+                        "kube-controller-manager"
+                    } else {
+                        "kube-controller-manager"
+                    },
+                );
             }
         }
     }
 }
 
-fn deployment_status(name: &str, generation: i64, replicas: i64, hash: &str, rolled: bool, mode: Readiness, now: &str) -> Value {
+fn deployment_status(
+    name: &str,
+    generation: i64,
+    replicas: i64,
+    hash: &str,
+    rolled: bool,
+    mode: Readiness,
+    now: &str,
+) -> Value {
     let rs = format!("{name}-{hash}");
     let mut s = json!({"observedGeneration": generation});
     let put = |s: &mut Value, k: &str, v: i64| {
@@ -123,23 +173,79 @@ fn deployment_status(name: &str, generation: i64, replicas: i64, hash: &str, rol
     let (ready, available_cond, progressing) = match mode {
         Readiness::Normal if rolled || replicas == 0 => (
             true,
-            cond("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now, true),
-            cond("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs}\" has successfully progressed."), now, true),
+            cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                now,
+                true,
+            ),
         ),
         Readiness::LoseReadiness => (
             false,
-            cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
-            cond("Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs}\" has successfully progressed."), now, true),
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                now,
+                true,
+            ),
         ),
         Readiness::ProgressDeadlineExceeded => (
             false,
-            cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
-            cond("Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs}\" has timed out progressing."), now, true),
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                &format!("ReplicaSet \"{rs}\" has timed out progressing."),
+                now,
+                true,
+            ),
         ),
         _ => (
             false,
-            cond("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now, true),
-            cond("Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs}\" is progressing."), now, true),
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs}\" is progressing."),
+                now,
+                true,
+            ),
         ),
     };
     if ready {
@@ -152,7 +258,15 @@ fn deployment_status(name: &str, generation: i64, replicas: i64, hash: &str, rol
     s
 }
 
-fn statefulset_status(name: &str, generation: i64, replicas: i64, hash: &str, rolled: bool, mode: Readiness, old: &Value) -> Value {
+fn statefulset_status(
+    name: &str,
+    generation: i64,
+    replicas: i64,
+    hash: &str,
+    rolled: bool,
+    mode: Readiness,
+    old: &Value,
+) -> Value {
     let update_rev = format!("{name}-{hash}");
     let ready = matches!(mode, Readiness::Normal) && (rolled || replicas == 0);
     let mut s = json!({"observedGeneration": generation, "replicas": replicas, "collisionCount": 0, "updateRevision": update_rev});
@@ -164,7 +278,10 @@ fn statefulset_status(name: &str, generation: i64, replicas: i64, hash: &str, ro
         s["currentRevision"] = json!(update_rev);
     } else {
         s["availableReplicas"] = json!(0);
-        let prev = old["currentRevision"].as_str().unwrap_or(&update_rev).to_string();
+        let prev = old["currentRevision"]
+            .as_str()
+            .unwrap_or(&update_rev)
+            .to_string();
         s["currentRevision"] = json!(prev);
         if mode == Readiness::LoseReadiness {
             // rolled out, but pods no longer ready
@@ -175,7 +292,12 @@ fn statefulset_status(name: &str, generation: i64, replicas: i64, hash: &str, ro
             s["currentReplicas"] = json!(replicas);
         }
     }
-    for k in ["replicas", "readyReplicas", "currentReplicas", "updatedReplicas"] {
+    for k in [
+        "replicas",
+        "readyReplicas",
+        "currentReplicas",
+        "updatedReplicas",
+    ] {
         if s[k] == json!(0) && k != "replicas" {
             s.as_object_mut().expect("obj").remove(k);
         }
@@ -195,7 +317,10 @@ fn services(shared: &Shared, st: &mut Store, mode: LoadBalancerMode) {
     for o in objs {
         let is_lb = o.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
         let ingress = o.pointer("/status/loadBalancer/ingress").cloned();
-        let ns = o["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
         let desired = if is_lb && mode == LoadBalancerMode::Loopback {
             let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
@@ -226,7 +351,9 @@ fn resource_for(st: &Store, gr: &str) -> Option<ResourceInfo> {
     if let Some(r) = st.builtin(group, plural) {
         return Some(r);
     }
-    st.all_resources().into_iter().find(|r| r.group == group && r.plural == plural)
+    st.all_resources()
+        .into_iter()
+        .find(|r| r.group == group && r.plural == plural)
 }
 
 fn has_finalizer(o: &Value, f: &str) -> bool {
@@ -236,10 +363,17 @@ fn has_finalizer(o: &Value, f: &str) -> bool {
 }
 
 fn remove_finalizer(st: &mut Store, gr: &str, ns: &str, name: &str, f: &str) {
-    let Some(ri) = resource_for(st, gr) else { return };
-    let Some(o) = st.get(&ri, ns, name).cloned() else { return };
+    let Some(ri) = resource_for(st, gr) else {
+        return;
+    };
+    let Some(o) = st.get(&ri, ns, name).cloned() else {
+        return;
+    };
     let mut new = o.clone();
-    if let Some(a) = new.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+    if let Some(a) = new
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
         a.retain(|x| x != f);
     }
     st.controller_update(&ri, ns, name, new, "kube-controller-manager");
@@ -252,14 +386,30 @@ fn garbage_collect(st: &mut Store) {
         .iter()
         .filter_map(|(k, v)| {
             let uid = v.pointer("/metadata/uid")?.as_str()?.to_string();
-            Some((uid, (k.0.clone(), k.1.clone(), k.2.clone(), has_finalizer(v, "foregroundDeletion") && v.pointer("/metadata/deletionTimestamp").is_some(), has_finalizer(v, "orphan") && v.pointer("/metadata/deletionTimestamp").is_some())))
+            Some((
+                uid,
+                (
+                    k.0.clone(),
+                    k.1.clone(),
+                    k.2.clone(),
+                    has_finalizer(v, "foregroundDeletion")
+                        && v.pointer("/metadata/deletionTimestamp").is_some(),
+                    has_finalizer(v, "orphan")
+                        && v.pointer("/metadata/deletionTimestamp").is_some(),
+                ),
+            ))
         })
         .collect();
     let mut to_delete = Vec::new();
     let mut to_strip: Vec<((String, String, String), HashSet<String>)> = Vec::new();
     let mut has_dependents: HashSet<String> = HashSet::new();
     for (k, v) in st.objects.iter() {
-        let Some(refs) = v.pointer("/metadata/ownerReferences").and_then(Value::as_array) else { continue };
+        let Some(refs) = v
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
         if refs.is_empty() {
             continue;
         }
@@ -298,14 +448,27 @@ fn garbage_collect(st: &mut Store) {
     }
     for (gr, ns, name) in to_delete {
         if let Some(ri) = resource_for(st, &gr) {
-            let _ = st.delete(&ri, &ns, &name, &json!({"propagationPolicy": "Background"}), false);
+            let _ = st.delete(
+                &ri,
+                &ns,
+                &name,
+                &json!({"propagationPolicy": "Background"}),
+                false,
+            );
         }
     }
     for ((gr, ns, name), uids) in to_strip {
-        let Some(ri) = resource_for(st, &gr) else { continue };
-        let Some(o) = st.get(&ri, &ns, &name).cloned() else { continue };
+        let Some(ri) = resource_for(st, &gr) else {
+            continue;
+        };
+        let Some(o) = st.get(&ri, &ns, &name).cloned() else {
+            continue;
+        };
         let mut new = o.clone();
-        if let Some(a) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+        if let Some(a) = new
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
             a.retain(|r| !uids.contains(r["uid"].as_str().unwrap_or("")));
         }
         st.controller_update(&ri, &ns, &name, new, "generic-garbage-collector");
@@ -340,8 +503,13 @@ fn namespaces(st: &mut Store) {
             .map(|k| (k.0.clone(), k.2.clone()))
             .collect();
         if content.is_empty() {
-            let Some(o) = st.get(&nsri, "", &ns).cloned() else { continue };
-            let meta_fins = o.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let Some(o) = st.get(&nsri, "", &ns).cloned() else {
+                continue;
+            };
+            let meta_fins = o
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
             if !meta_fins {
                 st.remove("/namespaces", "", &ns);
             }
@@ -364,18 +532,33 @@ fn crd_cleanup(st: &mut Store) {
         .collect();
     for crd in deleting {
         let group = crd["spec"]["group"].as_str().unwrap_or("").to_string();
-        let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or("").to_string();
+        let plural = crd["spec"]["names"]["plural"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let gr = format!("{group}/{plural}");
         let items: Vec<(String, String, bool)> = st
             .objects
             .iter()
             .filter(|(k, _)| k.0 == gr)
-            .map(|(k, v)| (k.1.clone(), k.2.clone(), v.pointer("/metadata/deletionTimestamp").is_some()))
+            .map(|(k, v)| {
+                (
+                    k.1.clone(),
+                    k.2.clone(),
+                    v.pointer("/metadata/deletionTimestamp").is_some(),
+                )
+            })
             .collect();
         let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
         if items.is_empty() {
             if has_finalizer(&crd, "customresourcecleanup.apiextensions.k8s.io") {
-                remove_finalizer(st, "apiextensions.k8s.io/customresourcedefinitions", "", &name, "customresourcecleanup.apiextensions.k8s.io");
+                remove_finalizer(
+                    st,
+                    "apiextensions.k8s.io/customresourcedefinitions",
+                    "",
+                    &name,
+                    "customresourcecleanup.apiextensions.k8s.io",
+                );
             }
             continue;
         }

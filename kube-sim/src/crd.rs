@@ -11,9 +11,18 @@ pub fn validate_crd(crd: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let spec = &crd["spec"];
     let group = spec["group"].as_str().unwrap_or("");
-    let plural = spec.pointer("/names/plural").and_then(Value::as_str).unwrap_or("");
-    let kind = spec.pointer("/names/kind").and_then(Value::as_str).unwrap_or("");
-    let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let plural = spec
+        .pointer("/names/plural")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = spec
+        .pointer("/names/kind")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = crd
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if group.is_empty() {
         causes.push(Cause::required("spec.group", ""));
     } else if !group.contains('.') {
@@ -101,7 +110,12 @@ pub fn validate_crd(crd: &Value) -> Vec<Cause> {
                         "must be object at the root",
                     ));
                 }
-                check_structural(s, &format!("{base}.schema.openAPIV3Schema"), true, &mut causes);
+                check_structural(
+                    s,
+                    &format!("{base}.schema.openAPIV3Schema"),
+                    true,
+                    &mut causes,
+                );
             }
         }
         if let Some(cols) = v["additionalPrinterColumns"].as_array() {
@@ -147,8 +161,16 @@ fn find_cel(s: &Value, path: &str, out: &mut Vec<String>) {
 fn check_structural(s: &Value, path: &str, _root: bool, causes: &mut Vec<Cause>) {
     let int_or_string = s["x-kubernetes-int-or-string"].as_bool() == Some(true);
     let preserve = s["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true);
-    if s.get("type").is_none() && !int_or_string && !preserve && s.get("anyOf").is_none() && s.get("allOf").is_none() {
-        causes.push(Cause::required(&format!("{path}.type"), "must not be empty for specified object fields"));
+    if s.get("type").is_none()
+        && !int_or_string
+        && !preserve
+        && s.get("anyOf").is_none()
+        && s.get("allOf").is_none()
+    {
+        causes.push(Cause::required(
+            &format!("{path}.type"),
+            "must not be empty for specified object fields",
+        ));
     }
     if let Some(props) = s["properties"].as_object() {
         for (k, v) in props {
@@ -309,7 +331,13 @@ fn join(path: &str, k: &str) -> String {
 
 /// Validate a custom resource against its structural schema. `path` is the field path prefix ("" at the root).
 pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let in_body = |p: &str| if p.is_empty() { "body".to_string() } else { format!("{p} in body") };
+    let in_body = |p: &str| {
+        if p.is_empty() {
+            "body".to_string()
+        } else {
+            format!("{p} in body")
+        }
+    };
     let int_or_string = schema["x-kubernetes-int-or-string"].as_bool() == Some(true);
     if obj.is_null() {
         if schema["nullable"].as_bool() != Some(true) && schema.get("type").is_some() {
@@ -409,7 +437,11 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
             causes.push(Cause::invalid(
                 path,
                 obj,
-                &format!("{} should be a multiple of {}", in_body(path), schema["multipleOf"]),
+                &format!(
+                    "{} should be a multiple of {}",
+                    in_body(path),
+                    schema["multipleOf"]
+                ),
             ));
         }
     }
@@ -495,7 +527,11 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
         {
             let key_of = |v: &Value| -> Vec<Value> {
                 keys.iter()
-                    .map(|k| v.get(k.as_str().unwrap_or("")).cloned().unwrap_or(Value::Null))
+                    .map(|k| {
+                        v.get(k.as_str().unwrap_or(""))
+                            .cloned()
+                            .unwrap_or(Value::Null)
+                    })
                     .collect()
             };
             for (i, v) in a.iter().enumerate() {
@@ -577,12 +613,18 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
                 "anyOf" if passing == 0 => causes.push(Cause::invalid(
                     path,
                     obj,
-                    &format!("{} must validate at least one schema (anyOf)", in_body(path)),
+                    &format!(
+                        "{} must validate at least one schema (anyOf)",
+                        in_body(path)
+                    ),
                 )),
                 "oneOf" if passing != 1 => causes.push(Cause::invalid(
                     path,
                     obj,
-                    &format!("{} must validate one and only one schema (oneOf)", in_body(path)),
+                    &format!(
+                        "{} must validate one and only one schema (oneOf)",
+                        in_body(path)
+                    ),
                 )),
                 _ => {}
             }
@@ -605,16 +647,14 @@ fn format_ok(format: &str, s: &str) -> bool {
     match format {
         "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
-        "cidr" => s
-            .split_once('/')
-            .is_some_and(|(ip, bits)| {
-                let b: Option<u8> = bits.parse().ok();
-                match ip.parse::<std::net::IpAddr>() {
-                    Ok(std::net::IpAddr::V4(_)) => b.is_some_and(|b| b <= 32),
-                    Ok(std::net::IpAddr::V6(_)) => b.is_some_and(|b| b <= 128),
-                    Err(_) => false,
-                }
-            }),
+        "cidr" => s.split_once('/').is_some_and(|(ip, bits)| {
+            let b: Option<u8> = bits.parse().ok();
+            match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => b.is_some_and(|b| b <= 32),
+                Ok(std::net::IpAddr::V6(_)) => b.is_some_and(|b| b <= 128),
+                Err(_) => false,
+            }
+        }),
         "uuid" => uuid::Uuid::parse_str(s).is_ok(),
         "date-time" | "datetime" => s.parse::<jiff::Timestamp>().is_ok(),
         "date" => s.parse::<jiff::civil::Date>().is_ok(),

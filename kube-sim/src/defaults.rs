@@ -10,7 +10,7 @@ use crate::errors::Cause;
 use crate::util::{default_field, is_dns1123_label};
 
 /// Allocators for Service cluster IPs and node ports.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Allocator {
     pub next_ip: u32,
     pub used_ips: BTreeSet<String>,
@@ -44,7 +44,12 @@ impl Allocator {
         if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
             self.used_ips.remove(ip);
         }
-        for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        for p in svc
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(np) = p["nodePort"].as_i64() {
                 self.used_node_ports.remove(&np);
             }
@@ -56,8 +61,10 @@ impl Allocator {
 /// Returns None when `s` is not a valid quantity.
 pub fn canonical_quantity(s: &str) -> Option<String> {
     let s = s.trim();
-    let re = regex::Regex::new(r"^([+-]?)(\d*)(?:\.(\d*))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$")
-        .expect("regex");
+    let re = regex::Regex::new(
+        r"^([+-]?)(\d*)(?:\.(\d*))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$",
+    )
+    .expect("regex");
     let c = re.captures(s)?;
     let neg = &c[1] == "-";
     let int = c.get(2).map(|m| m.as_str()).unwrap_or("");
@@ -92,7 +99,11 @@ pub fn canonical_quantity(s: &str) -> Option<String> {
     // digits as integer with `frac.len()` decimals
     let digits = format!("{int}{frac}");
     let digits = digits.trim_start_matches('0');
-    let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let mantissa: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     // nano = mantissa * mult_num * 10^(exp10 + 9 - frac.len())
     let scale = exp10 + 9 - frac.len() as i32;
     let mut nano = mantissa.checked_mul(mult_num)?;
@@ -194,11 +205,23 @@ fn default_container(c: &mut Value, path: &str, causes: &mut Vec<Cause>) {
     default_field(
         c,
         "imagePullPolicy",
-        json!(if tag.is_none() || tag == Some("latest") { "Always" } else { "IfNotPresent" }),
+        json!(if tag.is_none() || tag == Some("latest") {
+            "Always"
+        } else {
+            "IfNotPresent"
+        }),
     );
     default_field(c, "resources", json!({}));
-    canon_quantities(c.pointer_mut("/resources/requests"), &format!("{path}.resources.requests"), causes);
-    canon_quantities(c.pointer_mut("/resources/limits"), &format!("{path}.resources.limits"), causes);
+    canon_quantities(
+        c.pointer_mut("/resources/requests"),
+        &format!("{path}.resources.requests"),
+        causes,
+    );
+    canon_quantities(
+        c.pointer_mut("/resources/limits"),
+        &format!("{path}.resources.limits"),
+        causes,
+    );
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
             default_field(p, "protocol", json!("TCP"));
@@ -260,9 +283,7 @@ fn default_pod_spec(spec: &mut Value, path: &str, causes: &mut Vec<Cause>) {
                     *sl = json!(c);
                 }
             }
-            let has_source = v
-                .as_object()
-                .is_some_and(|m| m.keys().any(|k| k != "name"));
+            let has_source = v.as_object().is_some_and(|m| m.keys().any(|k| k != "name"));
             if !has_source {
                 // A volume with no source is an emptyDir in the real defaulting.
                 v["emptyDir"] = json!({});
@@ -272,16 +293,30 @@ fn default_pod_spec(spec: &mut Value, path: &str, causes: &mut Vec<Cause>) {
 }
 
 fn default_template(obj: &mut Value, path: &str, causes: &mut Vec<Cause>) {
+    // The typed ObjectMeta of a pod template serialises its zero creationTimestamp as null.
+    if let Some(t) = obj.pointer_mut("/spec/template").filter(|t| t.is_object()) {
+        default_field(t, "metadata", json!({}));
+        if let Some(m) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.entry("creationTimestamp").or_insert(Value::Null);
+        }
+    }
     if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
         default_pod_spec(spec, &format!("{path}.template.spec"), causes);
     } else {
-        causes.push(Cause::required(&format!("{path}.template.spec.containers"), ""));
+        causes.push(Cause::required(
+            &format!("{path}.template.spec.containers"),
+            "",
+        ));
     }
 }
 
 fn check_selector_matches(obj: &Value, causes: &mut Vec<Cause>) {
-    let sel = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
-    let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+    let sel = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object);
+    let labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object);
     match sel {
         None if obj.pointer("/spec/selector/matchExpressions").is_none() => {
             causes.push(Cause::required("spec.selector", ""))
@@ -314,7 +349,9 @@ pub fn default_builtin(
     match (group, kind) {
         ("", "Secret") => {
             default_field(obj, "type", json!("Opaque"));
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
                 for (k, v) in sd {
                     let enc = base64::engine::general_purpose::STANDARD
                         .encode(v.as_str().unwrap_or_default());
@@ -337,20 +374,33 @@ pub fn default_builtin(
             }
             if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true))) {
                 if o.get("immutable") == Some(&json!(true)) && o.get("data") != obj.get("data") {
-                    causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
+                    causes.push(Cause::forbidden(
+                        "data",
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }
         ("", "ConfigMap") => {
             if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true))) {
                 if o.get("immutable") == Some(&json!(true)) && o.get("data") != obj.get("data") {
-                    causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
+                    causes.push(Cause::forbidden(
+                        "data",
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }
         ("", "Namespace") => {
-            let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-            crate::util::set_path(obj, &["metadata", "labels", "kubernetes.io/metadata.name"], name);
+            let name = obj
+                .pointer("/metadata/name")
+                .cloned()
+                .unwrap_or(Value::Null);
+            crate::util::set_path(
+                obj,
+                &["metadata", "labels", "kubernetes.io/metadata.name"],
+                name,
+            );
             default_field(obj, "spec", json!({}));
             if let Some(spec) = obj.get_mut("spec") {
                 default_field(spec, "finalizers", json!(["kubernetes"]));
@@ -363,7 +413,11 @@ pub fn default_builtin(
         ("", "PersistentVolumeClaim") => {
             if let Some(spec) = obj.get_mut("spec") {
                 default_field(spec, "volumeMode", json!("Filesystem"));
-                canon_quantities(spec.pointer_mut("/resources/requests"), "spec.resources.requests", &mut causes);
+                canon_quantities(
+                    spec.pointer_mut("/resources/requests"),
+                    "spec.resources.requests",
+                    &mut causes,
+                );
             }
             if old.is_none() {
                 obj["status"] = json!({"phase": "Pending"});
@@ -404,10 +458,16 @@ pub fn default_builtin(
                     "persistentVolumeClaimRetentionPolicy",
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
-                if let Some(vcts) = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
+                if let Some(vcts) = spec
+                    .get_mut("volumeClaimTemplates")
+                    .and_then(Value::as_array_mut)
+                {
                     for (i, t) in vcts.iter_mut().enumerate() {
                         default_field(t, "apiVersion", json!("v1"));
                         default_field(t, "kind", json!("PersistentVolumeClaim"));
+                        if let Some(m) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+                            m.entry("creationTimestamp").or_insert(Value::Null);
+                        }
                         if let Some(s) = t.get_mut("spec") {
                             default_field(s, "volumeMode", json!("Filesystem"));
                             canon_quantities(
@@ -426,7 +486,12 @@ pub fn default_builtin(
             check_selector_matches(obj, &mut causes);
             default_template(obj, "spec", &mut causes);
             if let Some(o) = old {
-                for f in ["selector", "volumeClaimTemplates", "serviceName", "podManagementPolicy"] {
+                for f in [
+                    "selector",
+                    "volumeClaimTemplates",
+                    "serviceName",
+                    "podManagementPolicy",
+                ] {
                     if o["spec"].get(f) != obj["spec"].get(f) {
                         causes.push(Cause::forbidden(
                             "spec",
@@ -441,7 +506,9 @@ pub fn default_builtin(
             default_template(obj, "spec", &mut causes);
         }
         ("policy", "PodDisruptionBudget") => {
-            if obj.pointer("/spec/minAvailable").is_some() && obj.pointer("/spec/maxUnavailable").is_some() {
+            if obj.pointer("/spec/minAvailable").is_some()
+                && obj.pointer("/spec/maxUnavailable").is_some()
+            {
                 causes.push(Cause::invalid(
                     "spec",
                     &obj["spec"],
@@ -462,7 +529,10 @@ pub fn default_builtin(
                         }
                     }
                 }
-                if spec.get("policyTypes").is_none_or(|p| p.as_array().is_none_or(|a| a.is_empty())) {
+                if spec
+                    .get("policyTypes")
+                    .is_none_or(|p| p.as_array().is_none_or(|a| a.is_empty()))
+                {
                     let mut types = vec![json!("Ingress")];
                     if spec.get("egress").is_some_and(|e| !e.is_null()) {
                         types.push(json!("Egress"));
@@ -471,7 +541,8 @@ pub fn default_builtin(
                 }
             }
         }
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") | ("rbac.authorization.k8s.io", "RoleBinding") => {
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding")
+        | ("rbac.authorization.k8s.io", "RoleBinding") => {
             if obj.pointer("/roleRef/name").is_none() {
                 causes.push(Cause::required("roleRef.name", ""));
             }
@@ -490,7 +561,12 @@ pub fn default_builtin(
     causes
 }
 
-fn default_service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator, causes: &mut Vec<Cause>) {
+fn default_service(
+    obj: &mut Value,
+    old: Option<&Value>,
+    alloc: &mut Allocator,
+    causes: &mut Vec<Cause>,
+) {
     if !obj["spec"].is_object() {
         obj["spec"] = json!({});
     }
@@ -498,6 +574,41 @@ fn default_service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator, 
     let spec = &mut obj["spec"];
     default_field(spec, "type", json!("ClusterIP"));
     let typ = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+    // dropTypeDependentFields: fields the server allocated for the old type go when the type changes
+    // (if the client left them as they were).
+    if let Some(os) = &old_spec {
+        let old_typ = os["type"].as_str().unwrap_or("ClusterIP");
+        let had_np = old_typ == "NodePort" || old_typ == "LoadBalancer";
+        let needs_np = typ == "NodePort" || typ == "LoadBalancer";
+        if had_np && !needs_np {
+            let old_ports = os["ports"].as_array().cloned().unwrap_or_default();
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    let np = p["nodePort"].as_i64();
+                    if np.is_some() && old_ports.iter().any(|op| op["nodePort"].as_i64() == np) {
+                        if let Some(m) = p.as_object_mut() {
+                            m.remove("nodePort");
+                        }
+                        if let Some(n) = np {
+                            alloc.used_node_ports.remove(&n);
+                        }
+                    }
+                }
+            }
+            if let Some(m) = spec.as_object_mut() {
+                if m.get("externalTrafficPolicy") == os.get("externalTrafficPolicy") {
+                    m.remove("externalTrafficPolicy");
+                }
+            }
+        }
+        if old_typ == "LoadBalancer"
+            && typ != "LoadBalancer"
+            && let Some(m) = spec.as_object_mut()
+            && m.get("allocateLoadBalancerNodePorts") == os.get("allocateLoadBalancerNodePorts")
+        {
+            m.remove("allocateLoadBalancerNodePorts");
+        }
+    }
     if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&typ.as_str()) {
         causes.push(Cause {
             field: "spec.type".into(),
@@ -531,7 +642,11 @@ fn default_service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator, 
             && new_ip != old_ip
             && !new_ip.is_empty()
         {
-            causes.push(Cause::invalid("spec.clusterIPs[0]", &json!(new_ip), "may not change once set"));
+            causes.push(Cause::invalid(
+                "spec.clusterIPs[0]",
+                &json!(new_ip),
+                "may not change once set",
+            ));
         }
     }
     if typ != "ExternalName" {
@@ -545,11 +660,16 @@ fn default_service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator, 
         default_field(spec, "ipFamilies", json!(["IPv4"]));
         default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
         if headless && (typ == "NodePort" || typ == "LoadBalancer") {
-            causes.push(Cause::invalid("spec.clusterIPs[0]", &json!("None"), "may not be set to 'None' for LoadBalancer services or NodePort services"));
+            causes.push(Cause::invalid(
+                "spec.clusterIPs[0]",
+                &json!("None"),
+                "may not be set to 'None' for LoadBalancer services or NodePort services",
+            ));
         }
     }
     let alloc_node_ports = typ == "NodePort"
-        || (typ == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"].as_bool() != Some(false));
+        || (typ == "LoadBalancer"
+            && spec["allocateLoadBalancerNodePorts"].as_bool() != Some(false));
     let old_ports: Vec<Value> = old_spec
         .as_ref()
         .and_then(|s| s["ports"].as_array().cloned())
@@ -560,7 +680,11 @@ fn default_service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator, 
             default_field(p, "protocol", json!("TCP"));
             let port = p["port"].clone();
             if port.as_i64().is_none_or(|n| !(1..=65535).contains(&n)) {
-                causes.push(Cause::invalid(&format!("spec.ports[{i}].port"), &port, "must be between 1 and 65535, inclusive"));
+                causes.push(Cause::invalid(
+                    &format!("spec.ports[{i}].port"),
+                    &port,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             default_field(p, "targetPort", port);
             if multi && p["name"].as_str().is_none_or(str::is_empty) {
@@ -568,28 +692,55 @@ fn default_service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator, 
             }
             if alloc_node_ports {
                 if p["nodePort"].as_i64().is_none() {
-                    let keep = old_ports.iter().find(|op| {
-                        op["port"] == p["port"] && op["protocol"] == p["protocol"]
-                    });
+                    let keep = old_ports
+                        .iter()
+                        .find(|op| op["port"] == p["port"] && op["protocol"] == p["protocol"]);
                     match keep.and_then(|op| op["nodePort"].as_i64()) {
                         Some(np) => p["nodePort"] = json!(np),
                         None => match alloc.node_port() {
                             Some(np) => p["nodePort"] = json!(np),
-                            None => causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &Value::Null, "range is full")),
+                            None => causes.push(Cause::invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                &Value::Null,
+                                "range is full",
+                            )),
                         },
                     }
                 } else if let Some(np) = p["nodePort"].as_i64() {
-                    let was_ours = old_ports.iter().any(|op| op["nodePort"].as_i64() == Some(np));
+                    let was_ours = old_ports
+                        .iter()
+                        .any(|op| op["nodePort"].as_i64() == Some(np));
                     if !(30000..=32767).contains(&np) {
                         causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &json!(np), "provided port is not in the valid range. The range of valid ports is 30000-32767"));
                     } else if !was_ours && !alloc.used_node_ports.insert(np) {
-                        causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &json!(np), "provided port is already allocated"));
+                        causes.push(Cause::invalid(
+                            &format!("spec.ports[{i}].nodePort"),
+                            &json!(np),
+                            "provided port is already allocated",
+                        ));
                     }
                 }
             }
         }
     }
-    if typ != "ExternalName" && spec["ports"].as_array().is_none_or(|a| a.is_empty()) && spec["clusterIP"].as_str() != Some("None") {
+    if typ == "ClusterIP"
+        && let Some(ports) = spec["ports"].as_array()
+    {
+        for (i, p) in ports.iter().enumerate() {
+            if p.get("nodePort")
+                .is_some_and(|n| !n.is_null() && n != &json!(0))
+            {
+                causes.push(Cause::forbidden(
+                    &format!("spec.ports[{i}].nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
+            }
+        }
+    }
+    if typ != "ExternalName"
+        && spec["ports"].as_array().is_none_or(|a| a.is_empty())
+        && spec["clusterIP"].as_str() != Some("None")
+    {
         causes.push(Cause::required("spec.ports", ""));
     }
     default_field(obj, "status", json!({"loadBalancer": {}}));

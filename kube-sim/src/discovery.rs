@@ -9,7 +9,16 @@ use crate::api::json_response;
 use crate::resources::{ResourceInfo, version_priority_key};
 use crate::sim::{Shared, lock_shared as lock};
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn api_versions(shared: &Shared) -> Response<Body> {
     json_response(
@@ -50,8 +59,14 @@ fn group_json(g: &str, vs: &[String]) -> Value {
 }
 
 pub fn api_groups(shared: &Shared) -> Response<Body> {
-    let gs: Vec<Value> = groups(shared).iter().map(|(g, vs)| group_json(g, vs)).collect();
-    json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs}))
+    let gs: Vec<Value> = groups(shared)
+        .iter()
+        .map(|(g, vs)| group_json(g, vs))
+        .collect();
+    json_response(
+        200,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs}),
+    )
 }
 
 pub fn api_group(shared: &Shared, group: &str) -> Response<Body> {
@@ -103,7 +118,11 @@ pub fn group_version(shared: &Shared, group: &str, version: &str) -> Response<Bo
     if rs.is_empty() {
         return not_found();
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let resources: Vec<Value> = rs.iter().flat_map(|r| resource_json(r)).collect();
     json_response(
         200,
@@ -125,14 +144,23 @@ pub fn openapi(shared: &Shared, path: &str) -> Response<Body> {
             gvs.push(gv);
         }
     }
-    let gv_path = |g: &str, v: &str| if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+    let gv_path = |g: &str, v: &str| {
+        if g.is_empty() {
+            format!("api/{v}")
+        } else {
+            format!("apis/{g}/{v}")
+        }
+    };
     if path == "/openapi/v3" {
         let mut paths = serde_json::Map::new();
         for (g, v) in &gvs {
             let doc = gv_doc(&all, g, v);
             let hash = crate::util::short_hash(&doc);
             let p = gv_path(g, v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+            );
         }
         return json_response(200, &json!({"paths": paths}));
     }
@@ -149,31 +177,50 @@ pub fn openapi(shared: &Shared, path: &str) -> Response<Body> {
 fn gv_doc(all: &[ResourceInfo], group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
     let param = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    let write_params = json!([param("dryRun"), param("fieldManager"), param("fieldValidation")]);
+    let write_params = json!([
+        param("dryRun"),
+        param("fieldManager"),
+        param("fieldValidation")
+    ]);
     let mut patch_params = write_params.as_array().cloned().unwrap_or_default();
     patch_params.push(param("force"));
-    for r in all.iter().filter(|r| r.group == group && r.version == version) {
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    for r in all
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let base = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let coll = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
         } else {
             format!("{base}/{}", r.plural)
         };
         let gvk = json!({"group": group, "version": version, "kind": r.kind});
-        let op = |id: &str, params: &Value| json!({
-            "operationId": format!("{id}{}", r.kind),
-            "x-kubernetes-action": id,
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": params,
-            "responses": {"200": {"description": "OK"}},
-        });
-        paths.insert(coll.clone(), json!({"get": op("list", &json!([])), "post": op("post", &write_params)}));
-        paths.insert(format!("{coll}/{{name}}"), json!({
-            "get": op("get", &json!([])),
-            "put": op("put", &write_params),
-            "patch": op("patch", &Value::Array(patch_params.clone())),
-            "delete": op("delete", &json!([param("dryRun")])),
-        }));
+        let op = |id: &str, params: &Value| {
+            json!({
+                "operationId": format!("{id}{}", r.kind),
+                "x-kubernetes-action": id,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+            })
+        };
+        paths.insert(
+            coll.clone(),
+            json!({"get": op("list", &json!([])), "post": op("post", &write_params)}),
+        );
+        paths.insert(
+            format!("{coll}/{{name}}"),
+            json!({
+                "get": op("get", &json!([])),
+                "put": op("put", &write_params),
+                "patch": op("patch", &Value::Array(patch_params.clone())),
+                "delete": op("delete", &json!([param("dryRun")])),
+            }),
+        );
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}})
 }

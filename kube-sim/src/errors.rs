@@ -50,8 +50,12 @@ impl ApiError {
         )
     }
     pub fn not_found(ri: &ResourceInfo, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", ri.qualified(), name))
-            .with_details(details(ri, name))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", ri.qualified(), name),
+        )
+        .with_details(details(ri, name))
     }
     pub fn already_exists(ri: &ResourceInfo, name: &str) -> Self {
         Self::new(
@@ -104,7 +108,12 @@ impl ApiError {
         Self::new(
             422,
             "Invalid",
-            format!("{} \"{}\" is invalid: {}", ri.qualified_kind(), name, joined),
+            format!(
+                "{} \"{}\" is invalid: {}",
+                ri.qualified_kind(),
+                name,
+                joined
+            ),
         )
         .with_details(d)
     }

@@ -88,7 +88,11 @@ impl Faults {
         let mut hit = None;
         for r in self.rules.iter_mut() {
             let verb_ok = r.fault.verb.as_deref().is_none_or(|v| v == verb);
-            let path_ok = r.fault.path_contains.as_deref().is_none_or(|p| path.contains(p));
+            let path_ok = r
+                .fault
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p));
             if verb_ok && path_ok {
                 r.seen += 1;
                 if hit.is_none() && r.seen >= r.fault.nth && r.seen < r.fault.nth + r.fault.count {
@@ -96,7 +100,8 @@ impl Faults {
                 }
             }
         }
-        self.rules.retain(|r| r.seen < r.fault.nth + r.fault.count - 1);
+        self.rules
+            .retain(|r| r.seen < r.fault.nth + r.fault.count - 1);
         hit
     }
 }
@@ -126,7 +131,10 @@ pub struct RequestStats {
 
 impl RequestStats {
     pub fn count(&self, verb: &str, resource: &str) -> u64 {
-        self.counts.get(&format!("{verb} {resource}")).copied().unwrap_or(0)
+        self.counts
+            .get(&format!("{verb} {resource}"))
+            .copied()
+            .unwrap_or(0)
     }
     /// Total requests of a verb over every resource.
     pub fn verb_total(&self, verb: &str) -> u64 {

@@ -24,4 +24,6 @@ pub mod table;
 pub mod util;
 
 pub use faults::{Fault, FaultAction, RequestStats, WriteRecord};
-pub use sim::{LoadBalancerMode, Readiness, Sim, SimOptions, anyhow_like::Error, anyhow_like::Result};
+pub use sim::{
+    LoadBalancerMode, Readiness, Sim, SimOptions, anyhow_like::Error, anyhow_like::Result,
+};

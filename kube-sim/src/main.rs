@@ -7,7 +7,10 @@ use clap::Parser;
 use kube_sim::{LoadBalancerMode, Sim, SimOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "kube-sim", about = "A simulated Kubernetes API server for tests and local runs")]
+#[command(
+    name = "kube-sim",
+    about = "A simulated Kubernetes API server for tests and local runs"
+)]
 struct Args {
     /// Address to listen on; the chosen address is printed on stdout.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -33,9 +36,17 @@ async fn main() -> std::process::ExitCode {
     let opts = SimOptions {
         listen: args.listen,
         ready_after: Duration::from_secs_f64(args.ready_after.max(0.0)),
-        load_balancer: if args.load_balancer == "loopback" { LoadBalancerMode::Loopback } else { LoadBalancerMode::Pending },
+        load_balancer: if args.load_balancer == "loopback" {
+            LoadBalancerMode::Loopback
+        } else {
+            LoadBalancerMode::Pending
+        },
         crds_dir: args.crds.clone(),
-        kubeconfig_path: Some(args.kubeconfig.clone().unwrap_or_else(|| dir.path().join("kubeconfig"))),
+        kubeconfig_path: Some(
+            args.kubeconfig
+                .clone()
+                .unwrap_or_else(|| dir.path().join("kubeconfig")),
+        ),
         ..SimOptions::default()
     };
     let sim = match Sim::start(opts).await {
@@ -46,7 +57,11 @@ async fn main() -> std::process::ExitCode {
         }
     };
     println!("{}", sim.addr());
-    eprintln!("kube-sim serving at {} (kubeconfig {})", sim.url(), sim.kubeconfig_path().display());
+    eprintln!(
+        "kube-sim serving at {} (kubeconfig {})",
+        sim.url(),
+        sim.kubeconfig_path().display()
+    );
     let _ = tokio::signal::ctrl_c().await;
     sim.stop();
     std::process::ExitCode::SUCCESS

@@ -120,12 +120,16 @@ fn spawn_accept(shared: Arc<Shared>, listener: TcpListener, token: CancellationT
             let shared = shared.clone();
             let token = token.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    async move {
-                        Ok::<_, Infallible>(crate::api::handle(shared, req.map(axum::body::Body::new)).await)
-                    }
-                });
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let shared = shared.clone();
+                        async move {
+                            Ok::<_, Infallible>(
+                                crate::api::handle(shared, req.map(axum::body::Body::new)).await,
+                            )
+                        }
+                    },
+                );
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
                 tokio::select! {
@@ -175,7 +179,11 @@ impl Sim {
                 (Some(d), p)
             }
         };
-        let sim = Sim { shared, kubeconfig, _dir: dir };
+        let sim = Sim {
+            shared,
+            kubeconfig,
+            _dir: dir,
+        };
         if let Some(d) = &opts.crds_dir {
             sim.install_crds_from_dir(d)?;
         }
@@ -215,7 +223,10 @@ impl Sim {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
             })
             .collect();
         files.sort();
@@ -233,7 +244,10 @@ impl Sim {
                 if v["kind"] != "CustomResourceDefinition" {
                     continue;
                 }
-                names.push(self.install_crd(v).map_err(|e| format!("{}: {e}", f.display()))?);
+                names.push(
+                    self.install_crd(v)
+                        .map_err(|e| format!("{}: {e}", f.display()))?,
+                );
             }
         }
         Ok(names)
@@ -242,9 +256,14 @@ impl Sim {
     /// Create (or update) one CRD object; it is Established when this returns.
     pub fn install_crd(&self, crd: Value) -> anyhow_like::Result<String> {
         let mut st = lock(&self.shared.store);
-        let ri = st.builtin("apiextensions.k8s.io", "customresourcedefinitions").expect("crd");
+        let ri = st
+            .builtin("apiextensions.k8s.io", "customresourcedefinitions")
+            .expect("crd");
         let out = st.put_object(&ri, crd, "kube-sim").map_err(|e| e.message)?;
-        Ok(out["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        Ok(out["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 
     // ---- simulated cluster behaviour -------------------------------------------------------
@@ -260,7 +279,10 @@ impl Sim {
 
     /// Override how one Deployment/StatefulSet (`resource` = "deployments" or "statefulsets") rolls out.
     pub fn set_readiness(&self, resource: &str, namespace: &str, name: &str, r: Readiness) {
-        lock(&self.shared.readiness).insert((format!("apps/{resource}"), namespace.into(), name.into()), r);
+        lock(&self.shared.readiness).insert(
+            (format!("apps/{resource}"), namespace.into(), name.into()),
+            r,
+        );
     }
 
     // ---- faults -----------------------------------------------------------------------------
@@ -324,7 +346,6 @@ impl Sim {
         self.shared.stopped.cancel();
         self.drop_watches();
     }
-
 }
 
 pub(crate) fn go_down(shared: &Shared) {

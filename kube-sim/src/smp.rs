@@ -15,7 +15,12 @@ pub fn apply(live: &Value, patch: &Value, schema: &dyn Schema) -> ApiResult<Valu
     merge(live, patch, schema, &mut path)
 }
 
-fn merge(live: &Value, patch: &Value, schema: &dyn Schema, path: &mut Vec<String>) -> ApiResult<Value> {
+fn merge(
+    live: &Value,
+    patch: &Value,
+    schema: &dyn Schema,
+    path: &mut Vec<String>,
+) -> ApiResult<Value> {
     let Some(pm) = patch.as_object() else {
         return Ok(patch.clone());
     };
@@ -27,7 +32,9 @@ fn merge(live: &Value, patch: &Value, schema: &dyn Schema, path: &mut Vec<String
         }
         Some("delete") => return Ok(Value::Null),
         Some(other) => {
-            return Err(ApiError::bad_request(format!("unknown patch type: {other}")));
+            return Err(ApiError::bad_request(format!(
+                "unknown patch type: {other}"
+            )));
         }
         None => {}
     }
@@ -63,7 +70,12 @@ fn merge(live: &Value, patch: &Value, schema: &dyn Schema, path: &mut Vec<String
     Ok(Value::Object(out))
 }
 
-fn merge_list(live: &[Value], patch: &[Value], schema: &dyn Schema, path: &mut Vec<String>) -> ApiResult<Value> {
+fn merge_list(
+    live: &[Value],
+    patch: &[Value],
+    schema: &dyn Schema,
+    path: &mut Vec<String>,
+) -> ApiResult<Value> {
     let refs: Vec<&str> = path.iter().map(String::as_str).collect();
     match schema.list_type(&refs) {
         ListType::Map(keys) if !keys.is_empty() => {
@@ -72,7 +84,9 @@ fn merge_list(live: &[Value], patch: &[Value], schema: &dyn Schema, path: &mut V
             for pe in patch {
                 let directive = pe.get("$patch").and_then(Value::as_str);
                 let kv = pe.get(key).cloned();
-                let pos = kv.as_ref().and_then(|kv| out.iter().position(|e| e.get(key) == Some(kv)));
+                let pos = kv
+                    .as_ref()
+                    .and_then(|kv| out.iter().position(|e| e.get(key) == Some(kv)));
                 match (directive, pos) {
                     (Some("delete"), Some(i)) => {
                         out.remove(i);
@@ -80,7 +94,11 @@ fn merge_list(live: &[Value], patch: &[Value], schema: &dyn Schema, path: &mut V
                     (Some("delete"), None) => {}
                     (Some("replace"), _) => {
                         return Ok(Value::Array(
-                            patch.iter().filter(|e| e.get("$patch").is_none()).cloned().collect(),
+                            patch
+                                .iter()
+                                .filter(|e| e.get("$patch").is_none())
+                                .cloned()
+                                .collect(),
                         ));
                     }
                     (_, Some(i)) => {

@@ -58,7 +58,10 @@ pub struct WriteCtx<'a> {
 
 fn strip_times(v: &Value) -> Value {
     let mut v = v.clone();
-    if let Some(mf) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+    if let Some(mf) = v
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
         for e in mf {
             if let Some(o) = e.as_object_mut() {
                 o.remove("time");
@@ -102,7 +105,13 @@ impl Store {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ri = s.builtin("", "namespaces").expect("namespaces");
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            let ctx = WriteCtx { manager: "kube-apiserver", op: Op::Update, subresource: None, dry_run: false, field_validation: "Ignore" };
+            let ctx = WriteCtx {
+                manager: "kube-apiserver",
+                op: Op::Update,
+                subresource: None,
+                dry_run: false,
+                field_validation: "Ignore",
+            };
             s.create(&ri, "", obj, &ctx).expect("seed namespace");
         }
         s
@@ -127,7 +136,11 @@ impl Store {
     }
 
     pub fn crds(&self) -> impl Iterator<Item = &Value> {
-        let start = ("apiextensions.k8s.io/customresourcedefinitions".to_string(), String::new(), String::new());
+        let start = (
+            "apiextensions.k8s.io/customresourcedefinitions".to_string(),
+            String::new(),
+            String::new(),
+        );
         self.objects
             .range(start..)
             .take_while(|(k, _)| k.0 == "apiextensions.k8s.io/customresourcedefinitions")
@@ -151,15 +164,32 @@ impl Store {
         if !crd_established(crd) {
             return None;
         }
-        crd_resources(crd).into_iter().find(|r| r.version == version)
+        crd_resources(crd)
+            .into_iter()
+            .find(|r| r.version == version)
     }
 
     pub fn get(&self, ri: &ResourceInfo, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&(ri.gr(), ns.to_string(), name.to_string()))
+        self.objects
+            .get(&(ri.gr(), ns.to_string(), name.to_string()))
     }
 
-    fn push_event(&mut self, gr: &str, ns: &str, typ: &'static str, obj: Value, prev: Option<Value>) {
-        let ev = Arc::new(WatchEvent { rv: self.rv, gr: gr.into(), ns: ns.into(), typ, obj, prev });
+    fn push_event(
+        &mut self,
+        gr: &str,
+        ns: &str,
+        typ: &'static str,
+        obj: Value,
+        prev: Option<Value>,
+    ) {
+        let ev = Arc::new(WatchEvent {
+            rv: self.rv,
+            gr: gr.into(),
+            ns: ns.into(),
+            typ,
+            obj,
+            prev,
+        });
         self.history.push_back(ev.clone());
         while self.history.len() > self.history_cap {
             if let Some(e) = self.history.pop_front() {
@@ -179,10 +209,18 @@ impl Store {
     }
 
     /// Store an object (bumping the RV) and emit the event.
-    fn commit(&mut self, ri: &ResourceInfo, ns: &str, name: &str, mut obj: Value, prev: Option<Value>) -> Value {
+    fn commit(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        prev: Option<Value>,
+    ) -> Value {
         self.rv += 1;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.objects.insert((ri.gr(), ns.into(), name.into()), obj.clone());
+        self.objects
+            .insert((ri.gr(), ns.into(), name.into()), obj.clone());
         let typ = if prev.is_some() { "MODIFIED" } else { "ADDED" };
         self.push_event(&ri.gr(), ns, typ, obj.clone(), prev);
         obj
@@ -207,22 +245,31 @@ impl Store {
         let nsri = self.builtin("", "namespaces").expect("namespaces");
         match self.get(&nsri, "", ns) {
             None => Err(ApiError::not_found(&nsri, ns)),
-            Some(n) if creating && n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
-                    ri.qualified(),
-                    "",
-                    ns
-                ),
-            )),
+            Some(n) if creating && n.pointer("/metadata/deletionTimestamp").is_some() => {
+                Err(ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                        ri.qualified(),
+                        "",
+                        ns
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
 
     /// Schema processing: for custom resources prune, default, validate; for built-ins default and validate.
-    fn process(&mut self, ri: &ResourceInfo, name: &str, obj: &mut Value, old: Option<&Value>, validation: &str) -> ApiResult<()> {
+    fn process(
+        &mut self,
+        ri: &ResourceInfo,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+        validation: &str,
+    ) -> ApiResult<()> {
         let mut causes: Vec<Cause> = Vec::new();
         // metadata checks common to every kind
         if let Some(l) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
@@ -241,27 +288,45 @@ impl Store {
                 if !removed.is_empty() {
                     match validation {
                         "Strict" => {
-                            let list: Vec<String> = removed.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                            let list: Vec<String> = removed
+                                .iter()
+                                .map(|f| format!("unknown field \"{f}\""))
+                                .collect();
                             return Err(ApiError::bad_request(format!(
                                 "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                                ri.kind, ri.version, ri.kind, list.join(", ")
+                                ri.kind,
+                                ri.version,
+                                ri.kind,
+                                list.join(", ")
                             )));
                         }
                         "Ignore" => {}
-                        _ => self.warnings.extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
+                        _ => self
+                            .warnings
+                            .extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
                     }
                 }
                 crd::apply_defaults(obj, schema);
                 crd::validate(obj, schema, "", &mut causes);
             }
         } else {
-            causes.extend(default_builtin(&ri.group, &ri.kind, obj, old, &mut self.alloc));
+            causes.extend(default_builtin(
+                &ri.group,
+                &ri.kind,
+                obj,
+                old,
+                &mut self.alloc,
+            ));
             if ri.kind == "CustomResourceDefinition" {
                 causes.extend(crd::validate_crd(obj));
                 if let Some(o) = old {
                     for f in ["group", "scope"] {
                         if o["spec"][f] != obj["spec"][f] {
-                            causes.push(Cause::invalid(&format!("spec.{f}"), &obj["spec"][f], "field is immutable"));
+                            causes.push(Cause::invalid(
+                                &format!("spec.{f}"),
+                                &obj["spec"][f],
+                                "field is immutable",
+                            ));
                         }
                     }
                 }
@@ -277,7 +342,11 @@ impl Store {
         let ok = match ri.kind.as_str() {
             "Namespace" | "Service" => is_dns1123_label(name),
             "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
-                !name.is_empty() && !name.contains('/') && !name.contains('%') && name != "." && name != ".."
+                !name.is_empty()
+                    && !name.contains('/')
+                    && !name.contains('%')
+                    && name != "."
+                    && name != ".."
             }
             _ => is_dns1123_subdomain(name),
         };
@@ -319,9 +388,33 @@ impl Store {
         Ok(())
     }
 
-    pub fn create(&mut self, ri: &ResourceInfo, ns: &str, mut obj: Value, ctx: &WriteCtx) -> ApiResult<Value> {
+    /// CREATE. Allocations (cluster IPs, node ports) are rolled back on errors and dry runs.
+    pub fn create(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        obj: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Value> {
+        let saved = self.alloc.clone();
+        let r = self.create_inner(ri, ns, obj, ctx);
+        if r.is_err() || ctx.dry_run {
+            self.alloc = saved;
+        }
+        r
+    }
+
+    fn create_inner(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        mut obj: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Value> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         Self::set_type_meta(ri, &mut obj)?;
         let m = meta_mut(&mut obj);
@@ -334,10 +427,19 @@ impl Store {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        if m.get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
-        let mut name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let mut name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if name.is_empty() {
             match m.get("generateName").and_then(Value::as_str) {
                 Some(g) if !g.is_empty() => {
@@ -348,12 +450,22 @@ impl Store {
                     return Err(ApiError::invalid(
                         ri,
                         "",
-                        vec![Cause::required("metadata.name", "name or generateName is required")],
+                        vec![Cause::required(
+                            "metadata.name",
+                            "name or generateName is required",
+                        )],
                     ));
                 }
             }
         }
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+        ] {
             m.remove(k);
         }
         if ri.namespaced {
@@ -381,11 +493,25 @@ impl Store {
                 o.remove("managedFields");
             }
             self.process(ri, &name, &mut obj, None, ctx.field_validation)?;
-            obj = ssa::record_update(None, &obj, ctx.manager, schema.as_ref(), ctx.subresource, &now);
+            obj = ssa::record_update(
+                None,
+                &obj,
+                ctx.manager,
+                schema.as_ref(),
+                ctx.subresource,
+                &now,
+            );
         }
         if ri.kind == "CustomResourceDefinition" {
-            let fins = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
-            if !fins.iter().any(|f| f == "customresourcecleanup.apiextensions.k8s.io") {
+            let fins = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !fins
+                .iter()
+                .any(|f| f == "customresourcecleanup.apiextensions.k8s.io")
+            {
                 let mut f2 = fins.clone();
                 f2.push(json!("customresourcecleanup.apiextensions.k8s.io"));
                 meta_mut(&mut obj).insert("finalizers".into(), Value::Array(f2));
@@ -429,15 +555,50 @@ impl Store {
             {"type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
         ]);
         let schema = schema_for(ri);
-        let new = ssa::record_update(Some(&old), &new, "kube-apiserver", schema.as_ref(), Some("status"), &now);
+        let new = ssa::record_update(
+            Some(&old),
+            &new,
+            "kube-apiserver",
+            schema.as_ref(),
+            Some("status"),
+            &now,
+        );
         Some(self.commit(ri, "", name, new, Some(old)))
     }
 
     /// The shared update pipeline: `candidate` is the object the verb produced from `old`.
-    pub fn update(&mut self, ri: &ResourceInfo, ns: &str, name: &str, old: &Value, candidate: Value, ctx: &WriteCtx) -> ApiResult<Value> {
+    /// Allocations are rolled back on errors and dry runs.
+    pub fn update(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        old: &Value,
+        candidate: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Value> {
+        let saved = self.alloc.clone();
+        let r = self.update_inner(ri, ns, name, old, candidate, ctx);
+        if r.is_err() || ctx.dry_run {
+            self.alloc = saved;
+        }
+        r
+    }
+
+    fn update_inner(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        old: &Value,
+        candidate: Value,
+        ctx: &WriteCtx,
+    ) -> ApiResult<Value> {
         let mut new = candidate;
         if !new.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         Self::set_type_meta(ri, &mut new)?;
         if let Some(n) = new.pointer("/metadata/name").and_then(Value::as_str)
@@ -456,9 +617,14 @@ impl Store {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        if let Some(rv) = new.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        if let Some(rv) = new
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
             && !rv.is_empty()
-            && Some(rv) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            && Some(rv)
+                != old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
         {
             return Err(ApiError::conflict(ri, name));
         }
@@ -490,7 +656,14 @@ impl Store {
         // Server-owned metadata is kept from the stored object.
         let om = old["metadata"].clone();
         let m = meta_mut(&mut new);
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "resourceVersion"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
             match om.get(k) {
                 Some(v) => {
                     m.insert(k.into(), v.clone());
@@ -507,12 +680,19 @@ impl Store {
         m.remove("selfLink");
         if om.get("deletionTimestamp").is_some() {
             let old_f: Vec<Value> = om["finalizers"].as_array().cloned().unwrap_or_default();
-            let new_f: Vec<Value> = m.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let new_f: Vec<Value> = m
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if new_f.iter().any(|f| !old_f.contains(f)) {
                 return Err(ApiError::invalid(
                     ri,
                     name,
-                    vec![Cause::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+                    vec![Cause::forbidden(
+                        "metadata.finalizers",
+                        "no new finalizers can be added if the object is being deleted",
+                    )],
                 ));
             }
         }
@@ -520,13 +700,27 @@ impl Store {
         let now = now_rfc3339();
         self.process(ri, name, &mut new, Some(old), ctx.field_validation)?;
         if ctx.op == Op::Update {
-            new = ssa::record_update(Some(old), &new, ctx.manager, schema.as_ref(), ctx.subresource, &now);
+            new = ssa::record_update(
+                Some(old),
+                &new,
+                ctx.manager,
+                schema.as_ref(),
+                ctx.subresource,
+                &now,
+            );
         }
         // generation
         if ri.generation {
-            let skip: &[&str] = if ri.status { &["metadata", "status"] } else { &["metadata"] };
+            let skip: &[&str] = if ri.status {
+                &["metadata", "status"]
+            } else {
+                &["metadata"]
+            };
             if without(old, skip) != without(&new, skip) {
-                let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+                let g = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 meta_mut(&mut new).insert("generation".into(), json!(g + 1));
             }
         }
@@ -537,7 +731,10 @@ impl Store {
                 .and_then(|vs| vs.iter().find(|v| v["storage"] == json!(true)))
                 .map(|v| v["name"].clone())
             {
-                let stored = new["status"]["storedVersions"].as_array().cloned().unwrap_or_default();
+                let stored = new["status"]["storedVersions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 if !stored.contains(&sv) {
                     let mut s2 = stored;
                     s2.push(sv);
@@ -553,7 +750,10 @@ impl Store {
             return Ok(new);
         }
         let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
-        let empty_fins = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        let empty_fins = new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
         let stored = self.commit(ri, ns, name, new, Some(old.clone()));
         if deleting && empty_fins {
             self.remove(&ri.gr(), ns, name);
@@ -562,41 +762,86 @@ impl Store {
     }
 
     /// DELETE: with finalizers, mark for deletion; without, remove.
-    pub fn delete(&mut self, ri: &ResourceInfo, ns: &str, name: &str, opts: &Value, dry_run: bool) -> ApiResult<(Value, bool)> {
-        let old = self.get(ri, ns, name).cloned().ok_or_else(|| ApiError::not_found(ri, name))?;
+    pub fn delete(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        opts: &Value,
+        dry_run: bool,
+    ) -> ApiResult<(Value, bool)> {
+        let old = self
+            .get(ri, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(ri, name))?;
         if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
             && Some(uid) != old.pointer("/metadata/uid").and_then(Value::as_str)
         {
-            return Err(ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
-                ri.qualified(), name, uid, old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
-            )));
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    ri.qualified(),
+                    name,
+                    uid,
+                    old.pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                ),
+            ));
         }
-        if let Some(rv) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str)
-            && Some(rv) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        if let Some(rv) = opts
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            && Some(rv)
+                != old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
         {
-            return Err(ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
-                ri.qualified(), name, rv, old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("")
-            )));
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                    ri.qualified(),
+                    name,
+                    rv,
+                    old.pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                ),
+            ));
         }
         let policy = opts
             .get("propagationPolicy")
             .and_then(Value::as_str)
             .map(String::from)
-            .or_else(|| match opts.get("orphanDependents").and_then(Value::as_bool) {
-                Some(true) => Some("Orphan".into()),
-                _ => None,
-            })
+            .or_else(
+                || match opts.get("orphanDependents").and_then(Value::as_bool) {
+                    Some(true) => Some("Orphan".into()),
+                    _ => None,
+                },
+            )
             .unwrap_or_else(|| "Background".into());
         if !["Background", "Foreground", "Orphan"].contains(&policy.as_str()) {
-            return Err(ApiError::invalid(ri, name, vec![Cause {
-                field: "propagationPolicy".into(),
-                reason: "FieldValueNotSupported",
-                message: format!("Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
-            }]));
+            return Err(ApiError::invalid(
+                ri,
+                name,
+                vec![Cause {
+                    field: "propagationPolicy".into(),
+                    reason: "FieldValueNotSupported",
+                    message: format!(
+                        "Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                }],
+            ));
         }
-        let mut fins: Vec<Value> = old.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut fins: Vec<Value> = old
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let is_ns = ri.kind == "Namespace";
         if policy == "Foreground" && !fins.contains(&json!("foregroundDeletion")) {
             fins.push(json!("foregroundDeletion"));
@@ -604,7 +849,11 @@ impl Store {
         if policy == "Orphan" && !fins.contains(&json!("orphan")) {
             fins.push(json!("orphan"));
         }
-        let has_spec_fins = is_ns && old.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let has_spec_fins = is_ns
+            && old
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
         if fins.is_empty() && !has_spec_fins {
             if dry_run {
                 return Ok((old, true));
@@ -634,20 +883,50 @@ impl Store {
     }
 
     /// Internal status write by a simulated controller (manager `manager`, Update on `/status`).
-    pub fn controller_status(&mut self, ri: &ResourceInfo, ns: &str, name: &str, status: Value, manager: &str) {
-        let Some(old) = self.get(ri, ns, name).cloned() else { return };
+    pub fn controller_status(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        status: Value,
+        manager: &str,
+    ) {
+        let Some(old) = self.get(ri, ns, name).cloned() else {
+            return;
+        };
         let mut cand = old.clone();
         cand["status"] = status;
-        let ctx = WriteCtx { manager, op: Op::Update, subresource: Some("status"), dry_run: false, field_validation: "Ignore" };
+        let ctx = WriteCtx {
+            manager,
+            op: Op::Update,
+            subresource: Some("status"),
+            dry_run: false,
+            field_validation: "Ignore",
+        };
         if let Err(e) = self.update(ri, ns, name, &old, cand, &ctx) {
             tracing::warn!("simulated controller status write failed: {}", e.message);
         }
     }
 
     /// Internal metadata/spec write by a simulated controller.
-    pub fn controller_update(&mut self, ri: &ResourceInfo, ns: &str, name: &str, new: Value, manager: &str) {
-        let Some(old) = self.get(ri, ns, name).cloned() else { return };
-        let ctx = WriteCtx { manager, op: Op::Update, subresource: None, dry_run: false, field_validation: "Ignore" };
+    pub fn controller_update(
+        &mut self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        new: Value,
+        manager: &str,
+    ) {
+        let Some(old) = self.get(ri, ns, name).cloned() else {
+            return;
+        };
+        let ctx = WriteCtx {
+            manager,
+            op: Op::Update,
+            subresource: None,
+            dry_run: false,
+            field_validation: "Ignore",
+        };
         if let Err(e) = self.update(ri, ns, name, &old, new, &ctx) {
             tracing::warn!("simulated controller write failed: {}", e.message);
         }
@@ -655,9 +934,23 @@ impl Store {
 
     /// Create or update an object in a fresh, empty namespace check etc. (used by `install_crds`).
     pub fn put_object(&mut self, ri: &ResourceInfo, obj: Value, manager: &str) -> ApiResult<Value> {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        let ctx = WriteCtx { manager, op: Op::Update, subresource: None, dry_run: false, field_validation: "Ignore" };
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let ctx = WriteCtx {
+            manager,
+            op: Op::Update,
+            subresource: None,
+            dry_run: false,
+            field_validation: "Ignore",
+        };
         match self.get(ri, &ns, &name).cloned() {
             None => self.create(ri, &ns, obj, &ctx),
             Some(old) => {

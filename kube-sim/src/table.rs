@@ -53,7 +53,9 @@ impl JsonPath {
                         || (inner.starts_with('"') && inner.ends_with('"'))
                     {
                         steps.push(Step::Field(inner[1..inner.len() - 1].to_string()));
-                    } else if let Some(f) = inner.strip_prefix("?(@.").and_then(|x| x.strip_suffix(')')) {
+                    } else if let Some(f) =
+                        inner.strip_prefix("?(@.").and_then(|x| x.strip_suffix(')'))
+                    {
                         let (k, v) = f.split_once("==")?;
                         let v = v.trim().trim_matches('"').trim_matches('\'');
                         steps.push(Step::Filter(k.trim().to_string(), v.to_string()));
@@ -112,9 +114,10 @@ impl JsonPath {
 
 /// Whether the Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| {
-        first.contains("as=Table") && first.contains("g=meta.k8s.io")
-    })
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table") && first.contains("g=meta.k8s.io"))
 }
 
 pub struct Columns {
@@ -149,24 +152,40 @@ fn ports_str(o: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    json!(if s.is_empty() { "<none>".to_string() } else { s.join(",") })
+    json!(if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s.join(",")
+    })
 }
 
 fn external_ip(o: &Value) -> Value {
-    let typ = o.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let typ = o
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
     let ing: Vec<String> = o
         .pointer("/status/loadBalancer/ingress")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()).map(String::from))
+                .filter_map(|i| {
+                    i["ip"]
+                        .as_str()
+                        .or(i["hostname"].as_str())
+                        .map(String::from)
+                })
                 .collect()
         })
         .unwrap_or_default();
     json!(match typ {
         "LoadBalancer" if ing.is_empty() => "<pending>".to_string(),
         "LoadBalancer" => ing.join(","),
-        "ExternalName" => o.pointer("/spec/externalName").and_then(Value::as_str).unwrap_or("").to_string(),
+        "ExternalName" => o
+            .pointer("/spec/externalName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         _ => "<none>".to_string(),
     })
 }
@@ -219,32 +238,118 @@ impl Columns {
             cells.push(c);
         };
         match (ri.group.as_str(), ri.plural.as_str()) {
-            ("", "configmaps") => add(col("Data", "string", "", "", 0), Cell::Builtin(|o| {
-                json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0) + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0))
-            })),
+            ("", "configmaps") => add(
+                col("Data", "string", "", "", 0),
+                Cell::Builtin(|o| {
+                    json!(
+                        o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                            + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0)
+                    )
+                }),
+            ),
             ("", "secrets") => {
-                add(col("Type", "string", "", "", 0), Cell::Builtin(|o| o["type"].clone()));
-                add(col("Data", "string", "", "", 0), Cell::Builtin(|o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0))));
+                add(
+                    col("Type", "string", "", "", 0),
+                    Cell::Builtin(|o| o["type"].clone()),
+                );
+                add(
+                    col("Data", "string", "", "", 0),
+                    Cell::Builtin(|o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0))),
+                );
             }
-            ("", "serviceaccounts") => add(col("Secrets", "string", "", "", 0), Cell::Builtin(|o| json!(o["secrets"].as_array().map(|a| a.len()).unwrap_or(0)))),
-            ("", "namespaces") => add(col("Status", "string", "", "", 0), Cell::Builtin(|o| o.pointer("/status/phase").cloned().unwrap_or(json!("")))),
+            ("", "serviceaccounts") => add(
+                col("Secrets", "string", "", "", 0),
+                Cell::Builtin(|o| json!(o["secrets"].as_array().map(|a| a.len()).unwrap_or(0))),
+            ),
+            ("", "namespaces") => add(
+                col("Status", "string", "", "", 0),
+                Cell::Builtin(|o| o.pointer("/status/phase").cloned().unwrap_or(json!(""))),
+            ),
             ("", "services") => {
-                add(col("Type", "string", "", "", 0), Cell::Builtin(|o| o.pointer("/spec/type").cloned().unwrap_or(json!("ClusterIP"))));
-                add(col("Cluster-IP", "string", "", "", 0), Cell::Builtin(|o| o.pointer("/spec/clusterIP").cloned().unwrap_or(json!("<none>"))));
-                add(col("External-IP", "string", "", "", 0), Cell::Builtin(external_ip));
-                add(col("Port(s)", "string", "", "", 0), Cell::Builtin(ports_str));
+                add(
+                    col("Type", "string", "", "", 0),
+                    Cell::Builtin(|o| {
+                        o.pointer("/spec/type")
+                            .cloned()
+                            .unwrap_or(json!("ClusterIP"))
+                    }),
+                );
+                add(
+                    col("Cluster-IP", "string", "", "", 0),
+                    Cell::Builtin(|o| {
+                        o.pointer("/spec/clusterIP")
+                            .cloned()
+                            .unwrap_or(json!("<none>"))
+                    }),
+                );
+                add(
+                    col("External-IP", "string", "", "", 0),
+                    Cell::Builtin(external_ip),
+                );
+                add(
+                    col("Port(s)", "string", "", "", 0),
+                    Cell::Builtin(ports_str),
+                );
             }
             ("apps", "deployments") => {
-                add(col("Ready", "string", "", "", 0), Cell::Builtin(|o| json!(format!("{}/{}", o.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0), o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)))));
-                add(col("Up-to-date", "integer", "", "", 0), Cell::Builtin(|o| json!(o.pointer("/status/updatedReplicas").and_then(Value::as_i64).unwrap_or(0))));
-                add(col("Available", "integer", "", "", 0), Cell::Builtin(|o| json!(o.pointer("/status/availableReplicas").and_then(Value::as_i64).unwrap_or(0))));
+                add(
+                    col("Ready", "string", "", "", 0),
+                    Cell::Builtin(|o| {
+                        json!(format!(
+                            "{}/{}",
+                            o.pointer("/status/readyReplicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0),
+                            o.pointer("/spec/replicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0)
+                        ))
+                    }),
+                );
+                add(
+                    col("Up-to-date", "integer", "", "", 0),
+                    Cell::Builtin(|o| {
+                        json!(
+                            o.pointer("/status/updatedReplicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0)
+                        )
+                    }),
+                );
+                add(
+                    col("Available", "integer", "", "", 0),
+                    Cell::Builtin(|o| {
+                        json!(
+                            o.pointer("/status/availableReplicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0)
+                        )
+                    }),
+                );
             }
             ("apps", "statefulsets") => {
-                add(col("Ready", "string", "", "", 0), Cell::Builtin(|o| json!(format!("{}/{}", o.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0), o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)))));
+                add(
+                    col("Ready", "string", "", "", 0),
+                    Cell::Builtin(|o| {
+                        json!(format!(
+                            "{}/{}",
+                            o.pointer("/status/readyReplicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0),
+                            o.pointer("/spec/replicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0)
+                        ))
+                    }),
+                );
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 defs.push(col("Created At", "date", "", "", 0));
-                cells.push(Cell::Builtin(|o| o.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null)));
+                cells.push(Cell::Builtin(|o| {
+                    o.pointer("/metadata/creationTimestamp")
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                }));
                 return Columns { defs, cells };
             }
             _ => {}
@@ -271,7 +376,9 @@ impl Columns {
                             .as_str()
                             .and_then(parse_time)
                             .map(|t| {
-                                json!(human_duration(jiff::Timestamp::now().as_second() - t.as_second()))
+                                json!(human_duration(
+                                    jiff::Timestamp::now().as_second() - t.as_second()
+                                ))
                             })
                             .unwrap_or(Value::Null),
                         Some(v) if vals.len() == 1 => match (typ.as_str(), v) {
@@ -309,7 +416,13 @@ impl Columns {
         row
     }
 
-    pub fn table(&self, objs: &[Value], list_meta: Value, include_object: &str, headers: bool) -> Value {
+    pub fn table(
+        &self,
+        objs: &[Value],
+        list_meta: Value,
+        include_object: &str,
+        headers: bool,
+    ) -> Value {
         json!({
             "kind": "Table",
             "apiVersion": "meta.k8s.io/v1",

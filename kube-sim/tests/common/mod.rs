@@ -41,11 +41,23 @@ where
 }
 
 /// Raw HTTP/1.1 against the sim (for the things typed clients hide). Returns (status, headers, body).
-pub async fn raw_full(sim: &Sim, method: &str, path: &str, content_type: Option<&str>, body: Option<&str>) -> (u16, String, serde_json::Value) {
+pub async fn raw_full(
+    sim: &Sim,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(sim.addr()).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(sim.addr())
+        .await
+        .expect("connect");
     let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n", sim.addr(), body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+        sim.addr(),
+        body.len()
+    );
     if let Some(ct) = content_type {
         req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -56,8 +68,15 @@ pub async fn raw_full(sim: &Sim, method: &str, path: &str, content_type: Option<
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut r = rest;
         while let Some((size, tail)) = r.split_once("\r\n") {
@@ -76,7 +95,13 @@ pub async fn raw_full(sim: &Sim, method: &str, path: &str, content_type: Option<
     (status, head.to_string(), v)
 }
 
-pub async fn raw(sim: &Sim, method: &str, path: &str, content_type: Option<&str>, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+pub async fn raw(
+    sim: &Sim,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let b = body.map(|v| v.to_string());
     let (s, _, v) = raw_full(sim, method, path, content_type, b.as_deref()).await;
     (s, v)
