@@ -1,0 +1,1122 @@
+//! HTTP dispatch: resource verbs, watch, discovery, admin API, fault injection and accounting.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::errors::{ApiError, ApiResult, Cause};
+use crate::faults::{FaultAction, WriteRecord};
+use crate::resources::ResourceInfo;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::sim::{Shared, lock_shared as lock};
+use crate::ssa;
+use crate::store::{Op, WatchEvent, WriteCtx, schema_for};
+use crate::table::{Columns, wants_table};
+use crate::util::{meta_mut, now_rfc3339};
+
+pub(crate) struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub content_type: String,
+    pub accept: String,
+    pub user_agent: String,
+    pub body: Bytes,
+}
+
+impl Req {
+    fn q(&self, k: &str) -> Option<&str> {
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.q(k), Some("1") | Some("true"))
+    }
+}
+
+pub(crate) fn json_response(code: u16, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.code, &e.to_status())
+}
+
+/// A parsed resource request.
+struct Target {
+    ri: ResourceInfo,
+    /// Namespace from the URL (None for cluster-scoped paths).
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+enum Route {
+    /// `/api/v1` or `/apis/g/v` discovery
+    GroupVersion(String, String),
+    Resource(Target),
+}
+
+fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    if rest.is_empty() {
+        return Some(Ok(Route::GroupVersion(group.into(), version.into())));
+    }
+    let (ns, plural, name, sub) = match rest {
+        ["namespaces", n, sub] if group.is_empty() && (*sub == "status" || *sub == "finalize") => {
+            (None, "namespaces", Some(*n), Some(*sub))
+        }
+        ["namespaces", ns, plural, tail @ ..] => (
+            Some(*ns),
+            *plural,
+            tail.first().copied(),
+            tail.get(1).copied(),
+        ),
+        [plural, tail @ ..] => (None, *plural, tail.first().copied(), tail.get(1).copied()),
+        [] => unreachable!(),
+    };
+    if rest.len() > 5 {
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )));
+    }
+    let st = lock(&shared.store);
+    let Some(ri) = st.resolve(group, version, plural) else {
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))));
+    };
+    if ns.is_some() && !ri.namespaced {
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )));
+    }
+    if ns.is_none() && ri.namespaced && name.is_some() {
+        return Some(Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )));
+    }
+    if let Some(s) = sub {
+        let ok = (s == "status" && ri.status) || (s == "finalize" && ri.kind == "Namespace");
+        if !ok {
+            if s == "scale"
+                || s == "exec"
+                || s == "log"
+                || s == "eviction"
+                || s == "proxy"
+                || s == "portforward"
+                || s == "attach"
+            {
+                return Some(Err(ApiError::unsupported(format!(
+                    "the {s} subresource of {}",
+                    ri.qualified()
+                ))));
+            }
+            return Some(Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )));
+        }
+    }
+    Some(Ok(Route::Resource(Target {
+        ri,
+        ns: ns.map(String::from),
+        name: name.map(String::from),
+        sub: sub.map(String::from),
+    })))
+}
+
+fn verb_of(req: &Req, t: &Target) -> &'static str {
+    match (req.method.clone(), t.name.is_some()) {
+        (Method::GET, true) => "get",
+        (Method::GET, false) if req.flag("watch") => "watch",
+        (Method::GET, false) => "list",
+        (Method::POST, _) => "create",
+        (Method::PUT, _) => "update",
+        (Method::PATCH, _) => "patch",
+        (Method::DELETE, true) => "delete",
+        (Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let h = |k: &str| {
+        parts
+            .headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let req = Req {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_string(),
+        query,
+        content_type: h("content-type"),
+        accept: h("accept"),
+        user_agent: h("user-agent"),
+        body,
+    };
+    if req.path.starts_with("/_sim/") || req.path == "/_sim" {
+        return crate::admin::handle(&shared, &req).await;
+    }
+    let route = parse_route(&shared, &req.path);
+    let (verb, resource) = match &route {
+        Some(Ok(Route::Resource(t))) => {
+            let mut r = t.ri.qualified();
+            if let Some(s) = &t.sub {
+                r = format!("{r}/{s}");
+            }
+            (verb_of(&req, t), r)
+        }
+        _ => ("discovery", req.path.clone()),
+    };
+    // accounting
+    {
+        let mut stats = lock(&shared.stats);
+        *stats
+            .counts
+            .entry(format!("{verb} {resource}"))
+            .or_insert(0) += 1;
+        if let Some(Ok(Route::Resource(t))) = &route
+            && matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        {
+            let is_apply = req.content_type.starts_with("application/apply-patch");
+            stats.writes.push(WriteRecord {
+                verb: if is_apply {
+                    "apply".into()
+                } else {
+                    verb.into()
+                },
+                resource: resource.clone(),
+                namespace: t.ns.clone(),
+                name: t.name.clone().or_else(|| {
+                    serde_json::from_slice::<Value>(&req.body)
+                        .ok()
+                        .and_then(|v| {
+                            v.pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .map(String::from)
+                        })
+                }),
+                field_manager: req.q("fieldManager").map(String::from),
+                dry_run: req.q("dryRun").is_some()
+                    || (req.method == Method::DELETE
+                        && serde_json::from_slice::<Value>(&req.body)
+                            .ok()
+                            .is_some_and(|b| {
+                                b["dryRun"]
+                                    .as_array()
+                                    .is_some_and(|a| a.iter().any(|v| v == "All"))
+                            })),
+            });
+        }
+    }
+    // faults
+    let fault = lock(&shared.faults).check(verb, &req.path);
+    match fault {
+        Some(FaultAction::Status(code)) => {
+            let (reason, msg): (&'static str, String) = match code {
+                429 => ("TooManyRequests", "Too many requests, please try again later. (injected by kube-sim)".into()),
+                409 => ("Conflict", "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again (injected by kube-sim)".into()),
+                503 => ("ServiceUnavailable", "the server is currently unable to handle the request (injected by kube-sim)".into()),
+                404 => ("NotFound", "the server could not find the requested resource (injected by kube-sim)".into()),
+                410 => ("Expired", "too old resource version (injected by kube-sim)".into()),
+                403 => ("Forbidden", "forbidden (injected by kube-sim)".into()),
+                _ => ("InternalError", format!("Internal error occurred: injected by kube-sim (HTTP {code})")),
+            };
+            let mut resp = error_response(&ApiError::new(code, reason, msg));
+            if code == 429 || code == 503 {
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+            }
+            return resp;
+        }
+        Some(FaultAction::DelayMs(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        None => {}
+    }
+    match route {
+        None => non_resource(&shared, &req),
+        Some(Err(e)) => error_response(&e),
+        Some(Ok(Route::GroupVersion(g, v))) => crate::discovery::group_version(&shared, &g, &v),
+        Some(Ok(Route::Resource(t))) => match resource_request(&shared, &req, t, verb).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
+    }
+}
+
+fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
+    match req.path.trim_end_matches('/') {
+        "/version" => json_response(
+            200,
+            &json!({
+                "major": "1", "minor": "33", "gitVersion": "v1.33.0+kube-sim", "gitCommit": "kube-sim",
+                "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2",
+                "compiler": "gc", "platform": "linux/amd64"
+            }),
+        ),
+        "/healthz" | "/readyz" | "/livez" => {
+            let mut r = Response::new(Body::from("ok"));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
+        "/api" => crate::discovery::api_versions(shared),
+        "/apis" => crate::discovery::api_groups(shared),
+        p if p.starts_with("/apis/") && p.matches('/').count() == 2 => {
+            crate::discovery::api_group(shared, &p["/apis/".len()..])
+        }
+        p if p.starts_with("/openapi") => crate::discovery::openapi(shared, p),
+        _ => error_response(&ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    }
+}
+
+fn parse_body(req: &Req) -> ApiResult<Value> {
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("the body of the request was empty"));
+    }
+    if req.content_type.contains("yaml") {
+        serde_norway::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{}': {e}",
+                String::from_utf8_lossy(&req.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))
+        })
+    }
+}
+
+fn dry_run(req: &Req) -> ApiResult<bool> {
+    match req.q("dryRun") {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid dry run value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+fn field_manager(req: &Req) -> ApiResult<String> {
+    let m = match req.q("fieldManager") {
+        Some(m) => m.to_string(),
+        None => req.user_agent.split('/').next().unwrap_or("").to_string(),
+    };
+    if m.len() > 128 {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "fieldManager: Too long: may not be more than 128 bytes".to_string(),
+        ));
+    }
+    Ok(m)
+}
+
+fn field_validation(req: &Req) -> ApiResult<&'static str> {
+    match req.q("fieldValidation") {
+        None | Some("Warn") => Ok("Warn"),
+        Some("Strict") => Ok("Strict"),
+        Some("Ignore") => Ok("Ignore"),
+        Some(o) => Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {o:?}, supported values: Ignore, Warn, Strict"
+        ))),
+    }
+}
+
+/// The object as served at the requested version (conversion strategy None: only apiVersion changes).
+fn at_version(ri: &ResourceInfo, mut obj: Value) -> Value {
+    obj["apiVersion"] = json!(ri.api_version());
+    obj
+}
+
+fn with_warnings(mut r: Response<Body>, warnings: Vec<String>) -> Response<Body> {
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
+            r.headers_mut().append("warning", v);
+        }
+    }
+    r
+}
+
+async fn resource_request(
+    shared: &Arc<Shared>,
+    req: &Req,
+    t: Target,
+    verb: &str,
+) -> ApiResult<Response<Body>> {
+    let ns = t.ns.clone().unwrap_or_default();
+    let ri = t.ri.clone();
+    let sub = t.sub.as_deref();
+    match verb {
+        "get" => {
+            let name = t.name.as_deref().unwrap_or("");
+            let st = lock(&shared.store);
+            let obj = st
+                .get(&ri, &ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&ri, name))?;
+            drop(st);
+            let obj = at_version(&ri, obj);
+            if wants_table(&req.accept) {
+                let cols = Columns::for_resource(&ri);
+                let rv = obj["metadata"]["resourceVersion"].clone();
+                return Ok(json_response(
+                    200,
+                    &cols.table(
+                        &[obj],
+                        json!({"resourceVersion": rv}),
+                        req.q("includeObject").unwrap_or("Metadata"),
+                        true,
+                    ),
+                ));
+            }
+            Ok(json_response(200, &obj))
+        }
+        "list" => list(shared, req, &ri, t.ns.as_deref()),
+        "watch" => watch(shared, req, &ri, t.ns.clone()),
+        "create" => {
+            if t.name.is_some() {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            let body = parse_body(req)?;
+            let manager = field_manager(req)?;
+            let ctx = WriteCtx {
+                manager: &manager,
+                op: Op::Update,
+                subresource: None,
+                dry_run: dry_run(req)?,
+                field_validation: field_validation(req)?,
+            };
+            let ns_for = if ri.namespaced {
+                ns.clone()
+            } else {
+                String::new()
+            };
+            if ri.namespaced && t.ns.is_none() {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
+            }
+            let mut st = lock(&shared.store);
+            st.warnings.clear();
+            let out = st.create(&ri, &ns_for, body, &ctx)?;
+            let w = std::mem::take(&mut st.warnings);
+            Ok(with_warnings(json_response(201, &at_version(&ri, out)), w))
+        }
+        "update" => {
+            let name = t.name.as_deref().unwrap_or("");
+            let body = parse_body(req)?;
+            let manager = field_manager(req)?;
+            let ctx = WriteCtx {
+                manager: &manager,
+                op: Op::Update,
+                subresource: sub,
+                dry_run: dry_run(req)?,
+                field_validation: field_validation(req)?,
+            };
+            let mut st = lock(&shared.store);
+            st.warnings.clear();
+            let old = st
+                .get(&ri, &ns, name)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&ri, name))?;
+            let out = st.update(&ri, &ns, name, &old, body, &ctx)?;
+            let w = std::mem::take(&mut st.warnings);
+            Ok(with_warnings(json_response(200, &at_version(&ri, out)), w))
+        }
+        "patch" => patch(shared, req, &ri, &ns, t.name.as_deref().unwrap_or(""), sub),
+        "delete" => {
+            let name = t.name.as_deref().unwrap_or("");
+            let mut opts: Value = if req.body.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(&req.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+            };
+            if let Some(p) = req.q("propagationPolicy") {
+                opts["propagationPolicy"] = json!(p);
+            }
+            let dry = dry_run(req)?
+                || opts["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == "All"));
+            let mut st = lock(&shared.store);
+            let (obj, removed) = st.delete(&ri, &ns, name, &opts, dry)?;
+            // Registries with ReturnDeletedObject answer with the object; the rest (custom resources
+            // included) with a Success Status.
+            let return_object = !ri.is_custom()
+                && matches!(
+                    ri.kind.as_str(),
+                    "Namespace" | "Pod" | "ServiceAccount" | "CustomResourceDefinition"
+                );
+            if removed && !return_object {
+                let mut d = json!({"name": name, "kind": ri.plural, "uid": obj["metadata"]["uid"]});
+                if !ri.group.is_empty() {
+                    d["group"] = json!(ri.group);
+                }
+                return Ok(json_response(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d}),
+                ));
+            }
+            Ok(json_response(200, &at_version(&ri, obj)))
+        }
+        "deletecollection" => {
+            let dry = dry_run(req)?;
+            let sel = req
+                .q("labelSelector")
+                .map(LabelSelector::parse)
+                .transpose()?
+                .unwrap_or_default();
+            let fsel = req
+                .q("fieldSelector")
+                .map(|s| FieldSelector::parse(s, &ri.kind))
+                .transpose()?
+                .unwrap_or_default();
+            let mut st = lock(&shared.store);
+            let gr = ri.gr();
+            let keys: Vec<(String, String)> = st
+                .objects
+                .iter()
+                .filter(|(k, v)| {
+                    k.0 == gr
+                        && t.ns.as_deref().is_none_or(|n| n == k.1)
+                        && sel.matches(v)
+                        && fsel.matches(v)
+                })
+                .map(|(k, _)| (k.1.clone(), k.2.clone()))
+                .collect();
+            let mut items = Vec::new();
+            for (ns, name) in keys {
+                let (obj, _) = st.delete(&ri, &ns, &name, &json!({}), dry)?;
+                items.push(at_version(&ri, obj));
+            }
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", ri.kind), "apiVersion": ri.api_version(), "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+            ))
+        }
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+fn patch(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    let ct = req
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let dry = dry_run(req)?;
+    let validation = field_validation(req)?;
+    let force = req.flag("force");
+    let supported =
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+    let schema = schema_for(ri);
+    let now = now_rfc3339();
+    if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
+        if ct.ends_with("cbor") {
+            return Err(ApiError::unsupported("CBOR apply patches"));
+        }
+        let manager = match req.q("fieldManager") {
+            Some(m) => m.to_string(),
+            None => {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                )
+                .with_details(json!({"kind": "PatchOptions", "group": "meta.k8s.io", "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})));
+            }
+        };
+        let config = parse_body(req)?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "error decoding YAML: the apply patch must be an object",
+            ));
+        }
+        if config
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request(
+                "apiVersion must be set in the apply patch",
+            ));
+        }
+        if config
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request("kind must be set in the apply patch"));
+        }
+        if let Some(n) = config.pointer("/metadata/name").and_then(Value::as_str)
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        let mut st = lock(&shared.store);
+        st.warnings.clear();
+        let old = st.get(ri, ns, name).cloned();
+        if old.is_none() && sub.is_some() {
+            return Err(ApiError::not_found(ri, name));
+        }
+        if let (Some(o), Some(rv)) = (
+            &old,
+            config
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str),
+        ) && Some(rv)
+            != o.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+        {
+            return Err(ApiError::conflict(ri, name));
+        }
+        let live_for_apply = old.as_ref().map(|o| at_version(ri, o.clone()));
+        let merged = match ssa::apply(
+            live_for_apply.as_ref(),
+            &config,
+            &manager,
+            force,
+            schema.as_ref(),
+            sub,
+            &now,
+        ) {
+            Ok(v) => v,
+            Err(ssa::ApplyError::Invalid(m)) => return Err(ApiError::bad_request(m)),
+            Err(ssa::ApplyError::Conflicts(cs)) => return Err(conflict_error(ri, name, &cs)),
+        };
+        let ctx = WriteCtx {
+            manager: &manager,
+            op: Op::Apply,
+            subresource: sub,
+            dry_run: dry,
+            field_validation: validation,
+        };
+        let (code, out) = match old {
+            None => {
+                let mut obj = merged;
+                if let Some(m) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+                if ri.namespaced {
+                    meta_mut(&mut obj).insert("namespace".into(), json!(ns));
+                }
+                (201, st.create(ri, ns, obj, &ctx)?)
+            }
+            Some(old) => (200, st.update(ri, ns, name, &old, merged, &ctx)?),
+        };
+        let w = std::mem::take(&mut st.warnings);
+        return Ok(with_warnings(json_response(code, &at_version(ri, out)), w));
+    }
+    let patch_body: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let manager = field_manager(req)?;
+    let mut st = lock(&shared.store);
+    st.warnings.clear();
+    let old = st
+        .get(ri, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(ri, name))?;
+    let mut cand = at_version(ri, old.clone());
+    match ct.as_str() {
+        "application/merge-patch+json" => {
+            if !patch_body.is_object() {
+                return Err(ApiError::bad_request("merge patch must be a JSON object"));
+            }
+            json_patch::merge(&mut cand, &patch_body);
+        }
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_value(patch_body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding json patch: {e}")))?;
+            json_patch::patch(&mut cand, &p).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
+        }
+        "application/strategic-merge-patch+json" => {
+            if ri.is_custom() {
+                return Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: {supported}"
+                    ),
+                ));
+            }
+            cand = crate::smp::apply(&cand, &patch_body, schema.as_ref())?;
+        }
+        _ => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: {supported}, application/strategic-merge-patch+json"
+                ),
+            ));
+        }
+    }
+    let ctx = WriteCtx {
+        manager: &manager,
+        op: Op::Update,
+        subresource: sub,
+        dry_run: dry,
+        field_validation: validation,
+    };
+    let out = st.update(ri, ns, name, &old, cand, &ctx)?;
+    let w = std::mem::take(&mut st.warnings);
+    Ok(with_warnings(json_response(200, &at_version(ri, out)), w))
+}
+
+fn conflict_error(ri: &ResourceInfo, name: &str, cs: &[ssa::Conflict]) -> ApiError {
+    let av = ri.api_version();
+    let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
+    for c in cs {
+        match by_manager.iter_mut().find(|(m, _)| *m == c.manager) {
+            Some((_, fs)) => fs.push(c.field.clone()),
+            None => by_manager.push((c.manager.clone(), vec![c.field.clone()])),
+        }
+    }
+    let parts: Vec<String> = by_manager
+        .iter()
+        .map(|(m, fs)| {
+            if fs.len() == 1 {
+                format!("conflict with {m:?} using {av}: {}", fs[0])
+            } else {
+                format!("conflicts with {m:?} using {av}:\n- {}", fs.join("\n- "))
+            }
+        })
+        .collect();
+    let n = cs.len();
+    let msg = format!(
+        "Apply failed with {n} conflict{}: {}",
+        if n == 1 { "" } else { "s" },
+        parts.join("\n")
+    );
+    let mut d = json!({
+        "name": name,
+        "kind": ri.plural,
+        "causes": cs.iter().map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?} using {}", c.manager, av), "field": c.field})).collect::<Vec<_>>(),
+    });
+    if !ri.group.is_empty() {
+        d["group"] = json!(ri.group);
+    }
+    ApiError::new(409, "Conflict", msg).with_details(d)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    ns: String,
+    name: String,
+}
+
+fn list(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: Option<&str>,
+) -> ApiResult<Response<Body>> {
+    let sel = req
+        .q("labelSelector")
+        .map(LabelSelector::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let fsel = req
+        .q("fieldSelector")
+        .map(|s| FieldSelector::parse(s, &ri.kind))
+        .transpose()?
+        .unwrap_or_default();
+    let limit: usize = req
+        .q("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let st = lock(&shared.store);
+    let after = match req.q("continue") {
+        None => None,
+        Some(c) => {
+            let tok: ContinueToken = base64::engine::general_purpose::STANDARD
+                .decode(c)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("continue key is not valid: illegal base64 data")
+                })?;
+            if tok.rv < st.oldest_rv {
+                return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
+            }
+            Some(tok)
+        }
+    };
+    let gr = ri.gr();
+    let mut items = Vec::new();
+    let mut more = 0usize;
+    let mut last_key: Option<(String, String)> = None;
+    for ((g, ons, oname), obj) in st
+        .objects
+        .range((gr.clone(), String::new(), String::new())..)
+    {
+        if *g != gr {
+            break;
+        }
+        if ns.is_some_and(|n| n != ons) {
+            continue;
+        }
+        if let Some(a) = &after
+            && (ons.as_str(), oname.as_str()) <= (a.ns.as_str(), a.name.as_str())
+        {
+            continue;
+        }
+        if !sel.matches(obj) || !fsel.matches(obj) {
+            continue;
+        }
+        if items.len() >= limit {
+            more += 1;
+            continue;
+        }
+        last_key = Some((ons.clone(), oname.clone()));
+        items.push(obj.clone());
+    }
+    let rv = after.as_ref().map(|a| a.rv).unwrap_or(st.rv);
+    drop(st);
+    let mut list_meta = json!({"resourceVersion": rv.to_string()});
+    if more > 0
+        && let Some((ns, name)) = last_key
+    {
+        let tok = ContinueToken { rv, ns, name };
+        list_meta["continue"] = json!(
+            base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&tok).unwrap_or_default())
+        );
+        list_meta["remainingItemCount"] = json!(more);
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|o| {
+            let mut o = at_version(ri, o);
+            if !ri.is_custom()
+                && let Some(m) = o.as_object_mut()
+            {
+                // Typed lists from the real server carry no apiVersion/kind on items.
+                m.remove("apiVersion");
+                m.remove("kind");
+            }
+            o
+        })
+        .collect();
+    if wants_table(&req.accept) {
+        let cols = Columns::for_resource(ri);
+        let full: Vec<Value> = items
+            .into_iter()
+            .map(|mut o| {
+                o["apiVersion"] = json!(ri.api_version());
+                o["kind"] = json!(ri.kind);
+                o
+            })
+            .collect();
+        return Ok(json_response(
+            200,
+            &cols.table(
+                &full,
+                list_meta,
+                req.q("includeObject").unwrap_or("Metadata"),
+                true,
+            ),
+        ));
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": format!("{}List", ri.kind), "apiVersion": ri.api_version(), "metadata": list_meta, "items": items}),
+    ))
+}
+
+struct WatchState {
+    backlog: VecDeque<Value>,
+    rx: tokio::sync::broadcast::Receiver<Arc<WatchEvent>>,
+    epoch: tokio::sync::watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+    next_bookmark: Option<tokio::time::Instant>,
+    bookmark_every: Duration,
+    last_rv: u64,
+    done: bool,
+}
+
+fn watch(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: Option<String>,
+) -> ApiResult<Response<Body>> {
+    let sel = req
+        .q("labelSelector")
+        .map(LabelSelector::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let fsel = req
+        .q("fieldSelector")
+        .map(|s| FieldSelector::parse(s, &ri.kind))
+        .transpose()?
+        .unwrap_or_default();
+    let timeout = req
+        .q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let bookmarks = req.flag("allowWatchBookmarks");
+    let send_initial = req.flag("sendInitialEvents");
+    let table = wants_table(&req.accept);
+    let cols = Arc::new(Columns::for_resource(ri));
+    let include = req.q("includeObject").unwrap_or("Metadata").to_string();
+    let ri2 = ri.clone();
+    let encode = {
+        let cols = cols.clone();
+        move |typ: &str, obj: &Value| -> Value {
+            if typ == "ERROR" || typ == "BOOKMARK" {
+                return json!({"type": typ, "object": obj});
+            }
+            let mut o = at_version(&ri2, obj.clone());
+            if table {
+                o = cols.table(
+                    &[o],
+                    json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                    &include,
+                    true,
+                );
+            }
+            json!({"type": typ, "object": o})
+        }
+    };
+    let st = lock(&shared.store);
+    let rx = st.tx.subscribe();
+    let gr = ri.gr();
+    let matches = |obj: &Value| sel.matches(obj) && fsel.matches(obj);
+    let in_scope = |ons: &str| ns.as_deref().is_none_or(|n| n == ons);
+    let mut backlog = VecDeque::new();
+    let rv_param = req.q("resourceVersion");
+    let start_rv;
+    let mut gone = None;
+    if rv_param.is_none() || rv_param == Some("0") || send_initial {
+        // Synthetic ADDED events for the current state.
+        for ((g, ons, _), obj) in st
+            .objects
+            .range((gr.clone(), String::new(), String::new())..)
+        {
+            if *g != gr {
+                break;
+            }
+            if in_scope(ons) && matches(obj) {
+                backlog.push_back(encode("ADDED", obj));
+            }
+        }
+        start_rv = st.rv;
+        if send_initial && bookmarks {
+            backlog.push_back(encode(
+                "BOOKMARK",
+                &json!({"kind": ri.kind, "apiVersion": ri.api_version(), "metadata": {"resourceVersion": st.rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}),
+            ));
+        }
+    } else {
+        let rv: u64 = rv_param.and_then(|r| r.parse().ok()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid resource version: {:?}",
+                rv_param.unwrap_or("")
+            ))
+        })?;
+        if rv < st.oldest_rv {
+            gone = Some(rv);
+            start_rv = st.rv;
+        } else {
+            for ev in st.history.iter().filter(|e| e.rv > rv) {
+                if let Some(v) = filter_event(ev, &gr, &in_scope, &matches) {
+                    backlog.push_back(encode(v.0, &v.1));
+                }
+            }
+            start_rv = st.rv.max(rv);
+        }
+    }
+    let oldest = st.oldest_rv;
+    drop(st);
+    if let Some(rv) = gone {
+        backlog.clear();
+        let e = ApiError::gone(format!("too old resource version: {rv} ({oldest})"));
+        backlog.push_back(json!({"type": "ERROR", "object": e.to_status()}));
+    }
+    let now = tokio::time::Instant::now();
+    let state = WatchState {
+        backlog,
+        rx,
+        epoch: shared.watch_epoch.subscribe(),
+        deadline: now + Duration::from_secs(timeout),
+        next_bookmark: if bookmarks {
+            Some(now + shared.bookmark_interval)
+        } else {
+            None
+        },
+        bookmark_every: shared.bookmark_interval,
+        last_rv: start_rv,
+        done: gone.is_some(),
+    };
+    let kind = ri.kind.clone();
+    let api_version = ri.api_version();
+    let stream = futures::stream::unfold(state, move |mut s| {
+        let gr = gr.clone();
+        let sel = sel.clone();
+        let fsel = fsel.clone();
+        let ns = ns.clone();
+        let encode = encode.clone();
+        let kind = kind.clone();
+        let api_version = api_version.clone();
+        async move {
+            loop {
+                if let Some(v) = s.backlog.pop_front() {
+                    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+                    line.push(b'\n');
+                    return Some((Ok::<Bytes, Infallible>(Bytes::from(line)), s));
+                }
+                if s.done {
+                    return None;
+                }
+                let bookmark_at = s
+                    .next_bookmark
+                    .unwrap_or(s.deadline + Duration::from_secs(3600));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(s.deadline) => return None,
+                    _ = s.epoch.changed() => return None,
+                    _ = tokio::time::sleep_until(bookmark_at) => {
+                        s.next_bookmark = Some(tokio::time::Instant::now() + s.bookmark_every);
+                        s.backlog.push_back(encode("BOOKMARK", &json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": s.last_rv.to_string()}})));
+                    }
+                    r = s.rx.recv() => match r {
+                        Ok(ev) => {
+                            if ev.rv <= s.last_rv { continue; }
+                            s.last_rv = ev.rv;
+                            let in_scope = |ons: &str| ns.as_deref().is_none_or(|n| n == ons);
+                            let matches = |obj: &Value| sel.matches(obj) && fsel.matches(obj);
+                            if let Some((typ, obj)) = filter_event(&ev, &gr, &in_scope, &matches) {
+                                s.backlog.push_back(encode(typ, &obj));
+                            }
+                        }
+                        // Lagged or closed: end the stream; the client re-watches from its last RV.
+                        Err(_) => return None,
+                    }
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("transfer-encoding", HeaderValue::from_static("chunked"));
+    Ok(r)
+}
+
+/// Selector-aware event translation: leaving the selector is DELETED, entering it is ADDED.
+fn filter_event(
+    ev: &WatchEvent,
+    gr: &str,
+    in_scope: &dyn Fn(&str) -> bool,
+    matches: &dyn Fn(&Value) -> bool,
+) -> Option<(&'static str, Value)> {
+    if ev.gr != gr || !in_scope(&ev.ns) {
+        return None;
+    }
+    match ev.typ {
+        "MODIFIED" => {
+            let now = matches(&ev.obj);
+            let before = ev.prev.as_ref().is_some_and(matches);
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", ev.obj.clone())),
+                (false, true) => Some(("ADDED", ev.obj.clone())),
+                (true, false) => Some(("DELETED", ev.obj.clone())),
+                (false, false) => None,
+            }
+        }
+        t => matches(&ev.obj).then(|| (t, ev.obj.clone())),
+    }
+}
+
+#[allow(dead_code)]
+fn unused(_: Cause) {}

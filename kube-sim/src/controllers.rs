@@ -1,0 +1,574 @@
+//! Simulated cluster behaviour: what kubelet and the built-in controllers would do — workload
+//! rollout status, LoadBalancer ingress, garbage collection, namespace and CRD cleanup.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::resources::ResourceInfo;
+use crate::sim::{LoadBalancerMode, Readiness, Shared, lock_shared as lock};
+use crate::store::Store;
+use crate::util::{now_rfc3339, short_hash};
+
+const TICK: Duration = Duration::from_millis(50);
+
+pub(crate) fn spawn(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(TICK);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shared.stopped.cancelled() => return,
+                _ = iv.tick() => tick(&shared),
+            }
+        }
+    });
+}
+
+pub(crate) fn tick(shared: &Shared) {
+    let ready_after = *lock(&shared.ready_after);
+    let lb_mode = *lock(&shared.lb_mode);
+    let overrides = lock(&shared.readiness).clone();
+    let mut st = lock(&shared.store);
+    workloads(shared, &mut st, ready_after, &overrides);
+    services(shared, &mut st, lb_mode);
+    garbage_collect(&mut st);
+    namespaces(&mut st);
+    crd_cleanup(&mut st);
+}
+
+/// Conditions keep their transition times while type/status/reason are unchanged.
+fn keep_times(new: &mut [Value], old: Option<&Value>) {
+    let old: Vec<Value> = old.and_then(Value::as_array).cloned().unwrap_or_default();
+    for c in new.iter_mut() {
+        if let Some(o) = old.iter().find(|o| o["type"] == c["type"]) {
+            if o["status"] == c["status"] {
+                c["lastTransitionTime"] = o["lastTransitionTime"].clone();
+                if o["reason"] == c["reason"]
+                    && o["message"] == c["message"]
+                    && c.get("lastUpdateTime").is_some()
+                {
+                    c["lastUpdateTime"] = o["lastUpdateTime"].clone();
+                }
+            }
+        }
+    }
+}
+
+fn cond(
+    typ: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+    update_time: bool,
+) -> Value {
+    let mut c = json!({"type": typ, "status": status, "lastTransitionTime": now, "reason": reason, "message": message});
+    if update_time {
+        c["lastUpdateTime"] = json!(now);
+    }
+    c
+}
+
+fn workloads(
+    shared: &Shared,
+    st: &mut Store,
+    ready_after: Duration,
+    overrides: &HashMap<(String, String, String), Readiness>,
+) {
+    let now_i = Instant::now();
+    let now = now_rfc3339();
+    for plural in ["deployments", "statefulsets"] {
+        let ri = st.builtin("apps", plural).expect("apps");
+        let gr = ri.gr();
+        let objs: Vec<Value> = st
+            .objects
+            .range((gr.clone(), String::new(), String::new())..)
+            .take_while(|(k, _)| k.0 == gr)
+            .map(|(_, v)| v.clone())
+            .collect();
+        for o in objs {
+            if o.pointer("/metadata/deletionTimestamp").is_some() {
+                continue;
+            }
+            let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
+            let ns = o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
+            let first_seen = {
+                let mut r = lock(&shared.rollouts);
+                let e = r.entry(uid).or_insert((generation, now_i));
+                if e.0 != generation {
+                    *e = (generation, now_i);
+                }
+                e.1
+            };
+            let mode = overrides
+                .get(&(gr.clone(), ns.clone(), name.clone()))
+                .copied()
+                .unwrap_or_default();
+            let rolled = now_i.duration_since(first_seen) >= ready_after;
+            let replicas = o
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let hash = short_hash(&o["spec"]["template"]);
+            let old_status = o.get("status").cloned().unwrap_or(json!({}));
+            let mut status = if plural == "deployments" {
+                deployment_status(&name, generation, replicas, &hash, rolled, mode, &now)
+            } else {
+                statefulset_status(
+                    &name,
+                    generation,
+                    replicas,
+                    &hash,
+                    rolled,
+                    mode,
+                    &old_status,
+                )
+            };
+            if let Some(cs) = status.get_mut("conditions").and_then(Value::as_array_mut) {
+                keep_times(cs, old_status.get("conditions"));
+            }
+            if status != old_status {
+                st.controller_status(
+                    &ri,
+                    &ns,
+                    &name,
+                    status,
+                    if plural == "deployments" {
+                        "kube-controller-manager"
+                    } else {
+                        "kube-controller-manager"
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn deployment_status(
+    name: &str,
+    generation: i64,
+    replicas: i64,
+    hash: &str,
+    rolled: bool,
+    mode: Readiness,
+    now: &str,
+) -> Value {
+    let rs = format!("{name}-{hash}");
+    let mut s = json!({"observedGeneration": generation});
+    let put = |s: &mut Value, k: &str, v: i64| {
+        if v != 0 {
+            s[k] = json!(v);
+        }
+    };
+    put(&mut s, "replicas", replicas);
+    put(&mut s, "updatedReplicas", replicas);
+    let (ready, available_cond, progressing) = match mode {
+        Readiness::Normal if rolled || replicas == 0 => (
+            true,
+            cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                now,
+                true,
+            ),
+        ),
+        Readiness::LoseReadiness => (
+            false,
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                now,
+                true,
+            ),
+        ),
+        Readiness::ProgressDeadlineExceeded => (
+            false,
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                &format!("ReplicaSet \"{rs}\" has timed out progressing."),
+                now,
+                true,
+            ),
+        ),
+        _ => (
+            false,
+            cond(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                now,
+                true,
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs}\" is progressing."),
+                now,
+                true,
+            ),
+        ),
+    };
+    if ready {
+        put(&mut s, "readyReplicas", replicas);
+        put(&mut s, "availableReplicas", replicas);
+    } else {
+        put(&mut s, "unavailableReplicas", replicas);
+    }
+    s["conditions"] = json!([available_cond, progressing]);
+    s
+}
+
+fn statefulset_status(
+    name: &str,
+    generation: i64,
+    replicas: i64,
+    hash: &str,
+    rolled: bool,
+    mode: Readiness,
+    old: &Value,
+) -> Value {
+    let update_rev = format!("{name}-{hash}");
+    let ready = matches!(mode, Readiness::Normal) && (rolled || replicas == 0);
+    let mut s = json!({"observedGeneration": generation, "replicas": replicas, "collisionCount": 0, "updateRevision": update_rev});
+    if ready {
+        s["readyReplicas"] = json!(replicas);
+        s["currentReplicas"] = json!(replicas);
+        s["updatedReplicas"] = json!(replicas);
+        s["availableReplicas"] = json!(replicas);
+        s["currentRevision"] = json!(update_rev);
+    } else {
+        s["availableReplicas"] = json!(0);
+        let prev = old["currentRevision"]
+            .as_str()
+            .unwrap_or(&update_rev)
+            .to_string();
+        s["currentRevision"] = json!(prev);
+        if mode == Readiness::LoseReadiness {
+            // rolled out, but pods no longer ready
+            s["currentRevision"] = json!(update_rev);
+            s["currentReplicas"] = json!(replicas);
+            s["updatedReplicas"] = json!(replicas);
+        } else if prev != update_rev && replicas > 0 {
+            s["currentReplicas"] = json!(replicas);
+        }
+    }
+    for k in [
+        "replicas",
+        "readyReplicas",
+        "currentReplicas",
+        "updatedReplicas",
+    ] {
+        if s[k] == json!(0) && k != "replicas" {
+            s.as_object_mut().expect("obj").remove(k);
+        }
+    }
+    s
+}
+
+fn services(shared: &Shared, st: &mut Store, mode: LoadBalancerMode) {
+    let ri = st.builtin("", "services").expect("services");
+    let gr = ri.gr();
+    let objs: Vec<Value> = st
+        .objects
+        .range((gr.clone(), String::new(), String::new())..)
+        .take_while(|(k, _)| k.0 == gr)
+        .map(|(_, v)| v.clone())
+        .collect();
+    for o in objs {
+        let is_lb = o.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+        let ingress = o.pointer("/status/loadBalancer/ingress").cloned();
+        let ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let desired = if is_lb && mode == LoadBalancerMode::Loopback {
+            let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
+            let mut ips = lock(&shared.lb_ips);
+            let (map, next) = &mut *ips;
+            let octet = *map.entry(uid).or_insert_with(|| {
+                *next = if *next >= 254 { 1 } else { *next + 1 };
+                *next
+            });
+            Some(json!([{"ip": format!("127.0.1.{octet}"), "ipMode": "VIP"}]))
+        } else if is_lb {
+            ingress.clone()
+        } else {
+            None
+        };
+        if desired != ingress {
+            let status = match desired {
+                Some(i) => json!({"loadBalancer": {"ingress": i}}),
+                None => json!({"loadBalancer": {}}),
+            };
+            st.controller_status(&ri, &ns, &name, status, "service-controller");
+        }
+    }
+}
+
+fn resource_for(st: &Store, gr: &str) -> Option<ResourceInfo> {
+    let (group, plural) = gr.split_once('/')?;
+    if let Some(r) = st.builtin(group, plural) {
+        return Some(r);
+    }
+    st.all_resources()
+        .into_iter()
+        .find(|r| r.group == group && r.plural == plural)
+}
+
+fn has_finalizer(o: &Value, f: &str) -> bool {
+    o.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x == f))
+}
+
+fn remove_finalizer(st: &mut Store, gr: &str, ns: &str, name: &str, f: &str) {
+    let Some(ri) = resource_for(st, gr) else {
+        return;
+    };
+    let Some(o) = st.get(&ri, ns, name).cloned() else {
+        return;
+    };
+    let mut new = o.clone();
+    if let Some(a) = new
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        a.retain(|x| x != f);
+    }
+    st.controller_update(&ri, ns, name, new, "kube-controller-manager");
+}
+
+/// Background garbage collection by ownerReference uid; foreground and orphan finalizers.
+fn garbage_collect(st: &mut Store) {
+    let live: HashMap<String, (String, String, String, bool, bool)> = st
+        .objects
+        .iter()
+        .filter_map(|(k, v)| {
+            let uid = v.pointer("/metadata/uid")?.as_str()?.to_string();
+            Some((
+                uid,
+                (
+                    k.0.clone(),
+                    k.1.clone(),
+                    k.2.clone(),
+                    has_finalizer(v, "foregroundDeletion")
+                        && v.pointer("/metadata/deletionTimestamp").is_some(),
+                    has_finalizer(v, "orphan")
+                        && v.pointer("/metadata/deletionTimestamp").is_some(),
+                ),
+            ))
+        })
+        .collect();
+    let mut to_delete = Vec::new();
+    let mut to_strip: Vec<((String, String, String), HashSet<String>)> = Vec::new();
+    let mut has_dependents: HashSet<String> = HashSet::new();
+    for (k, v) in st.objects.iter() {
+        let Some(refs) = v
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        if refs.is_empty() {
+            continue;
+        }
+        let mut absent = HashSet::new();
+        let mut foreground = false;
+        let mut orphaned = HashSet::new();
+        for r in refs {
+            let uid = r["uid"].as_str().unwrap_or("");
+            has_dependents.insert(uid.to_string());
+            match live.get(uid) {
+                None => {
+                    absent.insert(uid.to_string());
+                }
+                Some(o) => {
+                    // a namespaced owner must live in the dependent's namespace
+                    if !o.1.is_empty() && o.1 != k.1 {
+                        absent.insert(uid.to_string());
+                    }
+                    if o.3 {
+                        foreground = true;
+                    }
+                    if o.4 {
+                        orphaned.insert(uid.to_string());
+                    }
+                }
+            }
+        }
+        if v.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        if absent.len() == refs.len() || foreground {
+            to_delete.push(k.clone());
+        } else if !absent.is_empty() || !orphaned.is_empty() {
+            to_strip.push((k.clone(), absent.union(&orphaned).cloned().collect()));
+        }
+    }
+    for (gr, ns, name) in to_delete {
+        if let Some(ri) = resource_for(st, &gr) {
+            let _ = st.delete(
+                &ri,
+                &ns,
+                &name,
+                &json!({"propagationPolicy": "Background"}),
+                false,
+            );
+        }
+    }
+    for ((gr, ns, name), uids) in to_strip {
+        let Some(ri) = resource_for(st, &gr) else {
+            continue;
+        };
+        let Some(o) = st.get(&ri, &ns, &name).cloned() else {
+            continue;
+        };
+        let mut new = o.clone();
+        if let Some(a) = new
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
+            a.retain(|r| !uids.contains(r["uid"].as_str().unwrap_or("")));
+        }
+        st.controller_update(&ri, &ns, &name, new, "generic-garbage-collector");
+    }
+    // Owners waiting on foreground deletion / orphaning: release when their dependents are handled.
+    for (uid, (gr, ns, name, fg, orphan)) in live {
+        if (fg || orphan) && !has_dependents.contains(&uid) {
+            if fg {
+                remove_finalizer(st, &gr, &ns, &name, "foregroundDeletion");
+            }
+            if orphan {
+                remove_finalizer(st, &gr, &ns, &name, "orphan");
+            }
+        }
+    }
+}
+
+/// The namespace controller: delete a terminating namespace's content, then the namespace.
+fn namespaces(st: &mut Store) {
+    let nsri = st.builtin("", "namespaces").expect("ns");
+    let terminating: Vec<String> = st
+        .objects
+        .iter()
+        .filter(|(k, v)| k.0 == "/namespaces" && v.pointer("/metadata/deletionTimestamp").is_some())
+        .map(|(k, _)| k.2.clone())
+        .collect();
+    for ns in terminating {
+        let content: Vec<(String, String)> = st
+            .objects
+            .keys()
+            .filter(|k| k.1 == ns && k.0 != "/namespaces")
+            .map(|k| (k.0.clone(), k.2.clone()))
+            .collect();
+        if content.is_empty() {
+            let Some(o) = st.get(&nsri, "", &ns).cloned() else {
+                continue;
+            };
+            let meta_fins = o
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+            if !meta_fins {
+                st.remove("/namespaces", "", &ns);
+            }
+            continue;
+        }
+        for (gr, name) in content {
+            if let Some(ri) = resource_for(st, &gr) {
+                let _ = st.delete(&ri, &ns, &name, &json!({}), false);
+            }
+        }
+    }
+}
+
+/// The CRD finalizer: delete every custom resource of a deleted CRD, then release it.
+fn crd_cleanup(st: &mut Store) {
+    let deleting: Vec<Value> = st
+        .crds()
+        .filter(|c| c.pointer("/metadata/deletionTimestamp").is_some())
+        .cloned()
+        .collect();
+    for crd in deleting {
+        let group = crd["spec"]["group"].as_str().unwrap_or("").to_string();
+        let plural = crd["spec"]["names"]["plural"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let gr = format!("{group}/{plural}");
+        let items: Vec<(String, String, bool)> = st
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == gr)
+            .map(|(k, v)| {
+                (
+                    k.1.clone(),
+                    k.2.clone(),
+                    v.pointer("/metadata/deletionTimestamp").is_some(),
+                )
+            })
+            .collect();
+        let name = crd["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if items.is_empty() {
+            if has_finalizer(&crd, "customresourcecleanup.apiextensions.k8s.io") {
+                remove_finalizer(
+                    st,
+                    "apiextensions.k8s.io/customresourcedefinitions",
+                    "",
+                    &name,
+                    "customresourcecleanup.apiextensions.k8s.io",
+                );
+            }
+            continue;
+        }
+        let ri = crate::resources::crd_resources(&crd).into_iter().next();
+        if let Some(ri) = ri {
+            for (ns, n, deleting) in items {
+                if !deleting {
+                    let _ = st.delete(&ri, &ns, &n, &json!({}), false);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Conformance with the real `kubectl` (a client nobody here wrote).
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+struct Kubectl {
+    kubeconfig: String,
+    cache: tempfile::TempDir,
+}
+
+impl Kubectl {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.args(["--kubeconfig", &self.kubeconfig, "--cache-dir"])
+            .arg(self.cache.path())
+            .args(args);
+        c
+    }
+    /// Run, returning (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.cmd(args).output().expect("run kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "kubectl {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).expect("kubectl json")
+    }
+}
+
+fn kubectl_available() -> bool {
+    let found = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!(
+            "\n\n!!!!! kubectl NOT FOUND: skipping the kubectl conformance test (CI installs kubectl) !!!!!\n\n"
+        );
+    }
+    found
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_conformance() {
+    if !kubectl_available() {
+        return;
+    }
+    // Start empty: the CRDs are applied with kubectl itself.
+    let sim = kube_sim::Sim::start(kube_sim::SimOptions {
+        ready_after: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let k = Kubectl {
+        kubeconfig: sim.kubeconfig_path().to_string_lossy().into(),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = common::fixtures();
+
+    // apply --server-side of the CRDs, then wait for Established.
+    for f in ["widgets.example.com.yaml", "gadgets.example.com.yaml"] {
+        let out = k.ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            fixtures.join(f).to_str().unwrap(),
+        ]);
+        assert!(out.contains("serverside-applied"), "{out}");
+    }
+    let out = k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=10s",
+        "crd/widgets.example.com",
+        "crd/gadgets.example.com",
+    ]);
+    assert_eq!(out.matches("condition met").count(), 2, "{out}");
+
+    // api-resources lists CRD resources with short names and categories.
+    let out = k.ok(&["api-resources", "--api-group=example.com", "-o", "wide"]);
+    let line = out.lines().find(|l| l.starts_with("widgets")).expect(&out);
+    assert!(
+        line.contains("wd")
+            && line.contains("toys")
+            && line.contains("Widget")
+            && line.contains("true"),
+        "{line}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("gadgets") && l.contains("false")),
+        "{out}"
+    );
+    let out = k.ok(&["api-resources", "--categories=toys", "-o", "name"]);
+    assert_eq!(out.trim(), "widgets.example.com");
+
+    // apply --server-side create, then update.
+    let w = write(
+        dir.path(),
+        "w.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  version: 2.10.0\n  size: 3\n",
+    );
+    assert!(
+        k.ok(&["apply", "--server-side", "-f", &w])
+            .contains("widget.example.com/w1 serverside-applied")
+    );
+    let obj = k.json(&["get", "widget", "w1"]);
+    assert_eq!(obj["spec"]["size"], 3);
+    assert_eq!(
+        obj["spec"]["serviceType"], "LoadBalancer",
+        "schema default applied"
+    );
+    assert_eq!(obj["metadata"]["generation"], 1);
+    let rv1: u64 = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let w2 = write(
+        dir.path(),
+        "w2.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  version: 2.10.0\n  size: 5\n",
+    );
+    k.ok(&["apply", "--server-side", "-f", &w2]);
+    let obj = k.json(&["get", "wd", "w1"]);
+    assert_eq!(obj["spec"]["size"], 5);
+    assert_eq!(obj["metadata"]["generation"], 2);
+    let rv2: u64 = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv2 > rv1);
+    // The same apply again is a no-op: the resourceVersion does not move.
+    k.ok(&["apply", "--server-side", "-f", &w2]);
+    let obj = k.json(&["get", "wd", "w1", "--show-managed-fields"]);
+    assert_eq!(
+        obj["metadata"]["resourceVersion"].as_str().unwrap(),
+        rv2.to_string()
+    );
+    let mf = obj["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields");
+    assert!(
+        mf.iter()
+            .any(|e| e["manager"] == "kubectl" && e["operation"] == "Apply"),
+        "{mf:?}"
+    );
+
+    // apply --server-side --dry-run=server: response as if created, nothing stored.
+    let w3 = write(
+        dir.path(),
+        "w3.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w3\nspec:\n  version: '1'\n",
+    );
+    let out = k.ok(&["apply", "--server-side", "--dry-run=server", "-f", &w3]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    let (ok, _, err) = k.run(&["get", "wd", "w3"]);
+    assert!(
+        !ok && err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+
+    // A bad object is rejected by the server with the field path.
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  version: '1'\n  size: 11\n",
+    );
+    let (ok, _, err) = k.run(&["apply", "--server-side", "-f", &bad]);
+    assert!(!ok, "size 11 must be rejected");
+    assert!(
+        err.contains("spec.size") && err.contains("less than or equal to 10"),
+        "{err}"
+    );
+    // Unknown fields: kubectl asks for strict field validation and the server refuses.
+    let unk = write(
+        dir.path(),
+        "unk.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: unk\nspec:\n  version: '1'\n  bogus: 1\n",
+    );
+    let (ok, _, err) = k.run(&["apply", "--server-side", "-f", &unk]);
+    assert!(!ok && err.contains("unknown field \"spec.bogus\""), "{err}");
+
+    // get with printer columns (server-side Table), hyphenated JSONPath included.
+    sim_status(&sim, "w1", "Ready", "nats://b.ns.svc.cluster.local:4222").await;
+    let out = k.ok(&["get", "widgets"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "SIZE", "PHASE", "PUBLISHING-TO", "AGE"],
+        "{out}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..4],
+        ["w1", "5", "Ready", "nats://b.ns.svc.cluster.local:4222"],
+        "{out}"
+    );
+
+    // get --watch sees a few events.
+    let mut child = k
+        .cmd(&["get", "widgets", "--watch", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let w4 = write(
+        dir.path(),
+        "w4.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w4\nspec:\n  version: '4'\n",
+    );
+    k.ok(&["apply", "--server-side", "-f", &w4]);
+    k.ok(&["delete", "widget", "w4"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().ok();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ADDED") && l.contains("w1")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ADDED") && l.contains("w4")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("DELETED") && l.contains("w4")),
+        "{out}"
+    );
+
+    // Built-ins: a Deployment and Service apply, defaulting visible to kubectl, kubectl wait on the rollout.
+    let dep = write(
+        dir.path(),
+        "dep.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d1\nspec:\n  selector:\n    matchLabels: {app: d1}\n  template:\n    metadata:\n      labels: {app: d1}\n    spec:\n      containers:\n      - name: c\n        image: nats:2.10\n        resources:\n          requests: {cpu: 1000m, memory: 1024Mi}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s1\nspec:\n  selector: {app: d1}\n  ports:\n  - {name: nats, port: 4222}\n",
+    );
+    k.ok(&["apply", "--server-side", "-f", &dep]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "--timeout=10s",
+        "deployment/d1",
+    ]);
+    k.ok(&["rollout", "status", "deployment/d1", "--timeout=10s"]);
+    let d = k.json(&["get", "deploy", "d1"]);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "1"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"],
+        "1Gi"
+    );
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    let s = k.json(&["get", "svc", "s1"]);
+    assert_eq!(s["spec"]["ports"][0]["targetPort"], 4222);
+    assert!(
+        s["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.96.")
+    );
+
+    // delete, and cascade: the CRD's custom resources go with it.
+    assert!(k.ok(&["delete", "widget", "w1"]).contains("deleted"));
+    k.ok(&["apply", "--server-side", "-f", &w]);
+    k.ok(&["delete", "crd", "widgets.example.com", "--timeout=10s"]);
+    let (ok, _, _) = k.run(&["get", "crd", "widgets.example.com"]);
+    assert!(!ok);
+    let out = k.ok(&["api-resources", "--api-group=example.com"]);
+    assert!(!out.contains("widgets"), "{out}");
+    sim.stop();
+}
+
+/// Set a Widget's status through the status subresource (as the operator would).
+async fn sim_status(sim: &kube_sim::Sim, name: &str, phase: &str, to: &str) {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    let ar = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(sim.client(), "default", &ar);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": phase, "publishing-to": to}})),
+    )
+    .await
+    .unwrap();
+}
