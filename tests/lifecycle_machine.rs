@@ -923,3 +923,14 @@ fn equality_ignores_only_transition_times() {
     c.conditions[0].message.push('!');
     assert!(!lifecycle::status_equal_ignoring_time(&a, &c));
 }
+
+#[test]
+fn messages_stay_within_the_api_limit() {
+    let mut obs = ready_broker_obs();
+    obs.spec_errors = vec![FieldError::new("spec.x", "é".repeat(40_000))];
+    let status = lifecycle::next(None, &obs, time(0));
+    let message = &status.conditions[0].message;
+    assert_eq!(message.chars().count(), 32768);
+    assert!(message.starts_with("invalid spec (running children are left as they are): spec.x: é"));
+    assert!(message.ends_with('…'));
+}
