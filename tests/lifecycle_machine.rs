@@ -18,7 +18,7 @@ use meshery_operator::lifecycle::{
 };
 use meshery_operator::object::ObjectKey;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestRng, TestRunner};
 
 const GRACE_SECS: i64 = 30;
 const BASE: i64 = 1_800_000_000;
@@ -205,7 +205,7 @@ fn shape(layer: usize, mut s: Scenario, n: usize) -> Scenario {
         return s;
     }
     if let Kind::MeshSync(Dependency::NotFound | Dependency::Found(_)) = s.kind {
-        s.kind = Kind::MeshSync(if n % 2 == 0 {
+        s.kind = Kind::MeshSync(if n.is_multiple_of(2) {
             Dependency::Custom
         } else {
             Dependency::Found(Some(Phase::Ready))
@@ -238,7 +238,7 @@ fn shape(layer: usize, mut s: Scenario, n: usize) -> Scenario {
     }
     s.children.retain(|c| *c != Child::Failed);
     if layer == 6 {
-        if n % 4 != 0 {
+        if !n.is_multiple_of(4) {
             s.children.push(Child::InProgress);
         } else {
             s.children.clear();
@@ -247,7 +247,7 @@ fn shape(layer: usize, mut s: Scenario, n: usize) -> Scenario {
     }
     s.children.retain(|c| *c != Child::InProgress);
     if s.children.is_empty() {
-        s.children.push(if n % 2 == 0 {
+        s.children.push(if n.is_multiple_of(2) {
             Child::Current
         } else {
             Child::LoadBalancerPending
@@ -256,7 +256,7 @@ fn shape(layer: usize, mut s: Scenario, n: usize) -> Scenario {
     match (layer, s.kind) {
         (7, _) => s.kind = Kind::Broker(Probe::Failing((n as i64 * 17) % (2 * GRACE_SECS))),
         (_, Kind::Broker(Probe::Failing(_))) => {
-            s.kind = Kind::Broker(if n % 2 == 0 {
+            s.kind = Kind::Broker(if n.is_multiple_of(2) {
                 Probe::Ok
             } else {
                 Probe::Skipped
@@ -657,7 +657,13 @@ fn every_transition_is_a_documented_row_and_every_row_is_reached() {
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 256, ..Config::default() })]
+    #![proptest_config(Config {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/lifecycle_machine.txt",
+        ))),
+        ..Config::default()
+    })]
 
     /// Ready exactly when every input holds: spec valid, broker Ready (MeshSync), this generation
     /// applied, at least one child and all current, NATS handshake passed — or failing within the
@@ -711,7 +717,7 @@ proptest! {
     fn last_transition_time_over_a_sequence(steps in prop::collection::vec(scenario(), 2..6)) {
         let mut previous: Option<BrokerStatus> = None;
         for (i, mut s) in steps.into_iter().enumerate() {
-            s.now = 100 * i as i64 + s.now;
+            s.now += 100 * i as i64;
             let probe = match s.kind { Kind::Broker(p) => p, Kind::MeshSync(_) => Probe::Ok };
             let obs = observations(&s, broker_facts(&s, probe));
             let status = lifecycle::next(previous.as_ref(), &obs, now(&s));
@@ -916,4 +922,15 @@ fn equality_ignores_only_transition_times() {
     let mut c = a.clone();
     c.conditions[0].message.push('!');
     assert!(!lifecycle::status_equal_ignoring_time(&a, &c));
+}
+
+#[test]
+fn messages_stay_within_the_api_limit() {
+    let mut obs = ready_broker_obs();
+    obs.spec_errors = vec![FieldError::new("spec.x", "é".repeat(40_000))];
+    let status = lifecycle::next(None, &obs, time(0));
+    let message = &status.conditions[0].message;
+    assert_eq!(message.chars().count(), 32768);
+    assert!(message.starts_with("invalid spec (running children are left as they are): spec.x: é"));
+    assert!(message.ends_with('…'));
 }

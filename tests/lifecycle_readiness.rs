@@ -197,7 +197,10 @@ fn deployment_rules() {
         (
             "old replicas terminating",
             with(deployment(), |d| d["status"]["replicas"] = json!(4)),
-            Want::InProgress(r::EXTRA_PODS, "1 old replicas still terminating"),
+            Want::InProgress(
+                r::EXTRA_PODS,
+                "4/3 replicas exist, old ones still terminating",
+            ),
         ),
         (
             "too few available",
@@ -277,7 +280,7 @@ fn stateful_set_rules() {
         (
             "extra replicas",
             with(stateful_set(), |s| s["status"]["replicas"] = json!(5)),
-            Want::InProgress(r::EXTRA_PODS, "2 old replicas"),
+            Want::InProgress(r::EXTRA_PODS, "5/3 replicas exist"),
         ),
         (
             "too few available",

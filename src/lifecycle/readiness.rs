@@ -179,7 +179,7 @@ fn replica_counts(
     } else if replicas > spec {
         Readiness::in_progress(
             reasons::EXTRA_PODS,
-            format!("{} old replicas still terminating", replicas - spec),
+            format!("{replicas}/{spec} replicas exist, old ones still terminating"),
         )
     } else if updated > available {
         Readiness::in_progress(
@@ -231,10 +231,9 @@ fn stateful_set(obj: &Object) -> Readiness {
         );
     }
     if replicas > spec {
-        let extra = replicas - spec;
         return Readiness::in_progress(
             reasons::EXTRA_PODS,
-            format!("{extra} old replicas still terminating"),
+            format!("{replicas}/{spec} replicas exist, old ones still terminating"),
         );
     }
     // `availableReplicas` (minReadySeconds) is only reported by newer API servers; absent means "not tracked".
