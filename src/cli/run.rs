@@ -96,7 +96,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             leader_election,
             concurrency: args.concurrency,
         };
-        crate::controller::run(client, options)
+        crate::controller::run(client, options, crate::controller::shutdown_signal())
             .await
             .map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)

@@ -19,4 +19,4 @@ pub mod token;
 
 pub use context::{BrokerProbeMode, Settings};
 pub use error::Error;
-pub use run::{LeaderElection, RunError, RunOptions, run};
+pub use run::{LeaderElection, RunError, RunOptions, run, shutdown_signal};

@@ -56,8 +56,12 @@ pub enum RunError {
     LostLeadership,
 }
 
-/// Runs both controllers until SIGTERM/SIGINT (or until leadership is lost).
-pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
+/// Runs both controllers until `shutdown` resolves (the CLI passes SIGTERM/SIGINT) or leadership is lost.
+pub async fn run(
+    client: Client,
+    options: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let health = HealthState::new(options.leader_election.is_some(), WATCH_FAILURE_THRESHOLD);
     let stop_serving = CancellationToken::new();
@@ -176,7 +180,7 @@ pub async fn run(client: Client, options: RunOptions) -> Result<(), RunError> {
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
 
-    let shutdown = shutdown_signal();
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown) as ShutdownFuture);
     let config = controller::Config::default()
         .concurrency(options.concurrency)
         .debounce(Duration::from_millis(200));
@@ -335,23 +339,19 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(Duration::from_secs(10))
 }
 
-/// Resolves on SIGTERM or SIGINT; shared by every task that must stop gracefully.
-fn shutdown_signal()
--> future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>> {
-    let signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>> =
-        Box::pin(async {
-            let mut terminate =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(signal) => signal,
-                    Err(e) => {
-                        warn!(error = %e, "cannot listen for SIGTERM");
-                        return future::pending().await;
-                    }
-                };
-            tokio::select! {
-                _ = terminate.recv() => info!("SIGTERM: shutting down"),
-                _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-            }
-        });
-    futures::FutureExt::shared(signal)
+type ShutdownFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>;
+
+/// Resolves on SIGTERM or SIGINT: how `meshery-operator run` is stopped.
+pub async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM");
+            return future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+    }
 }
