@@ -94,13 +94,13 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
                 &mut errors,
             );
         }
-        if let Some(endpoint) = &service.external_endpoint_override {
-            if let Err(message) = parse_host_port(endpoint) {
-                errors.push(FieldError::new(
-                    "spec.service.externalEndpointOverride",
-                    message,
-                ));
-            }
+        if let Some(endpoint) = &service.external_endpoint_override
+            && let Err(message) = parse_host_port(endpoint)
+        {
+            errors.push(FieldError::new(
+                "spec.service.externalEndpointOverride",
+                message,
+            ));
         }
         for key in service.annotations.iter().flat_map(|a| a.keys()) {
             if !is_qualified_key(key) {
@@ -141,13 +141,13 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
                 &mut errors,
             );
         }
-        if let Some(connections) = config.max_connections {
-            if connections < 1 {
-                errors.push(FieldError::new(
-                    "spec.config.maxConnections",
-                    "must be at least 1",
-                ));
-            }
+        if let Some(connections) = config.max_connections
+            && connections < 1
+        {
+            errors.push(FieldError::new(
+                "spec.config.maxConnections",
+                "must be at least 1",
+            ));
         }
     }
     if let Some(policy) = &spec.network_policy {
@@ -183,14 +183,13 @@ pub fn validate_meshsync(meshsync: &MeshSync) -> Vec<FieldError> {
         )),
         [BrokerSelection::Native { name, namespace }] => {
             check_name_at("spec.broker.native.name", name, MAX_BROKER_NAME, "Broker", true, &mut errors);
-            if let Some(namespace) = namespace {
-                if !is_dns_label(namespace) {
+            if let Some(namespace) = namespace
+                && !is_dns_label(namespace) {
                     errors.push(FieldError::new(
                         "spec.broker.native.namespace",
                         format!("{namespace:?} is not a namespace name (lowercase letters, digits, '-', at most 63)"),
                     ));
                 }
-            }
         }
         [BrokerSelection::Custom { url }] => {
             if let Err(message) = parse_broker_url(url) {

@@ -178,10 +178,9 @@ impl Document {
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .is_none()
+            && let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut)
         {
-            if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.insert("namespace".into(), Value::String("default".into()));
-            }
+            metadata.insert("namespace".into(), Value::String("default".into()));
         }
         let name_missing = value
             .pointer("/metadata/name")
