@@ -24,6 +24,13 @@ struct NatsServer {
     dir: TempDir,
     /// `ip:port` the server listens on.
     address: String,
+    /// `ip:port` of the monitoring endpoint, when the configuration enables it.
+    monitoring: Option<String>,
+}
+
+fn without_scheme(url: &serde_json::Value) -> Option<String> {
+    let (_, address) = url.as_str()?.split_once("://")?;
+    Some(address.to_string())
 }
 
 impl NatsServer {
@@ -57,24 +64,26 @@ impl NatsServer {
             child,
             dir,
             address: String::new(),
+            monitoring: None,
         };
-        server.address = server.wait_for_port();
+        let ports = server.wait_for_ports();
+        server.address = without_scheme(&ports["nats"][0]).expect("client address");
+        server.monitoring = without_scheme(&ports["monitoring"][0]);
         server
     }
 
-    /// Reads the address from the ports file the server writes once its listener is up.
-    fn wait_for_port(&mut self) -> String {
+    /// Reads the listening addresses from the ports file the server writes once its listeners are
+    /// up: `{"nats": ["nats://ip:port"], "monitoring": ["http://ip:port"]}` (`tls://` with TLS).
+    fn wait_for_ports(&mut self) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         let ports_file = format!("nats-server_{}.ports", self.child.id());
         let path = self.dir.path().join(ports_file);
         loop {
             if let Ok(text) = std::fs::read_to_string(&path)
                 && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(url) = ports["nats"][0].as_str()
+                && ports["nats"][0].is_string()
             {
-                // `nats://` or, with TLS, `tls://`.
-                let (_, address) = url.split_once("://").expect("URL with a scheme");
-                return address.to_string();
+                return ports;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("nats-server exited with {status}:\n{}", self.log());
@@ -432,4 +441,48 @@ async fn an_address_carrying_the_token_is_refused_without_echoing_it() {
     .expect_err("credentials in the address");
     assert!(matches!(err, ProbeError::InvalidAddress { .. }), "{err:?}");
     assert_secret_free(&err, &[&token]);
+}
+
+/// The number of client connections the server holds, from its monitoring endpoint.
+async fn open_connections(monitoring: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(monitoring)
+        .await
+        .expect("connect to monitoring");
+    // HTTP/1.0, so that a large reply is not chunked.
+    let request = format!("GET /connz HTTP/1.0\r\nHost: {monitoring}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.expect("receive");
+    let (_, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let connz: serde_json::Value = serde_json::from_str(body).expect("connz JSON");
+    connz["num_connections"].as_u64().expect("num_connections")
+}
+
+#[tokio::test]
+async fn probes_close_their_connections() {
+    // The operator probes every Broker on every resync; a probe that left its connection open
+    // would eventually exhaust the broker's max_connections.
+    let token = generate_token();
+    let server = NatsServer::start(
+        "127.0.0.21",
+        &format!("{}\nhttp: \"127.0.0.21:-1\"", token_config(&token)),
+    );
+    let monitoring = server.monitoring.clone().expect("monitoring address");
+    let probe_target = target(&server.address, ProbeAuth::Token(token), None);
+    for _ in 0..20 {
+        probe_broker(&probe_target, TIMEOUT).await.expect("probe");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let open = open_connections(&monitoring).await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} probe connections still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
