@@ -486,3 +486,57 @@ async fn probes_close_their_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Collects everything logged on this thread, at every level.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn nothing_logged_during_probes_contains_a_secret() {
+    // The test runtime is single-threaded, so the NATS client's background tasks log through this
+    // thread's subscriber too.
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+
+    let token = generate_token();
+    let wrong = generate_token();
+    let server = NatsServer::start("127.0.0.22", &token_config(&token));
+    probe_broker(
+        &target(&server.address, ProbeAuth::Token(token.clone()), None),
+        TIMEOUT,
+    )
+    .await
+    .expect("right token");
+    probe_broker(
+        &target(&server.address, ProbeAuth::Token(wrong.clone()), None),
+        TIMEOUT,
+    )
+    .await
+    .expect_err("wrong token");
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).expect("UTF-8 logs");
+    assert!(
+        logs.contains("CONNECT"),
+        "trace logs were not captured:\n{logs}"
+    );
+    assert!(!logs.contains(&token), "token logged:\n{logs}");
+    assert!(!logs.contains(&wrong), "token logged:\n{logs}");
+}
