@@ -172,10 +172,9 @@ pub async fn probe_broker(
     let started = Instant::now();
 
     let probe = async {
-        let client = options
-            .connect(url.as_str())
-            .await
-            .map_err(|err| classify_connect_error(address, timeout, &err, &scrub))?;
+        let client = options.connect(url.as_str()).await.map_err(|err| {
+            classify_connect_error(address, timeout, target.tls.is_some(), &err, &scrub)
+        })?;
         let round_trip = round_trip(&client).await;
         // Close politely; a failure to close does not change what the round trip proved.
         let _ = client.drain().await;
@@ -316,6 +315,7 @@ fn client_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, ProbeError> {
 fn classify_connect_error(
     address: &str,
     timeout: Duration,
+    tls_configured: bool,
     err: &async_nats::ConnectError,
     scrub: &Scrubber,
 ) -> ProbeError {
@@ -324,6 +324,13 @@ fn classify_connect_error(
     let address = address.to_string();
     let detail = scrub.clean(err.to_string());
     if is_tls_error(err) {
+        // The I/O wrapping is an artefact of how async-nats reports handshakes, not information.
+        let detail = detail.strip_prefix("IO error: ").unwrap_or(&detail);
+        let detail = if tls_configured {
+            detail.to_string()
+        } else {
+            format!("the server requires TLS, which the probe was not configured for: {detail}")
+        };
         return ProbeError::TlsFailed { address, detail };
     }
     match err.kind() {
