@@ -11,7 +11,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use kube_sim::{LoadBalancerMode, Sim, SimOptions};
 use meshery_operator::api::{Broker, MeshSync, Phase};
-use meshery_operator::controller::{BrokerProbeMode, RunOptions, Settings};
+pub use meshery_operator::controller::Settings;
+use meshery_operator::controller::{BrokerProbeMode, RunOptions};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -213,4 +214,48 @@ pub fn condition<'a>(conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta
 
 pub fn name_of<K: ResourceExt>(object: &K) -> String {
     object.name_any()
+}
+
+/// Writes the API server saw (dry-run ones excluded), as `verb resource namespace/name`.
+pub fn writes(sim: &Sim) -> Vec<String> {
+    sim.stats()
+        .real_writes()
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {} {}/{}",
+                w.verb,
+                w.resource,
+                w.namespace.as_deref().unwrap_or(""),
+                w.name.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// A namespaced object's data as the API server returns it.
+pub async fn get_json(client: &Client, api_version: &str, plural: &str, namespace: &str, name: &str) -> Option<serde_json::Value> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: String::new(),
+        plural: plural.into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    api.get_opt(name).await.expect("reading").map(|o| serde_json::to_value(o).unwrap())
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
