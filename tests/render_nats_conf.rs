@@ -25,7 +25,11 @@ fn nats_server() -> PathBuf {
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/usr/local/bin".into()]);
+        .chain([
+            "/usr/sbin".into(),
+            "/usr/bin".into(),
+            "/usr/local/bin".into(),
+        ]);
     candidates
         .map(|dir| dir.join("nats-server"))
         .find(|path| path.is_file())
@@ -39,7 +43,9 @@ struct Pod {
 
 impl Pod {
     fn new() -> Pod {
-        Pod { root: tempfile::tempdir().expect("a temporary directory") }
+        Pod {
+            root: tempfile::tempdir().expect("a temporary directory"),
+        }
     }
 
     /// Where an absolute in-pod path lives in this pod's directory.
@@ -49,7 +55,8 @@ impl Pod {
 
     fn write(&self, in_pod: &str, contents: &[u8]) {
         let path = self.path(in_pod);
-        std::fs::create_dir_all(path.parent().expect("absolute paths have parents")).expect("create directory");
+        std::fs::create_dir_all(path.parent().expect("absolute paths have parents"))
+            .expect("create directory");
         std::fs::write(path, contents).expect("write file");
     }
 
@@ -58,21 +65,40 @@ impl Pod {
         let dir = self.path(TLS_DIR);
         std::fs::create_dir_all(&dir).expect("create TLS directory");
         let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=broker"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=broker",
+            ])
             .arg("-keyout")
             .arg(dir.join("tls.key"))
             .arg("-out")
             .arg(dir.join("tls.crt"))
             .output()
             .expect("openssl is not installed: `apt-get install -y openssl`");
-        assert!(status.status.success(), "openssl failed: {}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "openssl failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
 
     /// Writes `nats.conf` with every in-pod mount path moved into this pod's directory.
     fn write_conf(&self, conf: &str) -> PathBuf {
-        let relocated = [TLS_DIR, PID_DIR, DATA_DIR].iter().fold(conf.to_string(), |text, dir| {
-            text.replace(&format!("\"{dir}"), &format!("\"{}", self.path(dir).display()))
-        });
+        let relocated = [TLS_DIR, PID_DIR, DATA_DIR]
+            .iter()
+            .fold(conf.to_string(), |text, dir| {
+                text.replace(
+                    &format!("\"{dir}"),
+                    &format!("\"{}", self.path(dir).display()),
+                )
+            });
         let in_pod = format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}");
         self.write(&in_pod, relocated.as_bytes());
         self.path(&in_pod)
@@ -90,14 +116,23 @@ fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(Str
         .expect("the nats container has env");
     let mut resolved: Vec<(String, String)> = Vec::new();
     for entry in env {
-        let name = entry["name"].as_str().expect("env names are strings").to_string();
+        let name = entry["name"]
+            .as_str()
+            .expect("env names are strings")
+            .to_string();
         let value = if let Some(literal) = entry.get("value").and_then(|v| v.as_str()) {
             resolved
                 .iter()
-                .fold(literal.to_string(), |text, (var, value)| text.replace(&format!("$({var})"), value))
+                .fold(literal.to_string(), |text, (var, value)| {
+                    text.replace(&format!("$({var})"), value)
+                })
         } else if entry.pointer("/valueFrom/secretKeyRef").is_some() {
             token.to_string()
-        } else if entry.pointer("/valueFrom/fieldRef/fieldPath").and_then(|p| p.as_str()) == Some("metadata.name") {
+        } else if entry
+            .pointer("/valueFrom/fieldRef/fieldPath")
+            .and_then(|p| p.as_str())
+            == Some("metadata.name")
+        {
             format!("{broker_name}-0")
         } else {
             panic!("unexpected env source in {entry}")
@@ -118,8 +153,16 @@ fn check(pod: &Pod, conf_path: &Path, env: &[(String, String)]) -> Result<String
         .current_dir(pod.root.path())
         .output()
         .expect("nats-server runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    if output.status.success() { Ok(text) } else { Err(text) }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
 }
 
 /// Renders `broker`, lays out its pod, and asserts the real server accepts the config.
@@ -127,22 +170,40 @@ fn assert_accepted(broker: &Broker, inputs: &BrokerInputs, pod: &Pod) -> String 
     let objects = desired_broker(broker, inputs);
     let conf = nats_conf(&objects);
     let conf_path = pod.write_conf(&conf);
-    let env = container_env(&objects, broker.metadata.name.as_deref().unwrap_or_default(), TOKEN);
+    let env = container_env(
+        &objects,
+        broker.metadata.name.as_deref().unwrap_or_default(),
+        TOKEN,
+    );
     match check(pod, &conf_path, &env) {
         Ok(output) => {
-            assert!(output.contains("is valid"), "unexpected nats-server output: {output}");
+            assert!(
+                output.contains("is valid"),
+                "unexpected nats-server output: {output}"
+            );
             conf
         }
-        Err(output) => panic!("nats-server rejected the rendered config:\n{output}\n--- nats.conf ---\n{conf}"),
+        Err(output) => {
+            panic!("nats-server rejected the rendered config:\n{output}\n--- nats.conf ---\n{conf}")
+        }
     }
 }
 
 fn users_inputs() -> BrokerInputs {
-    BrokerInputs { auth: BrokerAuthInput::Referenced { kind: AuthKind::Users }, ..generated_inputs() }
+    BrokerInputs {
+        auth: BrokerAuthInput::Referenced {
+            kind: AuthKind::Users,
+        },
+        ..generated_inputs()
+    }
 }
 
 fn with_users_secret(mut broker: Broker) -> Broker {
-    broker.spec.auth = Some(BrokerAuth { secret_ref: Some(SecretRef { name: "broker-users".into() }) });
+    broker.spec.auth = Some(BrokerAuth {
+        secret_ref: Some(SecretRef {
+            name: "broker-users".into(),
+        }),
+    });
     broker
 }
 
@@ -153,13 +214,21 @@ fn write_users_json(pod: &Pod) {
 
 #[test]
 fn single_server_config_is_accepted() {
-    let conf = assert_accepted(&broker("meshery-broker", "meshery", broker_spec(1)), &generated_inputs(), &Pod::new());
+    let conf = assert_accepted(
+        &broker("meshery-broker", "meshery", broker_spec(1)),
+        &generated_inputs(),
+        &Pod::new(),
+    );
     assert!(!conf.contains("cluster {"), "{conf}");
 }
 
 #[test]
 fn three_replica_cluster_config_is_accepted() {
-    let conf = assert_accepted(&broker("nats", "meshery", broker_spec(3)), &generated_inputs(), &Pod::new());
+    let conf = assert_accepted(
+        &broker("nats", "meshery", broker_spec(3)),
+        &generated_inputs(),
+        &Pod::new(),
+    );
     assert!(conf.contains("cluster {"), "{conf}");
 }
 
@@ -172,18 +241,32 @@ fn jetstream_config_is_accepted() {
             storage_class: Some("fast".into()),
             storage_size: Some("1.5Gi".into()),
         });
-        let conf = assert_accepted(&broker("js", "meshery", spec), &generated_inputs(), &Pod::new());
-        assert!(conf.contains(&format!("max_file_store: {}", 1536u64 << 20)), "{conf}");
+        let conf = assert_accepted(
+            &broker("js", "meshery", spec),
+            &generated_inputs(),
+            &Pod::new(),
+        );
+        assert!(
+            conf.contains(&format!("max_file_store: {}", 1536u64 << 20)),
+            "{conf}"
+        );
     }
 }
 
 #[test]
 fn tls_config_is_accepted() {
     let mut spec = broker_spec(1);
-    spec.tls = Some(BrokerTls { enabled: true, secret_name: Some("broker-tls".into()) });
+    spec.tls = Some(BrokerTls {
+        enabled: true,
+        secret_name: Some("broker-tls".into()),
+    });
     let pod = Pod::new();
     pod.write_tls_secret();
-    assert_accepted(&broker("secure", "meshery", spec), &generated_inputs(), &pod);
+    assert_accepted(
+        &broker("secure", "meshery", spec),
+        &generated_inputs(),
+        &pod,
+    );
 }
 
 #[test]
@@ -191,7 +274,11 @@ fn users_json_config_is_accepted_single_and_clustered() {
     for size in [1, 3] {
         let pod = Pod::new();
         write_users_json(&pod);
-        let conf = assert_accepted(&with_users_secret(broker("users", "meshery", broker_spec(size))), &users_inputs(), &pod);
+        let conf = assert_accepted(
+            &with_users_secret(broker("users", "meshery", broker_spec(size))),
+            &users_inputs(),
+            &pod,
+        );
         assert!(!conf.contains("NATS_TOKEN"), "{conf}");
     }
 }
@@ -199,8 +286,15 @@ fn users_json_config_is_accepted_single_and_clustered() {
 #[test]
 fn every_feature_at_once_is_accepted() {
     let mut spec = broker_spec(5);
-    spec.tls = Some(BrokerTls { enabled: true, secret_name: Some("broker-tls".into()) });
-    spec.jetstream = Some(BrokerJetStream { enabled: true, storage_class: None, storage_size: None });
+    spec.tls = Some(BrokerTls {
+        enabled: true,
+        secret_name: Some("broker-tls".into()),
+    });
+    spec.jetstream = Some(BrokerJetStream {
+        enabled: true,
+        storage_class: None,
+        storage_size: None,
+    });
     spec.config = Some(BrokerConfig {
         max_payload: Some("8Mi".into()),
         max_connections: Some(5000),
@@ -209,8 +303,17 @@ fn every_feature_at_once_is_accepted() {
     });
     let pod = Pod::new();
     pod.write_tls_secret();
-    let conf = assert_accepted(&broker("everything", "meshery", spec), &generated_inputs(), &pod);
-    for expected in ["max_payload: 8388608", "max_connections: 5000", "debug: true", "trace: true"] {
+    let conf = assert_accepted(
+        &broker("everything", "meshery", spec),
+        &generated_inputs(),
+        &pod,
+    );
+    for expected in [
+        "max_payload: 8388608",
+        "max_connections: 5000",
+        "debug: true",
+        "trace: true",
+    ] {
         assert!(conf.contains(expected), "missing {expected:?} in\n{conf}");
     }
 }
@@ -219,14 +322,18 @@ fn every_feature_at_once_is_accepted() {
 /// so the tests above really exercise the env-based auth.
 #[test]
 fn the_server_rejects_the_config_without_the_token_env() {
-    let objects = desired_broker(&broker("nats", "meshery", broker_spec(1)), &generated_inputs());
+    let objects = desired_broker(
+        &broker("nats", "meshery", broker_spec(1)),
+        &generated_inputs(),
+    );
     let pod = Pod::new();
     let conf_path = pod.write_conf(&nats_conf(&objects));
     let env: Vec<(String, String)> = container_env(&objects, "nats", TOKEN)
         .into_iter()
         .filter(|(name, _)| name != "NATS_TOKEN")
         .collect();
-    let output = check(&pod, &conf_path, &env).expect_err("a config referring to an unset variable is invalid");
+    let output = check(&pod, &conf_path, &env)
+        .expect_err("a config referring to an unset variable is invalid");
     assert!(output.contains("NATS_TOKEN"), "{output}");
 }
 

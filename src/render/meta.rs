@@ -61,7 +61,10 @@ impl<'a> Owner<'a> {
     }
 
     pub fn selector(&self) -> LabelSelector {
-        LabelSelector { match_labels: Some(self.selector_labels()), ..LabelSelector::default() }
+        LabelSelector {
+            match_labels: Some(self.selector_labels()),
+            ..LabelSelector::default()
+        }
     }
 
     /// Pod-template labels: the ownership labels plus `app: <name>`.

@@ -79,8 +79,12 @@ pub fn render(broker: &Broker, auth: AuthKind) -> String {
     line(&format!("port: {NATS_CLIENT_PORT}"));
     line(&format!("http_port: {NATS_MONITOR_PORT}"));
     line(&format!("pid_file: \"{PID_FILE}\""));
-    line(&format!("lame_duck_duration: \"{LAME_DUCK_DURATION_SECONDS}s\""));
-    line(&format!("lame_duck_grace_period: \"{LAME_DUCK_GRACE_PERIOD_SECONDS}s\""));
+    line(&format!(
+        "lame_duck_duration: \"{LAME_DUCK_DURATION_SECONDS}s\""
+    ));
+    line(&format!(
+        "lame_duck_grace_period: \"{LAME_DUCK_GRACE_PERIOD_SECONDS}s\""
+    ));
     let config = spec.config.clone().unwrap_or_default();
     if let Some(bytes) = config.max_payload.as_deref().and_then(bytes_of) {
         line(&format!("max_payload: {bytes}"));
@@ -122,12 +126,17 @@ pub fn render(broker: &Broker, auth: AuthKind) -> String {
         // Clients reach the broker through its Service; pod IPs advertised to them may be unreachable.
         line("  no_advertise: true");
         if auth == AuthKind::Token {
-            line(&format!("  authorization {{ user: \"{ROUTE_USER}\", password: ${TOKEN_ENV} }}"));
+            line(&format!(
+                "  authorization {{ user: \"{ROUTE_USER}\", password: ${TOKEN_ENV} }}"
+            ));
         }
         line("  routes: [");
         for ordinal in 0..spec.size.max(1) {
             let host = replica_host(broker, ordinal);
-            line(&format!("    ${} # {host}:{NATS_CLUSTER_PORT}", route_env(ordinal)));
+            line(&format!(
+                "    ${} # {host}:{NATS_CLUSTER_PORT}",
+                route_env(ordinal)
+            ));
         }
         line("  ]");
         line("}");
@@ -149,15 +158,17 @@ mod tests {
     #[test]
     fn the_users_include_resolves_to_the_auth_mount() {
         let joined = Path::new(CONFIG_DIR).join(USERS_INCLUDE);
-        let resolved = joined.components().fold(PathBuf::new(), |mut path, component| {
-            match component {
-                Component::ParentDir => {
-                    path.pop();
+        let resolved = joined
+            .components()
+            .fold(PathBuf::new(), |mut path, component| {
+                match component {
+                    Component::ParentDir => {
+                        path.pop();
+                    }
+                    other => path.push(other),
                 }
-                other => path.push(other),
-            }
-            path
-        });
+                path
+            });
         assert_eq!(resolved, Path::new(AUTH_DIR).join(USERS_FILE_NAME));
     }
 }
