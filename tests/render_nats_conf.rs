@@ -89,8 +89,12 @@ impl Pod {
         );
     }
 
-    /// Writes `nats.conf` with every in-pod mount path moved into this pod's directory.
+    /// Writes `nats.conf` with every in-pod mount path moved into this pod's directory, and creates
+    /// the writable volumes (pid emptyDir, JetStream claim) the pod would have.
     fn write_conf(&self, conf: &str) -> PathBuf {
+        for dir in [PID_DIR, DATA_DIR] {
+            std::fs::create_dir_all(self.path(dir)).expect("create volume directory");
+        }
         let relocated = [TLS_DIR, PID_DIR, DATA_DIR]
             .iter()
             .fold(conf.to_string(), |text, dir| {
@@ -105,9 +109,14 @@ impl Pod {
     }
 }
 
-/// The container's environment as the kubelet builds it: literal values with `$(VAR)` expanded from
-/// earlier entries, secret references resolved to `token`, and the pod name of replica 0.
-fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(String, String)> {
+/// The container's environment as the kubelet builds it for replica `ordinal`: literal values with
+/// `$(VAR)` expanded from earlier entries, secret references resolved to `token`, and the pod name.
+fn replica_env(
+    objects: &[Object],
+    broker_name: &str,
+    token: &str,
+    ordinal: usize,
+) -> Vec<(String, String)> {
     let stateful_set = find(objects, "StatefulSet", broker_name);
     let env = stateful_set
         .get(&["spec", "template", "spec", "containers"])
@@ -133,13 +142,17 @@ fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(Str
             .and_then(|p| p.as_str())
             == Some("metadata.name")
         {
-            format!("{broker_name}-0")
+            format!("{broker_name}-{ordinal}")
         } else {
             panic!("unexpected env source in {entry}")
         };
         resolved.push((name, value));
     }
     resolved
+}
+
+fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(String, String)> {
+    replica_env(objects, broker_name, token, 0)
 }
 
 /// Runs `nats-server -t -c nats.conf` with the pod's environment and returns its output.
@@ -346,4 +359,135 @@ fn the_server_rejects_the_users_config_without_the_mounted_file() {
     let conf_path = pod.write_conf(&nats_conf(&objects));
     let env = container_env(&objects, "users", TOKEN);
     check(&pod, &conf_path, &env).expect_err("the include names a file that is not there");
+}
+
+/// A running nats-server, stopped when dropped.
+struct RunningServer {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// The body of an HTTP GET against the server's monitoring port.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+fn route_count(monitor_port: u16) -> Option<u64> {
+    let response = http_get(monitor_port, "/routez").ok()?;
+    let body = &response[response.find('{')?..];
+    serde_json::from_str::<serde_json::Value>(body).ok()?["num_routes"].as_u64()
+}
+
+/// The server's first reply to a client CONNECT with `token` followed by PING: `PONG` when accepted.
+fn handshake(client_port: u16, token: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", client_port))
+        .expect("connect to the client port");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("set a read timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    let mut info = String::new();
+    reader
+        .read_line(&mut info)
+        .expect("the server greets with INFO");
+    assert!(info.starts_with("INFO "), "{info}");
+    let mut writer = stream;
+    write!(
+        writer,
+        "CONNECT {{\"auth_token\":\"{token}\",\"verbose\":false}}\r\nPING\r\n"
+    )
+    .expect("send CONNECT");
+    let mut reply = String::new();
+    reader.read_line(&mut reply).expect("the server replies");
+    reply.trim().to_string()
+}
+
+/// Beyond `-t`: three servers started from the rendered config and env (ports and replica addresses
+/// moved to localhost) form a full mesh of authenticated routes, and clients need the token.
+#[test]
+fn a_rendered_three_replica_cluster_forms_authenticated_routes() {
+    const SIZE: usize = 3;
+    let broker = broker("nats", "meshery", broker_spec(SIZE as i32));
+    let objects = desired_broker(&broker, &generated_inputs());
+    let conf = nats_conf(&objects);
+    let ports: Vec<[u16; 3]> = (0..SIZE)
+        .map(|_| [free_port(), free_port(), free_port()])
+        .collect();
+    let pods: Vec<Pod> = (0..SIZE).map(|_| Pod::new()).collect();
+    let mut servers: Vec<RunningServer> = (0..SIZE)
+        .map(|ordinal| {
+            let [client, cluster, monitor] = ports[ordinal];
+            let local_conf = conf
+                .replace("\nport: 4222\n", &format!("\nport: {client}\n"))
+                .replace("http_port: 8222", &format!("http_port: {monitor}"))
+                .replace("  port: 6222", &format!("  port: {cluster}"));
+            let conf_path = pods[ordinal].write_conf(&local_conf);
+            let env: Vec<(String, String)> = replica_env(&objects, "nats", TOKEN, ordinal)
+                .into_iter()
+                .map(|(name, value)| {
+                    let local = (0..SIZE).fold(value, |text, peer| {
+                        let host =
+                            meshery_operator::render::nats_conf::replica_host(&broker, peer as i32);
+                        text.replace(
+                            &format!("{host}:6222"),
+                            &format!("127.0.0.1:{}", ports[peer][1]),
+                        )
+                    });
+                    (name, local)
+                })
+                .collect();
+            let log = pods[ordinal].path("/nats.log");
+            let child = Command::new(nats_server())
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-l")
+                .arg(&log)
+                .env_clear()
+                .envs(env)
+                .spawn()
+                .expect("nats-server starts");
+            RunningServer { child, log }
+        })
+        .collect();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (0..SIZE).any(|i| route_count(ports[i][2]) != Some(SIZE as u64 - 1)) {
+        let exited = servers
+            .iter_mut()
+            .any(|s| matches!(s.child.try_wait(), Ok(Some(_))));
+        if exited || std::time::Instant::now() > deadline {
+            let logs: Vec<String> = servers
+                .iter()
+                .map(|s| std::fs::read_to_string(&s.log).unwrap_or_default())
+                .collect();
+            panic!(
+                "the cluster did not form a full mesh of routes:\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(handshake(ports[0][0], TOKEN), "PONG");
+    assert!(handshake(ports[1][0], "twrong").contains("Authorization Violation"));
 }
