@@ -14,9 +14,11 @@ use meshery_operator::api::{
 };
 use meshery_operator::object::Object;
 use meshery_operator::render::nats_conf::{
-    AUTH_DIR, CONFIG_DIR, CONFIG_FILE_NAME, DATA_DIR, PID_DIR, TLS_DIR, USERS_FILE_NAME,
+    AUTH_DIR, CONFIG_DIR, CONFIG_FILE_NAME, DATA_DIR, JETSTREAM_STORE_DIR, PID_DIR, TLS_DIR,
+    USERS_FILE_NAME, replica_host,
 };
 use meshery_operator::render::{AuthKind, BrokerAuthInput, BrokerInputs, desired_broker};
+use serde_json::json;
 use support::{TOKEN, broker, broker_spec, find, generated_inputs, nats_conf};
 
 /// The nats-server binary; a missing one fails the test rather than skipping it.
@@ -398,8 +400,9 @@ fn route_count(monitor_port: u16) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(body).ok()?["num_routes"].as_u64()
 }
 
-/// The server's first reply to a client CONNECT with `token` followed by PING: `PONG` when accepted.
-fn handshake(client_port: u16, token: &str) -> String {
+/// The server's first reply to a client `CONNECT` with `credentials` (JSON fields) then `PING`:
+/// `PONG` when the client is accepted.
+fn handshake(client_port: u16, credentials: serde_json::Value) -> String {
     use std::io::{BufRead, BufReader, Write};
     let stream = std::net::TcpStream::connect(("127.0.0.1", client_port))
         .expect("connect to the client port");
@@ -412,52 +415,55 @@ fn handshake(client_port: u16, token: &str) -> String {
         .read_line(&mut info)
         .expect("the server greets with INFO");
     assert!(info.starts_with("INFO "), "{info}");
+    let mut connect = credentials;
+    connect["verbose"] = false.into();
     let mut writer = stream;
-    write!(
-        writer,
-        "CONNECT {{\"auth_token\":\"{token}\",\"verbose\":false}}\r\nPING\r\n"
-    )
-    .expect("send CONNECT");
+    write!(writer, "CONNECT {connect}\r\nPING\r\n").expect("send CONNECT");
     let mut reply = String::new();
     reader.read_line(&mut reply).expect("the server replies");
     reply.trim().to_string()
 }
 
-/// Beyond `-t`: three servers started from the rendered config and env (ports and replica addresses
-/// moved to localhost) form a full mesh of authenticated routes, and clients need the token.
-#[test]
-fn a_rendered_three_replica_cluster_forms_authenticated_routes() {
-    const SIZE: usize = 3;
-    let broker = broker("nats", "meshery", broker_spec(SIZE as i32));
-    let objects = desired_broker(&broker, &generated_inputs());
+/// Starts one server per replica from the rendered config and env, with ports and replica addresses
+/// moved to localhost, waits until every server routes to every other one, and returns the client
+/// ports. `prepare` lays out what the pod's mounts would hold.
+fn start_cluster(
+    broker: &Broker,
+    inputs: &BrokerInputs,
+    prepare: impl Fn(&Pod),
+) -> (Vec<u16>, Vec<RunningServer>, Vec<Pod>) {
+    let size = broker.spec.size as usize;
+    let name = broker.metadata.name.as_deref().unwrap_or_default();
+    let objects = desired_broker(broker, inputs);
     let conf = nats_conf(&objects);
-    let ports: Vec<[u16; 3]> = (0..SIZE)
+    let ports: Vec<[u16; 3]> = (0..size)
         .map(|_| [free_port(), free_port(), free_port()])
         .collect();
-    let pods: Vec<Pod> = (0..SIZE).map(|_| Pod::new()).collect();
-    let mut servers: Vec<RunningServer> = (0..SIZE)
+    let pods: Vec<Pod> = (0..size).map(|_| Pod::new()).collect();
+    let mut servers: Vec<RunningServer> = (0..size)
         .map(|ordinal| {
             let [client, cluster, monitor] = ports[ordinal];
+            let pod = &pods[ordinal];
+            prepare(pod);
             let local_conf = conf
                 .replace("\nport: 4222\n", &format!("\nport: {client}\n"))
                 .replace("http_port: 8222", &format!("http_port: {monitor}"))
                 .replace("  port: 6222", &format!("  port: {cluster}"));
-            let conf_path = pods[ordinal].write_conf(&local_conf);
-            let env: Vec<(String, String)> = replica_env(&objects, "nats", TOKEN, ordinal)
+            let conf_path = pod.write_conf(&local_conf);
+            let env: Vec<(String, String)> = replica_env(&objects, name, TOKEN, ordinal)
                 .into_iter()
-                .map(|(name, value)| {
-                    let local = (0..SIZE).fold(value, |text, peer| {
-                        let host =
-                            meshery_operator::render::nats_conf::replica_host(&broker, peer as i32);
+                .map(|(variable, value)| {
+                    let local = (0..size).fold(value, |text, peer| {
+                        let host = replica_host(broker, peer as i32);
                         text.replace(
                             &format!("{host}:6222"),
                             &format!("127.0.0.1:{}", ports[peer][1]),
                         )
                     });
-                    (name, local)
+                    (variable, local)
                 })
                 .collect();
-            let log = pods[ordinal].path("/nats.log");
+            let log = pod.path("/nats.log");
             let child = Command::new(nats_server())
                 .arg("-c")
                 .arg(&conf_path)
@@ -472,7 +478,7 @@ fn a_rendered_three_replica_cluster_forms_authenticated_routes() {
         .collect();
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while (0..SIZE).any(|i| route_count(ports[i][2]) != Some(SIZE as u64 - 1)) {
+    while (0..size).any(|i| route_count(ports[i][2]) != Some(size as u64 - 1)) {
         let exited = servers
             .iter_mut()
             .any(|s| matches!(s.child.try_wait(), Ok(Some(_))));
@@ -488,6 +494,44 @@ fn a_rendered_three_replica_cluster_forms_authenticated_routes() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert_eq!(handshake(ports[0][0], TOKEN), "PONG");
-    assert!(handshake(ports[1][0], "twrong").contains("Authorization Violation"));
+    (ports.iter().map(|p| p[0]).collect(), servers, pods)
+}
+
+/// Beyond `-t`: three servers started from the rendered config form a full mesh of routes
+/// authenticated with the token, and clients need the token.
+#[test]
+fn a_rendered_token_cluster_forms_authenticated_routes() {
+    let broker = broker("nats", "meshery", broker_spec(3));
+    let (clients, _servers, _pods) = start_cluster(&broker, &generated_inputs(), |_| {});
+    assert_eq!(handshake(clients[0], json!({"auth_token": TOKEN})), "PONG");
+    let refused = handshake(clients[1], json!({"auth_token": "twrong"}));
+    assert!(refused.contains("Authorization Violation"), "{refused}");
+}
+
+/// A clustered JetStream broker starts with its store on the claimed volume and forms its routes.
+#[test]
+fn a_rendered_jetstream_cluster_starts() {
+    let mut spec = broker_spec(3);
+    spec.jetstream = Some(BrokerJetStream {
+        enabled: true,
+        storage_class: None,
+        storage_size: Some("1Gi".into()),
+    });
+    let broker = broker("js", "meshery", spec);
+    let (clients, _servers, pods) = start_cluster(&broker, &generated_inputs(), |_| {});
+    assert_eq!(handshake(clients[2], json!({"auth_token": TOKEN})), "PONG");
+    assert!(pods[0].path(JETSTREAM_STORE_DIR).is_dir());
+}
+
+/// A users.json broker authenticates clients by user and password from the mounted file.
+#[test]
+fn a_rendered_users_cluster_authenticates_users() {
+    let broker = with_users_secret(broker("users", "meshery", broker_spec(3)));
+    let (clients, _servers, _pods) = start_cluster(&broker, &users_inputs(), write_users_json);
+    assert_eq!(
+        handshake(clients[0], json!({"user": "server", "pass": "s3cret"})),
+        "PONG"
+    );
+    let refused = handshake(clients[1], json!({"user": "server", "pass": "wrong"}));
+    assert!(refused.contains("Authorization Violation"), "{refused}");
 }
