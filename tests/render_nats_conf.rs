@@ -376,12 +376,20 @@ impl Drop for RunningServer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free local port")
-        .port()
+/// `count` distinct free local ports. The listeners stay bound until all are chosen, so the kernel
+/// cannot hand the same port out twice.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free local port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
 }
+
+/// Live clusters start one at a time, so one cluster cannot take ports chosen for another.
+static LIVE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The body of an HTTP GET against the server's monitoring port.
 fn http_get(port: u16, path: &str) -> std::io::Result<String> {
@@ -424,20 +432,29 @@ fn handshake(client_port: u16, credentials: serde_json::Value) -> String {
     reply.trim().to_string()
 }
 
+/// Servers started from a rendered Broker; they stop, and the next cluster may start, when dropped.
+struct LiveCluster {
+    client_ports: Vec<u16>,
+    /// Held to stop the servers on drop, before their pods' directories go.
+    _servers: Vec<RunningServer>,
+    pods: Vec<Pod>,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
 /// Starts one server per replica from the rendered config and env, with ports and replica addresses
-/// moved to localhost, waits until every server routes to every other one, and returns the client
-/// ports. `prepare` lays out what the pod's mounts would hold.
-fn start_cluster(
-    broker: &Broker,
-    inputs: &BrokerInputs,
-    prepare: impl Fn(&Pod),
-) -> (Vec<u16>, Vec<RunningServer>, Vec<Pod>) {
+/// moved to localhost, and waits until every server routes to every other one. `prepare` lays out
+/// what the pod's mounts would hold.
+fn start_cluster(broker: &Broker, inputs: &BrokerInputs, prepare: impl Fn(&Pod)) -> LiveCluster {
+    let serial = LIVE_CLUSTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let size = broker.spec.size as usize;
     let name = broker.metadata.name.as_deref().unwrap_or_default();
     let objects = desired_broker(broker, inputs);
     let conf = nats_conf(&objects);
-    let ports: Vec<[u16; 3]> = (0..size)
-        .map(|_| [free_port(), free_port(), free_port()])
+    let ports: Vec<[u16; 3]> = free_ports(3 * size)
+        .chunks(3)
+        .map(|chunk| [chunk[0], chunk[1], chunk[2]])
         .collect();
     let pods: Vec<Pod> = (0..size).map(|_| Pod::new()).collect();
     let mut servers: Vec<RunningServer> = (0..size)
@@ -494,7 +511,12 @@ fn start_cluster(
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    (ports.iter().map(|p| p[0]).collect(), servers, pods)
+    LiveCluster {
+        client_ports: ports.iter().map(|p| p[0]).collect(),
+        _servers: servers,
+        pods,
+        _serial: serial,
+    }
 }
 
 /// Beyond `-t`: three servers started from the rendered config form a full mesh of routes
@@ -502,7 +524,8 @@ fn start_cluster(
 #[test]
 fn a_rendered_token_cluster_forms_authenticated_routes() {
     let broker = broker("nats", "meshery", broker_spec(3));
-    let (clients, _servers, _pods) = start_cluster(&broker, &generated_inputs(), |_| {});
+    let cluster = start_cluster(&broker, &generated_inputs(), |_| {});
+    let clients = &cluster.client_ports;
     assert_eq!(handshake(clients[0], json!({"auth_token": TOKEN})), "PONG");
     let refused = handshake(clients[1], json!({"auth_token": "twrong"}));
     assert!(refused.contains("Authorization Violation"), "{refused}");
@@ -518,16 +541,18 @@ fn a_rendered_jetstream_cluster_starts() {
         storage_size: Some("1Gi".into()),
     });
     let broker = broker("js", "meshery", spec);
-    let (clients, _servers, pods) = start_cluster(&broker, &generated_inputs(), |_| {});
+    let cluster = start_cluster(&broker, &generated_inputs(), |_| {});
+    let clients = &cluster.client_ports;
     assert_eq!(handshake(clients[2], json!({"auth_token": TOKEN})), "PONG");
-    assert!(pods[0].path(JETSTREAM_STORE_DIR).is_dir());
+    assert!(cluster.pods[0].path(JETSTREAM_STORE_DIR).is_dir());
 }
 
 /// A users.json broker authenticates clients by user and password from the mounted file.
 #[test]
 fn a_rendered_users_cluster_authenticates_users() {
     let broker = with_users_secret(broker("users", "meshery", broker_spec(3)));
-    let (clients, _servers, _pods) = start_cluster(&broker, &users_inputs(), write_users_json);
+    let cluster = start_cluster(&broker, &users_inputs(), write_users_json);
+    let clients = &cluster.client_ports;
     assert_eq!(
         handshake(clients[0], json!({"user": "server", "pass": "s3cret"})),
         "PONG"

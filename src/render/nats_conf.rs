@@ -4,6 +4,7 @@
 use crate::api::{Broker, NATS_CLIENT_PORT, NATS_CLUSTER_PORT, NATS_MONITOR_PORT, Quantity};
 
 use super::AuthKind;
+use super::meta::namespace_of;
 
 /// Where the ConfigMap is mounted; `nats.conf` inside it is what the server is started with.
 pub const CONFIG_DIR: &str = "/etc/nats";
@@ -50,7 +51,7 @@ pub fn route_env(ordinal: i32) -> String {
 /// The stable DNS name of replica `ordinal` through the headless Service.
 pub fn replica_host(broker: &Broker, ordinal: i32) -> String {
     let name = broker.metadata.name.as_deref().unwrap_or_default();
-    let namespace = broker.metadata.namespace.as_deref().unwrap_or("default");
+    let namespace = namespace_of(&broker.metadata);
     format!("{name}-{ordinal}.{name}-headless.{namespace}.svc.cluster.local")
 }
 
