@@ -438,7 +438,11 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
         broker_choice(),
         watch_list_data(),
         resources(("100m", "1"), ("128Mi", "1Gi")),
-        (token(), prop::option::of("[0-9a-f]{8}")),
+        (
+            token(),
+            prop::option::of("[A-Za-z0-9]{16,24}"),
+            prop::option::of("[0-9a-f]{8}"),
+        ),
     )
         .prop_map(
             |(
@@ -451,7 +455,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                 choice,
                 data,
                 resources,
-                (token, crd_uid),
+                (token, users_password, crd_uid),
             )| {
                 let own_namespace = namespace.clone().unwrap_or_else(|| "default".to_string());
                 let mut secrets = Vec::new();
@@ -470,8 +474,17 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                                 key: "token".into(),
                             }
                         } else {
-                            secrets.push(token.clone());
-                            BrokerCredential::Copy { userinfo: token }
+                            // A token broker's credential is its token; a users.json broker's is
+                            // `user:password` from the Secret the I/O layer read.
+                            let userinfo = match users_password {
+                                Some(password) => {
+                                    secrets.push(password.clone());
+                                    format!("meshsync:{password}")
+                                }
+                                None => token,
+                            };
+                            secrets.push(userinfo.clone());
+                            BrokerCredential::Copy { userinfo }
                         };
                         let resolved = ResolvedBroker {
                             scheme: "nats".into(),
