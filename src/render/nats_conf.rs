@@ -36,7 +36,8 @@ pub const POD_NAME_ENV: &str = "POD_NAME";
 /// cluster authorization, so the token is carried as a password instead.
 pub const ROUTE_USER: &str = "route";
 
-/// How long a terminating server keeps evicting clients gradually, so they reconnect elsewhere.
+/// How long a terminating server keeps evicting clients gradually, so they reconnect elsewhere; the
+/// shortest duration nats-server accepts.
 pub const LAME_DUCK_DURATION_SECONDS: i64 = 30;
 /// How long a server waits after entering lame duck before it starts evicting clients.
 pub const LAME_DUCK_GRACE_PERIOD_SECONDS: i64 = 10;
