@@ -14,9 +14,11 @@ use meshery_operator::api::{
 };
 use meshery_operator::object::Object;
 use meshery_operator::render::nats_conf::{
-    AUTH_DIR, CONFIG_DIR, CONFIG_FILE_NAME, DATA_DIR, PID_DIR, TLS_DIR, USERS_FILE_NAME,
+    AUTH_DIR, CONFIG_DIR, CONFIG_FILE_NAME, DATA_DIR, JETSTREAM_STORE_DIR, PID_DIR, TLS_DIR,
+    USERS_FILE_NAME, replica_host,
 };
 use meshery_operator::render::{AuthKind, BrokerAuthInput, BrokerInputs, desired_broker};
+use serde_json::json;
 use support::{TOKEN, broker, broker_spec, find, generated_inputs, nats_conf};
 
 /// The nats-server binary; a missing one fails the test rather than skipping it.
@@ -89,8 +91,12 @@ impl Pod {
         );
     }
 
-    /// Writes `nats.conf` with every in-pod mount path moved into this pod's directory.
+    /// Writes `nats.conf` with every in-pod mount path moved into this pod's directory, and creates
+    /// the writable volumes (pid emptyDir, JetStream claim) the pod would have.
     fn write_conf(&self, conf: &str) -> PathBuf {
+        for dir in [PID_DIR, DATA_DIR] {
+            std::fs::create_dir_all(self.path(dir)).expect("create volume directory");
+        }
         let relocated = [TLS_DIR, PID_DIR, DATA_DIR]
             .iter()
             .fold(conf.to_string(), |text, dir| {
@@ -105,9 +111,14 @@ impl Pod {
     }
 }
 
-/// The container's environment as the kubelet builds it: literal values with `$(VAR)` expanded from
-/// earlier entries, secret references resolved to `token`, and the pod name of replica 0.
-fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(String, String)> {
+/// The container's environment as the kubelet builds it for replica `ordinal`: literal values with
+/// `$(VAR)` expanded from earlier entries, secret references resolved to `token`, and the pod name.
+fn replica_env(
+    objects: &[Object],
+    broker_name: &str,
+    token: &str,
+    ordinal: usize,
+) -> Vec<(String, String)> {
     let stateful_set = find(objects, "StatefulSet", broker_name);
     let env = stateful_set
         .get(&["spec", "template", "spec", "containers"])
@@ -133,13 +144,17 @@ fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(Str
             .and_then(|p| p.as_str())
             == Some("metadata.name")
         {
-            format!("{broker_name}-0")
+            format!("{broker_name}-{ordinal}")
         } else {
             panic!("unexpected env source in {entry}")
         };
         resolved.push((name, value));
     }
     resolved
+}
+
+fn container_env(objects: &[Object], broker_name: &str, token: &str) -> Vec<(String, String)> {
+    replica_env(objects, broker_name, token, 0)
 }
 
 /// Runs `nats-server -t -c nats.conf` with the pod's environment and returns its output.
@@ -346,4 +361,202 @@ fn the_server_rejects_the_users_config_without_the_mounted_file() {
     let conf_path = pod.write_conf(&nats_conf(&objects));
     let env = container_env(&objects, "users", TOKEN);
     check(&pod, &conf_path, &env).expect_err("the include names a file that is not there");
+}
+
+/// A running nats-server, stopped when dropped.
+struct RunningServer {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `count` distinct free local ports. The listeners stay bound until all are chosen, so the kernel
+/// cannot hand the same port out twice.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free local port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
+}
+
+/// Live clusters start one at a time, so one cluster cannot take ports chosen for another.
+static LIVE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The body of an HTTP GET against the server's monitoring port.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+fn route_count(monitor_port: u16) -> Option<u64> {
+    let response = http_get(monitor_port, "/routez").ok()?;
+    let body = &response[response.find('{')?..];
+    serde_json::from_str::<serde_json::Value>(body).ok()?["num_routes"].as_u64()
+}
+
+/// The server's first reply to a client `CONNECT` with `credentials` (JSON fields) then `PING`:
+/// `PONG` when the client is accepted.
+fn handshake(client_port: u16, credentials: serde_json::Value) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", client_port))
+        .expect("connect to the client port");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("set a read timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    let mut info = String::new();
+    reader
+        .read_line(&mut info)
+        .expect("the server greets with INFO");
+    assert!(info.starts_with("INFO "), "{info}");
+    let mut connect = credentials;
+    connect["verbose"] = false.into();
+    let mut writer = stream;
+    write!(writer, "CONNECT {connect}\r\nPING\r\n").expect("send CONNECT");
+    let mut reply = String::new();
+    reader.read_line(&mut reply).expect("the server replies");
+    reply.trim().to_string()
+}
+
+/// Servers started from a rendered Broker; they stop, and the next cluster may start, when dropped.
+struct LiveCluster {
+    client_ports: Vec<u16>,
+    /// Held to stop the servers on drop, before their pods' directories go.
+    _servers: Vec<RunningServer>,
+    pods: Vec<Pod>,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Starts one server per replica from the rendered config and env, with ports and replica addresses
+/// moved to localhost, and waits until every server routes to every other one. `prepare` lays out
+/// what the pod's mounts would hold.
+fn start_cluster(broker: &Broker, inputs: &BrokerInputs, prepare: impl Fn(&Pod)) -> LiveCluster {
+    let serial = LIVE_CLUSTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let size = broker.spec.size as usize;
+    let name = broker.metadata.name.as_deref().unwrap_or_default();
+    let objects = desired_broker(broker, inputs);
+    let conf = nats_conf(&objects);
+    let ports: Vec<[u16; 3]> = free_ports(3 * size)
+        .chunks(3)
+        .map(|chunk| [chunk[0], chunk[1], chunk[2]])
+        .collect();
+    let pods: Vec<Pod> = (0..size).map(|_| Pod::new()).collect();
+    let mut servers: Vec<RunningServer> = (0..size)
+        .map(|ordinal| {
+            let [client, cluster, monitor] = ports[ordinal];
+            let pod = &pods[ordinal];
+            prepare(pod);
+            let local_conf = conf
+                .replace("\nport: 4222\n", &format!("\nport: {client}\n"))
+                .replace("http_port: 8222", &format!("http_port: {monitor}"))
+                .replace("  port: 6222", &format!("  port: {cluster}"));
+            let conf_path = pod.write_conf(&local_conf);
+            let env: Vec<(String, String)> = replica_env(&objects, name, TOKEN, ordinal)
+                .into_iter()
+                .map(|(variable, value)| {
+                    let local = (0..size).fold(value, |text, peer| {
+                        let host = replica_host(broker, peer as i32);
+                        text.replace(
+                            &format!("{host}:6222"),
+                            &format!("127.0.0.1:{}", ports[peer][1]),
+                        )
+                    });
+                    (variable, local)
+                })
+                .collect();
+            let log = pod.path("/nats.log");
+            let child = Command::new(nats_server())
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-l")
+                .arg(&log)
+                .env_clear()
+                .envs(env)
+                .spawn()
+                .expect("nats-server starts");
+            RunningServer { child, log }
+        })
+        .collect();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while (0..size).any(|i| route_count(ports[i][2]) != Some(size as u64 - 1)) {
+        let exited = servers
+            .iter_mut()
+            .any(|s| matches!(s.child.try_wait(), Ok(Some(_))));
+        if exited || std::time::Instant::now() > deadline {
+            let logs: Vec<String> = servers
+                .iter()
+                .map(|s| std::fs::read_to_string(&s.log).unwrap_or_default())
+                .collect();
+            panic!(
+                "the cluster did not form a full mesh of routes:\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    LiveCluster {
+        client_ports: ports.iter().map(|p| p[0]).collect(),
+        _servers: servers,
+        pods,
+        _serial: serial,
+    }
+}
+
+/// Beyond `-t`: three servers started from the rendered config form a full mesh of routes
+/// authenticated with the token, and clients need the token.
+#[test]
+fn a_rendered_token_cluster_forms_authenticated_routes() {
+    let broker = broker("nats", "meshery", broker_spec(3));
+    let cluster = start_cluster(&broker, &generated_inputs(), |_| {});
+    let clients = &cluster.client_ports;
+    assert_eq!(handshake(clients[0], json!({"auth_token": TOKEN})), "PONG");
+    let refused = handshake(clients[1], json!({"auth_token": "twrong"}));
+    assert!(refused.contains("Authorization Violation"), "{refused}");
+}
+
+/// A clustered JetStream broker starts with its store on the claimed volume and forms its routes.
+#[test]
+fn a_rendered_jetstream_cluster_starts() {
+    let mut spec = broker_spec(3);
+    spec.jetstream = Some(BrokerJetStream {
+        enabled: true,
+        storage_class: None,
+        storage_size: Some("1Gi".into()),
+    });
+    let broker = broker("js", "meshery", spec);
+    let cluster = start_cluster(&broker, &generated_inputs(), |_| {});
+    let clients = &cluster.client_ports;
+    assert_eq!(handshake(clients[2], json!({"auth_token": TOKEN})), "PONG");
+    assert!(cluster.pods[0].path(JETSTREAM_STORE_DIR).is_dir());
+}
+
+/// A users.json broker authenticates clients by user and password from the mounted file.
+#[test]
+fn a_rendered_users_cluster_authenticates_users() {
+    let broker = with_users_secret(broker("users", "meshery", broker_spec(3)));
+    let cluster = start_cluster(&broker, &users_inputs(), write_users_json);
+    let clients = &cluster.client_ports;
+    assert_eq!(
+        handshake(clients[0], json!({"user": "server", "pass": "s3cret"})),
+        "PONG"
+    );
+    let refused = handshake(clients[1], json!({"user": "server", "pass": "wrong"}));
+    assert!(refused.contains("Authorization Violation"), "{refused}");
 }

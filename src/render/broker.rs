@@ -465,6 +465,5 @@ fn network_policy(broker: &Broker, owner: &Owner) -> NetworkPolicy {
             ]),
             ..NetworkPolicySpec::default()
         }),
-        ..NetworkPolicy::default()
     }
 }

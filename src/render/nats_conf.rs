@@ -4,6 +4,7 @@
 use crate::api::{Broker, NATS_CLIENT_PORT, NATS_CLUSTER_PORT, NATS_MONITOR_PORT, Quantity};
 
 use super::AuthKind;
+use super::meta::namespace_of;
 
 /// Where the ConfigMap is mounted; `nats.conf` inside it is what the server is started with.
 pub const CONFIG_DIR: &str = "/etc/nats";
@@ -35,7 +36,8 @@ pub const POD_NAME_ENV: &str = "POD_NAME";
 /// cluster authorization, so the token is carried as a password instead.
 pub const ROUTE_USER: &str = "route";
 
-/// How long a terminating server keeps evicting clients gradually, so they reconnect elsewhere.
+/// How long a terminating server keeps evicting clients gradually, so they reconnect elsewhere; the
+/// shortest duration nats-server accepts.
 pub const LAME_DUCK_DURATION_SECONDS: i64 = 30;
 /// How long a server waits after entering lame duck before it starts evicting clients.
 pub const LAME_DUCK_GRACE_PERIOD_SECONDS: i64 = 10;
@@ -50,7 +52,7 @@ pub fn route_env(ordinal: i32) -> String {
 /// The stable DNS name of replica `ordinal` through the headless Service.
 pub fn replica_host(broker: &Broker, ordinal: i32) -> String {
     let name = broker.metadata.name.as_deref().unwrap_or_default();
-    let namespace = broker.metadata.namespace.as_deref().unwrap_or("default");
+    let namespace = namespace_of(&broker.metadata);
     format!("{name}-{ordinal}.{name}-headless.{namespace}.svc.cluster.local")
 }
 

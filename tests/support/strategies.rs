@@ -239,7 +239,7 @@ pub fn broker_case() -> impl Strategy<Value = BrokerCase> {
 
 /// A Broker that breaks exactly one validation rule, with a description of the rule.
 pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
-    (broker_case(), 0usize..12, select(vec![0, 11, -1])).prop_map(|(case, rule, bad_size)| {
+    (broker_case(), 0usize..13, select(vec![0, 11, -1])).prop_map(|(case, rule, bad_size)| {
         let mut broker = case.broker;
         let spec = &mut broker.spec;
         let what = match rule {
@@ -307,6 +307,11 @@ pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
             10 => {
                 spec.version = Some("a b".into());
                 "malformed version"
+            }
+            11 => {
+                let name = broker.metadata.name.take().unwrap_or_default();
+                broker.metadata.name = Some(format!("{name}-headless"));
+                "name colliding with another Broker's headless Service"
             }
             _ => {
                 spec.resources = resources_request_above_limit();
@@ -433,7 +438,11 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
         broker_choice(),
         watch_list_data(),
         resources(("100m", "1"), ("128Mi", "1Gi")),
-        (token(), prop::option::of("[0-9a-f]{8}")),
+        (
+            token(),
+            prop::option::of("[A-Za-z0-9]{16,24}"),
+            prop::option::of("[0-9a-f]{8}"),
+        ),
     )
         .prop_map(
             |(
@@ -446,7 +455,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                 choice,
                 data,
                 resources,
-                (token, crd_uid),
+                (token, users_password, crd_uid),
             )| {
                 let own_namespace = namespace.clone().unwrap_or_else(|| "default".to_string());
                 let mut secrets = Vec::new();
@@ -465,8 +474,17 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                                 key: "token".into(),
                             }
                         } else {
-                            secrets.push(token.clone());
-                            BrokerCredential::Copy { userinfo: token }
+                            // A token broker's credential is its token; a users.json broker's is
+                            // `user:password` from the Secret the I/O layer read.
+                            let userinfo = match users_password {
+                                Some(password) => {
+                                    secrets.push(password.clone());
+                                    format!("meshsync:{password}")
+                                }
+                                None => token,
+                            };
+                            secrets.push(userinfo.clone());
+                            BrokerCredential::Copy { userinfo }
                         };
                         let resolved = ResolvedBroker {
                             scheme: "nats".into(),
