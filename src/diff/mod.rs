@@ -14,6 +14,8 @@ mod path;
 
 use std::collections::BTreeMap;
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
 use crate::object::{Object, ObjectKey};
@@ -163,17 +165,18 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     }
 
     let mut expected = observed.0.clone();
+    let mut operations = Vec::new();
     for path in &comparison.changed {
         if let Some(value) = compare::lookup(&desired_value, path) {
-            compare::set(&mut expected, path, value.clone());
+            edit(&mut expected, &mut operations, path, Some(value.clone()));
         }
     }
     for path in &comparison.stale {
-        compare::remove(&mut expected, path);
+        edit(&mut expected, &mut operations, path, None);
     }
     let mut apply_body = desired.0.clone();
     for path in &comparison.yielded {
-        compare::remove(&mut apply_body, path);
+        edit(&mut apply_body, &mut Vec::new(), path, None);
     }
     let changed_paths: Vec<FieldPath> = comparison.changed.into_iter().chain(comparison.stale).collect();
     let immutable_paths = changed_paths
@@ -183,10 +186,28 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
         .collect();
     Action::Update {
         apply_body: Object(apply_body),
-        json_patch: json_patch::diff(&observed.0, &expected),
+        json_patch: json_patch::Patch(operations),
         changed_paths,
         immutable_paths,
         yielded_paths: comparison.yielded,
+    }
+}
+
+/// Sets (`Some`) or removes (`None`) the value at `path` in `target`, recording the RFC 6902
+/// operation; each operation is applied at once so later pointers see earlier edits.
+fn edit(target: &mut Value, operations: &mut Vec<PatchOperation>, path: &FieldPath, new: Option<Value>) {
+    let Some((tokens, exists)) = compare::locate(target, path) else {
+        return;
+    };
+    let path = PointerBuf::from_tokens(tokens);
+    let operation = match (new, exists) {
+        (Some(value), true) => PatchOperation::Replace(ReplaceOperation { path, value }),
+        (Some(value), false) => PatchOperation::Add(AddOperation { path, value }),
+        (None, true) => PatchOperation::Remove(RemoveOperation { path }),
+        (None, false) => return,
+    };
+    if json_patch::patch(target, std::slice::from_ref(&operation)).is_ok() {
+        operations.push(operation);
     }
 }
 
