@@ -1,12 +1,12 @@
 //! Golden tests on objects as a real API server returns them (tests/fixtures/observed), planned
 //! against what the operator renders (tests/fixtures/desired).
 
-mod support;
+mod diff_support;
 
 use meshery_operator::diff::{Action, Owner, compare, plan};
 use meshery_operator::object::Object;
 use serde_json::{Value, json};
-use support::{MANAGER, load};
+use diff_support::{MANAGER, load};
 
 fn meshsync_owner() -> Owner {
     Owner {
@@ -18,7 +18,7 @@ fn meshsync_owner() -> Owner {
 }
 
 fn broker_owner() -> Owner {
-    support::owner("meshery-broker")
+    diff_support::owner("meshery-broker")
 }
 
 fn find<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
