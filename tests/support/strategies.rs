@@ -176,7 +176,7 @@ pub fn broker_case() -> impl Strategy<Value = BrokerCase> {
 
 /// A Broker that breaks exactly one validation rule, with a description of the rule.
 pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
-    (broker_case(), 0usize..12, select(vec![0, 11, -1])).prop_map(|(case, rule, bad_size)| {
+    (broker_case(), 0usize..13, select(vec![0, 11, -1])).prop_map(|(case, rule, bad_size)| {
         let mut broker = case.broker;
         let spec = &mut broker.spec;
         let what = match rule {
@@ -232,6 +232,11 @@ pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
             10 => {
                 spec.version = Some("a b".into());
                 "malformed version"
+            }
+            11 => {
+                let name = broker.metadata.name.take().unwrap_or_default();
+                broker.metadata.name = Some(format!("{name}-headless"));
+                "name colliding with another Broker's headless Service"
             }
             _ => {
                 spec.resources = resources_request_above_limit();
