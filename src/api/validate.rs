@@ -32,6 +32,9 @@ impl fmt::Display for FieldError {
 pub const MAX_BROKER_NAME: usize = 52;
 /// Longest MeshSync name: the name is a label value (`app.kubernetes.io/instance`), at most 63.
 pub const MAX_MESHSYNC_NAME: usize = 63;
+/// The suffix of a Broker's headless Service, `<name>-headless`; a Broker with such a name would share
+/// its client Service's name with the headless Service of the Broker named by the prefix.
+const HEADLESS_SUFFIX: &str = "-headless";
 /// NATS refuses a `max_payload` above 64 MiB.
 const MAX_NATS_PAYLOAD: i128 = 64 << 20;
 
@@ -40,6 +43,14 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let spec = &broker.spec;
     check_name(&broker.name_any(), MAX_BROKER_NAME, "Broker", true, &mut errors);
+    if broker.name_any().ends_with(HEADLESS_SUFFIX) {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!(
+                "a Broker name must not end in {HEADLESS_SUFFIX:?}: Broker <name> owns the Service <name>{HEADLESS_SUFFIX}, so this Broker's Service would collide with it; choose another name"
+            ),
+        ));
+    }
     check_size(spec.size, &mut errors);
     check_image(spec.image.as_deref(), spec.version.as_deref(), &mut errors);
     if spec.size > 1 && spec.clustering.as_ref().and_then(|c| c.enabled) == Some(false) {
