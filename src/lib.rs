@@ -4,6 +4,7 @@
 //! randomness; `controller` and `cli` are the I/O shell around it.
 
 pub mod api;
+pub mod cli;
 pub mod object;
 pub mod diff;
 pub mod render;

@@ -1,3 +1,3 @@
-fn main() {
-    print!("{}", meshery_operator::api::crds_yaml());
+fn main() -> std::process::ExitCode {
+    meshery_operator::cli::main()
 }

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use k8s_openapi::{Metadata, Resource};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{Metadata, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -44,7 +44,10 @@ impl Object {
     {
         let mut value = serde_json::to_value(typed).expect("k8s-openapi types always serialise");
         if let Value::Object(map) = &mut value {
-            map.insert("apiVersion".into(), Value::String(K::API_VERSION.to_string()));
+            map.insert(
+                "apiVersion".into(),
+                Value::String(K::API_VERSION.to_string()),
+            );
             map.insert("kind".into(), Value::String(K::KIND.to_string()));
         }
         Object(value)
@@ -60,7 +63,10 @@ impl Object {
 
     /// The API group (`""` for the core group).
     pub fn group(&self) -> &str {
-        self.api_version().rsplit_once('/').map(|(group, _)| group).unwrap_or("")
+        self.api_version()
+            .rsplit_once('/')
+            .map(|(group, _)| group)
+            .unwrap_or("")
     }
 
     pub fn name(&self) -> &str {

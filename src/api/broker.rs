@@ -18,9 +18,15 @@ pub const NATS_CLUSTER_PORT: u16 = 6222;
 pub const NATS_MONITOR_PORT: u16 = 8222;
 
 /// Pattern for `host:port` (DNS name, IPv4, or bracketed IPv6), checked by the API server.
-pub(crate) const HOST_PORT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$";
+pub(crate) const HOST_PORT_PATTERN: &str =
+    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$";
+/// Pattern for an IPv4 or IPv6 CIDR, checked by the API server (the operator checks the address itself).
+pub(crate) const CIDR_PATTERN: &str = r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$";
+/// Kubernetes' own quantity grammar (`500m`, `64Mi`, `1e3`), checked by the API server.
+pub(crate) const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 /// Pattern for an image tag or digest, checked by the API server.
-pub(crate) const IMAGE_TAG_PATTERN: &str = r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$";
+pub(crate) const IMAGE_TAG_PATTERN: &str =
+    r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$";
 
 /// A NATS broker managed by the operator.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -95,10 +101,11 @@ pub struct BrokerService {
     pub load_balancer_class: Option<String>,
     /// CIDRs allowed to reach the load balancer; only with `type: LoadBalancer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = CIDR_PATTERN)))]
     pub load_balancer_source_ranges: Option<Vec<String>>,
     /// `host:port` reported as the external endpoint instead of the derived one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = HOST_PORT_PATTERN))]
+    #[schemars(regex(pattern = HOST_PORT_PATTERN), length(max = 261))]
     pub external_endpoint_override: Option<String>,
 }
 
@@ -165,7 +172,7 @@ pub struct BrokerJetStream {
     pub storage_class: Option<String>,
     /// Persistent volume size per replica (default `10Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub storage_size: Option<String>,
 }
 
@@ -175,7 +182,7 @@ pub struct BrokerJetStream {
 pub struct BrokerConfig {
     /// Largest message accepted, as a quantity (`1Mi`, `8388608`); NATS allows at most 64Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = QUANTITY_PATTERN))]
     pub max_payload: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000_000))]
@@ -192,7 +199,12 @@ pub struct BrokerNetworkPolicy {
     #[serde(default)]
     pub enabled: bool,
     /// Extra CIDRs allowed to reach port 4222 besides MeshSync pods.
-    #[serde(default, rename = "allowedCIDRs", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "allowedCIDRs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(inner(regex(pattern = CIDR_PATTERN)))]
     pub allowed_cidrs: Option<Vec<String>>,
 }
 
@@ -222,7 +234,10 @@ pub struct BrokerEndpoint {
 
 impl BrokerSpec {
     pub fn service_type(&self) -> ServiceType {
-        self.service.as_ref().and_then(|s| s.service_type).unwrap_or_default()
+        self.service
+            .as_ref()
+            .and_then(|s| s.service_type)
+            .unwrap_or_default()
     }
 
     /// Whether the replicas form a routed cluster: explicitly configured, else whenever there is more than one.

@@ -47,7 +47,11 @@ pub struct MeshSyncSpec {
     pub broker: Option<MeshSyncBroker>,
     /// A ConfigMap-shaped object (the Go API embeds a whole ConfigMap); only `data.whitelist` and
     /// `data.blacklist` are read.
-    #[serde(default, rename = "watch-list", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "watch-list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub watch_list: Option<WatchListConfigMap>,
     /// Container resources; defaults to requests 100m/128Mi and limits 1/1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,15 +130,24 @@ pub struct MeshSyncStatus {
     #[schemars(schema_with = "super::status::conditions_schema")]
     pub conditions: Vec<Condition>,
     /// The broker URL MeshSync publishes to, without credentials.
-    #[serde(default, rename = "publishing-to", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "publishing-to",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub publishing_to: Option<String>,
 }
 
 /// The broker a MeshSync is configured for, after treating empty Go structs as absent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerSelection<'a> {
-    Native { name: &'a str, namespace: Option<&'a str> },
-    Custom { url: &'a str },
+    Native {
+        name: &'a str,
+        namespace: Option<&'a str>,
+    },
+    Custom {
+        url: &'a str,
+    },
 }
 
 impl MeshSyncSpec {

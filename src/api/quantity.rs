@@ -19,7 +19,10 @@ const NANO: i128 = 1_000_000_000;
 
 impl Quantity {
     pub fn parse(input: &str) -> Result<Quantity, QuantityError> {
-        let error = |reason| QuantityError { input: input.to_string(), reason };
+        let error = |reason| QuantityError {
+            input: input.to_string(),
+            reason,
+        };
         let s = input.trim();
         if s.is_empty() || s.len() > 64 {
             return Err(error("empty or too long"));
@@ -56,7 +59,9 @@ impl Quantity {
             .ok_or_else(|| error("number out of range"))?
             / fraction_scale
             / divisor;
-        Ok(Quantity { nanos: if negative { -nanos } else { nanos } })
+        Ok(Quantity {
+            nanos: if negative { -nanos } else { nanos },
+        })
     }
 
     /// The value rounded up to a whole number, as Kubernetes does for byte sizes.

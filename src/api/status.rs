@@ -5,7 +5,20 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The coarse lifecycle state shown by `kubectl get`; the conditions carry the detail.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
 pub enum Phase {
     #[default]
     Pending,
@@ -15,7 +28,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Pending, Phase::Deploying, Phase::Ready, Phase::Degraded];
+    pub const ALL: [Phase; 4] = [
+        Phase::Pending,
+        Phase::Deploying,
+        Phase::Ready,
+        Phase::Degraded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +55,9 @@ impl std::fmt::Display for Phase {
 pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }

@@ -18,7 +18,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { path: path.into(), message: message.into() }
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -68,23 +71,41 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
             if service.load_balancer_class.is_some() {
                 errors.push(FieldError::new(
                     "spec.service.loadBalancerClass",
-                    format!("only valid with type LoadBalancer, not {}", service_type.as_str()),
+                    format!(
+                        "only valid with type LoadBalancer, not {}",
+                        service_type.as_str()
+                    ),
                 ));
             }
             if service.load_balancer_source_ranges.is_some() {
                 errors.push(FieldError::new(
                     "spec.service.loadBalancerSourceRanges",
-                    format!("only valid with type LoadBalancer, not {}", service_type.as_str()),
+                    format!(
+                        "only valid with type LoadBalancer, not {}",
+                        service_type.as_str()
+                    ),
                 ));
             }
         }
-        for (i, cidr) in service.load_balancer_source_ranges.iter().flatten().enumerate() {
-            check_cidr(&format!("spec.service.loadBalancerSourceRanges[{i}]"), cidr, &mut errors);
+        for (i, cidr) in service
+            .load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .enumerate()
+        {
+            check_cidr(
+                &format!("spec.service.loadBalancerSourceRanges[{i}]"),
+                cidr,
+                &mut errors,
+            );
         }
-        if let Some(endpoint) = &service.external_endpoint_override {
-            if let Err(message) = parse_host_port(endpoint) {
-                errors.push(FieldError::new("spec.service.externalEndpointOverride", message));
-            }
+        if let Some(endpoint) = &service.external_endpoint_override
+            && let Err(message) = parse_host_port(endpoint)
+        {
+            errors.push(FieldError::new(
+                "spec.service.externalEndpointOverride",
+                message,
+            ));
         }
         for key in service.annotations.iter().flat_map(|a| a.keys()) {
             if !is_qualified_key(key) {
@@ -118,17 +139,29 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
     }
     if let Some(config) = &spec.config {
         if let Some(payload) = &config.max_payload {
-            check_positive_quantity("spec.config.maxPayload", payload, Some(MAX_NATS_PAYLOAD), &mut errors);
+            check_positive_quantity(
+                "spec.config.maxPayload",
+                payload,
+                Some(MAX_NATS_PAYLOAD),
+                &mut errors,
+            );
         }
-        if let Some(connections) = config.max_connections {
-            if connections < 1 {
-                errors.push(FieldError::new("spec.config.maxConnections", "must be at least 1"));
-            }
+        if let Some(connections) = config.max_connections
+            && connections < 1
+        {
+            errors.push(FieldError::new(
+                "spec.config.maxConnections",
+                "must be at least 1",
+            ));
         }
     }
     if let Some(policy) = &spec.network_policy {
         for (i, cidr) in policy.allowed_cidrs.iter().flatten().enumerate() {
-            check_cidr(&format!("spec.networkPolicy.allowedCIDRs[{i}]"), cidr, &mut errors);
+            check_cidr(
+                &format!("spec.networkPolicy.allowedCIDRs[{i}]"),
+                cidr,
+                &mut errors,
+            );
         }
     }
     check_resources(spec.resources.as_ref(), &mut errors);
@@ -139,7 +172,13 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
 pub fn validate_meshsync(meshsync: &MeshSync) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let spec = &meshsync.spec;
-    check_name(&meshsync.name_any(), MAX_MESHSYNC_NAME, "MeshSync", false, &mut errors);
+    check_name(
+        &meshsync.name_any(),
+        MAX_MESHSYNC_NAME,
+        "MeshSync",
+        false,
+        &mut errors,
+    );
     check_size(spec.size, &mut errors);
     check_image(spec.image.as_deref(), spec.version.as_deref(), &mut errors);
     match spec.broker_selections().as_slice() {
@@ -149,14 +188,13 @@ pub fn validate_meshsync(meshsync: &MeshSync) -> Vec<FieldError> {
         )),
         [BrokerSelection::Native { name, namespace }] => {
             check_name_at("spec.broker.native.name", name, MAX_BROKER_NAME, "Broker", true, &mut errors);
-            if let Some(namespace) = namespace {
-                if !is_dns_label(namespace) {
+            if let Some(namespace) = namespace
+                && !is_dns_label(namespace) {
                     errors.push(FieldError::new(
                         "spec.broker.native.namespace",
                         format!("{namespace:?} is not a namespace name (lowercase letters, digits, '-', at most 63)"),
                     ));
                 }
-            }
         }
         [BrokerSelection::Custom { url }] => {
             if let Err(message) = parse_broker_url(url) {
@@ -188,16 +226,22 @@ pub struct BrokerUrl {
 
 /// Parses `nats://[userinfo@]host[:port]` (port defaults to 4222).
 pub fn parse_broker_url(raw: &str) -> Result<BrokerUrl, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e}); expected nats://host:port"))?;
+    let url = url::Url::parse(raw)
+        .map_err(|e| format!("{raw:?} is not a URL ({e}); expected nats://host:port"))?;
     if !matches!(url.scheme(), "nats" | "tls") {
-        return Err(format!("scheme {:?} is not supported: use nats:// (or tls:// for TLS)", url.scheme()));
+        return Err(format!(
+            "scheme {:?} is not supported: use nats:// (or tls:// for TLS)",
+            url.scheme()
+        ));
     }
     let host = url
         .host_str()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("{raw:?} has no host; expected nats://host:port"))?;
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{raw:?} has a path, query or fragment; expected nats://host:port"));
+        return Err(format!(
+            "{raw:?} has a path, query or fragment; expected nats://host:port"
+        ));
     }
     let userinfo = match (url.username(), url.password()) {
         ("", None) => None,
@@ -237,7 +281,14 @@ fn check_name(name: &str, max: usize, kind: &str, dns1035: bool, errors: &mut Ve
     check_name_at("metadata.name", name, max, kind, dns1035, errors);
 }
 
-fn check_name_at(path: &str, name: &str, max: usize, kind: &str, dns1035: bool, errors: &mut Vec<FieldError>) {
+fn check_name_at(
+    path: &str,
+    name: &str,
+    max: usize,
+    kind: &str,
+    dns1035: bool,
+    errors: &mut Vec<FieldError>,
+) {
     if name.len() > max {
         errors.push(FieldError::new(
             path,
@@ -246,12 +297,18 @@ fn check_name_at(path: &str, name: &str, max: usize, kind: &str, dns1035: bool, 
                 name.len()
             ),
         ));
-    } else if !is_dns_label(name) || (dns1035 && !name.starts_with(|c: char| c.is_ascii_lowercase())) {
+    } else if !is_dns_label(name)
+        || (dns1035 && !name.starts_with(|c: char| c.is_ascii_lowercase()))
+    {
         errors.push(FieldError::new(
             path,
             format!(
                 "{name:?} must be lowercase letters, digits and '-'{} (it names Services and pods)",
-                if dns1035 { ", starting with a letter" } else { "" }
+                if dns1035 {
+                    ", starting with a letter"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -259,7 +316,10 @@ fn check_name_at(path: &str, name: &str, max: usize, kind: &str, dns1035: bool, 
 
 fn check_size(size: i32, errors: &mut Vec<FieldError>) {
     if !(1..=10).contains(&size) {
-        errors.push(FieldError::new("spec.size", format!("{size} is out of range: use 1 to 10")));
+        errors.push(FieldError::new(
+            "spec.size",
+            format!("{size} is out of range: use 1 to 10"),
+        ));
     }
 }
 
@@ -267,13 +327,22 @@ fn check_image(image: Option<&str>, version: Option<&str>, errors: &mut Vec<Fiel
     if let Some(image) = image {
         let path_ok = !image.is_empty()
             && image.split('/').enumerate().all(|(i, part)| {
-                let registry = i == 0 && image.contains('/') && (part.contains('.') || part.contains(':'));
+                let registry =
+                    i == 0 && image.contains('/') && (part.contains('.') || part.contains(':'));
                 !part.is_empty()
                     && part.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b) || (registry && b == b':')
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || b"._-".contains(&b)
+                            || (registry && b == b':')
                     })
             });
-        if image.contains('@') || image.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        if image.contains('@')
+            || image
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+        {
             errors.push(FieldError::new(
                 "spec.image",
                 format!("{image:?} includes a tag or digest: put the repository here and the tag in spec.version"),
@@ -289,7 +358,9 @@ fn check_image(image: Option<&str>, version: Option<&str>, errors: &mut Vec<Fiel
         let tag_ok = !version.is_empty()
             && version.len() <= 128
             && (version.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-                && version.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && version
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                 || version
                     .strip_prefix("sha256:")
                     .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())));
@@ -320,15 +391,26 @@ fn check_subdomain(path: &str, name: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn check_positive_quantity(path: &str, value: &str, max_units: Option<i128>, errors: &mut Vec<FieldError>) {
+fn check_positive_quantity(
+    path: &str,
+    value: &str,
+    max_units: Option<i128>,
+    errors: &mut Vec<FieldError>,
+) {
     match Quantity::parse(value) {
         Err(e) => errors.push(FieldError::new(path, e.to_string())),
         Ok(q) if q <= Quantity::parse("0").expect("zero parses") => {
-            errors.push(FieldError::new(path, format!("{value:?} must be greater than zero")));
+            errors.push(FieldError::new(
+                path,
+                format!("{value:?} must be greater than zero"),
+            ));
         }
         Ok(q) => {
             if let Some(max) = max_units.filter(|max| q.ceil_units() > *max) {
-                errors.push(FieldError::new(path, format!("{value:?} is more than the allowed {max} bytes")));
+                errors.push(FieldError::new(
+                    path,
+                    format!("{value:?} is more than the allowed {max} bytes"),
+                ));
             }
         }
     }
@@ -336,14 +418,23 @@ fn check_positive_quantity(path: &str, value: &str, max_units: Option<i128>, err
 
 fn check_resources(resources: Option<&ResourceRequirements>, errors: &mut Vec<FieldError>) {
     let Some(resources) = resources else { return };
-    let mut parsed = |section: &str, map: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+    let mut parsed = |section: &str,
+                      map: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >| {
         let mut values = std::collections::BTreeMap::new();
         for (name, quantity) in map.into_iter().flatten() {
             match Quantity::parse(&quantity.0) {
                 Ok(q) => {
                     values.insert(name.clone(), q);
                 }
-                Err(e) => errors.push(FieldError::new(format!("spec.resources.{section}.{name}"), e.to_string())),
+                Err(e) => errors.push(FieldError::new(
+                    format!("spec.resources.{section}.{name}"),
+                    e.to_string(),
+                )),
             }
         }
         values
@@ -363,7 +454,8 @@ fn check_resources(resources: Option<&ResourceRequirements>, errors: &mut Vec<Fi
 pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -382,5 +474,7 @@ fn is_qualified_key(key: &str) -> bool {
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }

@@ -109,8 +109,16 @@ const BUILTIN_RESOURCES: &[(&str, &str, &str)] = &[
     ("priorityclasses", "v1", "scheduling.k8s.io"),
     ("runtimeclasses", "v1", "node.k8s.io"),
     ("leases", "v1", "coordination.k8s.io"),
-    ("mutatingwebhookconfigurations", "v1", "admissionregistration.k8s.io"),
-    ("validatingwebhookconfigurations", "v1", "admissionregistration.k8s.io"),
+    (
+        "mutatingwebhookconfigurations",
+        "v1",
+        "admissionregistration.k8s.io",
+    ),
+    (
+        "validatingwebhookconfigurations",
+        "v1",
+        "admissionregistration.k8s.io",
+    ),
 ];
 
 /// How many of `BUILTIN_RESOURCES` make up the default whitelist.
@@ -153,7 +161,10 @@ struct WireEntry {
 
 impl WatchList {
     /// Parses the ConfigMap's `whitelist` / `blacklist` values, reporting every problem at once.
-    pub fn parse(whitelist: Option<&str>, blacklist: Option<&str>) -> Result<WatchList, Vec<FieldError>> {
+    pub fn parse(
+        whitelist: Option<&str>,
+        blacklist: Option<&str>,
+    ) -> Result<WatchList, Vec<FieldError>> {
         let whitelist = whitelist.filter(|s| !s.trim().is_empty());
         let blacklist = blacklist.filter(|s| !s.trim().is_empty());
         match (whitelist, blacklist) {
@@ -173,7 +184,11 @@ impl WatchList {
             WatchList::Whitelist(entries) => entries.iter().map(|e| e.resource.clone()).collect(),
             WatchList::Blacklist(skipped) => builtin_resources()
                 .into_iter()
-                .filter(|r| !skipped.iter().any(|s| s.plural == r.plural && s.group == r.group))
+                .filter(|r| {
+                    !skipped
+                        .iter()
+                        .any(|s| s.plural == r.plural && s.group == r.group)
+                })
                 .collect(),
         }
     }
@@ -189,11 +204,17 @@ impl WatchList {
                         events: e.events.iter().map(|ev| ev.as_str().to_string()).collect(),
                     })
                     .collect();
-                ("whitelist", serde_json::to_string(&wire).expect("plain strings serialise"))
+                (
+                    "whitelist",
+                    serde_json::to_string(&wire).expect("plain strings serialise"),
+                )
             }
             WatchList::Blacklist(resources) => {
                 let wire: Vec<String> = resources.iter().map(ToString::to_string).collect();
-                ("blacklist", serde_json::to_string(&wire).expect("plain strings serialise"))
+                (
+                    "blacklist",
+                    serde_json::to_string(&wire).expect("plain strings serialise"),
+                )
             }
         }
     }
@@ -214,15 +235,25 @@ fn parse_whitelist(text: &str) -> Result<Vec<WatchEntry>, Vec<FieldError>> {
     for (index, item) in items.iter().enumerate() {
         let path = format!("{base}[{index}]");
         let Some(object) = item.as_object() else {
-            errors.push(FieldError::new(&path, "expected an object with keys \"Resource\" and \"Events\""));
+            errors.push(FieldError::new(
+                &path,
+                "expected an object with keys \"Resource\" and \"Events\"",
+            ));
             continue;
         };
-        for key in object.keys().filter(|k| *k != "Resource" && *k != "Events") {
-            errors.push(FieldError::new(
-                format!("{path}.{key}"),
-                "unknown key: entries have exactly \"Resource\" and \"Events\" (mind the capitals)",
-            ));
+        const KEYS: [&str; 2] = ["Resource", "Events"];
+        for key in object.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+            let message = match KEYS.iter().find(|known| known.eq_ignore_ascii_case(key)) {
+                Some(known) => format!("keys are case-sensitive: use {known:?}"),
+                None => "unknown key: entries have exactly \"Resource\" and \"Events\"".to_string(),
+            };
+            errors.push(FieldError::new(format!("{path}.{key}"), message));
         }
+        let miscased = |known: &str| {
+            object
+                .keys()
+                .any(|k| k != known && k.eq_ignore_ascii_case(known))
+        };
         let resource = match object.get("Resource") {
             Some(serde_json::Value::String(s)) => match parse_resource(s) {
                 Ok(r) => Some(r),
@@ -232,32 +263,55 @@ fn parse_whitelist(text: &str) -> Result<Vec<WatchEntry>, Vec<FieldError>> {
                 }
             },
             Some(_) => {
-                errors.push(FieldError::new(format!("{path}.Resource"), "must be a string like \"pods.v1.\""));
+                errors.push(FieldError::new(
+                    format!("{path}.Resource"),
+                    "must be a string like \"pods.v1.\"",
+                ));
                 None
             }
             None => {
-                errors.push(FieldError::new(format!("{path}.Resource"), "missing"));
+                if !miscased("Resource") {
+                    errors.push(FieldError::new(format!("{path}.Resource"), "missing"));
+                }
                 None
             }
         };
-        let events = parse_events(object.get("Events"), &format!("{path}.Events"), &mut errors);
+        let events = if object.get("Events").is_none() && miscased("Events") {
+            None
+        } else {
+            parse_events(object.get("Events"), &format!("{path}.Events"), &mut errors)
+        };
         if let (Some(resource), Some(events)) = (resource, events) {
             if entries.iter().any(|e| e.resource == resource) {
                 errors.push(FieldError::new(
                     format!("{path}.Resource"),
-                    format!("{resource:?} is listed twice: merge the two entries' events", resource = resource.to_string()),
+                    format!(
+                        "{resource:?} is listed twice: merge the two entries' events",
+                        resource = resource.to_string()
+                    ),
                 ));
             } else {
                 entries.push(WatchEntry { resource, events });
             }
         }
     }
-    if errors.is_empty() { Ok(entries) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors)
+    }
 }
 
-fn parse_events(value: Option<&serde_json::Value>, path: &str, errors: &mut Vec<FieldError>) -> Option<BTreeSet<WatchEvent>> {
+fn parse_events(
+    value: Option<&serde_json::Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<BTreeSet<WatchEvent>> {
     let Some(serde_json::Value::Array(items)) = value else {
-        errors.push(FieldError::new(path, "must be a non-empty array of ADDED, MODIFIED, DELETED"));
+        errors.push(FieldError::new(
+            path,
+            "must be a non-empty array of ADDED, MODIFIED, DELETED",
+        ));
         return None;
     };
     let mut events = BTreeSet::new();
@@ -274,7 +328,10 @@ fn parse_events(value: Option<&serde_json::Value>, path: &str, errors: &mut Vec<
         }
     }
     if items.is_empty() {
-        errors.push(FieldError::new(path, "is empty: list at least one of ADDED, MODIFIED, DELETED"));
+        errors.push(FieldError::new(
+            path,
+            "is empty: list at least one of ADDED, MODIFIED, DELETED",
+        ));
     }
     (errors.len() == before && !events.is_empty()).then_some(events)
 }
@@ -282,7 +339,10 @@ fn parse_events(value: Option<&serde_json::Value>, path: &str, errors: &mut Vec<
 fn parse_blacklist(text: &str) -> Result<Vec<ResourceId>, Vec<FieldError>> {
     let base = format!("{WATCH_LIST_DATA_PATH}.blacklist");
     let items: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| {
-        vec![FieldError::new(&base, format!("not a JSON array of strings ({e}); expected [\"pods.v1.\", …]"))]
+        vec![FieldError::new(
+            &base,
+            format!("not a JSON array of strings ({e}); expected [\"pods.v1.\", …]"),
+        )]
     })?;
     let mut errors = Vec::new();
     let mut resources: Vec<ResourceId> = Vec::new();
@@ -295,17 +355,28 @@ fn parse_blacklist(text: &str) -> Result<Vec<ResourceId>, Vec<FieldError>> {
             None => errors.push(FieldError::new(path, "must be a string like \"pods.v1.\"")),
         }
     }
-    if errors.is_empty() { Ok(resources) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(resources)
+    } else {
+        Err(errors)
+    }
 }
 
 fn is_version(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix('v') else { return false };
-    let major_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let Some(rest) = s.strip_prefix('v') else {
+        return false;
+    };
+    let major_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let (major, stage) = rest.split_at(major_end);
     if major.is_empty() || major.starts_with('0') {
         return false;
     }
-    match stage.strip_prefix("alpha").or_else(|| stage.strip_prefix("beta")) {
+    match stage
+        .strip_prefix("alpha")
+        .or_else(|| stage.strip_prefix("beta"))
+    {
         Some(n) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'),
         None => stage.is_empty(),
     }
@@ -323,7 +394,9 @@ pub fn parse_resource(s: &str) -> Result<ResourceId, String> {
     let (plural, version, group) = match (parts.next(), parts.next(), parts.next()) {
         (Some(p), Some(v), Some(g)) => (p, v, g),
         (Some(p), Some(v), None) if is_version(v) => {
-            return Err(format!("{shape}: a core resource keeps the trailing dot, use \"{p}.{v}.\""));
+            return Err(format!(
+                "{shape}: a core resource keeps the trailing dot, use \"{p}.{v}.\""
+            ));
         }
         _ => {
             return Err(format!(
@@ -332,10 +405,14 @@ pub fn parse_resource(s: &str) -> Result<ResourceId, String> {
         }
     };
     if !is_dns_label(plural) {
-        return Err(format!("{shape}: the resource must be lowercase letters, digits and '-'"));
+        return Err(format!(
+            "{shape}: the resource must be lowercase letters, digits and '-'"
+        ));
     }
     if !is_version(version) {
-        return Err(format!("{shape}: {version:?} is not an API version like v1, v1beta1 or v2alpha1"));
+        return Err(format!(
+            "{shape}: {version:?} is not an API version like v1, v1beta1 or v2alpha1"
+        ));
     }
     let known_in_group: Vec<&str> = BUILTIN_RESOURCES
         .iter()
@@ -355,7 +432,9 @@ pub fn parse_resource(s: &str) -> Result<ResourceId, String> {
             .chain(plural.strip_suffix('y').map(|stem| format!("{stem}ies")))
             .find(|candidate| known_in_group.contains(&candidate.as_str()));
         return Err(match suggestion {
-            Some(candidate) => format!("{shape}: {plural:?} is singular, use \"{candidate}.{version}.{group}\""),
+            Some(candidate) => {
+                format!("{shape}: {plural:?} is singular, use \"{candidate}.{version}.{group}\"")
+            }
             None => format!(
                 "{shape}: the {} group has no resource {plural:?}; it has {}",
                 if group.is_empty() { "core" } else { group },

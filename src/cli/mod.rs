@@ -1,0 +1,58 @@
+//! The `meshery-operator` command line: the controller and the offline tools around the pure core.
+
+mod input;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use input::{CustomResource, Document, InputError, parse_documents, read_documents};
+
+/// Exit code for errors, as `kubectl diff` uses it (0 and 1 are "no changes" and "changes").
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshery-operator",
+    version,
+    about = "Deploys and runs Meshery's Broker (NATS) and MeshSync"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions for Broker and MeshSync as YAML.
+    Crd,
+}
+
+/// Runs the command line and maps every failure to a one-line message and exit code 2.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => print_stdout(&crate::api::crds_yaml()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`| head`) as success rather than a panic.
+fn print_stdout(text: &str) -> Result<ExitCode, String> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(format!("writing output: {e}")),
+    }
+}
