@@ -1,6 +1,7 @@
 //! The `meshery-operator` command line: the controller and the offline tools around the pure core.
 
 mod input;
+pub mod plan;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions for Broker and MeshSync as YAML.
     Crd,
+    /// Offline dry run: render the CRs in the files, diff them against observed objects, and print
+    /// what would be created, changed and pruned. Exit 0: no changes, 1: changes, 2: error.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs the command line and maps every failure to a one-line message and exit code 2.
@@ -34,6 +38,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_stdout(&crate::api::crds_yaml()),
+        Command::Plan(args) => plan::run(&args).map(plan::Outcome::exit_code).map_err(|e| e.to_string()),
     };
     match result {
         Ok(code) => code,

@@ -26,6 +26,11 @@ pub use path::{FieldPath, PathElement};
 
 use compare::{Comparer, Ownership};
 
+/// Decodes base64 as Secret `data` holds it (for callers reading observed Secrets).
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    base64::decode(text)
+}
+
 /// The custom resource whose children are being planned; prune is limited to what it provably owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
