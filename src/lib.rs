@@ -5,6 +5,6 @@
 
 pub mod api;
 pub mod cli;
-pub mod object;
 pub mod diff;
+pub mod object;
 pub mod render;

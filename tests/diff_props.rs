@@ -3,20 +3,23 @@
 
 mod diff_support;
 
+use diff_support::*;
 use meshery_operator::diff::{Action, compare, plan};
 use meshery_operator::object::Object;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
-use diff_support::*;
 
 fn applied(desired: &[Object]) -> Vec<Object> {
     desired.iter().map(|d| simulate_apply(d).object).collect()
 }
 
 fn instance(desired: &[Object]) -> String {
-    desired[0].label("app.kubernetes.io/instance").unwrap().to_string()
+    desired[0]
+        .label("app.kubernetes.io/instance")
+        .unwrap()
+        .to_string()
 }
 
 fn paths(changed: &[meshery_operator::diff::FieldPath]) -> Vec<String> {
@@ -33,7 +36,9 @@ fn patched(observed: &Object, patch: &json_patch::Patch) -> Object {
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 128,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/diff_props.txt"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/diff_props.txt",
+        ))),
         ..ProptestConfig::default()
     }
 }

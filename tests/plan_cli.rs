@@ -29,7 +29,11 @@ spec:
 ";
 
 fn plan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshery-operator")).arg("plan").args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_meshery-operator"))
+        .arg("plan")
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -78,7 +82,10 @@ fn crs() -> String {
 }
 
 fn edit(objects: &mut [Object], kind: &str, name: &str, change: impl FnOnce(&mut Value)) {
-    let object = objects.iter_mut().find(|o| o.kind() == kind && o.name() == name).unwrap();
+    let object = objects
+        .iter_mut()
+        .find(|o| o.kind() == kind && o.name() == name)
+        .unwrap();
     change(&mut object.0);
 }
 
@@ -88,11 +95,24 @@ fn the_examples_plan_as_creates_without_a_cluster() {
     let output = plan(&["-f", &examples]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("+ create Secret meshery/meshery-broker-auth"), "{text}");
-    assert!(text.contains("+ create StatefulSet.apps meshery/meshery-broker"), "{text}");
+    assert!(
+        text.contains("+ create Secret meshery/meshery-broker-auth"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ create StatefulSet.apps meshery/meshery-broker"),
+        "{text}"
+    );
     let summary = text.lines().last().unwrap();
-    assert!(summary.starts_with("Plan: ") && summary.ends_with(" to create, 0 to update, 0 to prune, 0 unchanged."), "{summary}");
-    assert!(!text.contains('\x1b'), "no colour when stdout is not a terminal");
+    assert!(
+        summary.starts_with("Plan: ")
+            && summary.ends_with(" to create, 0 to update, 0 to prune, 0 unchanged."),
+        "{summary}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
 }
 
 #[test]
@@ -100,13 +120,31 @@ fn an_applied_cluster_plans_nothing_and_exits_zero() {
     let observed = applied_cluster(&crs());
     let (_dir, crs, live) = setup(&observed);
     let output = plan(&["-f", &crs, "--observed", &live]);
-    assert_eq!(output.status.code(), Some(0), "{}\n{}", stdout(&output), stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
     let text = stdout(&output);
-    assert!(text.ends_with(&format!("Plan: 0 to create, 0 to update, 0 to prune, {} unchanged.\n", observed.len())), "{text}");
-    assert!(!text.contains("= unchanged"), "unchanged objects are listed only with -v");
+    assert!(
+        text.ends_with(&format!(
+            "Plan: 0 to create, 0 to update, 0 to prune, {} unchanged.\n",
+            observed.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("= unchanged"),
+        "unchanged objects are listed only with -v"
+    );
 
     let verbose = stdout(&plan(&["-f", &crs, "--observed", &live, "-v"]));
-    assert!(verbose.contains("= unchanged Deployment.apps meshery/meshsync"), "{verbose}");
+    assert!(
+        verbose.contains("= unchanged Deployment.apps meshery/meshsync"),
+        "{verbose}"
+    );
 }
 
 #[test]
@@ -115,7 +153,11 @@ fn drift_shows_as_an_update_with_a_unified_diff_and_leftovers_as_prunes() {
     edit(&mut observed, "StatefulSet", "meshery-broker", |o| {
         o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nats:2.9.0");
     });
-    let mut leftover = observed.iter().find(|o| o.kind() == "ConfigMap" && o.name() == "meshery-broker-config").unwrap().clone();
+    let mut leftover = observed
+        .iter()
+        .find(|o| o.kind() == "ConfigMap" && o.name() == "meshery-broker-config")
+        .unwrap()
+        .clone();
     leftover.0["metadata"]["name"] = json!("meshery-broker-old");
     observed.push(leftover);
     let (_dir, crs, live) = setup(&observed);
@@ -125,14 +167,25 @@ fn drift_shows_as_an_update_with_a_unified_diff_and_leftovers_as_prunes() {
     assert!(text.contains("~ update StatefulSet.apps meshery/meshery-broker\n  changed: spec.template.spec.containers[name=nats].image\n"), "{text}");
     assert!(text.contains("-        image: nats:2.9.0\n"), "{text}");
     assert!(text.contains("+        image: nats:2.10.22\n"), "{text}");
-    assert!(text.contains("- prune ConfigMap meshery/meshery-broker-old\n"), "{text}");
-    assert!(text.ends_with(&format!("Plan: 0 to create, 1 to update, 1 to prune, {} unchanged.\n", observed.len() - 2)), "{text}");
+    assert!(
+        text.contains("- prune ConfigMap meshery/meshery-broker-old\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "Plan: 0 to create, 1 to update, 1 to prune, {} unchanged.\n",
+            observed.len() - 2
+        )),
+        "{text}"
+    );
 }
 
 #[test]
 fn patch_output_is_the_apply_bodies() {
     let mut observed = applied_cluster(&crs());
-    edit(&mut observed, "Deployment", "meshsync", |o| o["spec"]["replicas"] = json!(4));
+    edit(&mut observed, "Deployment", "meshsync", |o| {
+        o["spec"]["replicas"] = json!(4)
+    });
     let (_dir, crs, live) = setup(&observed);
     let output = plan(&["-f", &crs, "--observed", &live, "-o", "patch"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -143,19 +196,30 @@ fn patch_output_is_the_apply_bodies() {
     assert_eq!(body["kind"], "Deployment");
     assert_eq!(body["spec"]["replicas"], 1);
     assert!(body["metadata"].get("managedFields").is_none() && body.get("status").is_none());
-    assert!(text.contains("# MeshSync meshery/meshsync: update Deployment.apps meshery/meshsync"), "{text}");
-    assert!(text.contains("# Plan: 0 to create, 1 to update, 0 to prune, "), "{text}");
+    assert!(
+        text.contains("# MeshSync meshery/meshsync: update Deployment.apps meshery/meshsync"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# Plan: 0 to create, 1 to update, 0 to prune, "),
+        "{text}"
+    );
 }
 
 #[test]
 fn json_output_carries_rfc6902_patches() {
     let mut observed = applied_cluster(&crs());
-    edit(&mut observed, "Deployment", "meshsync", |o| o["spec"]["replicas"] = json!(4));
+    edit(&mut observed, "Deployment", "meshsync", |o| {
+        o["spec"]["replicas"] = json!(4)
+    });
     let (_dir, crs, live) = setup(&observed);
     let output = plan(&["-f", &crs, "--observed", &live, "-o", "json"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(plan["summary"], json!({"create": 0, "update": 1, "prune": 0, "unchanged": observed.len() - 1}));
+    assert_eq!(
+        plan["summary"],
+        json!({"create": 0, "update": 1, "prune": 0, "unchanged": observed.len() - 1})
+    );
     assert_eq!(plan["changes"], true);
     let updates: Vec<&Value> = plan["plans"]
         .as_array()
@@ -166,14 +230,19 @@ fn json_output_carries_rfc6902_patches() {
         .collect();
     assert_eq!(updates.len(), 1);
     assert_eq!(updates[0]["changedPaths"], json!(["spec.replicas"]));
-    assert_eq!(updates[0]["patch"], json!([{"op": "replace", "path": "/spec/replicas", "value": 1}]));
+    assert_eq!(
+        updates[0]["patch"],
+        json!([{"op": "replace", "path": "/spec/replicas", "value": 1}])
+    );
 }
 
 #[test]
 fn secret_values_never_appear_in_any_format() {
     let mut observed = applied_cluster(&crs());
     let old_userinfo = "reader:0ld-pa55w0rd";
-    edit(&mut observed, "Secret", "meshsync-broker-auth", |o| o["data"]["token"] = json!(base64(old_userinfo.as_bytes())));
+    edit(&mut observed, "Secret", "meshsync-broker-auth", |o| {
+        o["data"]["token"] = json!(base64(old_userinfo.as_bytes()))
+    });
     let (_dir, crs, live) = setup(&observed);
     let new_userinfo = "reader:s3cr3t-pa55";
     let forbidden = [
@@ -186,14 +255,28 @@ fn secret_values_never_appear_in_any_format() {
     ];
     for format in ["diff", "patch", "json"] {
         let output = plan(&["-f", &crs, "--observed", &live, "-o", format, "-v"]);
-        assert_eq!(output.status.code(), Some(1), "{format}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{format}: {}",
+            stderr(&output)
+        );
         let text = stdout(&output);
-        assert!(text.contains("meshsync-broker-auth"), "{format}: the Secret is planned\n{text}");
+        assert!(
+            text.contains("meshsync-broker-auth"),
+            "{format}: the Secret is planned\n{text}"
+        );
         for secret in &forbidden {
-            assert!(!text.contains(secret.as_str()), "{format} output leaks {secret}:\n{text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "{format} output leaks {secret}:\n{text}"
+            );
         }
         if format == "diff" {
-            assert!(text.contains("*** (before)") && text.contains("*** (after)"), "{text}");
+            assert!(
+                text.contains("*** (before)") && text.contains("*** (after)"),
+                "{text}"
+            );
         }
     }
 }
@@ -201,7 +284,9 @@ fn secret_values_never_appear_in_any_format() {
 #[test]
 fn output_is_deterministic() {
     let mut observed = applied_cluster(&crs());
-    edit(&mut observed, "StatefulSet", "meshery-broker", |o| o["spec"]["replicas"] = json!(2));
+    edit(&mut observed, "StatefulSet", "meshery-broker", |o| {
+        o["spec"]["replicas"] = json!(2)
+    });
     let (_dir, crs, live) = setup(&observed);
     for format in ["diff", "patch", "json"] {
         let first = plan(&["-f", &crs, "--observed", &live, "-o", format, "-v"]);
@@ -221,17 +306,33 @@ fn invalid_resources_exit_two_naming_file_and_field() {
     let output = plan(&["-f", &invalid]);
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
-    assert!(message.contains("bad-broker.yaml") && message.contains("Broker meshery/b is invalid") && message.contains("spec.size"), "{message}");
+    assert!(
+        message.contains("bad-broker.yaml")
+            && message.contains("Broker meshery/b is invalid")
+            && message.contains("spec.size"),
+        "{message}"
+    );
     assert!(stdout(&output).is_empty());
 
-    let other = write(dir.path(), "deployment.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n");
+    let other = write(
+        dir.path(),
+        "deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+    );
     let message = stderr(&plan(&["-f", &other]));
-    assert!(message.contains("deployment.yaml") && message.contains("not a Broker or MeshSync"), "{message}");
+    assert!(
+        message.contains("deployment.yaml") && message.contains("not a Broker or MeshSync"),
+        "{message}"
+    );
 
     let broken = write(dir.path(), "broken.yaml", "kind: Broker\n  metadata: [\n");
     let output = plan(&["-f", &broken]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("broken.yaml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("broken.yaml"),
+        "{}",
+        stderr(&output)
+    );
 
     let missing = dir.path().join("missing.yaml").display().to_string();
     let output = plan(&["-f", &missing]);
@@ -239,7 +340,11 @@ fn invalid_resources_exit_two_naming_file_and_field() {
     assert!(stderr(&output).contains("missing.yaml"));
 
     let valid = write(dir.path(), "ok.yaml", BROKER);
-    let bad_observed = write(dir.path(), "live.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n");
+    let bad_observed = write(
+        dir.path(),
+        "live.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+    );
     let output = plan(&["-f", &valid, "--observed", &bad_observed]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("live.yaml"), "{}", stderr(&output));

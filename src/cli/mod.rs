@@ -38,7 +38,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_stdout(&crate::api::crds_yaml()),
-        Command::Plan(args) => plan::run(&args).map(plan::Outcome::exit_code).map_err(|e| e.to_string()),
+        Command::Plan(args) => plan::run(&args)
+            .map(plan::Outcome::exit_code)
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(code) => code,

@@ -20,8 +20,9 @@ use crate::object::{Object, ObjectKey};
 use crate::render::labels::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::render::nats_conf::USERS_FILE_NAME;
 use crate::render::{
-    AuthKind, BrokerAuthInput, BrokerCredential, BrokerInputs, MeshSyncInputs, ResolvedBroker, TOKEN_KEY,
-    broker_internal_endpoint, desired_broker, desired_meshsync, generated_auth_secret_name,
+    AuthKind, BrokerAuthInput, BrokerCredential, BrokerInputs, MeshSyncInputs, ResolvedBroker,
+    TOKEN_KEY, broker_internal_endpoint, desired_broker, desired_meshsync,
+    generated_auth_secret_name,
 };
 
 /// The NATS tag rendered when a Broker sets no `spec.version`. Lives here until the project has one
@@ -36,7 +37,12 @@ const MESHSYNC_CRD: &str = "meshsyncs.meshery.io";
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Files or directories with Broker and MeshSync resources (YAML, multi-document, or JSON).
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR", required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
     pub filenames: Vec<PathBuf>,
     /// Objects as they are in the cluster, e.g. from `kubectl get … -o yaml --show-managed-fields`;
     /// without it everything is planned as a create.
@@ -64,11 +70,26 @@ pub enum PlanError {
     #[error(transparent)]
     Input(#[from] InputError),
     #[error("{source_name}: {kind} {namespace}/{name} is invalid:{}", list(errors))]
-    Invalid { source_name: String, kind: &'static str, namespace: String, name: String, errors: Vec<FieldError> },
+    Invalid {
+        source_name: String,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{source_name}: {kind} {namespace}/{name} is also defined in {first}")]
-    Duplicate { source_name: String, first: String, kind: &'static str, namespace: String, name: String },
+    Duplicate {
+        source_name: String,
+        first: String,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
     #[error("{source_name}: not a Kubernetes object: {message}")]
-    Observed { source_name: String, message: String },
+    Observed {
+        source_name: String,
+        message: String,
+    },
     #[error("writing output: {0}")]
     Write(std::io::Error),
 }
@@ -103,17 +124,28 @@ pub struct OwnerPlan {
 /// Runs `plan` and prints the result to stdout.
 pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
     let documents = read_documents(&args.filenames)?;
-    let observed = if args.observed.is_empty() { Vec::new() } else { observed_objects(read_documents(&args.observed)?)? };
+    let observed = if args.observed.is_empty() {
+        Vec::new()
+    } else {
+        observed_objects(read_documents(&args.observed)?)?
+    };
     let plans = plan_documents(&documents, &observed)?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let text = format_plans(&plans, &observed, args.output, args.verbose, color);
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(PlanError::Write(e)),
         _ => {}
     }
     let changes = plans.iter().any(|p| p.plan.has_changes());
-    Ok(if changes { Outcome::Changes } else { Outcome::NoChanges })
+    Ok(if changes {
+        Outcome::Changes
+    } else {
+        Outcome::NoChanges
+    })
 }
 
 fn observed_objects(documents: Vec<Document>) -> Result<Vec<Object>, PlanError> {
@@ -121,7 +153,10 @@ fn observed_objects(documents: Vec<Document>) -> Result<Vec<Object>, PlanError> 
         .into_iter()
         .map(|document| {
             let object = Object(document.value);
-            if object.kind().is_empty() || object.api_version().is_empty() || object.name().is_empty() {
+            if object.kind().is_empty()
+                || object.api_version().is_empty()
+                || object.name().is_empty()
+            {
                 return Err(PlanError::Observed {
                     source_name: document.source,
                     message: "apiVersion, kind and metadata.name are required".into(),
@@ -133,7 +168,10 @@ fn observed_objects(documents: Vec<Document>) -> Result<Vec<Object>, PlanError> 
 }
 
 /// Reads, validates, renders and plans every CR in `documents` against `observed`.
-pub fn plan_documents(documents: &[Document], observed: &[Object]) -> Result<Vec<OwnerPlan>, PlanError> {
+pub fn plan_documents(
+    documents: &[Document],
+    observed: &[Object],
+) -> Result<Vec<OwnerPlan>, PlanError> {
     let mut seen: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
     let mut resources = Vec::new();
     for document in documents {
@@ -145,10 +183,25 @@ pub fn plan_documents(documents: &[Document], observed: &[Object]) -> Result<Vec
         let namespace = metadata.namespace.clone().unwrap_or_default();
         let name = metadata.name.clone().unwrap_or_default();
         if !errors.is_empty() {
-            return Err(PlanError::Invalid { source_name: document.source.clone(), kind, namespace, name, errors });
+            return Err(PlanError::Invalid {
+                source_name: document.source.clone(),
+                kind,
+                namespace,
+                name,
+                errors,
+            });
         }
-        if let Some(first) = seen.insert((kind, namespace.clone(), name.clone()), document.source.clone()) {
-            return Err(PlanError::Duplicate { source_name: document.source.clone(), first, kind, namespace, name });
+        if let Some(first) = seen.insert(
+            (kind, namespace.clone(), name.clone()),
+            document.source.clone(),
+        ) {
+            return Err(PlanError::Duplicate {
+                source_name: document.source.clone(),
+                first,
+                kind,
+                namespace,
+                name,
+            });
         }
         resources.push(resource);
     }
@@ -156,7 +209,9 @@ pub fn plan_documents(documents: &[Document], observed: &[Object]) -> Result<Vec
     for resource in &mut resources {
         match resource {
             CustomResource::Broker(broker) => offline.adopt_uid("Broker", &mut broker.metadata),
-            CustomResource::MeshSync(meshsync) => offline.adopt_uid("MeshSync", &mut meshsync.metadata),
+            CustomResource::MeshSync(meshsync) => {
+                offline.adopt_uid("MeshSync", &mut meshsync.metadata)
+            }
         }
     }
     let brokers: Vec<&Broker> = resources
@@ -170,16 +225,30 @@ pub fn plan_documents(documents: &[Document], observed: &[Object]) -> Result<Vec
     for resource in &resources {
         let (owner, desired) = match resource {
             CustomResource::Broker(broker) => {
-                let inputs = BrokerInputs { default_version: DEFAULT_NATS_VERSION.into(), auth: offline.broker_auth(broker) };
-                (owner_of("Broker", &broker.metadata), desired_broker(broker, &inputs))
+                let inputs = BrokerInputs {
+                    default_version: DEFAULT_NATS_VERSION.into(),
+                    auth: offline.broker_auth(broker),
+                };
+                (
+                    owner_of("Broker", &broker.metadata),
+                    desired_broker(broker, &inputs),
+                )
             }
             CustomResource::MeshSync(meshsync) => {
                 let inputs = MeshSyncInputs {
                     default_version: DEFAULT_MESHSYNC_VERSION.into(),
                     broker: offline.resolve_broker(meshsync, &brokers),
-                    crd_uid: offline.uid_of("apiextensions.k8s.io", "CustomResourceDefinition", None, MESHSYNC_CRD),
+                    crd_uid: offline.uid_of(
+                        "apiextensions.k8s.io",
+                        "CustomResourceDefinition",
+                        None,
+                        MESHSYNC_CRD,
+                    ),
                 };
-                (owner_of("MeshSync", &meshsync.metadata), desired_meshsync(meshsync, &inputs))
+                (
+                    owner_of("MeshSync", &meshsync.metadata),
+                    desired_meshsync(meshsync, &inputs),
+                )
             }
         };
         let plan = diff::plan(&desired, observed, &owner, FIELD_MANAGER);
@@ -188,7 +257,10 @@ pub fn plan_documents(documents: &[Document], observed: &[Object]) -> Result<Vec
     Ok(plans)
 }
 
-fn owner_of(kind: &str, metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Owner {
+fn owner_of(
+    kind: &str,
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Owner {
     Owner {
         kind: kind.into(),
         name: metadata.name.clone().unwrap_or_default(),
@@ -207,10 +279,19 @@ struct Offline<'a> {
 
 impl<'a> Offline<'a> {
     fn new(observed: &'a [Object]) -> Self {
-        Offline { observed, tokens: BTreeMap::new() }
+        Offline {
+            observed,
+            tokens: BTreeMap::new(),
+        }
     }
 
-    fn find(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<&'a Object> {
+    fn find(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<&'a Object> {
         let key = ObjectKey {
             group: group.into(),
             kind: kind.into(),
@@ -220,14 +301,27 @@ impl<'a> Offline<'a> {
         self.observed.iter().find(|o| o.key() == key)
     }
 
-    fn uid_of(&self, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<String> {
+    fn uid_of(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<String> {
         let object = self.find(group, kind, namespace, name)?;
-        object.get(&["metadata", "uid"])?.as_str().map(str::to_string)
+        object
+            .get(&["metadata", "uid"])?
+            .as_str()
+            .map(str::to_string)
     }
 
     /// A CR file rarely carries a UID; take it from the live CR, else from the controller reference
     /// of its observed children, so rendered ownerReferences and prune decisions match the cluster.
-    fn adopt_uid(&self, kind: &str, metadata: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    fn adopt_uid(
+        &self,
+        kind: &str,
+        metadata: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) {
         if metadata.uid.as_deref().is_some_and(|uid| !uid.is_empty()) {
             return;
         }
@@ -243,8 +337,13 @@ impl<'a> Offline<'a> {
                     .get(&["metadata", "ownerReferences"])?
                     .as_array()?
                     .iter()
-                    .find(|r| r["controller"] == json!(true) && r["kind"] == json!(kind) && r["name"] == json!(name))?;
-                ours.then(|| reference["uid"].as_str().map(str::to_string)).flatten()
+                    .find(|r| {
+                        r["controller"] == json!(true)
+                            && r["kind"] == json!(kind)
+                            && r["name"] == json!(name)
+                    })?;
+                ours.then(|| reference["uid"].as_str().map(str::to_string))
+                    .flatten()
             })
         };
         metadata.uid = from_cr.or_else(from_children);
@@ -261,10 +360,20 @@ impl<'a> Offline<'a> {
     fn broker_auth(&mut self, broker: &Broker) -> BrokerAuthInput {
         let namespace = broker.metadata.namespace.clone().unwrap_or_default();
         if let Some(secret) = broker.spec.auth_secret_name() {
-            let users = self.find("", "Secret", Some(&namespace), secret).is_some_and(|s| s.get(&["data", USERS_FILE_NAME]).is_some());
-            return BrokerAuthInput::Referenced { kind: if users { AuthKind::Users } else { AuthKind::Token } };
+            let users = self
+                .find("", "Secret", Some(&namespace), secret)
+                .is_some_and(|s| s.get(&["data", USERS_FILE_NAME]).is_some());
+            return BrokerAuthInput::Referenced {
+                kind: if users {
+                    AuthKind::Users
+                } else {
+                    AuthKind::Token
+                },
+            };
         }
-        BrokerAuthInput::Generated { token: self.generated_token(broker) }
+        BrokerAuthInput::Generated {
+            token: self.generated_token(broker),
+        }
     }
 
     /// The token of a Broker's generated Secret: the observed one, else a fresh one (masked anyway).
@@ -284,28 +393,50 @@ impl<'a> Offline<'a> {
     fn resolve_broker(&mut self, meshsync: &MeshSync, brokers: &[&Broker]) -> ResolvedBroker {
         let own_namespace = meshsync.metadata.namespace.clone().unwrap_or_default();
         let broker = meshsync.spec.broker.as_ref();
-        if let Some(url) = broker.and_then(|b| b.custom.as_ref()).and_then(|c| c.url.as_deref()).filter(|u| !u.is_empty()) {
+        if let Some(url) = broker
+            .and_then(|b| b.custom.as_ref())
+            .and_then(|c| c.url.as_deref())
+            .filter(|u| !u.is_empty())
+        {
             return custom_broker(url);
         }
         let native = broker.and_then(|b| b.native.as_ref());
         let name = native.map(|n| n.name.clone()).unwrap_or_default();
-        let namespace = native.and_then(|n| n.namespace.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| own_namespace.clone());
+        let namespace = native
+            .and_then(|n| n.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| own_namespace.clone());
         let observed_cr = self
             .find(crate::api::GROUP, "Broker", Some(&namespace), &name)
             .and_then(|o| serde_json::from_value::<Broker>(o.0.clone()).ok());
         let in_files = brokers
             .iter()
-            .find(|b| b.metadata.name.as_deref() == Some(&name) && b.metadata.namespace.as_deref() == Some(&namespace))
+            .find(|b| {
+                b.metadata.name.as_deref() == Some(&name)
+                    && b.metadata.namespace.as_deref() == Some(&namespace)
+            })
             .map(|b| (*b).clone());
         let Some(target) = in_files.or(observed_cr) else {
-            let address = format!("{name}.{namespace}.svc.cluster.local:{}", crate::api::NATS_CLIENT_PORT);
+            let address = format!(
+                "{name}.{namespace}.svc.cluster.local:{}",
+                crate::api::NATS_CLIENT_PORT
+            );
             let credential = if namespace == own_namespace {
-                BrokerCredential::SecretKey { secret: format!("{name}-auth"), key: TOKEN_KEY.into() }
+                BrokerCredential::SecretKey {
+                    secret: format!("{name}-auth"),
+                    key: TOKEN_KEY.into(),
+                }
             } else {
-                let token = self.secret_value(&namespace, &format!("{name}-auth"), TOKEN_KEY).unwrap_or_else(fresh_token);
+                let token = self
+                    .secret_value(&namespace, &format!("{name}-auth"), TOKEN_KEY)
+                    .unwrap_or_else(fresh_token);
                 BrokerCredential::Copy { userinfo: token }
             };
-            return ResolvedBroker { scheme: "nats".into(), address, credential };
+            return ResolvedBroker {
+                scheme: "nats".into(),
+                address,
+                credential,
+            };
         };
         let address = target
             .status
@@ -314,13 +445,23 @@ impl<'a> Offline<'a> {
             .map(|e| e.internal.clone())
             .filter(|internal| !internal.is_empty())
             .unwrap_or_else(|| broker_internal_endpoint(&target));
-        let scheme = if target.spec.tls_enabled() { "tls" } else { "nats" }.to_string();
+        let scheme = if target.spec.tls_enabled() {
+            "tls"
+        } else {
+            "nats"
+        }
+        .to_string();
         let credential = match self.broker_auth(&target) {
-            BrokerAuthInput::Generated { token } if namespace != own_namespace => BrokerCredential::Copy { userinfo: token },
-            BrokerAuthInput::Generated { .. } => {
-                BrokerCredential::SecretKey { secret: generated_auth_secret_name(&target), key: TOKEN_KEY.into() }
+            BrokerAuthInput::Generated { token } if namespace != own_namespace => {
+                BrokerCredential::Copy { userinfo: token }
             }
-            BrokerAuthInput::Referenced { kind: AuthKind::Token } if namespace == own_namespace => BrokerCredential::SecretKey {
+            BrokerAuthInput::Generated { .. } => BrokerCredential::SecretKey {
+                secret: generated_auth_secret_name(&target),
+                key: TOKEN_KEY.into(),
+            },
+            BrokerAuthInput::Referenced {
+                kind: AuthKind::Token,
+            } if namespace == own_namespace => BrokerCredential::SecretKey {
                 secret: target.spec.auth_secret_name().unwrap_or_default().into(),
                 key: TOKEN_KEY.into(),
             },
@@ -328,28 +469,47 @@ impl<'a> Offline<'a> {
                 let secret = target.spec.auth_secret_name().unwrap_or_default();
                 let userinfo = match kind {
                     AuthKind::Token => self.secret_value(&namespace, secret, TOKEN_KEY),
-                    AuthKind::Users => self.secret_value(&namespace, secret, USERS_FILE_NAME).and_then(|u| first_user(&u)),
+                    AuthKind::Users => self
+                        .secret_value(&namespace, secret, USERS_FILE_NAME)
+                        .and_then(|u| first_user(&u)),
                 };
-                BrokerCredential::Copy { userinfo: userinfo.unwrap_or_else(fresh_token) }
+                BrokerCredential::Copy {
+                    userinfo: userinfo.unwrap_or_else(fresh_token),
+                }
             }
         };
-        ResolvedBroker { scheme, address, credential }
+        ResolvedBroker {
+            scheme,
+            address,
+            credential,
+        }
     }
 }
 
 fn custom_broker(raw: &str) -> ResolvedBroker {
     let parsed = url::Url::parse(raw).ok();
     let scheme = parsed.as_ref().map_or("nats", |u| u.scheme()).to_string();
-    let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
-    let port = parsed.as_ref().and_then(url::Url::port).unwrap_or(crate::api::NATS_CLIENT_PORT);
-    let userinfo = parsed.as_ref().filter(|u| !u.username().is_empty()).map(|u| match u.password() {
-        Some(password) => format!("{}:{password}", u.username()),
-        None => u.username().to_string(),
-    });
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or_default();
+    let port = parsed
+        .as_ref()
+        .and_then(url::Url::port)
+        .unwrap_or(crate::api::NATS_CLIENT_PORT);
+    let userinfo = parsed
+        .as_ref()
+        .filter(|u| !u.username().is_empty())
+        .map(|u| match u.password() {
+            Some(password) => format!("{}:{password}", u.username()),
+            None => u.username().to_string(),
+        });
     ResolvedBroker {
         scheme,
         address: format!("{host}:{port}"),
-        credential: userinfo.map_or(BrokerCredential::None, |userinfo| BrokerCredential::Copy { userinfo }),
+        credential: userinfo.map_or(BrokerCredential::None, |userinfo| BrokerCredential::Copy {
+            userinfo,
+        }),
     }
 }
 
@@ -359,13 +519,19 @@ fn first_user(users_json: &str) -> Option<String> {
     let first = users.get("users")?.as_array()?.first()?;
     let user = first.get("user")?.as_str()?;
     let password = first.get("password")?.as_str()?;
-    Some(format!("{}:{}", percent_encode(user), percent_encode(password)))
+    Some(format!(
+        "{}:{}",
+        percent_encode(user),
+        percent_encode(password)
+    ))
 }
 
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -379,7 +545,13 @@ fn fresh_token() -> String {
 // ---------- output ----------
 
 /// Renders plans in `format`. `observed` supplies the live objects updates and prunes are shown against.
-pub fn format_plans(plans: &[OwnerPlan], observed: &[Object], format: OutputFormat, verbose: bool, color: bool) -> String {
+pub fn format_plans(
+    plans: &[OwnerPlan],
+    observed: &[Object],
+    format: OutputFormat,
+    verbose: bool,
+    color: bool,
+) -> String {
     let mut totals = Counts::default();
     for plan in plans {
         let counts = plan.plan.counts();
@@ -402,28 +574,60 @@ struct Style {
 
 impl Style {
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 }
 
-fn format_diff(plans: &[OwnerPlan], live: &BTreeMap<ObjectKey, &Object>, verbose: bool, color: bool, totals: &Counts) -> String {
+fn format_diff(
+    plans: &[OwnerPlan],
+    live: &BTreeMap<ObjectKey, &Object>,
+    verbose: bool,
+    color: bool,
+    totals: &Counts,
+) -> String {
     let style = Style { color };
     let mut out = String::new();
     for OwnerPlan { owner, plan } in plans {
-        let _ = writeln!(out, "{}", style.paint("1", &format!("# {} {}/{}", owner.kind, owner.namespace, owner.name)));
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint(
+                "1",
+                &format!("# {} {}/{}", owner.kind, owner.namespace, owner.name)
+            )
+        );
         for entry in &plan.entries {
             let observed = live.get(&entry.key).map(|o| &o.0);
             match &entry.action {
                 Action::Create { object } => {
-                    let _ = writeln!(out, "{}", style.paint("1;32", &format!("+ create {}", entry.key)));
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        style.paint("1;32", &format!("+ create {}", entry.key))
+                    );
                     out.push_str(&unified(None, Some(&object.0), &style));
                 }
-                Action::Update { json_patch, changed_paths, immutable_paths, .. } => {
-                    let _ = writeln!(out, "{}", style.paint("1;33", &format!("~ update {}", entry.key)));
-                    let paths: Vec<String> = changed_paths.iter().map(ToString::to_string).collect();
+                Action::Update {
+                    json_patch,
+                    changed_paths,
+                    immutable_paths,
+                    ..
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        style.paint("1;33", &format!("~ update {}", entry.key))
+                    );
+                    let paths: Vec<String> =
+                        changed_paths.iter().map(ToString::to_string).collect();
                     let _ = writeln!(out, "  changed: {}", paths.join(", "));
                     if !immutable_paths.is_empty() {
-                        let paths: Vec<String> = immutable_paths.iter().map(ToString::to_string).collect();
+                        let paths: Vec<String> =
+                            immutable_paths.iter().map(ToString::to_string).collect();
                         let warning = format!(
                             "  ! immutable: {} (the API server rejects this apply; the operator reports ImmutableFieldChanged unless spec.recreateOnImmutableChange is set)",
                             paths.join(", ")
@@ -440,14 +644,19 @@ fn format_diff(plans: &[OwnerPlan], live: &BTreeMap<ObjectKey, &Object>, verbose
                 Action::Unchanged { yielded_paths } if verbose => {
                     let _ = write!(out, "= unchanged {}", entry.key);
                     if !yielded_paths.is_empty() {
-                        let paths: Vec<String> = yielded_paths.iter().map(ToString::to_string).collect();
+                        let paths: Vec<String> =
+                            yielded_paths.iter().map(ToString::to_string).collect();
                         let _ = write!(out, " (left to other managers: {})", paths.join(", "));
                     }
                     out.push('\n');
                 }
                 Action::Unchanged { .. } => {}
                 Action::Prune => {
-                    let _ = writeln!(out, "{}", style.paint("1;31", &format!("- prune {}", entry.key)));
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        style.paint("1;31", &format!("- prune {}", entry.key))
+                    );
                     out.push_str(&unified(observed, None, &style));
                 }
             }
@@ -474,7 +683,11 @@ fn unified(before: Option<&Value>, after: Option<&Value>, style: &Style) -> Stri
     let old = for_display(before.as_ref());
     let new = for_display(after.as_ref());
     let diff = similar::TextDiff::from_lines(&old, &new);
-    let text = diff.unified_diff().context_radius(3).header("observed", "expected").to_string();
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header("observed", "expected")
+        .to_string();
     text.lines()
         .map(|line| {
             let painted = match line.as_bytes().first() {
@@ -497,12 +710,24 @@ fn format_patch(plans: &[OwnerPlan], totals: &Counts) -> String {
                 Action::Update { apply_body, .. } => apply_body,
                 Action::Unchanged { .. } => continue,
                 Action::Prune => {
-                    let _ = writeln!(out, "# {} {}/{}: delete {}", owner.kind, owner.namespace, owner.name, entry.key);
+                    let _ = writeln!(
+                        out,
+                        "# {} {}/{}: delete {}",
+                        owner.kind, owner.namespace, owner.name, entry.key
+                    );
                     continue;
                 }
             };
-            let verb = if matches!(entry.action, Action::Create { .. }) { "create" } else { "update" };
-            let _ = writeln!(out, "---\n# {} {}/{}: {verb} {} (server-side apply, field manager {FIELD_MANAGER}, force)", owner.kind, owner.namespace, owner.name, entry.key);
+            let verb = if matches!(entry.action, Action::Create { .. }) {
+                "create"
+            } else {
+                "update"
+            };
+            let _ = writeln!(
+                out,
+                "---\n# {} {}/{}: {verb} {} (server-side apply, field manager {FIELD_MANAGER}, force)",
+                owner.kind, owner.namespace, owner.name, entry.key
+            );
             out.push_str(&serde_norway::to_string(&mask::mask_object(&body.0)).unwrap_or_default());
         }
     }
@@ -533,11 +758,20 @@ fn format_json(plans: &[OwnerPlan], totals: &Counts) -> String {
 
 fn entry_json(entry: &diff::Entry) -> Value {
     let key = &entry.key;
-    let mut value = json!({"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name});
+    let mut value =
+        json!({"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name});
     let secret = key.group.is_empty() && key.kind == "Secret";
     let fields = match &entry.action {
-        Action::Create { object } => json!({"action": "create", "object": mask::mask_object(&object.0)}),
-        Action::Update { apply_body, json_patch, changed_paths, immutable_paths, yielded_paths } => json!({
+        Action::Create { object } => {
+            json!({"action": "create", "object": mask::mask_object(&object.0)})
+        }
+        Action::Update {
+            apply_body,
+            json_patch,
+            changed_paths,
+            immutable_paths,
+            yielded_paths,
+        } => json!({
             "action": "update",
             "changedPaths": changed_paths,
             "immutablePaths": immutable_paths,
@@ -545,7 +779,9 @@ fn entry_json(entry: &diff::Entry) -> Value {
             "patch": if secret { mask::mask_patch(json_patch) } else { serde_json::to_value(json_patch).unwrap_or_default() },
             "applyBody": mask::mask_object(&apply_body.0),
         }),
-        Action::Unchanged { yielded_paths } => json!({"action": "unchanged", "yieldedPaths": yielded_paths}),
+        Action::Unchanged { yielded_paths } => {
+            json!({"action": "unchanged", "yieldedPaths": yielded_paths})
+        }
         Action::Prune => json!({"action": "prune"}),
     };
     if let (Value::Object(value), Value::Object(fields)) = (&mut value, fields) {

@@ -17,14 +17,23 @@ pub(crate) fn merge_keys(kind: &str, path: &[PathElement]) -> Option<&'static [&
         Some(PathElement::Field(name)) => Some(name.as_str()),
         _ => None,
     };
-    let in_container = matches!(path.len().checked_sub(2).and_then(|at| path.get(at)), Some(PathElement::Key(_)));
+    let in_container = matches!(
+        path.len().checked_sub(2).and_then(|at| path.get(at)),
+        Some(PathElement::Key(_))
+    );
     match field(1)? {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "imagePullSecrets" => Some(&["name"]),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "imagePullSecrets" => Some(&["name"]),
         "env" if in_container => Some(&["name"]),
         "volumeMounts" if in_container => Some(&["mountPath"]),
         "volumeDevices" if in_container => Some(&["devicePath"]),
         "ports" if in_container => Some(&["containerPort", "protocol"]),
-        "ports" if kind == "Service" && path.len() == 2 && field(2) == Some("spec") => Some(&["port", "protocol"]),
+        "ports" if kind == "Service" && path.len() == 2 && field(2) == Some("spec") => {
+            Some(&["port", "protocol"])
+        }
         "conditions" => Some(&["type"]),
         "ownerReferences" if path.len() == 2 => Some(&["uid"]),
         "hostAliases" => Some(&["ip"]),
@@ -51,7 +60,9 @@ fn position(items: &[Value], element: &PathElement) -> Option<usize> {
         PathElement::Field(_) => None,
         PathElement::Key(key) => {
             let names: Vec<&str> = key.keys().map(String::as_str).collect();
-            items.iter().position(|item| keys_match(&item_key(item, &names), key))
+            items
+                .iter()
+                .position(|item| keys_match(&item_key(item, &names), key))
         }
         PathElement::Value(member) => items.iter().position(|item| item == member),
         PathElement::Index(index) => (*index < items.len()).then_some(*index),
@@ -91,7 +102,9 @@ pub(crate) fn locate(value: &Value, path: &FieldPath) -> Option<(Vec<String>, bo
     }
     match (last, current) {
         (PathElement::Field(name), Value::Object(_)) => tokens.push(name.clone()),
-        (PathElement::Key(_) | PathElement::Value(_), Value::Array(items)) => tokens.push(items.len().to_string()),
+        (PathElement::Key(_) | PathElement::Value(_), Value::Array(items)) => {
+            tokens.push(items.len().to_string())
+        }
         _ => return None,
     }
     Some((tokens, false))
@@ -99,7 +112,10 @@ pub(crate) fn locate(value: &Value, path: &FieldPath) -> Option<(Vec<String>, bo
 
 fn step<'v>(value: &'v Value, element: &PathElement) -> Option<(String, &'v Value)> {
     match element {
-        PathElement::Field(name) => value.as_object()?.get_key_value(name).map(|(k, v)| (k.clone(), v)),
+        PathElement::Field(name) => value
+            .as_object()?
+            .get_key_value(name)
+            .map(|(k, v)| (k.clone(), v)),
         _ => {
             let items = value.as_array()?;
             let at = position(items, element)?;
@@ -121,9 +137,16 @@ pub(crate) struct Ownership {
 
 impl Ownership {
     pub(crate) fn new(entries: Vec<ManagedEntry>, field_manager: &str) -> Ownership {
-        let mut ownership = Ownership { ours: None, takers: Vec::new(), others: Vec::new() };
+        let mut ownership = Ownership {
+            ours: None,
+            takers: Vec::new(),
+            others: Vec::new(),
+        };
         for entry in entries {
-            if entry.manager == field_manager && entry.operation == "Apply" && entry.subresource.is_empty() {
+            if entry.manager == field_manager
+                && entry.operation == "Apply"
+                && entry.subresource.is_empty()
+            {
                 ownership.ours = Some(entry.fields);
             } else {
                 if entry.operation == "Apply" || !entry.subresource.is_empty() {
@@ -165,8 +188,19 @@ pub(crate) struct Comparer<'a> {
 }
 
 impl<'a> Comparer<'a> {
-    pub(crate) fn compare(kind: &'a str, secret: bool, ownership: &'a Ownership, desired: &Value, observed: &Value) -> Comparison {
-        let mut comparer = Comparer { kind, secret, ownership, result: Comparison::default() };
+    pub(crate) fn compare(
+        kind: &'a str,
+        secret: bool,
+        ownership: &'a Ownership,
+        desired: &Value,
+        observed: &Value,
+    ) -> Comparison {
+        let mut comparer = Comparer {
+            kind,
+            secret,
+            ownership,
+            result: Comparison::default(),
+        };
         let root = FieldPath::default();
         if let (Some(desired), Some(observed)) = (desired.as_object(), observed.as_object()) {
             for (name, value) in desired {
@@ -208,7 +242,11 @@ impl<'a> Comparer<'a> {
                     return;
                 };
                 for (name, value) in fields {
-                    self.walk(&path.child(PathElement::Field(name.clone())), value, observed.get(name));
+                    self.walk(
+                        &path.child(PathElement::Field(name.clone())),
+                        value,
+                        observed.get(name),
+                    );
                 }
             }
             Value::Array(items) => match merge_keys(self.kind, path.elements()) {
@@ -219,7 +257,9 @@ impl<'a> Comparer<'a> {
                     };
                     for item in items {
                         let key = item_key(item, names);
-                        let found = observed_items.iter().find(|o| keys_match(&item_key(o, names), &key));
+                        let found = observed_items
+                            .iter()
+                            .find(|o| keys_match(&item_key(o, names), &key));
                         let item_path = path.child(PathElement::Key(key));
                         match found {
                             Some(found) => self.walk(&item_path, item, Some(found)),
@@ -250,13 +290,20 @@ impl<'a> Comparer<'a> {
         }
         match (desired, observed) {
             (Value::Null, _) => true,
-            (Value::Object(d), Value::Object(o)) => d.iter().all(|(name, value)| match o.get(name) {
-                Some(found) => self.covers(&path.child(PathElement::Field(name.clone())), value, found),
-                None => is_empty(value),
-            }),
+            (Value::Object(d), Value::Object(o)) => {
+                d.iter().all(|(name, value)| match o.get(name) {
+                    Some(found) => {
+                        self.covers(&path.child(PathElement::Field(name.clone())), value, found)
+                    }
+                    None => is_empty(value),
+                })
+            }
             (Value::Array(d), Value::Array(o)) => {
                 d.len() == o.len()
-                    && d.iter().zip(o).enumerate().all(|(i, (d, o))| self.covers(&path.child(PathElement::Index(i)), d, o))
+                    && d.iter()
+                        .zip(o)
+                        .enumerate()
+                        .all(|(i, (d, o))| self.covers(&path.child(PathElement::Index(i)), d, o))
             }
             (Value::Number(d), Value::Number(o)) => d.as_f64() == o.as_f64(),
             (Value::String(d), Value::String(o)) if self.is_secret_data(path) => {
@@ -266,7 +313,9 @@ impl<'a> Comparer<'a> {
                 (Some(d), Some(o)) => d == o,
                 _ => false,
             },
-            (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) if is_int_or_string(path) => {
+            (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n))
+                if is_int_or_string(path) =>
+            {
                 *s == n.to_string()
             }
             _ => false,
@@ -278,23 +327,36 @@ impl<'a> Comparer<'a> {
     }
 
     /// Finds fields our manager owns that are no longer desired and that would really go away.
-    fn stale(&mut self, set: &FieldSet, path: &FieldPath, desired: Option<&Value>, observed: &Value) {
+    fn stale(
+        &mut self,
+        set: &FieldSet,
+        path: &FieldPath,
+        desired: Option<&Value>,
+        observed: &Value,
+    ) {
         for (element, child) in set.children() {
             let Some(observed_child) = resolve(observed, element) else {
                 continue;
             };
             let child_path = path.child(element.clone());
-            if path.elements().is_empty() && matches!(element, PathElement::Field(f) if f == "status") {
+            if path.elements().is_empty()
+                && matches!(element, PathElement::Field(f) if f == "status")
+            {
                 continue;
             }
-            match desired.and_then(|d| resolve(d, element)).filter(|d| !d.is_null()) {
+            match desired
+                .and_then(|d| resolve(d, element))
+                .filter(|d| !d.is_null())
+            {
                 None => {
                     if !self.ownership.others_own(&child_path) {
                         self.result.stale.push(child_path);
                     }
                 }
                 Some(desired_child) => {
-                    if !child.children().is_empty() && !is_atomic(self.kind, &child_path, desired_child) {
+                    if !child.children().is_empty()
+                        && !is_atomic(self.kind, &child_path, desired_child)
+                    {
                         self.stale(child, &child_path, Some(desired_child), observed_child);
                     }
                 }
@@ -333,7 +395,10 @@ fn is_quantity(path: &FieldPath) -> bool {
     let resources = names
         .windows(2)
         .any(|w| w[0] == "resources" && matches!(w[1], "requests" | "limits"));
-    resources || names.iter().any(|n| matches!(*n, "sizeLimit" | "capacity" | "hard"))
+    resources
+        || names
+            .iter()
+            .any(|n| matches!(*n, "sizeLimit" | "capacity" | "hard"))
 }
 
 fn quantity(value: &Value) -> Option<Quantity> {
@@ -347,9 +412,11 @@ fn quantity(value: &Value) -> Option<Quantity> {
 /// Fields typed `IntOrString` where `8222` and `"8222"` are the same value.
 fn is_int_or_string(path: &FieldPath) -> bool {
     let names: Vec<&str> = field_names(path).collect();
-    match names.as_slice() {
-        [.., "targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"] => true,
-        [.., "httpGet" | "tcpSocket", "port"] => true,
-        _ => false,
-    }
+    matches!(
+        names.as_slice(),
+        [
+            ..,
+            "targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"
+        ] | [.., "httpGet" | "tcpSocket", "port"]
+    )
 }

@@ -47,7 +47,10 @@ impl FieldSet {
 
     fn node(&self, path: &FieldPath) -> Option<&FieldSet> {
         path.elements().iter().try_fold(self, |set, element| {
-            set.children.iter().find(|(e, _)| elements_match(e, element)).map(|(_, child)| child)
+            set.children
+                .iter()
+                .find(|(e, _)| elements_match(e, element))
+                .map(|(_, child)| child)
         })
     }
 }
@@ -78,7 +81,9 @@ pub(crate) fn elements_match(a: &PathElement, b: &PathElement) -> bool {
 
 pub(crate) fn keys_match(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     let names = a.keys().chain(b.keys());
-    names.into_iter().all(|name| key_value(a, name) == key_value(b, name))
+    names
+        .into_iter()
+        .all(|name| key_value(a, name) == key_value(b, name))
 }
 
 /// A merge-key value normalised for comparison: protocols default to TCP, numbers compare as text.
@@ -101,12 +106,21 @@ pub fn managed_entries(object: &Value) -> Vec<ManagedEntry> {
     entries
         .iter()
         .map(|entry| {
-            let text = |key: &str| entry.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            let text = |key: &str| {
+                entry
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             ManagedEntry {
                 manager: text("manager"),
                 operation: text("operation"),
                 subresource: text("subresource"),
-                fields: entry.get("fieldsV1").map(FieldSet::from_fields_v1).unwrap_or_default(),
+                fields: entry
+                    .get("fieldsV1")
+                    .map(FieldSet::from_fields_v1)
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -126,12 +140,19 @@ mod tests {
                 "f:items": {"i:3": {}}
             }
         }));
-        let Value::Object(key) = json!({"port": 4222}) else { unreachable!() };
+        let Value::Object(key) = json!({"port": 4222}) else {
+            unreachable!()
+        };
         let port_name = FieldPath::fields(&["spec", "ports"])
             .child(PathElement::Key(key))
             .child(PathElement::Field("name".into()));
-        assert!(set.contains(&port_name), "protocol TCP is the default and matches a key without it");
-        assert!(set.contains(&FieldPath::fields(&["spec", "finalizers"]).child(PathElement::Value(json!("x")))));
+        assert!(
+            set.contains(&port_name),
+            "protocol TCP is the default and matches a key without it"
+        );
+        assert!(set.contains(
+            &FieldPath::fields(&["spec", "finalizers"]).child(PathElement::Value(json!("x")))
+        ));
         assert!(set.contains(&FieldPath::fields(&["spec", "items"]).child(PathElement::Index(3))));
         assert!(!set.contains(&FieldPath::fields(&["spec", "replicas"])));
     }

@@ -32,25 +32,36 @@ pub fn mask_pair(before: Option<&Value>, after: Option<&Value>) -> (Option<Value
     for field in ["data", "stringData"] {
         let old = before.as_ref().and_then(|b| b.get(field)).cloned();
         let new = after.as_ref().and_then(|a| a.get(field)).cloned();
-        let unchanged = |name: &str, value: &Value, other: &Option<Value>| other.as_ref().and_then(|o| o.get(name)) == Some(value);
+        let unchanged = |name: &str, value: &Value, other: &Option<Value>| {
+            other.as_ref().and_then(|o| o.get(name)) == Some(value)
+        };
         if let Some(Value::Object(map)) = before.as_mut().and_then(|b| b.get_mut(field)) {
             for (name, value) in map.iter_mut() {
-                let mask = if after.is_none() || unchanged(name, value, &new) { MASK } else { MASK_BEFORE };
+                let mask = if after.is_none() || unchanged(name, value, &new) {
+                    MASK
+                } else {
+                    MASK_BEFORE
+                };
                 *value = Value::String(mask.into());
             }
         }
         if let Some(Value::Object(map)) = after.as_mut().and_then(|a| a.get_mut(field)) {
             for (name, value) in map.iter_mut() {
-                let mask = if old.is_none() || unchanged(name, value, &old) { MASK } else { MASK_AFTER };
+                let mask = if old.is_none() || unchanged(name, value, &old) {
+                    MASK
+                } else {
+                    MASK_AFTER
+                };
                 *value = Value::String(mask.into());
             }
         }
     }
     for object in [before.as_mut(), after.as_mut()].into_iter().flatten() {
-        if let Some(Value::Object(annotations)) = object.pointer_mut("/metadata/annotations") {
-            if let Some(value) = annotations.get_mut(LAST_APPLIED) {
-                *value = Value::String(MASK.into());
-            }
+        if let Some(value) = object
+            .pointer_mut("/metadata/annotations")
+            .and_then(|a| a.get_mut(LAST_APPLIED))
+        {
+            *value = Value::String(MASK.into());
         }
     }
     (before, after)
@@ -60,7 +71,11 @@ pub fn mask_pair(before: Option<&Value>, after: Option<&Value>) -> (Option<Value
 pub fn mask_patch(patch: &json_patch::Patch) -> Value {
     let mut operations = serde_json::to_value(patch).unwrap_or_default();
     for operation in operations.as_array_mut().into_iter().flatten() {
-        let path = operation.get("path").and_then(Value::as_str).unwrap_or_default().to_string();
+        let path = operation
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let sensitive = path.starts_with("/data")
             || path.starts_with("/stringData")
             || path.starts_with("/metadata/annotations")
@@ -76,7 +91,11 @@ pub fn mask_patch(patch: &json_patch::Patch) -> Value {
 /// Replaces every string or number inside `value` with the mask, keeping its shape.
 fn mask_values(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), mask_values(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), mask_values(v)))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(mask_values).collect()),
         Value::Null => Value::Null,
         _ => Value::String(MASK.into()),
@@ -90,11 +109,19 @@ mod tests {
 
     #[test]
     fn changed_values_show_only_that_they_changed() {
-        let before = json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "MQ==", "b": "Mg=="}});
-        let after = json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "MQ==", "b": "Mw=="}});
+        let before =
+            json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "MQ==", "b": "Mg=="}});
+        let after =
+            json!({"apiVersion": "v1", "kind": "Secret", "data": {"a": "MQ==", "b": "Mw=="}});
         let (before, after) = mask_pair(Some(&before), Some(&after));
-        assert_eq!(before.unwrap()["data"], json!({"a": "***", "b": "*** (before)"}));
-        assert_eq!(after.unwrap()["data"], json!({"a": "***", "b": "*** (after)"}));
+        assert_eq!(
+            before.unwrap()["data"],
+            json!({"a": "***", "b": "*** (before)"})
+        );
+        assert_eq!(
+            after.unwrap()["data"],
+            json!({"a": "***", "b": "*** (after)"})
+        );
     }
 
     #[test]

@@ -108,7 +108,9 @@ impl Plan {
 
     /// Whether carrying out the plan would write anything.
     pub fn has_changes(&self) -> bool {
-        self.entries.iter().any(|e| !matches!(e.action, Action::Unchanged { .. }))
+        self.entries
+            .iter()
+            .any(|e| !matches!(e.action, Action::Unchanged { .. }))
     }
 }
 
@@ -142,7 +144,9 @@ pub fn plan(desired: &[Object], observed: &[Object], owner: &Owner, field_manage
         .map(|(key, desired)| Entry {
             key: key.clone(),
             action: match observed_by_key.get(key) {
-                None => Action::Create { object: (*desired).clone() },
+                None => Action::Create {
+                    object: (*desired).clone(),
+                },
                 Some(observed) => compare(desired, observed, field_manager),
             },
         })
@@ -152,7 +156,10 @@ pub fn plan(desired: &[Object], observed: &[Object], owner: &Owner, field_manage
     let mut prunes: Vec<Entry> = observed_by_key
         .iter()
         .filter(|(key, object)| !desired_by_key.contains_key(*key) && is_pruneable(object, owner))
-        .map(|(key, _)| Entry { key: key.clone(), action: Action::Prune })
+        .map(|(key, _)| Entry {
+            key: key.clone(),
+            action: Action::Prune,
+        })
         .collect();
     prunes.sort_by_key(|e| std::cmp::Reverse(apply_rank(&e.key.kind)));
     entries.extend(prunes);
@@ -164,9 +171,17 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     let kind = desired.kind();
     let desired_value = normalise_desired(desired);
     let ownership = Ownership::new(managed_entries(&observed.0), field_manager);
-    let comparison = Comparer::compare(kind, desired.is_secret(), &ownership, &desired_value, &observed.0);
+    let comparison = Comparer::compare(
+        kind,
+        desired.is_secret(),
+        &ownership,
+        &desired_value,
+        &observed.0,
+    );
     if comparison.changed.is_empty() && comparison.stale.is_empty() {
-        return Action::Unchanged { yielded_paths: comparison.yielded };
+        return Action::Unchanged {
+            yielded_paths: comparison.yielded,
+        };
     }
 
     let mut expected = observed.0.clone();
@@ -183,10 +198,18 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     for path in &comparison.yielded {
         edit(&mut apply_body, &mut Vec::new(), path, None);
     }
-    let changed_paths: Vec<FieldPath> = comparison.changed.into_iter().chain(comparison.stale).collect();
+    let changed_paths: Vec<FieldPath> = comparison
+        .changed
+        .into_iter()
+        .chain(comparison.stale)
+        .collect();
     let immutable_paths = changed_paths
         .iter()
-        .filter(|path| immutable_fields(kind).iter().any(|prefix| path.starts_with(&FieldPath::fields(prefix))))
+        .filter(|path| {
+            immutable_fields(kind)
+                .iter()
+                .any(|prefix| path.starts_with(&FieldPath::fields(prefix)))
+        })
         .cloned()
         .collect();
     Action::Update {
@@ -200,7 +223,12 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
 
 /// Sets (`Some`) or removes (`None`) the value at `path` in `target`, recording the RFC 6902
 /// operation; each operation is applied at once so later pointers see earlier edits.
-fn edit(target: &mut Value, operations: &mut Vec<PatchOperation>, path: &FieldPath, new: Option<Value>) {
+fn edit(
+    target: &mut Value,
+    operations: &mut Vec<PatchOperation>,
+    path: &FieldPath,
+    new: Option<Value>,
+) {
     let Some((tokens, exists)) = compare::locate(target, path) else {
         return;
     };
@@ -226,7 +254,9 @@ fn normalise_desired(desired: &Object) -> Value {
         return value;
     };
     if let Some(Value::Object(strings)) = map.remove("stringData") {
-        let data = map.entry("data").or_insert_with(|| Value::Object(Default::default()));
+        let data = map
+            .entry("data")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Value::Object(data) = data {
             for (name, text) in strings {
                 let bytes = text.as_str().unwrap_or_default().as_bytes();
@@ -280,7 +310,9 @@ fn is_pruneable(object: &Object, owner: &Owner) -> bool {
         return false;
     }
     match object.namespace() {
-        Some(namespace) => namespace == owner.namespace && object.controller_uid() == Some(owner.uid.as_str()),
+        Some(namespace) => {
+            namespace == owner.namespace && object.controller_uid() == Some(owner.uid.as_str())
+        }
         None => object.label(OWNER_UID_LABEL) == Some(owner.uid.as_str()),
     }
 }

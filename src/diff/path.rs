@@ -27,7 +27,12 @@ pub struct FieldPath(pub Vec<PathElement>);
 impl FieldPath {
     /// A path of plain object fields, e.g. `FieldPath::fields(&["spec", "replicas"])`.
     pub fn fields(names: &[&str]) -> FieldPath {
-        FieldPath(names.iter().map(|n| PathElement::Field((*n).to_string())).collect())
+        FieldPath(
+            names
+                .iter()
+                .map(|n| PathElement::Field((*n).to_string()))
+                .collect(),
+        )
     }
 
     pub fn elements(&self) -> &[PathElement] {
@@ -48,7 +53,10 @@ impl FieldPath {
 
 /// Whether a field name can be printed bare after a `.` without ambiguity.
 fn is_plain(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn scalar(value: &Value) -> String {
@@ -70,7 +78,10 @@ impl fmt::Display for FieldPath {
                 }
                 PathElement::Field(name) => write!(f, "[{name:?}]")?,
                 PathElement::Key(keys) => {
-                    let parts: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={}", scalar(v))).collect();
+                    let parts: Vec<String> = keys
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", scalar(v)))
+                        .collect();
                     write!(f, "[{}]", parts.join(","))?;
                 }
                 PathElement::Value(value) => write!(f, "[={}]", scalar(value))?,
@@ -95,13 +106,21 @@ mod tests {
 
     #[test]
     fn paths_display_like_field_references() {
-        let Value::Object(key) = json!({"containerPort": 4222, "protocol": "TCP"}) else { unreachable!() };
+        let Value::Object(key) = json!({"containerPort": 4222, "protocol": "TCP"}) else {
+            unreachable!()
+        };
         let path = FieldPath::fields(&["spec", "template", "spec", "containers"])
             .child(PathElement::Field("ports".into()))
             .child(PathElement::Key(key))
             .child(PathElement::Field("name".into()));
-        assert_eq!(path.to_string(), "spec.template.spec.containers.ports[containerPort=4222,protocol=TCP].name");
+        assert_eq!(
+            path.to_string(),
+            "spec.template.spec.containers.ports[containerPort=4222,protocol=TCP].name"
+        );
         let annotation = FieldPath::fields(&["metadata", "annotations", "meshery.io/restarted-at"]);
-        assert_eq!(annotation.to_string(), "metadata.annotations[\"meshery.io/restarted-at\"]");
+        assert_eq!(
+            annotation.to_string(),
+            "metadata.annotations[\"meshery.io/restarted-at\"]"
+        );
     }
 }

@@ -23,7 +23,14 @@ pub fn load(relative: &str) -> Vec<Object> {
     for document in serde_norway::Deserializer::from_str(&text) {
         let value: Value = Value::deserialize(document).unwrap_or_else(|e| panic!("{path}: {e}"));
         match value.get("kind").and_then(Value::as_str) {
-            Some("List") => objects.extend(value["items"].as_array().unwrap().iter().cloned().map(Object)),
+            Some("List") => objects.extend(
+                value["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .cloned()
+                    .map(Object),
+            ),
             Some(_) => objects.push(Object(value)),
             None => {}
         }
@@ -32,7 +39,12 @@ pub fn load(relative: &str) -> Vec<Object> {
 }
 
 pub fn owner(name: &str) -> Owner {
-    Owner { kind: "Broker".into(), name: name.into(), namespace: NAMESPACE.into(), uid: OWNER_UID.into() }
+    Owner {
+        kind: "Broker".into(),
+        name: name.into(),
+        namespace: NAMESPACE.into(),
+        uid: OWNER_UID.into(),
+    }
 }
 
 pub fn base64(bytes: &[u8]) -> String {
@@ -43,7 +55,11 @@ pub fn base64(bytes: &[u8]) -> String {
             | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
             | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
-            out.push(if i <= chunk.len() { char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]) } else { '=' });
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
         }
     }
     out
@@ -69,13 +85,25 @@ pub fn list_keys(kind: &str, path: &[String]) -> Option<Vec<&'static str>> {
 pub fn key_of(item: &Value, names: &[&str]) -> Map<String, Value> {
     names
         .iter()
-        .map(|n| (n.to_string(), item.get(*n).cloned().unwrap_or_else(|| json!("TCP"))))
+        .map(|n| {
+            (
+                n.to_string(),
+                item.get(*n).cloned().unwrap_or_else(|| json!("TCP")),
+            )
+        })
         .collect()
 }
 
 fn display_field(name: &str, first: bool) -> String {
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        if first { name.to_string() } else { format!(".{name}") }
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        if first {
+            name.to_string()
+        } else {
+            format!(".{name}")
+        }
     } else {
         format!("[{name:?}]")
     }
@@ -84,7 +112,14 @@ fn display_field(name: &str, first: bool) -> String {
 fn display_key(key: &Map<String, Value>) -> String {
     let parts: Vec<String> = key
         .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            )
+        })
         .collect();
     format!("[{}]", parts.join(","))
 }
@@ -112,7 +147,11 @@ pub fn owned_leaves(object: &Object) -> Vec<OwnedLeaf> {
     let mut value = object.0.clone();
     let string_data = value.as_object_mut().unwrap().remove("stringData");
     if let Some(Value::Object(strings)) = &string_data {
-        let data = value.as_object_mut().unwrap().entry("data").or_insert_with(|| json!({}));
+        let data = value
+            .as_object_mut()
+            .unwrap()
+            .entry("data")
+            .or_insert_with(|| json!({}));
         for (k, v) in strings {
             data[k] = json!(base64(v.as_str().unwrap().as_bytes()));
         }
@@ -122,7 +161,15 @@ pub fn owned_leaves(object: &Object) -> Vec<OwnedLeaf> {
             continue;
         }
         let pointer = format!("/{}", escape(name));
-        collect_leaves(&kind, child, &pointer, &display_field(name, true), &mut vec![name.clone()], None, &mut leaves);
+        collect_leaves(
+            &kind,
+            child,
+            &pointer,
+            &display_field(name, true),
+            &mut vec![name.clone()],
+            None,
+            &mut leaves,
+        );
     }
     leaves.retain(|l| l.pointer != "/metadata/name" && l.pointer != "/metadata/namespace");
     if string_data.is_some() {
@@ -152,8 +199,16 @@ fn collect_leaves(
             for (name, child) in map {
                 let child_pointer = format!("{pointer}/{}", escape(name));
                 if item_keys.is_some_and(|keys| keys.contains(&name.as_str())) {
-                    let scope = pointer.rsplit_once('/').map(|(list, _)| list.to_string()).unwrap_or_default();
-                    out.push(OwnedLeaf { pointer: child_pointer, reported: display.to_string(), removable: false, scope });
+                    let scope = pointer
+                        .rsplit_once('/')
+                        .map(|(list, _)| list.to_string())
+                        .unwrap_or_default();
+                    out.push(OwnedLeaf {
+                        pointer: child_pointer,
+                        reported: display.to_string(),
+                        removable: false,
+                        scope,
+                    });
                     continue;
                 }
                 path.push(name.clone());
@@ -167,13 +222,31 @@ fn collect_leaves(
                 for (i, element) in items.iter().enumerate() {
                     let item_display = format!("{display}{}", display_key(&key_of(element, &keys)));
                     path.push("[item]".into());
-                    collect_leaves(kind, element, &format!("{pointer}/{i}"), &item_display, path, Some(&keys), out);
+                    collect_leaves(
+                        kind,
+                        element,
+                        &format!("{pointer}/{i}"),
+                        &item_display,
+                        path,
+                        Some(&keys),
+                        out,
+                    );
                     path.pop();
                 }
             }
-            None => out.push(OwnedLeaf { pointer: pointer.into(), reported: display.into(), removable: false, scope: pointer.into() }),
+            None => out.push(OwnedLeaf {
+                pointer: pointer.into(),
+                reported: display.into(),
+                removable: false,
+                scope: pointer.into(),
+            }),
         },
-        _ => out.push(OwnedLeaf { pointer: pointer.into(), reported: display.into(), removable: true, scope: pointer.into() }),
+        _ => out.push(OwnedLeaf {
+            pointer: pointer.into(),
+            reported: display.into(),
+            removable: true,
+            scope: pointer.into(),
+        }),
     }
 }
 
@@ -183,10 +256,15 @@ pub fn fields_v1(kind: &str, value: &Value, path: &mut Vec<String>) -> Value {
         Value::Object(map) => {
             let mut out = Map::new();
             for (name, child) in map {
-                if child.is_null() || (path.is_empty() && matches!(name.as_str(), "apiVersion" | "kind")) {
+                if child.is_null()
+                    || (path.is_empty() && matches!(name.as_str(), "apiVersion" | "kind"))
+                {
                     continue;
                 }
-                if path.len() == 1 && path[0] == "metadata" && matches!(name.as_str(), "name" | "namespace") {
+                if path.len() == 1
+                    && path[0] == "metadata"
+                    && matches!(name.as_str(), "name" | "namespace")
+                {
                     continue;
                 }
                 path.push(name.clone());
@@ -203,7 +281,10 @@ pub fn fields_v1(kind: &str, value: &Value, path: &mut Vec<String>) -> Value {
                     path.push(format!("[{}]", Value::Object(key.clone())));
                     let mut fields = fields_v1(kind, item, path);
                     path.pop();
-                    fields.as_object_mut().unwrap().insert(".".into(), json!({}));
+                    fields
+                        .as_object_mut()
+                        .unwrap()
+                        .insert(".".into(), json!({}));
                     out.insert(format!("k:{}", Value::Object(key)), fields);
                 }
                 Value::Object(out)
@@ -227,12 +308,16 @@ pub fn simulate_apply(desired: &Object) -> Applied {
     let kind = desired.kind().to_string();
     let mut value = desired.0.clone();
     let our_fields = fields_v1(&kind, &desired.0, &mut Vec::new());
-    let mut foreign = vec!["/metadata/resourceVersion".to_string(), "/metadata/annotations/example.com~1note".to_string()];
+    let mut foreign = vec![
+        "/metadata/resourceVersion".to_string(),
+        "/metadata/annotations/example.com~1note".to_string(),
+    ];
     let meta = value["metadata"].as_object_mut().unwrap();
     meta.insert("uid".into(), json!(format!("uid-{}", desired.name())));
     meta.insert("resourceVersion".into(), json!("4242"));
     meta.insert("creationTimestamp".into(), json!("2026-11-20T09:12:44Z"));
-    meta.entry("annotations").or_insert_with(|| json!({}))["example.com/note"] = json!("added by hand");
+    meta.entry("annotations").or_insert_with(|| json!({}))["example.com/note"] =
+        json!("added by hand");
     let mut managed = vec![
         json!({"manager": MANAGER, "operation": "Apply", "apiVersion": desired.api_version(),
                "time": "2026-11-20T09:12:44Z", "fieldsType": "FieldsV1", "fieldsV1": our_fields}),
@@ -253,8 +338,16 @@ pub fn simulate_apply(desired: &Object) -> Applied {
         }
         "Service" => {
             let spec = value["spec"].as_object_mut().unwrap();
-            let service_type = spec.entry("type").or_insert_with(|| json!("ClusterIP")).as_str().unwrap().to_string();
-            let ip = spec.entry("clusterIP").or_insert_with(|| json!("10.96.0.17")).clone();
+            let service_type = spec
+                .entry("type")
+                .or_insert_with(|| json!("ClusterIP"))
+                .as_str()
+                .unwrap()
+                .to_string();
+            let ip = spec
+                .entry("clusterIP")
+                .or_insert_with(|| json!("10.96.0.17"))
+                .clone();
             spec.insert("clusterIPs".into(), json!([ip]));
             spec.insert("ipFamilies".into(), json!(["IPv4"]));
             spec.insert("ipFamilyPolicy".into(), json!("SingleStack"));
@@ -266,7 +359,13 @@ pub fn simulate_apply(desired: &Object) -> Applied {
             if service_type == "LoadBalancer" {
                 spec.insert("allocateLoadBalancerNodePorts".into(), json!(true));
             }
-            for (i, port) in spec.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten().enumerate() {
+            for (i, port) in spec
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let port = port.as_object_mut().unwrap();
                 port.entry("protocol").or_insert_with(|| json!("TCP"));
                 let number = port["port"].clone();
@@ -286,9 +385,16 @@ pub fn simulate_apply(desired: &Object) -> Applied {
                 spec.insert("progressDeadlineSeconds".into(), json!(600));
                 spec.insert("strategy".into(), json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}));
             } else {
-                spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
-                spec.insert("updateStrategy".into(), json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-                spec.insert("persistentVolumeClaimRetentionPolicy".into(), json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+                spec.entry("podManagementPolicy")
+                    .or_insert(json!("OrderedReady"));
+                spec.insert(
+                    "updateStrategy".into(),
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
+                spec.insert(
+                    "persistentVolumeClaimRetentionPolicy".into(),
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
             }
             default_pod_spec(&mut value["spec"]["template"]["spec"]);
             value["spec"]["template"]["metadata"]["creationTimestamp"] = Value::Null;
@@ -296,9 +402,15 @@ pub fn simulate_apply(desired: &Object) -> Applied {
             foreign.push("/spec/template/spec/containers/0/terminationMessagePath".into());
             if kind == "Deployment" {
                 let container = &mut value["spec"]["template"]["spec"]["containers"][0];
-                let env = container.as_object_mut().unwrap().entry("env").or_insert_with(|| json!([]));
+                let env = container
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("env")
+                    .or_insert_with(|| json!([]));
                 let at = env.as_array().unwrap().len();
-                env.as_array_mut().unwrap().push(json!({"name": "MESHSYNC_REDACT_SECRETS", "value": "true"}));
+                env.as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "MESHSYNC_REDACT_SECRETS", "value": "true"}));
                 foreign.push(format!("/spec/template/spec/containers/0/env/{at}/value"));
                 let mut server_fields = json!({"f:spec": {"f:template": {
                     "f:metadata": {"f:annotations": {"f:meshery.io/restarted-at": {}}},
@@ -311,9 +423,15 @@ pub fn simulate_apply(desired: &Object) -> Applied {
                     container_fields["f:args"] = json!({});
                     foreign.push("/spec/template/spec/containers/0/args/0".into());
                 }
-                server_fields["f:spec"]["f:template"]["f:spec"]["f:containers"][format!("k:{}", json!({"name": container_name}))] = container_fields;
-                let template_meta = value["spec"]["template"]["metadata"].as_object_mut().unwrap();
-                template_meta.entry("annotations").or_insert_with(|| json!({}))["meshery.io/restarted-at"] = json!("2026-11-21T14:02:10Z");
+                server_fields["f:spec"]["f:template"]["f:spec"]["f:containers"]
+                    [format!("k:{}", json!({"name": container_name}))] = container_fields;
+                let template_meta = value["spec"]["template"]["metadata"]
+                    .as_object_mut()
+                    .unwrap();
+                template_meta
+                    .entry("annotations")
+                    .or_insert_with(|| json!({}))["meshery.io/restarted-at"] =
+                    json!("2026-11-21T14:02:10Z");
                 foreign.push("/spec/template/metadata/annotations/meshery.io~1restarted-at".into());
                 managed.push(json!({"manager": "meshery-server", "operation": "Apply", "apiVersion": "apps/v1",
                     "time": "2026-11-21T14:02:10Z", "fieldsType": "FieldsV1", "fieldsV1": server_fields}));
@@ -326,23 +444,44 @@ pub fn simulate_apply(desired: &Object) -> Applied {
         _ => {}
     }
     value["metadata"]["managedFields"] = Value::Array(managed);
-    Applied { object: Object(value), foreign }
+    Applied {
+        object: Object(value),
+        foreign,
+    }
 }
 
 fn default_pod_spec(spec: &mut Value) {
     let spec = spec.as_object_mut().unwrap();
     spec.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
     spec.entry("restartPolicy").or_insert(json!("Always"));
-    spec.entry("schedulerName").or_insert(json!("default-scheduler"));
+    spec.entry("schedulerName")
+        .or_insert(json!("default-scheduler"));
     spec.entry("securityContext").or_insert(json!({}));
-    spec.entry("terminationGracePeriodSeconds").or_insert(json!(30));
-    for container in spec.get_mut("containers").and_then(Value::as_array_mut).into_iter().flatten() {
+    spec.entry("terminationGracePeriodSeconds")
+        .or_insert(json!(30));
+    for container in spec
+        .get_mut("containers")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
         let c = container.as_object_mut().unwrap();
         c.entry("imagePullPolicy").or_insert(json!("IfNotPresent"));
-        c.insert("terminationMessagePath".into(), json!("/dev/termination-log"));
+        c.insert(
+            "terminationMessagePath".into(),
+            json!("/dev/termination-log"),
+        );
         c.insert("terminationMessagePolicy".into(), json!("File"));
-        for port in c.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
-            port.as_object_mut().unwrap().entry("protocol").or_insert(json!("TCP"));
+        for port in c
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            port.as_object_mut()
+                .unwrap()
+                .entry("protocol")
+                .or_insert(json!("TCP"));
         }
         for probe in ["readinessProbe", "livenessProbe"] {
             if let Some(Value::Object(p)) = c.get_mut(probe) {
@@ -357,14 +496,25 @@ fn default_pod_spec(spec: &mut Value) {
         }
         if let Some(Value::Object(resources)) = c.get_mut("resources") {
             for list in resources.values_mut() {
-                for quantity in list.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
-                    let canonical = Quantity::parse(quantity.as_str().unwrap()).unwrap().to_string();
+                for quantity in list
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|m| m.values_mut())
+                {
+                    let canonical = Quantity::parse(quantity.as_str().unwrap())
+                        .unwrap()
+                        .to_string();
                     *quantity = json!(canonical);
                 }
             }
         }
     }
-    for volume in spec.get_mut("volumes").and_then(Value::as_array_mut).into_iter().flatten() {
+    for volume in spec
+        .get_mut("volumes")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
         if let Some(Value::Object(config)) = volume.get_mut("configMap") {
             config.entry("defaultMode").or_insert(json!(420));
         }
@@ -401,8 +551,19 @@ pub fn cluster_metadata(name: &str, object_name: &str) -> Value {
 }
 
 fn quantity() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["100m", "0.5", "1", "250m", "64Mi", "128Mi", "1Gi", "1073741824", "2G", "1.5Gi"])
-        .prop_map(str::to_string)
+    prop::sample::select(vec![
+        "100m",
+        "0.5",
+        "1",
+        "250m",
+        "64Mi",
+        "128Mi",
+        "1Gi",
+        "1073741824",
+        "2G",
+        "1.5Gi",
+    ])
+    .prop_map(str::to_string)
 }
 
 fn container(index: usize) -> impl Strategy<Value = Value> {
