@@ -52,6 +52,7 @@ pub enum Action {
         /// force changes exactly `changed_paths` and never takes those fields back.
         apply_body: Object,
         /// RFC 6902 patch turning the observed object into what the apply is expected to produce.
+        /// On a Secret it carries the new values: print it only through [`mask::mask_patch`].
         json_patch: json_patch::Patch,
         /// Owned fields that differ, are missing, or were applied before and are no longer desired.
         changed_paths: Vec<FieldPath>,
@@ -296,6 +297,7 @@ fn immutable_fields(kind: &str) -> &'static [&'static [&'static str]] {
         "Deployment" | "DaemonSet" | "ReplicaSet" => &[&["spec", "selector"]],
         "Service" => &[&["spec", "clusterIP"], &["spec", "clusterIPs"]],
         "ClusterRoleBinding" | "RoleBinding" => &[&["roleRef"]],
+        "Secret" => &[&["type"]],
         _ => &[],
     }
 }
