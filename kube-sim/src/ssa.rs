@@ -1433,8 +1433,9 @@ fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
 /// fields.
 ///
 /// As on the real server: if `new` carries a `metadata.managedFields` that differs from `old`'s, the
-/// client replaced it and that list is the starting point; an empty list (or `[{}]`) resets field
-/// tracking (the result has no managedFields); if `new` has none, `old`'s are kept.
+/// client replaced it and that list is the starting point; `[{}]` resets field tracking (then this
+/// write's own changes are recorded, so a reset-only write leaves no managedFields); an empty list
+/// `[]` or no managedFields at all keeps `old`'s.
 /// A create (`old == None`) is compared against the kind's empty object ([`Schema::empty_object`]).
 pub fn record_update(
     old: Option<&Value>,
@@ -1449,9 +1450,11 @@ pub fn record_update(
     let old_mf = old.and_then(|o| o.pointer("/metadata/managedFields"));
     let new_plain = without_managed_fields(new);
     let mut entries = match new_mf {
+        // `[]` does not reset (clients unaware of managedFields must not strip it): keep old's.
+        Some(Value::Array(a)) if a.is_empty() => decode_entries(old),
+        // `[{}]` resets: tracking starts afresh, and this write's changes are then recorded.
         Some(Value::Array(a)) if a.iter().all(|e| e.as_object().is_some_and(Map::is_empty)) => {
-            // Reset: the client cleared managedFields.
-            return new_plain;
+            Vec::new()
         }
         Some(mf @ Value::Array(_)) if Some(mf) != old_mf => decode_entries(Some(new)),
         _ => decode_entries(old),

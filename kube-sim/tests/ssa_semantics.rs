@@ -779,11 +779,21 @@ fn update_entries_are_per_manager_and_version_and_take_fields() {
             field: ".data.a".into()
         }])
     );
-    // A client clearing managedFields resets tracking.
+    // A client clearing managedFields with `[{}]` resets tracking...
     let mut cleared = u2.clone();
     cleared["metadata"]["managedFields"] = json!([{}]);
     let r = record_update(Some(&u2), &cleared, "kubectl", &*s, None, T4);
     assert!(r["metadata"].get("managedFields").is_none());
+    // ...and changes made in the same request are then owned by the writer...
+    cleared["data"]["z"] = "1".into();
+    let r = record_update(Some(&u2), &cleared, "kubectl", &*s, None, T4);
+    assert_eq!(managers(&r), vec!["kubectl"]);
+    assert_eq!(fields(&r, "kubectl"), json!({"f:data": {"f:z": {}}}));
+    // ...while `[]` is ignored (clients unaware of managedFields never strip it).
+    let mut emptied = u2.clone();
+    emptied["metadata"]["managedFields"] = json!([]);
+    let r = record_update(Some(&u2), &emptied, "kubectl", &*s, None, T4);
+    assert_eq!(r, u2);
     // A removed field leaves every manager.
     let mut v4 = u2.clone();
     v4["data"].as_object_mut().unwrap().remove("b");
