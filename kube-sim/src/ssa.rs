@@ -33,7 +33,9 @@ use crate::list_keys::{ListType, Schema};
 
 /// Real-server behaviours this module does not reproduce (also documented at each place).
 pub const KNOWN_DIFFERENCES: &[&str] = &[
-    "no cap of 10 Update entries merged into an `ancient-changes` entry",
+    "the `status` of a kind is always treated as a status subresource (never applied through the main \
+     resource), also for custom resources whose CRD does not enable the status subresource",
+    "conflict messages do not say `using <apiVersion>` for Update managers",
     "no conversion between API versions: every manager's set is read as if it were in the applied version",
     "a config value that is null is owned and removes the field (as the typed conversion does), \
      but the real server may keep a null in a custom resource whose schema marks the field nullable",
@@ -1086,7 +1088,84 @@ fn encode_entries(mut entries: Vec<Entry>) -> Option<Value> {
     Some(Value::Array(entries.iter().map(Entry::to_json).collect()))
 }
 
-fn set_managed_fields(obj: &mut Value, entries: Vec<Entry>) {
+/// The real server keeps at most this many Update entries ...
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+/// ... folding the oldest into one entry per apiVersion under this manager name.
+pub const ANCIENT_CHANGES_MANAGER: &str = "ancient-changes";
+
+/// Fold the oldest Update entries into `ancient-changes` buckets (one per apiVersion) until at most
+/// [`MAX_UPDATE_MANAGERS`] Update entries remain. As on the real server, the first old entry of a
+/// version only moves into the bucket once a second entry of that version is folded; the bucket
+/// takes the time of the newest entry folded into it.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    entries.retain(|e| !e.set.is_empty());
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == "Update")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| {
+        seconds(&entries[a].time)
+            .cmp(&seconds(&entries[b].time))
+            .then_with(|| entries[a].manager.cmp(&entries[b].manager))
+    });
+    let mut length = updaters.len();
+    let mut first_of_version: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bucket_of_version: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dropped = BTreeSet::new();
+    for &i in &updaters {
+        if length <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&first) = first_of_version.get(&version) else {
+            first_of_version.insert(version, i);
+            continue;
+        };
+        let bucket = match bucket_of_version.get(&version) {
+            Some(&b) => b,
+            None => {
+                // The first entry of this version becomes the bucket (unless a bucket exists).
+                let existing = entries.iter().position(|e| {
+                    e.manager == ANCIENT_CHANGES_MANAGER
+                        && e.operation == "Update"
+                        && e.api_version == version
+                        && e.subresource.is_none()
+                });
+                let b = match existing {
+                    Some(b) if b != first => {
+                        let s = entries[first].set.clone();
+                        entries[b].set = entries[b].set.union(&s);
+                        dropped.insert(first);
+                        b
+                    }
+                    _ => {
+                        entries[first].manager = ANCIENT_CHANGES_MANAGER.into();
+                        entries[first].subresource = None;
+                        first
+                    }
+                };
+                bucket_of_version.insert(version, b);
+                b
+            }
+        };
+        let s = entries[i].set.clone();
+        entries[bucket].set = entries[bucket].set.union(&s);
+        entries[bucket].time = entries[i].time.clone();
+        dropped.insert(i);
+        length -= 1;
+    }
+    let mut idx = 0;
+    entries.retain(|_| {
+        let keep = !dropped.contains(&idx);
+        idx += 1;
+        keep
+    });
+}
+
+fn set_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
+    cap_update_managers(&mut entries);
     let encoded = encode_entries(entries);
     if let Value::Object(m) = obj {
         let meta = m

@@ -950,3 +950,28 @@ fn metadata_the_server_owns_is_never_owned() {
         json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:app": {}}}})
     );
 }
+
+#[test]
+fn at_most_ten_update_managers_oldest_fold_into_ancient_changes() {
+    let s = builtin_schema("", "ConfigMap");
+    let mut obj = apply(None, &cm(json!({"base": "1"})), "op", false, &*s, None, T1).unwrap();
+    for i in 0..12 {
+        let mut next = obj.clone();
+        next["data"][format!("k{i:02}")] = "1".into();
+        let t = format!("2026-01-02T00:{i:02}:00Z");
+        obj = record_update(Some(&obj), &next, &format!("writer-{i:02}"), &*s, None, &t);
+    }
+    let ms = managers(&obj);
+    // 1 Apply entry + 10 Update entries: writer-00..02 folded into ancient-changes.
+    assert_eq!(ms.len(), 11, "{ms:?}");
+    assert_eq!(ms[0], "op");
+    assert_eq!(ms[1], "ancient-changes");
+    let anc = entry(&obj, "ancient-changes").unwrap();
+    assert_eq!(
+        anc["fieldsV1"],
+        json!({"f:data": {"f:k00": {}, "f:k01": {}, "f:k02": {}}})
+    );
+    assert_eq!(anc["time"], "2026-01-02T00:02:00Z");
+    assert!(entry(&obj, "writer-02").is_none());
+    assert!(entry(&obj, "writer-03").is_some());
+}
