@@ -261,8 +261,8 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
         ("rbac.authorization.k8s.io", "Role") => {}
         ("rbac.authorization.k8s.io", "ClusterRoleBinding")
         | ("rbac.authorization.k8s.io", "RoleBinding") => {
-            // subjects: +listType=atomic; roleRef: +structType=atomic.
-            t.atomic_struct("roleRef");
+            // subjects: +listType=atomic. roleRef carries no structType marker (granular; it is
+            // immutable anyway).
         }
         ("coordination.k8s.io", "Lease") => {}
         ("", "Event") | ("events.k8s.io", "Event") => {}
