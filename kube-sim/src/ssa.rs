@@ -41,6 +41,7 @@ pub const KNOWN_DIFFERENCES: &[&str] = &[
      but the real server may keep a null in a custom resource whose schema marks the field nullable",
     "duplicate keys in a live associative list are not tolerated specially (the first element wins)",
     "number equality follows serde_json (1 and 1.0 differ)",
+    "`k:`/`v:` JSON in fieldsV1 does not HTML-escape `<`, `>`, `&` as Go's encoder does",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1167,18 +1168,19 @@ fn cap_update_managers(entries: &mut Vec<Entry>) {
 fn set_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
     cap_update_managers(&mut entries);
     let encoded = encode_entries(entries);
-    if let Value::Object(m) = obj {
-        let meta = m
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(meta) = meta {
-            match encoded {
-                Some(e) => {
-                    meta.insert("managedFields".into(), e);
-                }
-                None => {
-                    meta.remove("managedFields");
-                }
+    let Value::Object(m) = obj else { return };
+    match encoded {
+        Some(e) => {
+            let meta = m
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(meta) = meta {
+                meta.insert("managedFields".into(), e);
+            }
+        }
+        None => {
+            if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+                meta.remove("managedFields");
             }
         }
     }
