@@ -45,6 +45,13 @@ pub trait Schema: Send + Sync {
         let _ = path;
         false
     }
+    /// true when `key` of the object at `path` is a map entry rather than a declared struct field.
+    /// Defaults to [`Schema::is_map`] of the parent; a schema with both declared `properties` and
+    /// undeclared keys (`x-kubernetes-preserve-unknown-fields`) answers per key.
+    fn is_map_entry(&self, path: &[&str], key: &str) -> bool {
+        let _ = key;
+        self.is_map(path)
+    }
     /// The OpenAPI `default` of a key field of the map-list at `path`, used when an element omits that
     /// key (the real server keys a container port that has no `protocol` as `"protocol":"TCP"`).
     fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
@@ -420,6 +427,28 @@ impl Schema for CrdSchema {
             Node::Unknown => false,
         }
     }
+    fn is_map_entry(&self, path: &[&str], key: &str) -> bool {
+        if path.first() == Some(&"metadata") {
+            return self.meta.is_map(path);
+        }
+        match self.resolve(path) {
+            Node::Schema(s) => {
+                let s = through_items(s);
+                let declared = s
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| p.contains_key(key));
+                !declared
+                    && (s
+                        .get("additionalProperties")
+                        .is_some_and(|a| !a.is_boolean() || a == &Value::Bool(true))
+                        || s.get("x-kubernetes-preserve-unknown-fields")
+                            == Some(&Value::Bool(true)))
+            }
+            Node::Deduced => true,
+            Node::Unknown => false,
+        }
+    }
     fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
         match self.resolve(path) {
             Node::Schema(s) => through_items(s)
@@ -521,6 +550,14 @@ mod tests {
         assert!(s.is_atomic_struct(&["spec", "sel"]));
         assert!(s.is_map(&["spec", "extra"]));
         assert!(!s.is_map(&["spec"]));
+        assert!(s.is_map_entry(&["spec", "extra"], "k"));
+        assert!(!s.is_map_entry(&["spec"], "tags"));
+        let mixed = crd_schema(&json!({"type": "object", "properties": {"spec": {
+            "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {"known": {"type": "object", "properties": {"a": {"type": "string"}}}}}}}));
+        assert!(!mixed.is_map_entry(&["spec"], "known"));
+        assert!(mixed.is_map_entry(&["spec"], "other"));
+        assert!(mixed.is_map_entry(&["spec", "other"], "deep"));
         assert_eq!(s.list_type(&["metadata", "finalizers"]), ListType::Set);
     }
 }

@@ -645,8 +645,8 @@ impl<'a> Walker<'a> {
         match self.shape(v, names) {
             Shape::Object => {
                 let m = v.as_object().expect("object shape");
-                let is_map = self.schema.is_map(&Self::names(names));
                 for (k, child) in m {
+                    let is_map = self.schema.is_map_entry(&Self::names(names), k);
                     names.push(k.clone());
                     path.push(PathElement::Field(k.clone()));
                     self.tfs(child, names, path, set, strict)?;
@@ -939,7 +939,6 @@ impl<'a> Walker<'a> {
     }
 
     fn ensure(&self, set: &FieldSet, names: &mut Vec<String>) -> FieldSet {
-        let is_map = self.schema.is_map(&Self::names(names));
         let mut out = FieldSet {
             members: set.members.clone(),
             children: BTreeMap::new(),
@@ -947,7 +946,7 @@ impl<'a> Walker<'a> {
         for (pe, child) in &set.children {
             let sub = match pe {
                 PathElement::Field(n) => {
-                    if !is_map {
+                    if !self.schema.is_map_entry(&Self::names(names), n) {
                         out.members.insert(pe.clone());
                     }
                     names.push(n.clone());
