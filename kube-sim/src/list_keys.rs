@@ -507,6 +507,113 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_kind_has_a_table() {
+        let kinds = [
+            ("", "ConfigMap"),
+            ("", "Secret"),
+            ("", "ServiceAccount"),
+            ("", "Service"),
+            ("apps", "Deployment"),
+            ("apps", "StatefulSet"),
+            ("policy", "PodDisruptionBudget"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("rbac.authorization.k8s.io", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ("rbac.authorization.k8s.io", "Role"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+            ("coordination.k8s.io", "Lease"),
+            ("", "Event"),
+            ("", "Namespace"),
+            ("", "PersistentVolumeClaim"),
+            ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ];
+        for (g, k) in kinds {
+            let s = builtin_schema(g, k);
+            assert_eq!(
+                s.list_type(&["metadata", "ownerReferences"]),
+                ListType::Map(vec!["uid".into()]),
+                "{k}"
+            );
+            assert_eq!(s.list_type(&["metadata", "finalizers"]), ListType::Set);
+            assert_eq!(
+                s.list_type(&["metadata", "managedFields"]),
+                ListType::Atomic
+            );
+        }
+        let map = |keys: &[&str]| ListType::Map(keys.iter().map(|k| k.to_string()).collect());
+        let svc = builtin_schema("", "Service");
+        assert_eq!(
+            svc.list_type(&["spec", "ports"]),
+            map(&["port", "protocol"])
+        );
+        assert_eq!(
+            svc.key_default(&["spec", "ports"], "protocol"),
+            Some(json!("TCP"))
+        );
+        assert!(svc.is_atomic_struct(&["spec", "selector"]));
+        let sts = builtin_schema("apps", "StatefulSet");
+        assert_eq!(
+            sts.list_type(&["spec", "volumeClaimTemplates"]),
+            ListType::Atomic
+        );
+        assert_eq!(sts.list_type(&["status", "conditions"]), map(&["type"]));
+        let d = builtin_schema("apps", "Deployment");
+        let c = ["spec", "template", "spec", "containers"];
+        assert_eq!(d.list_type(&[&c[..], &["env"]].concat()), map(&["name"]));
+        assert_eq!(
+            d.list_type(&[&c[..], &["envFrom"]].concat()),
+            ListType::Atomic
+        );
+        assert_eq!(
+            d.list_type(&[&c[..], &["volumeMounts"]].concat()),
+            map(&["mountPath"])
+        );
+        assert_eq!(d.list_type(&[&c[..], &["args"]].concat()), ListType::Atomic);
+        assert_eq!(
+            d.list_type(&["spec", "template", "spec", "volumes"]),
+            map(&["name"])
+        );
+        assert_eq!(
+            d.list_type(&["spec", "template", "spec", "imagePullSecrets"]),
+            map(&["name"])
+        );
+        assert_eq!(
+            d.list_type(&["spec", "template", "spec", "initContainers"]),
+            map(&["name"])
+        );
+        let cr = builtin_schema("rbac.authorization.k8s.io", "ClusterRole");
+        assert_eq!(cr.list_type(&["rules"]), ListType::Atomic);
+        let rb = builtin_schema("rbac.authorization.k8s.io", "RoleBinding");
+        assert_eq!(rb.list_type(&["subjects"]), ListType::Atomic);
+        let np = builtin_schema("networking.k8s.io", "NetworkPolicy");
+        assert_eq!(np.list_type(&["spec", "ingress"]), ListType::Atomic);
+        assert!(np.is_atomic_struct(&["spec", "podSelector"]));
+        let pdb = builtin_schema("policy", "PodDisruptionBudget");
+        assert!(pdb.is_atomic_struct(&["spec", "selector"]));
+        let sa = builtin_schema("", "ServiceAccount");
+        assert_eq!(sa.list_type(&["secrets"]), map(&["name"]));
+        assert_eq!(sa.list_type(&["imagePullSecrets"]), ListType::Atomic);
+        let crd = builtin_schema("apiextensions.k8s.io", "CustomResourceDefinition");
+        assert_eq!(crd.list_type(&["spec", "versions"]), ListType::Atomic);
+        assert_eq!(crd.list_type(&["status", "conditions"]), map(&["type"]));
+        // Typed kinds compare creates against an empty object that already has `spec`.
+        assert_eq!(
+            d.empty_object()["spec"]["template"]["spec"].get("containers"),
+            Some(&Value::Null)
+        );
+        assert!(
+            builtin_schema("", "ConfigMap")
+                .empty_object()
+                .get("spec")
+                .is_none()
+        );
+        assert_eq!(
+            builtin_schema("example.com", "Widget").empty_object(),
+            json!({})
+        );
+    }
+
+    #[test]
     fn unknown_kind_is_atomic() {
         let s = builtin_schema("example.com", "Widget");
         assert_eq!(s.list_type(&["spec", "things"]), ListType::Atomic);
