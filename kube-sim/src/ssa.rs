@@ -42,6 +42,9 @@ pub const KNOWN_DIFFERENCES: &[&str] = &[
     "duplicate keys in a live associative list are not tolerated specially (the first element wins)",
     "number equality follows serde_json (1 and 1.0 differ)",
     "`k:`/`v:` JSON in fieldsV1 does not HTML-escape `<`, `>`, `&` as Go's encoder does",
+    "fields a kind does not declare are accepted (the real server answers 500 \"failed to create \
+     typed patch object (...): .spec.x: field not declared in schema\"): only list keys are checked",
+    "no defaulting, validation or admission: the caller defaults and validates around apply()",
 ];
 
 // ---------------------------------------------------------------------------------------------
