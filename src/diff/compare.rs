@@ -236,6 +236,11 @@ impl<'a> Comparer<'a> {
             return;
         };
         match desired {
+            Value::Object(_) if is_atomic_map(path) => {
+                if desired != observed {
+                    self.report(path);
+                }
+            }
             Value::Object(fields) => {
                 let Some(observed) = observed.as_object() else {
                     self.report(path);
@@ -367,7 +372,17 @@ impl<'a> Comparer<'a> {
 
 /// A desired list without merge keys is owned as a whole: its insides are not tracked separately.
 fn is_atomic(kind: &str, path: &FieldPath, desired: &Value) -> bool {
-    desired.is_array() && merge_keys(kind, path.elements()).is_none()
+    (desired.is_array() && merge_keys(kind, path.elements()).is_none()) || is_atomic_map(path)
+}
+
+/// Maps the schema marks `x-kubernetes-map-type: atomic`: label selectors and node selectors. They
+/// are replaced whole by an apply, so a key we no longer set disappears and an extra key is drift;
+/// nothing defaults inside them, so they compare exactly.
+fn is_atomic_map(path: &FieldPath) -> bool {
+    matches!(
+        path.elements().last(),
+        Some(PathElement::Field(name)) if matches!(name.as_str(), "selector" | "podSelector" | "namespaceSelector" | "nodeSelector")
+    )
 }
 
 /// Zero values an API server drops on the way in (Go's `omitempty`): absent and empty mean the same.
