@@ -7,13 +7,18 @@ use meshery_operator::api::MeshSync;
 use meshery_operator::api::watch_list::WatchList;
 use meshery_operator::object::Object;
 use meshery_operator::render::labels::CONFIG_CHECKSUM_ANNOTATION;
-use meshery_operator::render::{BrokerCredential, MeshSyncInputs, desired_meshsync, meshsync_cluster_rbac_name};
+use meshery_operator::render::{
+    BrokerCredential, MeshSyncInputs, desired_meshsync, meshsync_cluster_rbac_name,
+};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use support::{find, has, meshsync, native_spec, same_namespace_inputs, watch_list};
 
 fn render(meshsync: &MeshSync) -> Vec<Object> {
-    desired_meshsync(meshsync, &same_namespace_inputs("meshery-broker", "meshery"))
+    desired_meshsync(
+        meshsync,
+        &same_namespace_inputs("meshery-broker", "meshery"),
+    )
 }
 
 fn default_meshsync() -> MeshSync {
@@ -21,7 +26,11 @@ fn default_meshsync() -> MeshSync {
 }
 
 fn deployment(objects: &[Object]) -> Value {
-    objects.iter().find(|o| o.kind() == "Deployment").map(|o| o.0.clone()).expect("a Deployment")
+    objects
+        .iter()
+        .find(|o| o.kind() == "Deployment")
+        .map(|o| o.0.clone())
+        .expect("a Deployment")
 }
 
 fn container(objects: &[Object]) -> Value {
@@ -29,7 +38,11 @@ fn container(objects: &[Object]) -> Value {
 }
 
 fn env(container: &Value, name: &str) -> Option<Value> {
-    container["env"].as_array()?.iter().find(|e| e["name"] == name).cloned()
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
 }
 
 fn checksum(objects: &[Object]) -> String {
@@ -40,12 +53,18 @@ fn checksum(objects: &[Object]) -> String {
 }
 
 fn rules(objects: &[Object], name: &str) -> Value {
-    find(objects, "ClusterRole", name).get(&["rules"]).cloned().expect("rules")
+    find(objects, "ClusterRole", name)
+        .get(&["rules"])
+        .cloned()
+        .expect("rules")
 }
 
 #[test]
 fn a_meshsync_renders_its_objects_in_apply_order() {
-    let keys: Vec<String> = render(&default_meshsync()).iter().map(|o| format!("{}/{}", o.kind(), o.name())).collect();
+    let keys: Vec<String> = render(&default_meshsync())
+        .iter()
+        .map(|o| format!("{}/{}", o.kind(), o.name()))
+        .collect();
     assert_eq!(
         keys,
         [
@@ -60,11 +79,23 @@ fn a_meshsync_renders_its_objects_in_apply_order() {
 
 #[test]
 fn namespaced_objects_are_controlled_by_the_meshsync() {
-    for object in render(&default_meshsync()).iter().filter(|o| o.namespace().is_some()) {
+    for object in render(&default_meshsync())
+        .iter()
+        .filter(|o| o.namespace().is_some())
+    {
         assert_eq!(object.namespace(), Some("meshery"));
-        assert_eq!(object.label("app.kubernetes.io/managed-by"), Some("meshery-operator"));
-        assert_eq!(object.label("app.kubernetes.io/instance"), Some("meshery-meshsync"));
-        assert_eq!(object.label("app.kubernetes.io/name"), Some("meshery-meshsync"));
+        assert_eq!(
+            object.label("app.kubernetes.io/managed-by"),
+            Some("meshery-operator")
+        );
+        assert_eq!(
+            object.label("app.kubernetes.io/instance"),
+            Some("meshery-meshsync")
+        );
+        assert_eq!(
+            object.label("app.kubernetes.io/name"),
+            Some("meshery-meshsync")
+        );
         assert_eq!(
             object.get(&["metadata", "ownerReferences"]),
             Some(&json!([{
@@ -89,8 +120,15 @@ fn cluster_rbac_is_labelled_with_the_owner_uid_and_owned_by_the_crd() {
         let object = find(&objects, kind, &name);
         assert_eq!(object.namespace(), None);
         assert_eq!(object.label("meshery.io/owner-uid"), Some("uid-meshsync"));
-        assert_eq!(object.label("app.kubernetes.io/managed-by"), Some("meshery-operator"));
-        assert_eq!(object.controller_uid(), None, "a namespaced CR cannot control a cluster-scoped object");
+        assert_eq!(
+            object.label("app.kubernetes.io/managed-by"),
+            Some("meshery-operator")
+        );
+        assert_eq!(
+            object.controller_uid(),
+            None,
+            "a namespaced CR cannot control a cluster-scoped object"
+        );
         assert_eq!(
             object.get(&["metadata", "ownerReferences"]),
             Some(&json!([{
@@ -101,22 +139,36 @@ fn cluster_rbac_is_labelled_with_the_owner_uid_and_owned_by_the_crd() {
             }]))
         );
     }
-    let offline = MeshSyncInputs { crd_uid: None, ..same_namespace_inputs("meshery-broker", "meshery") };
+    let offline = MeshSyncInputs {
+        crd_uid: None,
+        ..same_namespace_inputs("meshery-broker", "meshery")
+    };
     let objects = desired_meshsync(&default_meshsync(), &offline);
-    assert_eq!(find(&objects, "ClusterRole", &name).get(&["metadata", "ownerReferences"]), None);
+    assert_eq!(
+        find(&objects, "ClusterRole", &name).get(&["metadata", "ownerReferences"]),
+        None
+    );
 }
 
 #[test]
 fn the_binding_grants_the_role_to_the_service_account() {
     let objects = render(&default_meshsync());
-    let binding = find(&objects, "ClusterRoleBinding", "meshery-meshsync-meshery-meshery-meshsync");
+    let binding = find(
+        &objects,
+        "ClusterRoleBinding",
+        "meshery-meshsync-meshery-meshery-meshsync",
+    );
     assert_eq!(
         binding.get(&["roleRef"]),
-        Some(&json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshery-meshsync-meshery-meshery-meshsync"}))
+        Some(
+            &json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshery-meshsync-meshery-meshery-meshsync"})
+        )
     );
     assert_eq!(
         binding.get(&["subjects"]),
-        Some(&json!([{"kind": "ServiceAccount", "name": "meshery-meshsync", "namespace": "meshery"}]))
+        Some(
+            &json!([{"kind": "ServiceAccount", "name": "meshery-meshsync", "namespace": "meshery"}])
+        )
     );
     assert!(has(&objects, "ServiceAccount", "meshery-meshsync"));
 }
@@ -144,15 +196,43 @@ fn the_role_grants_exactly_the_whitelisted_resources_and_meshsyncs_own_needs() {
 #[test]
 fn a_blacklist_grants_every_built_in_resource_but_the_listed_ones() {
     let mut spec = native_spec("meshery-broker");
-    spec.watch_list = Some(watch_list("blacklist", r#"["secrets.v1.", "configmaps.v1."]"#));
+    spec.watch_list = Some(watch_list(
+        "blacklist",
+        r#"["secrets.v1.", "configmaps.v1."]"#,
+    ));
     let objects = render(&meshsync("ms", "meshery", spec));
     let rules = rules(&objects, "meshery-meshsync-meshery-ms");
-    let core = rules.as_array().unwrap().iter().find(|r| r["apiGroups"] == json!([""])).unwrap();
-    let resources: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
-    assert!(resources.contains(&"pods") && resources.contains(&"namespaces"), "{resources:?}");
-    assert!(!resources.contains(&"secrets") && !resources.contains(&"configmaps"), "{resources:?}");
-    let crd_rules: Vec<&Value> = rules.as_array().unwrap().iter().filter(|r| r["apiGroups"] == json!(["apiextensions.k8s.io"])).collect();
-    assert_eq!(crd_rules.len(), 1, "watched CRDs already grant list/watch: {crd_rules:?}");
+    let core = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["apiGroups"] == json!([""]))
+        .unwrap();
+    let resources: Vec<&str> = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        resources.contains(&"pods") && resources.contains(&"namespaces"),
+        "{resources:?}"
+    );
+    assert!(
+        !resources.contains(&"secrets") && !resources.contains(&"configmaps"),
+        "{resources:?}"
+    );
+    let crd_rules: Vec<&Value> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["apiGroups"] == json!(["apiextensions.k8s.io"]))
+        .collect();
+    assert_eq!(
+        crd_rules.len(),
+        1,
+        "watched CRDs already grant list/watch: {crd_rules:?}"
+    );
 }
 
 #[test]
@@ -160,12 +240,19 @@ fn the_watch_list_config_map_holds_the_normalised_list() {
     let objects = render(&default_meshsync());
     let config_map = find(&objects, "ConfigMap", "meshery-meshsync-watch-list");
     let (key, value) = WatchList::default().to_data();
-    assert_eq!(config_map.get(&["data"]), Some(&json!({key: value})), "no watch-list means the built-in whitelist");
+    assert_eq!(
+        config_map.get(&["data"]),
+        Some(&json!({key: value})),
+        "no watch-list means the built-in whitelist"
+    );
 
     let mut spec = native_spec("meshery-broker");
     spec.watch_list = Some(watch_list("blacklist", "[ \"pods.v1.\" ,\n \"pods.v1.\" ]"));
     let objects = render(&meshsync("ms", "meshery", spec));
-    assert_eq!(find(&objects, "ConfigMap", "ms-watch-list").get(&["data"]), Some(&json!({"blacklist": "[\"pods.v1.\"]"})));
+    assert_eq!(
+        find(&objects, "ConfigMap", "ms-watch-list").get(&["data"]),
+        Some(&json!({"blacklist": "[\"pods.v1.\"]"}))
+    );
 }
 
 #[test]
@@ -176,19 +263,34 @@ fn the_deployment_runs_meshsync_with_its_identity_and_watch_list() {
     assert_eq!(spec["replicas"], 1);
     let selector = json!({"app": "meshery-meshsync", "app.kubernetes.io/instance": "meshery-meshsync", "app.kubernetes.io/name": "meshery-meshsync"});
     assert_eq!(spec["selector"]["matchLabels"], selector);
-    assert_eq!(spec["template"]["metadata"]["labels"]["app"], "meshery-meshsync");
+    assert_eq!(
+        spec["template"]["metadata"]["labels"]["app"],
+        "meshery-meshsync"
+    );
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "meshery-meshsync");
     assert_eq!(
         pod["securityContext"],
         json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}})
     );
-    assert!(pod["volumes"].as_array().unwrap().contains(&json!({"name": "watch-list", "configMap": {"name": "meshery-meshsync-watch-list"}})));
+    assert!(pod["volumes"].as_array().unwrap().contains(
+        &json!({"name": "watch-list", "configMap": {"name": "meshery-meshsync-watch-list"}})
+    ));
     let container = container(&objects);
     assert_eq!(container["image"], "meshery/meshsync:v1.0.3");
-    assert!(container["volumeMounts"].as_array().unwrap().contains(&json!({"name": "watch-list", "mountPath": "/etc/meshsync", "readOnly": true})));
-    assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": 11000}));
-    assert_eq!(container["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": 11000}));
+    assert!(
+        container["volumeMounts"].as_array().unwrap().contains(
+            &json!({"name": "watch-list", "mountPath": "/etc/meshsync", "readOnly": true})
+        )
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": 11000})
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": 11000})
+    );
     assert_eq!(
         container["resources"],
         json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
@@ -206,18 +308,39 @@ fn the_broker_url_splices_the_token_from_the_brokers_secret() {
         env(&container, "NATS_TOKEN").unwrap()["valueFrom"]["secretKeyRef"],
         json!({"name": "meshery-broker-auth", "key": "token"})
     );
-    assert_eq!(env(&container, "BROKER_URL").unwrap()["value"], "nats://$(NATS_TOKEN)@meshery-broker.meshery.svc.cluster.local:4222");
-    let names: Vec<&str> = container["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["NATS_TOKEN", "BROKER_URL"], "the kubelet expands $(NATS_TOKEN) only from earlier entries");
+    assert_eq!(
+        env(&container, "BROKER_URL").unwrap()["value"],
+        "nats://$(NATS_TOKEN)@meshery-broker.meshery.svc.cluster.local:4222"
+    );
+    let names: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["NATS_TOKEN", "BROKER_URL"],
+        "the kubelet expands $(NATS_TOKEN) only from earlier entries"
+    );
 }
 
 #[test]
 fn a_copied_credential_gets_its_own_secret() {
     let mut inputs = same_namespace_inputs("meshery-broker", "other");
-    inputs.broker.credential = BrokerCredential::Copy { userinfo: "meshsync:s%40cret".into() };
+    inputs.broker.credential = BrokerCredential::Copy {
+        userinfo: "meshsync:s%40cret".into(),
+    };
     let objects = desired_meshsync(&default_meshsync(), &inputs);
-    assert_eq!(objects[0].key().to_string(), "Secret meshery/meshery-meshsync-broker-auth", "Secrets apply first");
-    let encoded = objects[0].get(&["data", "token"]).and_then(Value::as_str).unwrap();
+    assert_eq!(
+        objects[0].key().to_string(),
+        "Secret meshery/meshery-meshsync-broker-auth",
+        "Secrets apply first"
+    );
+    let encoded = objects[0]
+        .get(&["data", "token"])
+        .and_then(Value::as_str)
+        .unwrap();
     let decoded: k8s_openapi::ByteString = serde_json::from_value(json!(encoded)).unwrap();
     assert_eq!(decoded.0, b"meshsync:s%40cret");
     assert_eq!(objects[0].get(&["stringData"]), None);
@@ -239,7 +362,10 @@ fn a_broker_without_credentials_gets_a_plain_url() {
     assert!(!objects.iter().any(Object::is_secret));
     let container = container(&objects);
     assert!(env(&container, "NATS_TOKEN").is_none());
-    assert_eq!(env(&container, "BROKER_URL").unwrap()["value"], "tls://nats.example.com:4443");
+    assert_eq!(
+        env(&container, "BROKER_URL").unwrap()["value"],
+        "tls://nats.example.com:4443"
+    );
 }
 
 #[test]
@@ -250,7 +376,10 @@ fn image_size_and_resources_follow_the_spec() {
     spec.version = Some("v1.0.4".into());
     let objects = render(&meshsync("ms", "meshery", spec));
     assert_eq!(deployment(&objects)["spec"]["replicas"], 3);
-    assert_eq!(container(&objects)["image"], "ghcr.io/meshery/meshsync:v1.0.4");
+    assert_eq!(
+        container(&objects)["image"],
+        "ghcr.io/meshery/meshsync:v1.0.4"
+    );
 }
 
 #[test]
@@ -261,8 +390,15 @@ fn the_checksum_changes_exactly_when_the_watch_list_does() {
     let mut same_list_written_differently = base.clone();
     let (key, value) = WatchList::default().to_data();
     let pretty: Value = serde_json::from_str(&value).unwrap();
-    same_list_written_differently.spec.watch_list = Some(watch_list(key, &serde_json::to_string_pretty(&pretty).unwrap()));
-    assert_eq!(original, checksum(&render(&same_list_written_differently)), "the normalised list is the same");
+    same_list_written_differently.spec.watch_list = Some(watch_list(
+        key,
+        &serde_json::to_string_pretty(&pretty).unwrap(),
+    ));
+    assert_eq!(
+        original,
+        checksum(&render(&same_list_written_differently)),
+        "the normalised list is the same"
+    );
 
     let mut other_settings = base.clone();
     other_settings.spec.size = 4;
@@ -270,6 +406,9 @@ fn the_checksum_changes_exactly_when_the_watch_list_does() {
     assert_eq!(original, checksum(&render(&other_settings)));
 
     let mut narrower = base.clone();
-    narrower.spec.watch_list = Some(watch_list("whitelist", r#"[{"Resource":"pods.v1.","Events":["ADDED"]}]"#));
+    narrower.spec.watch_list = Some(watch_list(
+        "whitelist",
+        r#"[{"Resource":"pods.v1.","Events":["ADDED"]}]"#,
+    ));
     assert_ne!(original, checksum(&render(&narrower)));
 }

@@ -14,7 +14,9 @@ use meshery_operator::render::{desired_broker, desired_meshsync, meshsync_cluste
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
-use support::strategies::{BrokerCase, broker_case, broker_name, invalid_broker, invalid_meshsync, meshsync_case};
+use support::strategies::{
+    BrokerCase, broker_case, broker_name, invalid_broker, invalid_meshsync, meshsync_case,
+};
 use support::{find, nats_conf, strings};
 
 fn config() -> ProptestConfig {
@@ -31,25 +33,51 @@ fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
 }
 
 /// The three ownership labels, and for namespaced objects a controller reference to the CR.
-fn assert_owned(objects: &[Object], kind: &str, app_name: &str, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+fn assert_owned(
+    objects: &[Object],
+    kind: &str,
+    app_name: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
     let name = meta.name.as_deref().unwrap();
     let uid = meta.uid.as_deref().unwrap_or_default();
     for object in objects {
         let key = object.key();
-        assert_eq!(object.label("app.kubernetes.io/managed-by"), Some("meshery-operator"), "{key}");
-        assert_eq!(object.label("app.kubernetes.io/instance"), Some(name), "{key}");
-        assert_eq!(object.label("app.kubernetes.io/name"), Some(app_name), "{key}");
+        assert_eq!(
+            object.label("app.kubernetes.io/managed-by"),
+            Some("meshery-operator"),
+            "{key}"
+        );
+        assert_eq!(
+            object.label("app.kubernetes.io/instance"),
+            Some(name),
+            "{key}"
+        );
+        assert_eq!(
+            object.label("app.kubernetes.io/name"),
+            Some(app_name),
+            "{key}"
+        );
         match object.namespace() {
             Some(namespace) => {
                 assert_eq!(namespace, namespace_of(meta), "{key}");
-                let references = object.get(&["metadata", "ownerReferences"]).and_then(Value::as_array).expect("ownerReferences");
-                let controllers: Vec<&Value> = references.iter().filter(|r| r["controller"] == true).collect();
+                let references = object
+                    .get(&["metadata", "ownerReferences"])
+                    .and_then(Value::as_array)
+                    .expect("ownerReferences");
+                let controllers: Vec<&Value> = references
+                    .iter()
+                    .filter(|r| r["controller"] == true)
+                    .collect();
                 assert_eq!(controllers.len(), 1, "{key}");
                 assert_eq!(controllers[0]["apiVersion"], "meshery.io/v1alpha1", "{key}");
                 assert_eq!(controllers[0]["kind"], kind, "{key}");
                 assert_eq!(controllers[0]["name"], name, "{key}");
                 assert_eq!(controllers[0]["uid"], uid, "{key}");
-                assert!(object.name().starts_with(name), "{key} is not derived from {name}");
+                assert!(
+                    object.name().starts_with(name),
+                    "{key} is not derived from {name}"
+                );
             }
             None => {
                 assert_eq!(object.label("meshery.io/owner-uid"), Some(uid), "{key}");
@@ -65,12 +93,15 @@ fn keys(objects: &[Object]) -> BTreeSet<meshery_operator::object::ObjectKey> {
 
 /// Whether any non-Secret object mentions one of the secret values.
 fn leaks(objects: &[Object], secrets: &[String]) -> Option<String> {
-    objects.iter().filter(|o| !o.is_secret()).find_map(|object| {
-        strings(&object.0)
-            .into_iter()
-            .find(|text| secrets.iter().any(|secret| text.contains(secret.as_str())))
-            .map(|text| format!("{} contains a secret value in {text:?}", object.key()))
-    })
+    objects
+        .iter()
+        .filter(|o| !o.is_secret())
+        .find_map(|object| {
+            strings(&object.0)
+                .into_iter()
+                .find(|text| secrets.iter().any(|secret| text.contains(secret.as_str())))
+                .map(|text| format!("{} contains a secret value in {text:?}", object.key()))
+        })
 }
 
 /// `broker` renamed, for rendering a second CR beside it.

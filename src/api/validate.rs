@@ -45,7 +45,13 @@ const MAX_NATS_PAYLOAD: i128 = 64 << 20;
 pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let spec = &broker.spec;
-    check_name(&broker.name_any(), MAX_BROKER_NAME, "Broker", true, &mut errors);
+    check_name(
+        &broker.name_any(),
+        MAX_BROKER_NAME,
+        "Broker",
+        true,
+        &mut errors,
+    );
     if broker.name_any().ends_with(HEADLESS_SUFFIX) {
         errors.push(FieldError::new(
             "metadata.name",

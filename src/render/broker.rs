@@ -21,7 +21,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{BROKER_APP_NAME, CONFIG_CHECKSUM_ANNOTATION, MESHSYNC_APP_NAME, NAME_LABEL};
 use super::meta::{
-    Owner, checksum, container_security_context, image_reference, pod_security_context, resources_or,
+    Owner, checksum, container_security_context, image_reference, pod_security_context,
+    resources_or,
 };
 use super::nats_conf::{
     self, AUTH_DIR, CONFIG_DIR, CONFIG_FILE_NAME, DATA_DIR, DEFAULT_STORAGE_SIZE,
@@ -71,7 +72,10 @@ pub fn broker_auth_secret_name(broker: &Broker) -> String {
 /// Where in-cluster clients reach the broker: `<name>.<ns>.svc.cluster.local:4222`.
 pub fn broker_internal_endpoint(broker: &Broker) -> String {
     let owner = Owner::new("Broker", BROKER_APP_NAME, &broker.metadata);
-    format!("{}.{}.svc.cluster.local:{NATS_CLIENT_PORT}", owner.name, owner.namespace)
+    format!(
+        "{}.{}.svc.cluster.local:{NATS_CLIENT_PORT}",
+        owner.name, owner.namespace
+    )
 }
 
 fn broker_name(broker: &Broker) -> &str {
@@ -90,10 +94,16 @@ struct AuthPlan<'a> {
 fn auth_plan<'a>(broker: &Broker, inputs: &'a BrokerInputs) -> AuthPlan<'a> {
     let referenced = broker.spec.auth_secret_name().is_some();
     let (kind, generated_token) = match &inputs.auth {
-        BrokerAuthInput::Generated { token } => (AuthKind::Token, (!referenced).then_some(token.as_str())),
+        BrokerAuthInput::Generated { token } => {
+            (AuthKind::Token, (!referenced).then_some(token.as_str()))
+        }
         BrokerAuthInput::Referenced { kind } => (*kind, None),
     };
-    AuthPlan { secret: broker_auth_secret_name(broker), kind, generated_token }
+    AuthPlan {
+        secret: broker_auth_secret_name(broker),
+        kind,
+        generated_token,
+    }
 }
 
 /// Every object a Broker consists of, in apply order.
@@ -103,16 +113,27 @@ pub fn desired_broker(broker: &Broker, inputs: &BrokerInputs) -> Vec<Object> {
     let conf = nats_conf::render(broker, auth.kind);
     let mut objects = Vec::new();
     if let Some(token) = auth.generated_token {
-        objects.push(Object::from_typed(&auth_secret(&owner, &auth.secret, token)));
+        objects.push(Object::from_typed(&auth_secret(
+            &owner,
+            &auth.secret,
+            token,
+        )));
     }
     objects.push(Object::from_typed(&config_map(&owner, &conf)));
     objects.push(Object::from_typed(&client_service(broker, &owner)));
     objects.push(Object::from_typed(&headless_service(&owner)));
-    objects.push(Object::from_typed(&stateful_set(broker, inputs, &owner, &auth, &conf)));
+    objects.push(Object::from_typed(&stateful_set(
+        broker, inputs, &owner, &auth, &conf,
+    )));
     if broker.spec.size > 1 {
         objects.push(Object::from_typed(&disruption_budget(&owner)));
     }
-    if broker.spec.network_policy.as_ref().is_some_and(|p| p.enabled) {
+    if broker
+        .spec
+        .network_policy
+        .as_ref()
+        .is_some_and(|p| p.enabled)
+    {
         objects.push(Object::from_typed(&network_policy(broker, &owner)));
     }
     objects
@@ -124,7 +145,10 @@ fn auth_secret(owner: &Owner, name: &str, token: &str) -> Secret {
     Secret {
         metadata: owner.namespaced_meta(name),
         type_: Some("Opaque".to_string()),
-        data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), ByteString(token.as_bytes().to_vec()))])),
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.to_string(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
         ..Secret::default()
     }
 }
@@ -132,7 +156,10 @@ fn auth_secret(owner: &Owner, name: &str, token: &str) -> Secret {
 fn config_map(owner: &Owner, conf: &str) -> ConfigMap {
     ConfigMap {
         metadata: owner.namespaced_meta(format!("{}-config", owner.name)),
-        data: Some(BTreeMap::from([(CONFIG_FILE_NAME.to_string(), conf.to_string())])),
+        data: Some(BTreeMap::from([(
+            CONFIG_FILE_NAME.to_string(),
+            conf.to_string(),
+        )])),
         ..ConfigMap::default()
     }
 }
@@ -182,7 +209,13 @@ fn headless_service(owner: &Owner) -> Service {
     }
 }
 
-fn stateful_set(broker: &Broker, inputs: &BrokerInputs, owner: &Owner, auth: &AuthPlan, conf: &str) -> StatefulSet {
+fn stateful_set(
+    broker: &Broker,
+    inputs: &BrokerInputs,
+    owner: &Owner,
+    auth: &AuthPlan,
+    conf: &str,
+) -> StatefulSet {
     let spec = &broker.spec;
     let image = image_reference(
         spec.image.as_deref().unwrap_or(DEFAULT_NATS_IMAGE),
@@ -198,7 +231,10 @@ fn stateful_set(broker: &Broker, inputs: &BrokerInputs, owner: &Owner, auth: &Au
     env.push(env_from_field(POD_NAME_ENV, "metadata.name"));
     if spec.clustered() {
         env.extend((0..spec.size.max(1)).map(|ordinal| {
-            env_value(&nats_conf::route_env(ordinal), nats_conf::route_url(broker, ordinal, auth.kind))
+            env_value(
+                &nats_conf::route_env(ordinal),
+                nats_conf::route_url(broker, ordinal, auth.kind),
+            )
         }));
     }
 
@@ -206,8 +242,16 @@ fn stateful_set(broker: &Broker, inputs: &BrokerInputs, owner: &Owner, auth: &Au
         config_map_volume(CONFIG_VOLUME, &format!("{}-config", owner.name)),
         empty_dir_volume(PID_VOLUME),
     ];
-    let mut mounts = vec![mount(CONFIG_VOLUME, CONFIG_DIR, true), mount(PID_VOLUME, PID_DIR, false)];
-    if let Some(secret) = spec.tls.as_ref().filter(|t| t.enabled).and_then(|t| t.secret_name.as_deref()) {
+    let mut mounts = vec![
+        mount(CONFIG_VOLUME, CONFIG_DIR, true),
+        mount(PID_VOLUME, PID_DIR, false),
+    ];
+    if let Some(secret) = spec
+        .tls
+        .as_ref()
+        .filter(|t| t.enabled)
+        .and_then(|t| t.secret_name.as_deref())
+    {
         volumes.push(secret_volume(TLS_VOLUME, secret));
         mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
     }
@@ -248,7 +292,9 @@ fn stateful_set(broker: &Broker, inputs: &BrokerInputs, owner: &Owner, auth: &Au
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: spec.jetstream_enabled().then(|| vec![jetstream_claim(broker)]),
+            volume_claim_templates: spec
+                .jetstream_enabled()
+                .then(|| vec![jetstream_claim(broker)]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
@@ -264,7 +310,10 @@ fn nats_container(
     Container {
         name: "nats".to_string(),
         image: Some(image),
-        args: Some(vec!["--config".to_string(), format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}")]),
+        args: Some(vec![
+            "--config".to_string(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}"),
+        ]),
         env: Some(env),
         ports: Some(vec![
             container_port("client", NATS_CLIENT_PORT),
@@ -275,17 +324,26 @@ fn nats_container(
         startup_probe: Some(http_probe(
             "/healthz",
             NATS_MONITOR_PORT,
-            ProbeTiming { period_seconds: 5, failure_threshold: 60 },
+            ProbeTiming {
+                period_seconds: 5,
+                failure_threshold: 60,
+            },
         )),
         liveness_probe: Some(http_probe(
             "/healthz",
             NATS_MONITOR_PORT,
-            ProbeTiming { period_seconds: 30, failure_threshold: 3 },
+            ProbeTiming {
+                period_seconds: 30,
+                failure_threshold: 3,
+            },
         )),
         readiness_probe: Some(http_probe(
             "/healthz",
             NATS_MONITOR_PORT,
-            ProbeTiming { period_seconds: 10, failure_threshold: 3 },
+            ProbeTiming {
+                period_seconds: 10,
+                failure_threshold: 3,
+            },
         )),
         // Lame duck moves clients to the other replicas before the server stops; NATS ignores the SIGTERM
         // that follows while lame duck runs, and exits when it is done.
@@ -311,9 +369,14 @@ fn nats_container(
 
 fn jetstream_claim(broker: &Broker) -> PersistentVolumeClaim {
     let jetstream = broker.spec.jetstream.clone().unwrap_or_default();
-    let size = jetstream.storage_size.unwrap_or_else(|| DEFAULT_STORAGE_SIZE.to_string());
+    let size = jetstream
+        .storage_size
+        .unwrap_or_else(|| DEFAULT_STORAGE_SIZE.to_string());
     PersistentVolumeClaim {
-        metadata: ObjectMeta { name: Some(DATA_VOLUME.to_string()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_string()),
+            ..ObjectMeta::default()
+        },
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".to_string()]),
             storage_class_name: jetstream.storage_class,
@@ -346,7 +409,10 @@ fn network_policy(broker: &Broker, owner: &Owner) -> NetworkPolicy {
     let any_namespace_pods = |app_name: &str| NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector::default()),
         pod_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(NAME_LABEL.to_string(), app_name.to_string())])),
+            match_labels: Some(BTreeMap::from([(
+                NAME_LABEL.to_string(),
+                app_name.to_string(),
+            )])),
             ..LabelSelector::default()
         }),
         ..NetworkPolicyPeer::default()
@@ -356,10 +422,20 @@ fn network_policy(broker: &Broker, owner: &Owner) -> NetworkPolicy {
         protocol: Some("TCP".to_string()),
         ..NetworkPolicyPort::default()
     };
-    let mut client_peers = vec![any_namespace_pods(MESHSYNC_APP_NAME), any_namespace_pods(OPERATOR_APP_NAME)];
-    let cidrs = broker.spec.network_policy.as_ref().and_then(|p| p.allowed_cidrs.clone());
+    let mut client_peers = vec![
+        any_namespace_pods(MESHSYNC_APP_NAME),
+        any_namespace_pods(OPERATOR_APP_NAME),
+    ];
+    let cidrs = broker
+        .spec
+        .network_policy
+        .as_ref()
+        .and_then(|p| p.allowed_cidrs.clone());
     client_peers.extend(cidrs.into_iter().flatten().map(|cidr| NetworkPolicyPeer {
-        ip_block: Some(IPBlock { cidr, ..IPBlock::default() }),
+        ip_block: Some(IPBlock {
+            cidr,
+            ..IPBlock::default()
+        }),
         ..NetworkPolicyPeer::default()
     }));
     NetworkPolicy {
@@ -389,6 +465,5 @@ fn network_policy(broker: &Broker, owner: &Owner) -> NetworkPolicy {
             ]),
             ..NetworkPolicySpec::default()
         }),
-        ..NetworkPolicy::default()
     }
 }

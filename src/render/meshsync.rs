@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use super::labels::{CONFIG_CHECKSUM_ANNOTATION, MESHSYNC_APP_NAME};
 use super::meta::{
-    Owner, checksum, container_security_context, image_reference, pod_security_context, resources_or,
+    Owner, checksum, container_security_context, image_reference, pod_security_context,
+    resources_or,
 };
 use super::pod::{
     ProbeTiming, config_map_volume, container_port, empty_dir_volume, env_from_secret, env_value,
@@ -79,7 +80,10 @@ pub fn desired_meshsync(meshsync: &MeshSync, inputs: &MeshSyncInputs) -> Vec<Obj
     }
     objects.push(Object::from_typed(&ConfigMap {
         metadata: owner.namespaced_meta(format!("{}-watch-list", owner.name)),
-        data: Some(BTreeMap::from([(watch_key.to_string(), watch_data.clone())])),
+        data: Some(BTreeMap::from([(
+            watch_key.to_string(),
+            watch_data.clone(),
+        )])),
         ..ConfigMap::default()
     }));
     objects.push(Object::from_typed(&ServiceAccount {
@@ -105,7 +109,12 @@ pub fn desired_meshsync(meshsync: &MeshSync, inputs: &MeshSyncInputs) -> Vec<Obj
             ..Subject::default()
         }]),
     }));
-    objects.push(Object::from_typed(&deployment(meshsync, inputs, &owner, checksum(&[watch_key, &watch_data]))));
+    objects.push(Object::from_typed(&deployment(
+        meshsync,
+        inputs,
+        &owner,
+        checksum(&[watch_key, &watch_data]),
+    )));
     objects
 }
 
@@ -123,19 +132,29 @@ fn broker_auth_secret(owner: &Owner, userinfo: &str) -> Secret {
 
 /// MeshSync reads its watch-list only at start-up, so the checksum of the watch-list data sits on the
 /// pod template: a changed watch-list rolls the pods and takes effect.
-fn deployment(meshsync: &MeshSync, inputs: &MeshSyncInputs, owner: &Owner, watch_list_checksum: String) -> Deployment {
+fn deployment(
+    meshsync: &MeshSync,
+    inputs: &MeshSyncInputs,
+    owner: &Owner,
+    watch_list_checksum: String,
+) -> Deployment {
     let spec = &meshsync.spec;
     let broker = &inputs.broker;
     let mut env = Vec::new();
     let credential_secret = match &broker.credential {
         BrokerCredential::None => None,
         BrokerCredential::SecretKey { secret, key } => Some((secret.clone(), key.as_str())),
-        BrokerCredential::Copy { .. } => Some((format!("{}-broker-auth", owner.name), BROKER_AUTH_KEY)),
+        BrokerCredential::Copy { .. } => {
+            Some((format!("{}-broker-auth", owner.name), BROKER_AUTH_KEY))
+        }
     };
     let broker_url = match &credential_secret {
         Some((secret, key)) => {
             env.push(env_from_secret(BROKER_TOKEN_ENV, secret, key));
-            format!("{}://$({BROKER_TOKEN_ENV})@{}", broker.scheme, broker.address)
+            format!(
+                "{}://$({BROKER_TOKEN_ENV})@{}",
+                broker.scheme, broker.address
+            )
         }
         None => format!("{}://{}", broker.scheme, broker.address),
     };
@@ -152,14 +171,24 @@ fn deployment(meshsync: &MeshSync, inputs: &MeshSyncInputs, owner: &Owner, watch
         liveness_probe: Some(http_probe(
             "/healthz",
             MESHSYNC_HEALTH_PORT,
-            ProbeTiming { period_seconds: 20, failure_threshold: 3 },
+            ProbeTiming {
+                period_seconds: 20,
+                failure_threshold: 3,
+            },
         )),
         readiness_probe: Some(http_probe(
             "/readyz",
             MESHSYNC_HEALTH_PORT,
-            ProbeTiming { period_seconds: 10, failure_threshold: 3 },
+            ProbeTiming {
+                period_seconds: 10,
+                failure_threshold: 3,
+            },
         )),
-        resources: Some(resources_or(spec.resources.as_ref(), ("100m", "128Mi"), ("1", "1Gi"))),
+        resources: Some(resources_or(
+            spec.resources.as_ref(),
+            ("100m", "128Mi"),
+            ("1", "1Gi"),
+        )),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![
             mount(WATCH_LIST_VOLUME, WATCH_LIST_DIR, true),

@@ -18,6 +18,11 @@ use crate::api::{GROUP, STORAGE_VERSION};
 /// The namespace a CR without one lives in, as the API server would default it.
 const DEFAULT_NAMESPACE: &str = "default";
 
+/// The CR's namespace, or the one the API server would put it in.
+pub(crate) fn namespace_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+}
+
 /// The CR whose children are being rendered, reduced to what their metadata needs.
 pub(crate) struct Owner<'a> {
     pub kind: &'static str,
@@ -34,7 +39,7 @@ impl<'a> Owner<'a> {
         Owner {
             kind,
             name: meta.name.as_deref().unwrap_or_default(),
-            namespace: meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            namespace: namespace_of(meta),
             uid: meta.uid.as_deref().unwrap_or_default(),
             app_name,
         }
@@ -61,7 +66,10 @@ impl<'a> Owner<'a> {
     }
 
     pub fn selector(&self) -> LabelSelector {
-        LabelSelector { match_labels: Some(self.selector_labels()), ..LabelSelector::default() }
+        LabelSelector {
+            match_labels: Some(self.selector_labels()),
+            ..LabelSelector::default()
+        }
     }
 
     /// Pod-template labels: the ownership labels plus `app: <name>`.

@@ -10,8 +10,8 @@ mod pod;
 pub mod rbac;
 
 pub use broker::{
-    DEFAULT_NATS_IMAGE, TOKEN_KEY, broker_auth_secret_name, broker_internal_endpoint, desired_broker,
-    generated_auth_secret_name,
+    DEFAULT_NATS_IMAGE, TOKEN_KEY, broker_auth_secret_name, broker_internal_endpoint,
+    desired_broker, generated_auth_secret_name,
 };
 pub use meshsync::{
     BROKER_AUTH_KEY, BROKER_TOKEN_ENV, BROKER_URL_ENV, DEFAULT_MESHSYNC_IMAGE, MESHSYNC_CRD_NAME,

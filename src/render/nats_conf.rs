@@ -4,6 +4,7 @@
 use crate::api::{Broker, NATS_CLIENT_PORT, NATS_CLUSTER_PORT, NATS_MONITOR_PORT, Quantity};
 
 use super::AuthKind;
+use super::meta::namespace_of;
 
 /// Where the ConfigMap is mounted; `nats.conf` inside it is what the server is started with.
 pub const CONFIG_DIR: &str = "/etc/nats";
@@ -35,7 +36,8 @@ pub const POD_NAME_ENV: &str = "POD_NAME";
 /// cluster authorization, so the token is carried as a password instead.
 pub const ROUTE_USER: &str = "route";
 
-/// How long a terminating server keeps evicting clients gradually, so they reconnect elsewhere.
+/// How long a terminating server keeps evicting clients gradually, so they reconnect elsewhere; the
+/// shortest duration nats-server accepts.
 pub const LAME_DUCK_DURATION_SECONDS: i64 = 30;
 /// How long a server waits after entering lame duck before it starts evicting clients.
 pub const LAME_DUCK_GRACE_PERIOD_SECONDS: i64 = 10;
@@ -50,7 +52,7 @@ pub fn route_env(ordinal: i32) -> String {
 /// The stable DNS name of replica `ordinal` through the headless Service.
 pub fn replica_host(broker: &Broker, ordinal: i32) -> String {
     let name = broker.metadata.name.as_deref().unwrap_or_default();
-    let namespace = broker.metadata.namespace.as_deref().unwrap_or("default");
+    let namespace = namespace_of(&broker.metadata);
     format!("{name}-{ordinal}.{name}-headless.{namespace}.svc.cluster.local")
 }
 
@@ -79,8 +81,12 @@ pub fn render(broker: &Broker, auth: AuthKind) -> String {
     line(&format!("port: {NATS_CLIENT_PORT}"));
     line(&format!("http_port: {NATS_MONITOR_PORT}"));
     line(&format!("pid_file: \"{PID_FILE}\""));
-    line(&format!("lame_duck_duration: \"{LAME_DUCK_DURATION_SECONDS}s\""));
-    line(&format!("lame_duck_grace_period: \"{LAME_DUCK_GRACE_PERIOD_SECONDS}s\""));
+    line(&format!(
+        "lame_duck_duration: \"{LAME_DUCK_DURATION_SECONDS}s\""
+    ));
+    line(&format!(
+        "lame_duck_grace_period: \"{LAME_DUCK_GRACE_PERIOD_SECONDS}s\""
+    ));
     let config = spec.config.clone().unwrap_or_default();
     if let Some(bytes) = config.max_payload.as_deref().and_then(bytes_of) {
         line(&format!("max_payload: {bytes}"));
@@ -122,12 +128,17 @@ pub fn render(broker: &Broker, auth: AuthKind) -> String {
         // Clients reach the broker through its Service; pod IPs advertised to them may be unreachable.
         line("  no_advertise: true");
         if auth == AuthKind::Token {
-            line(&format!("  authorization {{ user: \"{ROUTE_USER}\", password: ${TOKEN_ENV} }}"));
+            line(&format!(
+                "  authorization {{ user: \"{ROUTE_USER}\", password: ${TOKEN_ENV} }}"
+            ));
         }
         line("  routes: [");
         for ordinal in 0..spec.size.max(1) {
             let host = replica_host(broker, ordinal);
-            line(&format!("    ${} # {host}:{NATS_CLUSTER_PORT}", route_env(ordinal)));
+            line(&format!(
+                "    ${} # {host}:{NATS_CLUSTER_PORT}",
+                route_env(ordinal)
+            ));
         }
         line("  ]");
         line("}");
@@ -149,15 +160,17 @@ mod tests {
     #[test]
     fn the_users_include_resolves_to_the_auth_mount() {
         let joined = Path::new(CONFIG_DIR).join(USERS_INCLUDE);
-        let resolved = joined.components().fold(PathBuf::new(), |mut path, component| {
-            match component {
-                Component::ParentDir => {
-                    path.pop();
+        let resolved = joined
+            .components()
+            .fold(PathBuf::new(), |mut path, component| {
+                match component {
+                    Component::ParentDir => {
+                        path.pop();
+                    }
+                    other => path.push(other),
                 }
-                other => path.push(other),
-            }
-            path
-        });
+                path
+            });
         assert_eq!(resolved, Path::new(AUTH_DIR).join(USERS_FILE_NAME));
     }
 }

@@ -2,9 +2,9 @@
 //! what each pod has rather than as nested `Option`s.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, Probe, SecretKeySelector, SecretVolumeSource, ServicePort, Volume,
-    VolumeMount,
+    ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector, SecretVolumeSource, ServicePort,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -79,7 +79,11 @@ pub(crate) fn env_from_field(name: &str, field_path: &str) -> EnvVar {
 }
 
 pub(crate) fn env_value(name: &str, value: String) -> EnvVar {
-    EnvVar { name: name.to_string(), value: Some(value), ..EnvVar::default() }
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
 }
 
 pub(crate) fn config_map_volume(name: &str, config_map: &str) -> Volume {

@@ -19,21 +19,41 @@ const MESHSYNC_RESOURCE: &str = "meshsyncs";
 pub fn meshsync_rules(watch_list: &WatchList, name: &str) -> Vec<PolicyRule> {
     let mut by_group: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for resource in watch_list.watched_resources() {
-        by_group.entry(resource.group).or_default().insert(resource.plural);
+        by_group
+            .entry(resource.group)
+            .or_default()
+            .insert(resource.plural);
     }
-    let crds_watched = by_group.get(CRD_GROUP).is_some_and(|r| r.contains(CRD_RESOURCE));
+    let crds_watched = by_group
+        .get(CRD_GROUP)
+        .is_some_and(|r| r.contains(CRD_RESOURCE));
     let mut rules: Vec<PolicyRule> = by_group
         .into_iter()
         .map(|(group, resources)| rule(&group, resources.into_iter().collect(), &WATCH_VERBS, None))
         .collect();
     if !crds_watched {
-        rules.push(rule(CRD_GROUP, vec![CRD_RESOURCE.to_string()], &["list", "watch"], None));
+        rules.push(rule(
+            CRD_GROUP,
+            vec![CRD_RESOURCE.to_string()],
+            &["list", "watch"],
+            None,
+        ));
     }
-    rules.push(rule(GROUP, vec![MESHSYNC_RESOURCE.to_string()], &["get"], Some(name)));
+    rules.push(rule(
+        GROUP,
+        vec![MESHSYNC_RESOURCE.to_string()],
+        &["get"],
+        Some(name),
+    ));
     rules
 }
 
-fn rule(group: &str, resources: Vec<String>, verbs: &[&str], resource_name: Option<&str>) -> PolicyRule {
+fn rule(
+    group: &str,
+    resources: Vec<String>,
+    verbs: &[&str],
+    resource_name: Option<&str>,
+) -> PolicyRule {
     PolicyRule {
         api_groups: Some(vec![group.to_string()]),
         resources: Some(resources),

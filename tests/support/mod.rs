@@ -30,29 +30,45 @@ pub fn meta(name: &str, namespace: Option<&str>, uid: Option<&str>) -> ObjectMet
 }
 
 pub fn broker(name: &str, namespace: &str, spec: BrokerSpec) -> Broker {
-    Broker { metadata: meta(name, Some(namespace), Some("uid-broker")), spec, status: None }
+    Broker {
+        metadata: meta(name, Some(namespace), Some("uid-broker")),
+        spec,
+        status: None,
+    }
 }
 
 pub fn broker_spec(size: i32) -> BrokerSpec {
-    BrokerSpec { size, ..BrokerSpec::default() }
+    BrokerSpec {
+        size,
+        ..BrokerSpec::default()
+    }
 }
 
 pub fn generated_inputs() -> BrokerInputs {
     BrokerInputs {
         default_version: NATS_VERSION.to_string(),
-        auth: BrokerAuthInput::Generated { token: TOKEN.to_string() },
+        auth: BrokerAuthInput::Generated {
+            token: TOKEN.to_string(),
+        },
     }
 }
 
 pub fn meshsync(name: &str, namespace: &str, spec: MeshSyncSpec) -> MeshSync {
-    MeshSync { metadata: meta(name, Some(namespace), Some("uid-meshsync")), spec, status: None }
+    MeshSync {
+        metadata: meta(name, Some(namespace), Some("uid-meshsync")),
+        spec,
+        status: None,
+    }
 }
 
 pub fn native_spec(broker: &str) -> MeshSyncSpec {
     MeshSyncSpec {
         size: 1,
         broker: Some(MeshSyncBroker {
-            native: Some(NativeBroker { name: broker.to_string(), namespace: None }),
+            native: Some(NativeBroker {
+                name: broker.to_string(),
+                namespace: None,
+            }),
             custom: None,
         }),
         ..MeshSyncSpec::default()
@@ -64,7 +80,9 @@ pub fn custom_spec(url: &str) -> MeshSyncSpec {
         size: 1,
         broker: Some(MeshSyncBroker {
             native: None,
-            custom: Some(CustomBroker { url: Some(url.to_string()) }),
+            custom: Some(CustomBroker {
+                url: Some(url.to_string()),
+            }),
         }),
         ..MeshSyncSpec::default()
     }
@@ -124,9 +142,11 @@ pub fn strings(value: &serde_json::Value) -> Vec<&str> {
     match value {
         serde_json::Value::String(s) => vec![s.as_str()],
         serde_json::Value::Array(items) => items.iter().flat_map(strings).collect(),
-        serde_json::Value::Object(map) => {
-            map.keys().map(String::as_str).chain(map.values().flat_map(strings)).collect()
-        }
+        serde_json::Value::Object(map) => map
+            .keys()
+            .map(String::as_str)
+            .chain(map.values().flat_map(strings))
+            .collect(),
         _ => Vec::new(),
     }
 }

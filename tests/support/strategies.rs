@@ -49,14 +49,23 @@ fn uid() -> impl Strategy<Value = Option<String>> {
 }
 
 fn cidr() -> impl Strategy<Value = String> {
-    select(vec!["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "0.0.0.0/0"]).prop_map(String::from)
+    select(vec![
+        "10.0.0.0/8",
+        "192.168.1.0/24",
+        "2001:db8::/32",
+        "0.0.0.0/0",
+    ])
+    .prop_map(String::from)
 }
 
 fn token() -> impl Strategy<Value = String> {
     "t[0-9a-f]{64}"
 }
 
-fn resources(cpu: (&'static str, &'static str), memory: (&'static str, &'static str)) -> impl Strategy<Value = Option<ResourceRequirements>> {
+fn resources(
+    cpu: (&'static str, &'static str),
+    memory: (&'static str, &'static str),
+) -> impl Strategy<Value = Option<ResourceRequirements>> {
     prop::option::of(Just(()).prop_map(move |()| {
         let pair = |cpu: &str, memory: &str| {
             BTreeMap::from([
@@ -74,16 +83,26 @@ fn resources(cpu: (&'static str, &'static str), memory: (&'static str, &'static 
 
 fn service() -> impl Strategy<Value = BrokerService> {
     (
-        select(vec![ServiceType::LoadBalancer, ServiceType::ClusterIP, ServiceType::NodePort]),
+        select(vec![
+            ServiceType::LoadBalancer,
+            ServiceType::ClusterIP,
+            ServiceType::NodePort,
+        ]),
         prop::option::of(prop::collection::btree_map(
-            select(vec!["service.beta.kubernetes.io/aws-load-balancer-type", "example.com/team", "owner"])
-                .prop_map(String::from),
+            select(vec![
+                "service.beta.kubernetes.io/aws-load-balancer-type",
+                "example.com/team",
+                "owner",
+            ])
+            .prop_map(String::from),
             "[a-z0-9]{1,10}",
             0..3,
         )),
         prop::option::of(Just("example.com/internal-lb".to_string())),
         prop::option::of(prop::collection::vec(cidr(), 1..3)),
-        prop::option::of(select(vec!["nats.example.com:4222", "10.1.2.3:30422"]).prop_map(String::from)),
+        prop::option::of(
+            select(vec!["nats.example.com:4222", "10.1.2.3:30422"]).prop_map(String::from),
+        ),
     )
         .prop_map(|(service_type, annotations, class, ranges, endpoint)| {
             let load_balancer = service_type == ServiceType::LoadBalancer;
@@ -104,12 +123,14 @@ fn broker_config() -> impl Strategy<Value = BrokerConfig> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(max_payload, max_connections, debug, trace)| BrokerConfig {
-            max_payload,
-            max_connections,
-            debug,
-            trace,
-        })
+        .prop_map(
+            |(max_payload, max_connections, debug, trace)| BrokerConfig {
+                max_payload,
+                max_connections,
+                debug,
+                trace,
+            },
+        )
 }
 
 /// A Broker spec that passes validation.
@@ -118,22 +139,40 @@ pub fn valid_broker_spec() -> impl Strategy<Value = BrokerSpec> {
         1i32..=10,
         prop::option::of(any::<bool>()),
         prop::option::of(select(vec!["2.10.22", "2.9.10", "2.11.0-alpine"]).prop_map(String::from)),
-        prop::option::of(select(vec!["nats", "registry.example.com/team/nats"]).prop_map(String::from)),
+        prop::option::of(
+            select(vec!["nats", "registry.example.com/team/nats"]).prop_map(String::from),
+        ),
         prop::option::of(service()),
-        prop::option::of(Just(BrokerAuth { secret_ref: Some(SecretRef { name: "broker-credentials".into() }) })),
+        prop::option::of(Just(BrokerAuth {
+            secret_ref: Some(SecretRef {
+                name: "broker-credentials".into(),
+            }),
+        })),
     );
     let features = (
         prop::option::of(any::<bool>()),
-        prop::option::of((any::<bool>(), prop::option::of(Just("fast-ssd".to_string())), prop::option::of(select(vec!["1Gi", "10Gi", "500Mi"]).prop_map(String::from)))),
+        prop::option::of((
+            any::<bool>(),
+            prop::option::of(Just("fast-ssd".to_string())),
+            prop::option::of(select(vec!["1Gi", "10Gi", "500Mi"]).prop_map(String::from)),
+        )),
         resources(("100m", "500m"), ("64Mi", "1Gi")),
         prop::option::of(broker_config()),
-        prop::option::of((any::<bool>(), prop::option::of(prop::collection::vec(cidr(), 0..3)))),
+        prop::option::of((
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(cidr(), 0..3)),
+        )),
     );
     (shape, features).prop_map(
-        |((size, clustering, version, image, service, auth), (tls, jetstream, resources, config, network))| BrokerSpec {
+        |(
+            (size, clustering, version, image, service, auth),
+            (tls, jetstream, resources, config, network),
+        )| BrokerSpec {
             size,
             // `false` is valid only for a single server.
-            clustering: clustering.map(|enabled| BrokerClustering { enabled: Some(enabled || size > 1) }),
+            clustering: clustering.map(|enabled| BrokerClustering {
+                enabled: Some(enabled || size > 1),
+            }),
             version,
             image,
             service,
@@ -149,7 +188,10 @@ pub fn valid_broker_spec() -> impl Strategy<Value = BrokerSpec> {
             }),
             resources,
             config,
-            network_policy: network.map(|(enabled, allowed_cidrs)| BrokerNetworkPolicy { enabled, allowed_cidrs }),
+            network_policy: network.map(|(enabled, allowed_cidrs)| BrokerNetworkPolicy {
+                enabled,
+                allowed_cidrs,
+            }),
             recreate_on_immutable_change: false,
         },
     )
@@ -157,21 +199,42 @@ pub fn valid_broker_spec() -> impl Strategy<Value = BrokerSpec> {
 
 /// A valid Broker with inputs matching its auth: a generated token unless it references a Secret.
 pub fn broker_case() -> impl Strategy<Value = BrokerCase> {
-    (broker_name(), prop::option::of(namespace()), uid(), valid_broker_spec(), token(), any::<bool>()).prop_map(
-        |(name, namespace, uid, spec, token, users)| {
+    (
+        broker_name(),
+        prop::option::of(namespace()),
+        uid(),
+        valid_broker_spec(),
+        token(),
+        any::<bool>(),
+    )
+        .prop_map(|(name, namespace, uid, spec, token, users)| {
             let referenced = spec.auth_secret_name().is_some();
             let auth = if referenced {
-                BrokerAuthInput::Referenced { kind: if users { AuthKind::Users } else { AuthKind::Token } }
+                BrokerAuthInput::Referenced {
+                    kind: if users {
+                        AuthKind::Users
+                    } else {
+                        AuthKind::Token
+                    },
+                }
             } else {
-                BrokerAuthInput::Generated { token: token.clone() }
+                BrokerAuthInput::Generated {
+                    token: token.clone(),
+                }
             };
             BrokerCase {
-                broker: Broker { metadata: meta(&name, namespace.as_deref(), uid.as_deref()), spec, status: None },
-                inputs: BrokerInputs { default_version: "2.10.22".into(), auth },
+                broker: Broker {
+                    metadata: meta(&name, namespace.as_deref(), uid.as_deref()),
+                    spec,
+                    status: None,
+                },
+                inputs: BrokerInputs {
+                    default_version: "2.10.22".into(),
+                    auth,
+                },
                 secrets: if referenced { Vec::new() } else { vec![token] },
             }
-        },
-    )
+        })
 }
 
 /// A Broker that breaks exactly one validation rule, with a description of the rule.
@@ -186,7 +249,9 @@ pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
             }
             1 => {
                 spec.size = spec.size.max(2);
-                spec.clustering = Some(BrokerClustering { enabled: Some(false) });
+                spec.clustering = Some(BrokerClustering {
+                    enabled: Some(false),
+                });
                 "clustering disabled with several replicas"
             }
             2 => {
@@ -209,20 +274,30 @@ pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
                 "malformed CIDR"
             }
             5 => {
-                spec.service.get_or_insert_with(BrokerService::default).external_endpoint_override =
-                    Some("no-port".into());
+                spec.service
+                    .get_or_insert_with(BrokerService::default)
+                    .external_endpoint_override = Some("no-port".into());
                 "external endpoint without a port"
             }
             6 => {
-                spec.tls = Some(BrokerTls { enabled: true, secret_name: None });
+                spec.tls = Some(BrokerTls {
+                    enabled: true,
+                    secret_name: None,
+                });
                 "TLS without a Secret"
             }
             7 => {
-                spec.jetstream = Some(BrokerJetStream { enabled: true, storage_class: None, storage_size: Some("ten gigs".into()) });
+                spec.jetstream = Some(BrokerJetStream {
+                    enabled: true,
+                    storage_class: None,
+                    storage_size: Some("ten gigs".into()),
+                });
                 "malformed storage size"
             }
             8 => {
-                spec.config.get_or_insert_with(BrokerConfig::default).max_payload = Some("65Mi".into());
+                spec.config
+                    .get_or_insert_with(BrokerConfig::default)
+                    .max_payload = Some("65Mi".into());
                 "max payload above 64Mi"
             }
             9 => {
@@ -250,7 +325,10 @@ pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
 fn resources_request_above_limit() -> Option<ResourceRequirements> {
     Some(ResourceRequirements {
         requests: Some(BTreeMap::from([("cpu".to_string(), Quantity("2".into()))])),
-        limits: Some(BTreeMap::from([("cpu".to_string(), Quantity("500m".into()))])),
+        limits: Some(BTreeMap::from([(
+            "cpu".to_string(),
+            Quantity("500m".into()),
+        )])),
         ..ResourceRequirements::default()
     })
 }
@@ -260,7 +338,10 @@ fn watchable_resources() -> Vec<String> {
     builtin_resources()
         .iter()
         .map(ToString::to_string)
-        .chain(["virtualservices.v1beta1.networking.istio.io".to_string(), "meshsyncs.v1alpha1.meshery.io".to_string()])
+        .chain([
+            "virtualservices.v1beta1.networking.istio.io".to_string(),
+            "meshsyncs.v1alpha1.meshery.io".to_string(),
+        ])
         .collect()
 }
 
@@ -278,7 +359,9 @@ pub fn watch_list_data() -> impl Strategy<Value = Option<BTreeMap<String, String
         });
     let blacklist = (subsequence(watchable_resources(), 0..=10), any::<bool>())
         .prop_map(|(resources, pretty)| ("blacklist".to_string(), to_json(&resources, pretty)));
-    prop::option::of(prop_oneof![whitelist, blacklist].prop_map(|(key, value)| BTreeMap::from([(key, value)])))
+    prop::option::of(
+        prop_oneof![whitelist, blacklist].prop_map(|(key, value)| BTreeMap::from([(key, value)])),
+    )
 }
 
 fn to_json<T: serde::Serialize>(value: &T, pretty: bool) -> String {
@@ -291,14 +374,33 @@ fn to_json<T: serde::Serialize>(value: &T, pretty: bool) -> String {
 
 #[derive(Clone, Debug)]
 enum BrokerChoice {
-    Native { name: String, namespace: Option<String> },
-    Custom { scheme: String, credentials: Option<(String, String)>, host: String, port: Option<u16> },
+    Native {
+        name: String,
+        namespace: Option<String>,
+    },
+    Custom {
+        scheme: String,
+        credentials: Option<(String, String)>,
+        host: String,
+        port: Option<u16>,
+    },
 }
 
 impl BrokerChoice {
     fn url(&self) -> Option<String> {
-        let BrokerChoice::Custom { scheme, credentials, host, port } = self else { return None };
-        let userinfo = credentials.as_ref().map(|(user, password)| format!("{user}:{password}@")).unwrap_or_default();
+        let BrokerChoice::Custom {
+            scheme,
+            credentials,
+            host,
+            port,
+        } = self
+        else {
+            return None;
+        };
+        let userinfo = credentials
+            .as_ref()
+            .map(|(user, password)| format!("{user}:{password}@"))
+            .unwrap_or_default();
         let port = port.map(|p| format!(":{p}")).unwrap_or_default();
         Some(format!("{scheme}://{userinfo}{host}{port}"))
     }
@@ -330,76 +432,136 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
         uid(),
         1i32..=10,
         prop::option::of(select(vec!["v1.0.3", "v0.8.2"]).prop_map(String::from)),
-        prop::option::of(select(vec!["meshery/meshsync", "ghcr.io/meshery/meshsync"]).prop_map(String::from)),
+        prop::option::of(
+            select(vec!["meshery/meshsync", "ghcr.io/meshery/meshsync"]).prop_map(String::from),
+        ),
         broker_choice(),
         watch_list_data(),
         resources(("100m", "1"), ("128Mi", "1Gi")),
-        (token(), prop::option::of("[0-9a-f]{8}")),
+        (
+            token(),
+            prop::option::of("[A-Za-z0-9]{16,24}"),
+            prop::option::of("[0-9a-f]{8}"),
+        ),
     )
-        .prop_map(|(name, namespace, uid, size, version, image, choice, data, resources, (token, crd_uid))| {
-            let own_namespace = namespace.clone().unwrap_or_else(|| "default".to_string());
-            let mut secrets = Vec::new();
-            let (broker, resolved) = match &choice {
-                BrokerChoice::Native { name: broker, namespace: broker_namespace } => {
-                    let broker = broker.clone();
-                    let broker_namespace = broker_namespace.clone().unwrap_or_else(|| own_namespace.clone());
-                    let credential = if broker_namespace == own_namespace {
-                        BrokerCredential::SecretKey { secret: format!("{broker}-auth"), key: "token".into() }
-                    } else {
-                        secrets.push(token.clone());
-                        BrokerCredential::Copy { userinfo: token }
-                    };
-                    let resolved = ResolvedBroker {
-                        scheme: "nats".into(),
-                        address: format!("{broker}.{broker_namespace}.svc.cluster.local:4222"),
-                        credential,
-                    };
-                    let native = NativeBroker { name: broker, namespace: Some(broker_namespace) };
-                    (MeshSyncBroker { native: Some(native), custom: None }, resolved)
-                }
-                BrokerChoice::Custom { scheme, credentials, host, port } => {
-                    let url = choice.url();
-                    let credential = match credentials {
-                        Some((user, password)) => {
-                            let userinfo = format!("{user}:{password}");
-                            secrets.push(password.clone());
+        .prop_map(
+            |(
+                name,
+                namespace,
+                uid,
+                size,
+                version,
+                image,
+                choice,
+                data,
+                resources,
+                (token, users_password, crd_uid),
+            )| {
+                let own_namespace = namespace.clone().unwrap_or_else(|| "default".to_string());
+                let mut secrets = Vec::new();
+                let (broker, resolved) = match &choice {
+                    BrokerChoice::Native {
+                        name: broker,
+                        namespace: broker_namespace,
+                    } => {
+                        let broker = broker.clone();
+                        let broker_namespace = broker_namespace
+                            .clone()
+                            .unwrap_or_else(|| own_namespace.clone());
+                        let credential = if broker_namespace == own_namespace {
+                            BrokerCredential::SecretKey {
+                                secret: format!("{broker}-auth"),
+                                key: "token".into(),
+                            }
+                        } else {
+                            // A token broker's credential is its token; a users.json broker's is
+                            // `user:password` from the Secret the I/O layer read.
+                            let userinfo = match users_password {
+                                Some(password) => {
+                                    secrets.push(password.clone());
+                                    format!("meshsync:{password}")
+                                }
+                                None => token,
+                            };
                             secrets.push(userinfo.clone());
                             BrokerCredential::Copy { userinfo }
-                        }
-                        None => BrokerCredential::None,
-                    };
-                    let resolved = ResolvedBroker {
-                        scheme: scheme.clone(),
-                        address: format!("{host}:{}", port.unwrap_or(4222)),
-                        credential,
-                    };
-                    (MeshSyncBroker { native: None, custom: Some(CustomBroker { url }) }, resolved)
-                }
-            };
-            let watch_list = data.map(|data| WatchListConfigMap {
-                api_version: Some("v1".into()),
-                kind: Some("ConfigMap".into()),
-                data: Some(data),
-                ..WatchListConfigMap::default()
-            });
-            MeshSyncCase {
-                meshsync: MeshSync {
-                    metadata: meta(&name, namespace.as_deref(), uid.as_deref()),
-                    spec: MeshSyncSpec {
-                        size,
-                        version,
-                        image,
-                        broker: Some(broker),
-                        watch_list,
-                        resources,
-                        recreate_on_immutable_change: false,
+                        };
+                        let resolved = ResolvedBroker {
+                            scheme: "nats".into(),
+                            address: format!("{broker}.{broker_namespace}.svc.cluster.local:4222"),
+                            credential,
+                        };
+                        let native = NativeBroker {
+                            name: broker,
+                            namespace: Some(broker_namespace),
+                        };
+                        (
+                            MeshSyncBroker {
+                                native: Some(native),
+                                custom: None,
+                            },
+                            resolved,
+                        )
+                    }
+                    BrokerChoice::Custom {
+                        scheme,
+                        credentials,
+                        host,
+                        port,
+                    } => {
+                        let url = choice.url();
+                        let credential = match credentials {
+                            Some((user, password)) => {
+                                let userinfo = format!("{user}:{password}");
+                                secrets.push(password.clone());
+                                secrets.push(userinfo.clone());
+                                BrokerCredential::Copy { userinfo }
+                            }
+                            None => BrokerCredential::None,
+                        };
+                        let resolved = ResolvedBroker {
+                            scheme: scheme.clone(),
+                            address: format!("{host}:{}", port.unwrap_or(4222)),
+                            credential,
+                        };
+                        (
+                            MeshSyncBroker {
+                                native: None,
+                                custom: Some(CustomBroker { url }),
+                            },
+                            resolved,
+                        )
+                    }
+                };
+                let watch_list = data.map(|data| WatchListConfigMap {
+                    api_version: Some("v1".into()),
+                    kind: Some("ConfigMap".into()),
+                    data: Some(data),
+                    ..WatchListConfigMap::default()
+                });
+                MeshSyncCase {
+                    meshsync: MeshSync {
+                        metadata: meta(&name, namespace.as_deref(), uid.as_deref()),
+                        spec: MeshSyncSpec {
+                            size,
+                            version,
+                            image,
+                            broker: Some(broker),
+                            watch_list,
+                            resources,
+                            recreate_on_immutable_change: false,
+                        },
+                        status: None,
                     },
-                    status: None,
-                },
-                inputs: MeshSyncInputs { default_version: "v1.0.3".into(), broker: resolved, crd_uid },
-                secrets,
-            }
-        })
+                    inputs: MeshSyncInputs {
+                        default_version: "v1.0.3".into(),
+                        broker: resolved,
+                        crd_uid,
+                    },
+                    secrets,
+                }
+            },
+        )
 }
 
 /// A MeshSync that breaks exactly one validation rule, with a description of the rule.
@@ -409,7 +571,12 @@ pub fn invalid_meshsync() -> impl Strategy<Value = (MeshSync, &'static str)> {
         let spec = &mut meshsync.spec;
         let set_data = |spec: &mut MeshSyncSpec, entries: &[(&str, &str)]| {
             spec.watch_list = Some(WatchListConfigMap {
-                data: Some(entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                data: Some(
+                    entries
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..WatchListConfigMap::default()
             });
         };
@@ -424,20 +591,36 @@ pub fn invalid_meshsync() -> impl Strategy<Value = (MeshSync, &'static str)> {
             }
             2 => {
                 spec.broker = Some(MeshSyncBroker {
-                    native: Some(NativeBroker { name: "meshery-broker".into(), namespace: None }),
-                    custom: Some(CustomBroker { url: Some("nats://nats.example.com:4222".into()) }),
+                    native: Some(NativeBroker {
+                        name: "meshery-broker".into(),
+                        namespace: None,
+                    }),
+                    custom: Some(CustomBroker {
+                        url: Some("nats://nats.example.com:4222".into()),
+                    }),
                 });
                 "both native and custom broker"
             }
             3 => {
                 spec.broker = Some(MeshSyncBroker {
                     native: None,
-                    custom: Some(CustomBroker { url: Some("http://nats.example.com:4222".into()) }),
+                    custom: Some(CustomBroker {
+                        url: Some("http://nats.example.com:4222".into()),
+                    }),
                 });
                 "unsupported URL scheme"
             }
             4 => {
-                set_data(spec, &[("whitelist", r#"[{"Resource":"pods.v1.","Events":["ADDED"]}]"#), ("blacklist", r#"["pods.v1."]"#)]);
+                set_data(
+                    spec,
+                    &[
+                        (
+                            "whitelist",
+                            r#"[{"Resource":"pods.v1.","Events":["ADDED"]}]"#,
+                        ),
+                        ("blacklist", r#"["pods.v1."]"#),
+                    ],
+                );
                 "both whitelist and blacklist"
             }
             5 => {
@@ -445,15 +628,30 @@ pub fn invalid_meshsync() -> impl Strategy<Value = (MeshSync, &'static str)> {
                 "malformed whitelist JSON"
             }
             6 => {
-                set_data(spec, &[("whitelist", r#"[{"Resource":"pod.v1.","Events":["ADDED"]}]"#)]);
+                set_data(
+                    spec,
+                    &[(
+                        "whitelist",
+                        r#"[{"Resource":"pod.v1.","Events":["ADDED"]}]"#,
+                    )],
+                );
                 "singular resource"
             }
             7 => {
-                set_data(spec, &[("whitelist", r#"[{"Resource":"pods.v1.","Events":["CREATED"]}]"#)]);
+                set_data(
+                    spec,
+                    &[(
+                        "whitelist",
+                        r#"[{"Resource":"pods.v1.","Events":["CREATED"]}]"#,
+                    )],
+                );
                 "unknown event"
             }
             8 => {
-                set_data(spec, &[("whitelist", r#"[{"Resource":"pods.v1.","Events":[]}]"#)]);
+                set_data(
+                    spec,
+                    &[("whitelist", r#"[{"Resource":"pods.v1.","Events":[]}]"#)],
+                );
                 "no events"
             }
             9 => {
