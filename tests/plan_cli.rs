@@ -282,6 +282,16 @@ fn secret_values_never_appear_in_any_format() {
 }
 
 #[test]
+fn planning_without_a_cluster_is_deterministic_too() {
+    let examples = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    for format in ["diff", "patch", "json"] {
+        let first = plan(&["-f", &examples, "-o", format]);
+        let second = plan(&["-f", &examples, "-o", format]);
+        assert_eq!(stdout(&first), stdout(&second), "{format}");
+    }
+}
+
+#[test]
 fn output_is_deterministic() {
     let mut observed = applied_cluster(&crs());
     edit(&mut observed, "StatefulSet", "meshery-broker", |o| {

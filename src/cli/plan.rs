@@ -376,15 +376,16 @@ impl<'a> Offline<'a> {
         }
     }
 
-    /// The token of a Broker's generated Secret: the observed one, else a fresh one (masked anyway).
+    /// The token of a Broker's generated Secret: the observed one, else a stand-in (see [`stand_in_token`]).
     fn generated_token(&mut self, broker: &Broker) -> String {
         let namespace = broker.metadata.namespace.clone().unwrap_or_default();
         let name = broker.metadata.name.clone().unwrap_or_default();
         let secret = generated_auth_secret_name(broker);
         let observed = self.secret_value(&namespace, &secret, TOKEN_KEY);
+        let stand_in = stand_in_token(&namespace, &secret);
         self.tokens
             .entry((namespace, name))
-            .or_insert_with(|| observed.unwrap_or_else(fresh_token))
+            .or_insert_with(|| observed.unwrap_or(stand_in))
             .clone()
     }
 
@@ -427,9 +428,10 @@ impl<'a> Offline<'a> {
                     key: TOKEN_KEY.into(),
                 }
             } else {
+                let secret = format!("{name}-auth");
                 let token = self
-                    .secret_value(&namespace, &format!("{name}-auth"), TOKEN_KEY)
-                    .unwrap_or_else(fresh_token);
+                    .secret_value(&namespace, &secret, TOKEN_KEY)
+                    .unwrap_or_else(|| stand_in_token(&namespace, &secret));
                 BrokerCredential::Copy { userinfo: token }
             };
             return ResolvedBroker {
@@ -474,7 +476,7 @@ impl<'a> Offline<'a> {
                         .and_then(|u| first_user(&u)),
                 };
                 BrokerCredential::Copy {
-                    userinfo: userinfo.unwrap_or_else(fresh_token),
+                    userinfo: userinfo.unwrap_or_else(|| stand_in_token(&namespace, secret)),
                 }
             }
         };
@@ -537,9 +539,16 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// A token in the generated format (`t` + 64 hex). Only ever printed masked.
-fn fresh_token() -> String {
-    format!("t{}", hex::encode(rand::random::<[u8; 32]>()))
+/// A credential the plan needs but the observed objects do not hold, in the generated token format
+/// (`t` + 64 hex). Derived from the Secret's name rather than random: the rendered config checksum
+/// covers the credential, and a random one would make two runs of `plan` print different checksums.
+/// It is only ever printed masked and never applied — the controller generates the real token.
+fn stand_in_token(namespace: &str, secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!(
+        "meshery-operator plan stand-in {namespace}/{secret}"
+    ));
+    format!("t{}", hex::encode(digest))
 }
 
 // ---------- output ----------
@@ -600,6 +609,10 @@ fn format_diff(
                 &format!("# {} {}/{}", owner.kind, owner.namespace, owner.name)
             )
         );
+        if owner.uid.is_empty() && !live.is_empty() {
+            let note = "# its UID is unknown (not in the file, no live CR or child observed): nothing is pruned";
+            let _ = writeln!(out, "{note}");
+        }
         for entry in &plan.entries {
             let observed = live.get(&entry.key).map(|o| &o.0);
             match &entry.action {
