@@ -359,3 +359,66 @@ fn invalid_resources_exit_two_naming_file_and_field() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("live.yaml"), "{}", stderr(&output));
 }
+
+/// Whatever shape the observed objects take, planning and printing report, never panic.
+mod malformed_observed {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use proptest::test_runner::FileFailurePersistence;
+
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    pointers(
+                        child,
+                        format!("{at}/{}", key.replace('~', "~0").replace('/', "~1")),
+                        out,
+                    );
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    pointers(child, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 96,
+            failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/plan_cli.txt"))),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn never_panics(object in any::<Index>(), spots in prop::collection::vec((any::<Index>(), 0usize..8), 1..6)) {
+            let documents = parse_documents("crs.yaml", &crs()).unwrap();
+            let mut observed = applied_cluster(&crs());
+            let at = object.index(observed.len());
+            for (spot, replacement) in spots {
+                let mut all = Vec::new();
+                pointers(&observed[at].0, String::new(), &mut all);
+                let pointer = spot.get(&all).clone();
+                let value = [json!(null), json!(1), json!("x"), json!([]), json!({}), json!(true), json!([1, "a"]), json!({"a": {}})][replacement].clone();
+                if pointer.is_empty() || pointer == "/kind" || pointer == "/apiVersion" || pointer.starts_with("/metadata/name") {
+                    continue;
+                }
+                *observed[at].0.pointer_mut(&pointer).unwrap() = value;
+            }
+            let plans = plan_documents(&documents, &observed).unwrap();
+            for format in [
+                meshery_operator::cli::plan::OutputFormat::Diff,
+                meshery_operator::cli::plan::OutputFormat::Patch,
+                meshery_operator::cli::plan::OutputFormat::Json,
+            ] {
+                let text = meshery_operator::cli::plan::format_plans(&plans, &observed, format, true, false);
+                prop_assert!(!text.is_empty());
+            }
+        }
+    }
+}

@@ -628,6 +628,7 @@ fn format_diff(
                     json_patch,
                     changed_paths,
                     immutable_paths,
+                    yielded_paths,
                     ..
                 } => {
                     let _ = writeln!(
@@ -646,6 +647,11 @@ fn format_diff(
                             paths.join(", ")
                         );
                         let _ = writeln!(out, "{}", style.paint("31", &warning));
+                    }
+                    if !yielded_paths.is_empty() {
+                        let paths: Vec<String> =
+                            yielded_paths.iter().map(ToString::to_string).collect();
+                        let _ = writeln!(out, "  left to other managers: {}", paths.join(", "));
                     }
                     if let Some(observed) = observed {
                         let mut expected = observed.clone();
