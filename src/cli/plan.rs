@@ -600,6 +600,13 @@ fn format_diff(
 ) -> String {
     let style = Style { color };
     let mut out = String::new();
+    if live
+        .values()
+        .any(|o| o.get(&["metadata", "managedFields"]).is_none())
+    {
+        let note = "# some observed objects carry no managedFields: fields other managers own there count as drift\n# (export with `kubectl get -o yaml --show-managed-fields`)";
+        let _ = writeln!(out, "{note}");
+    }
     for OwnerPlan { owner, plan } in plans {
         let _ = writeln!(
             out,

@@ -5,6 +5,12 @@
 //! those our field manager applied before and no longer desires. Server defaults, status, and
 //! fields other managers set (an HPA's `replicas`, Meshery Server's env vars) never count, so a
 //! steady-state reconcile plans no writes at all.
+//!
+//! Who may take a field from the operator: another manager's server-side apply (Meshery Server
+//! applying env vars and args) or a write through a subresource (an HPA scaling through `/scale`).
+//! Such fields are reported as yielded and left out of the apply body, so a forced apply never takes
+//! them back. An imperative edit of the main resource (`kubectl edit`, `kubectl patch`) is drift,
+//! and the next apply reverts it.
 
 mod base64;
 mod compare;
