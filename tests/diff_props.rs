@@ -1,14 +1,15 @@
 //! Property tests of the diff engine against `simulate_apply`, a model of what the API server does
 //! to an applied object (defaults, canonical quantities, status, managedFields, other managers).
 
-mod support;
+mod diff_support;
 
+use diff_support::*;
 use meshery_operator::diff::{Action, compare, plan};
 use meshery_operator::object::Object;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::Value;
-use support::diff_model::*;
 
 fn applied(desired: &[Object]) -> Vec<Object> {
     desired.iter().map(|d| simulate_apply(d).object).collect()
@@ -31,8 +32,19 @@ fn patched(observed: &Object, patch: &json_patch::Patch) -> Object {
     Object(value)
 }
 
+/// 128 cases per property; failures are kept in `proptest-regressions/` and replayed first.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 128,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/diff_props.txt",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     /// Steady state: whatever the server added, nothing is planned.
     #[test]

@@ -1,6 +1,7 @@
 //! The `meshery-operator` command line: the controller and the offline tools around the pure core.
 
 mod input;
+pub mod plan;
 mod run;
 
 use std::io::Write;
@@ -29,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller: reconcile every Broker and MeshSync until stopped.
     Run(run::RunArgs),
+    /// Offline dry run: render the CRs in the files, diff them against observed objects, and print
+    /// what would be created, changed and pruned. Exit 0: no changes, 1: changes, 2: error.
+    Plan(plan::PlanArgs),
     /// Print the CustomResourceDefinitions for Broker and MeshSync as YAML.
     Crd,
 }
@@ -39,6 +43,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Crd => print_stdout(&crate::api::crds_yaml()),
+        Command::Plan(args) => plan::run(&args)
+            .map(plan::Outcome::exit_code)
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(code) => code,

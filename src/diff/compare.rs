@@ -84,70 +84,43 @@ pub(crate) fn lookup<'v>(value: &'v Value, path: &FieldPath) -> Option<&'v Value
     path.elements().iter().try_fold(value, resolve)
 }
 
-/// Writes `new` at `path`, creating objects and list items (by their key) on the way.
-pub(crate) fn set(root: &mut Value, path: &FieldPath, new: Value) {
-    let mut current = root;
-    for element in path.elements() {
-        current = match element {
-            PathElement::Field(name) => {
-                if !current.is_object() {
-                    *current = Value::Object(Map::new());
-                }
-                let map = current.as_object_mut().expect("just made an object");
-                map.entry(name.clone()).or_insert(Value::Null)
-            }
-            PathElement::Key(_) | PathElement::Value(_) | PathElement::Index(_) => {
-                if !current.is_array() {
-                    *current = Value::Array(Vec::new());
-                }
-                let items = current.as_array_mut().expect("just made an array");
-                let index = match (position(items, element), element) {
-                    (Some(index), _) => index,
-                    (None, PathElement::Key(key)) => {
-                        items.push(Value::Object(key.clone()));
-                        items.len() - 1
-                    }
-                    (None, _) => {
-                        items.push(Value::Null);
-                        items.len() - 1
-                    }
-                };
-                &mut items[index]
-            }
-        };
-    }
-    *current = new;
-}
-
-/// Removes the field or list item at `path`; nothing happens when it is not there.
-pub(crate) fn remove(root: &mut Value, path: &FieldPath) {
-    let Some((last, parents)) = path.elements().split_last() else {
-        return;
-    };
-    let mut current = root;
+/// Where `path` lies inside `value` as JSON-pointer tokens, and whether something is there now.
+/// Every parent must exist; a missing last field or list item points where an `add` would put it
+/// (a list item one past the end).
+pub(crate) fn locate(value: &Value, path: &FieldPath) -> Option<(Vec<String>, bool)> {
+    let (last, parents) = path.elements().split_last()?;
+    let mut tokens = Vec::with_capacity(path.elements().len());
+    let mut current = value;
     for element in parents {
-        let next = match (element, &mut *current) {
-            (PathElement::Field(name), Value::Object(map)) => map.get_mut(name),
-            (_, Value::Array(items)) => {
-                position(items, element).and_then(move |at| items.get_mut(at))
-            }
-            _ => None,
-        };
-        match next {
-            Some(next) => current = next,
-            None => return,
-        }
+        let (token, next) = step(current, element)?;
+        tokens.push(token);
+        current = next;
+    }
+    if let Some((token, _)) = step(current, last) {
+        tokens.push(token);
+        return Some((tokens, true));
     }
     match (last, current) {
-        (PathElement::Field(name), Value::Object(map)) => {
-            map.remove(name);
+        (PathElement::Field(name), Value::Object(_)) => tokens.push(name.clone()),
+        (PathElement::Key(_) | PathElement::Value(_), Value::Array(items)) => {
+            tokens.push(items.len().to_string())
         }
-        (element, Value::Array(items)) => {
-            if let Some(at) = position(items, element) {
-                items.remove(at);
-            }
+        _ => return None,
+    }
+    Some((tokens, false))
+}
+
+fn step<'v>(value: &'v Value, element: &PathElement) -> Option<(String, &'v Value)> {
+    match element {
+        PathElement::Field(name) => value
+            .as_object()?
+            .get_key_value(name)
+            .map(|(k, v)| (k.clone(), v)),
+        _ => {
+            let items = value.as_array()?;
+            let at = position(items, element)?;
+            Some((at.to_string(), &items[at]))
         }
-        _ => {}
     }
 }
 
@@ -263,6 +236,11 @@ impl<'a> Comparer<'a> {
             return;
         };
         match desired {
+            Value::Object(_) if is_atomic_map(path) => {
+                if desired != observed {
+                    self.report(path);
+                }
+            }
             Value::Object(fields) => {
                 let Some(observed) = observed.as_object() else {
                     self.report(path);
@@ -394,7 +372,17 @@ impl<'a> Comparer<'a> {
 
 /// A desired list without merge keys is owned as a whole: its insides are not tracked separately.
 fn is_atomic(kind: &str, path: &FieldPath, desired: &Value) -> bool {
-    desired.is_array() && merge_keys(kind, path.elements()).is_none()
+    (desired.is_array() && merge_keys(kind, path.elements()).is_none()) || is_atomic_map(path)
+}
+
+/// Maps the schema marks `x-kubernetes-map-type: atomic`: label selectors and node selectors. They
+/// are replaced whole by an apply, so a key we no longer set disappears and an extra key is drift;
+/// nothing defaults inside them, so they compare exactly.
+fn is_atomic_map(path: &FieldPath) -> bool {
+    matches!(
+        path.elements().last(),
+        Some(PathElement::Field(name)) if matches!(name.as_str(), "selector" | "podSelector" | "namespaceSelector" | "nodeSelector")
+    )
 }
 
 /// Zero values an API server drops on the way in (Go's `omitempty`): absent and empty mean the same.
@@ -439,12 +427,11 @@ fn quantity(value: &Value) -> Option<Quantity> {
 /// Fields typed `IntOrString` where `8222` and `"8222"` are the same value.
 fn is_int_or_string(path: &FieldPath) -> bool {
     let names: Vec<&str> = field_names(path).collect();
-    match names.as_slice() {
+    matches!(
+        names.as_slice(),
         [
             ..,
-            "targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable",
-        ] => true,
-        [.., "httpGet" | "tcpSocket", "port"] => true,
-        _ => false,
-    }
+            "targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"
+        ] | [.., "httpGet" | "tcpSocket", "port"]
+    )
 }

@@ -57,10 +57,11 @@ pub fn mask_pair(before: Option<&Value>, after: Option<&Value>) -> (Option<Value
         }
     }
     for object in [before.as_mut(), after.as_mut()].into_iter().flatten() {
-        if let Some(Value::Object(annotations)) = object.pointer_mut("/metadata/annotations") {
-            if let Some(value) = annotations.get_mut(LAST_APPLIED) {
-                *value = Value::String(MASK.into());
-            }
+        if let Some(value) = object
+            .pointer_mut("/metadata/annotations")
+            .and_then(|a| a.get_mut(LAST_APPLIED))
+        {
+            *value = Value::String(MASK.into());
         }
     }
     (before, after)

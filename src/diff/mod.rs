@@ -5,6 +5,12 @@
 //! those our field manager applied before and no longer desires. Server defaults, status, and
 //! fields other managers set (an HPA's `replicas`, Meshery Server's env vars) never count, so a
 //! steady-state reconcile plans no writes at all.
+//!
+//! Who may take a field from the operator: another manager's server-side apply (Meshery Server
+//! applying env vars and args) or a write through a subresource (an HPA scaling through `/scale`).
+//! Such fields are reported as yielded and left out of the apply body, so a forced apply never takes
+//! them back. An imperative edit of the main resource (`kubectl edit`, `kubectl patch`) is drift,
+//! and the next apply reverts it.
 
 mod base64;
 mod compare;
@@ -14,6 +20,8 @@ mod path;
 
 use std::collections::BTreeMap;
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
 use crate::object::{Object, ObjectKey};
@@ -23,6 +31,11 @@ pub use managed::{FieldSet, ManagedEntry, managed_entries};
 pub use path::{FieldPath, PathElement};
 
 use compare::{Comparer, Ownership};
+
+/// Decodes base64 as Secret `data` holds it (for callers reading observed Secrets).
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    base64::decode(text)
+}
 
 /// The custom resource whose children are being planned; prune is limited to what it provably owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +58,7 @@ pub enum Action {
         /// force changes exactly `changed_paths` and never takes those fields back.
         apply_body: Object,
         /// RFC 6902 patch turning the observed object into what the apply is expected to produce.
+        /// On a Secret it carries the new values: print it only through [`mask::mask_patch`].
         json_patch: json_patch::Patch,
         /// Owned fields that differ, are missing, or were applied before and are no longer desired.
         changed_paths: Vec<FieldPath>,
@@ -178,17 +192,18 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     }
 
     let mut expected = observed.0.clone();
+    let mut operations = Vec::new();
     for path in &comparison.changed {
         if let Some(value) = compare::lookup(&desired_value, path) {
-            compare::set(&mut expected, path, value.clone());
+            edit(&mut expected, &mut operations, path, Some(value.clone()));
         }
     }
     for path in &comparison.stale {
-        compare::remove(&mut expected, path);
+        edit(&mut expected, &mut operations, path, None);
     }
     let mut apply_body = desired.0.clone();
     for path in &comparison.yielded {
-        compare::remove(&mut apply_body, path);
+        edit(&mut apply_body, &mut Vec::new(), path, None);
     }
     let changed_paths: Vec<FieldPath> = comparison
         .changed
@@ -206,10 +221,33 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
         .collect();
     Action::Update {
         apply_body: Object(apply_body),
-        json_patch: json_patch::diff(&observed.0, &expected),
+        json_patch: json_patch::Patch(operations),
         changed_paths,
         immutable_paths,
         yielded_paths: comparison.yielded,
+    }
+}
+
+/// Sets (`Some`) or removes (`None`) the value at `path` in `target`, recording the RFC 6902
+/// operation; each operation is applied at once so later pointers see earlier edits.
+fn edit(
+    target: &mut Value,
+    operations: &mut Vec<PatchOperation>,
+    path: &FieldPath,
+    new: Option<Value>,
+) {
+    let Some((tokens, exists)) = compare::locate(target, path) else {
+        return;
+    };
+    let path = PointerBuf::from_tokens(tokens);
+    let operation = match (new, exists) {
+        (Some(value), true) => PatchOperation::Replace(ReplaceOperation { path, value }),
+        (Some(value), false) => PatchOperation::Add(AddOperation { path, value }),
+        (None, true) => PatchOperation::Remove(RemoveOperation { path }),
+        (None, false) => return,
+    };
+    if json_patch::patch(target, std::slice::from_ref(&operation)).is_ok() {
+        operations.push(operation);
     }
 }
 
@@ -265,6 +303,7 @@ fn immutable_fields(kind: &str) -> &'static [&'static [&'static str]] {
         "Deployment" | "DaemonSet" | "ReplicaSet" => &[&["spec", "selector"]],
         "Service" => &[&["spec", "clusterIP"], &["spec", "clusterIPs"]],
         "ClusterRoleBinding" | "RoleBinding" => &[&["roleRef"]],
+        "Secret" => &[&["type"]],
         _ => &[],
     }
 }

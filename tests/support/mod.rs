@@ -1,7 +1,6 @@
 //! Fixtures and proptest strategies shared by the test crates. Each crate uses part of them, hence the
 //! `dead_code` allowance where the module is declared.
 
-pub mod diff_model;
 pub mod strategies;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Shared by the diff tests: fixture loading, a model of what the API server does to an applied
 //! object (`simulate_apply`), and generators of realistic desired objects.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
@@ -78,6 +79,16 @@ pub fn list_keys(kind: &str, path: &[String]) -> Option<Vec<&'static str>> {
         "ownerReferences" => Some(vec!["uid"]),
         _ => None,
     }
+}
+
+/// Maps the schema marks atomic (label and node selectors): owned and compared as a whole.
+pub fn is_atomic_map(path: &[String]) -> bool {
+    path.last().is_some_and(|last| {
+        matches!(
+            last.as_str(),
+            "selector" | "podSelector" | "namespaceSelector" | "nodeSelector"
+        )
+    })
 }
 
 /// A list item's key with the server's `protocol: TCP` default.
@@ -194,6 +205,12 @@ fn collect_leaves(
 ) {
     match value {
         Value::Null => {}
+        Value::Object(_) if is_atomic_map(path) => out.push(OwnedLeaf {
+            pointer: pointer.into(),
+            reported: display.into(),
+            removable: false,
+            scope: pointer.into(),
+        }),
         Value::Object(map) => {
             for (name, child) in map {
                 let child_pointer = format!("{pointer}/{}", escape(name));
@@ -252,6 +269,7 @@ fn collect_leaves(
 /// The `fieldsV1` set server-side apply records for an applied object.
 pub fn fields_v1(kind: &str, value: &Value, path: &mut Vec<String>) -> Value {
     match value {
+        Value::Object(_) if is_atomic_map(path) => json!({}),
         Value::Object(map) => {
             let mut out = Map::new();
             for (name, child) in map {

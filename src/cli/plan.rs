@@ -1,0 +1,817 @@
+//! `meshery-operator plan`: the offline dry run. Renders the Broker and MeshSync CRs found in files,
+//! plans them against objects exported from a cluster (or against nothing), and prints what the
+//! operator would create, change and prune — without a cluster, and with Secret values masked.
+//!
+//! Exit codes follow `kubectl diff`: 0 nothing would change, 1 something would, 2 an error.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use super::input::{CustomResource, Document, InputError, read_documents};
+use crate::api::{Broker, FieldError, MeshSync, validate_broker, validate_meshsync};
+use crate::diff::{self, Action, Counts, Owner, Plan, mask};
+use crate::object::{Object, ObjectKey};
+use crate::render::labels::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::render::nats_conf::USERS_FILE_NAME;
+use crate::render::{
+    AuthKind, BrokerAuthInput, BrokerCredential, BrokerInputs, MeshSyncInputs, ResolvedBroker,
+    TOKEN_KEY, broker_internal_endpoint, desired_broker, desired_meshsync,
+    generated_auth_secret_name,
+};
+
+/// The NATS tag rendered when a Broker sets no `spec.version`. Lives here until the project has one
+/// shared constant for the pinned releases (the controller needs the same value).
+pub const DEFAULT_NATS_VERSION: &str = "2.10.22";
+/// The MeshSync tag rendered when a MeshSync sets no `spec.version`.
+pub const DEFAULT_MESHSYNC_VERSION: &str = "v1.0.3";
+/// The CRD owning MeshSync's cluster-scoped RBAC, looked up in the observed objects for its UID.
+const MESHSYNC_CRD: &str = "meshsyncs.meshery.io";
+
+/// Arguments of `meshery-operator plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Files or directories with Broker and MeshSync resources (YAML, multi-document, or JSON).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    pub filenames: Vec<PathBuf>,
+    /// Objects as they are in the cluster, e.g. from `kubectl get … -o yaml --show-managed-fields`;
+    /// without it everything is planned as a create.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub observed: Vec<PathBuf>,
+    /// `diff`: per-object headers and unified YAML diffs; `patch`: the server-side-apply bodies;
+    /// `json`: the whole plan with RFC 6902 patches.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Diff)]
+    pub output: OutputFormat,
+    /// Also list objects that would not change.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Diff,
+    Patch,
+    Json,
+}
+
+/// What went wrong; every message names the file (and document) it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{source_name}: {kind} {namespace}/{name} is invalid:{}", list(errors))]
+    Invalid {
+        source_name: String,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{source_name}: {kind} {namespace}/{name} is also defined in {first}")]
+    Duplicate {
+        source_name: String,
+        first: String,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error("{source_name}: not a Kubernetes object: {message}")]
+    Observed {
+        source_name: String,
+        message: String,
+    },
+    #[error("writing output: {0}")]
+    Write(std::io::Error),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("\n  {e}")).collect()
+}
+
+/// Whether the plan would change anything, as `kubectl diff` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    NoChanges,
+    Changes,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::NoChanges => ExitCode::SUCCESS,
+            Outcome::Changes => ExitCode::from(1),
+        }
+    }
+}
+
+/// The plan for one CR read from the input files.
+#[derive(Debug, Clone)]
+pub struct OwnerPlan {
+    pub owner: Owner,
+    pub plan: Plan,
+}
+
+/// Runs `plan` and prints the result to stdout.
+pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
+    let documents = read_documents(&args.filenames)?;
+    let observed = if args.observed.is_empty() {
+        Vec::new()
+    } else {
+        observed_objects(read_documents(&args.observed)?)?
+    };
+    let plans = plan_documents(&documents, &observed)?;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let text = format_plans(&plans, &observed, args.output, args.verbose, color);
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(PlanError::Write(e)),
+        _ => {}
+    }
+    let changes = plans.iter().any(|p| p.plan.has_changes());
+    Ok(if changes {
+        Outcome::Changes
+    } else {
+        Outcome::NoChanges
+    })
+}
+
+fn observed_objects(documents: Vec<Document>) -> Result<Vec<Object>, PlanError> {
+    documents
+        .into_iter()
+        .map(|document| {
+            let object = Object(document.value);
+            if object.kind().is_empty()
+                || object.api_version().is_empty()
+                || object.name().is_empty()
+            {
+                return Err(PlanError::Observed {
+                    source_name: document.source,
+                    message: "apiVersion, kind and metadata.name are required".into(),
+                });
+            }
+            Ok(object)
+        })
+        .collect()
+}
+
+/// Reads, validates, renders and plans every CR in `documents` against `observed`.
+pub fn plan_documents(
+    documents: &[Document],
+    observed: &[Object],
+) -> Result<Vec<OwnerPlan>, PlanError> {
+    let mut seen: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
+    let mut resources = Vec::new();
+    for document in documents {
+        let resource = document.custom_resource()?;
+        let (kind, metadata, errors) = match &resource {
+            CustomResource::Broker(b) => ("Broker", &b.metadata, validate_broker(b)),
+            CustomResource::MeshSync(m) => ("MeshSync", &m.metadata, validate_meshsync(m)),
+        };
+        let namespace = metadata.namespace.clone().unwrap_or_default();
+        let name = metadata.name.clone().unwrap_or_default();
+        if !errors.is_empty() {
+            return Err(PlanError::Invalid {
+                source_name: document.source.clone(),
+                kind,
+                namespace,
+                name,
+                errors,
+            });
+        }
+        if let Some(first) = seen.insert(
+            (kind, namespace.clone(), name.clone()),
+            document.source.clone(),
+        ) {
+            return Err(PlanError::Duplicate {
+                source_name: document.source.clone(),
+                first,
+                kind,
+                namespace,
+                name,
+            });
+        }
+        resources.push(resource);
+    }
+    let mut offline = Offline::new(observed);
+    for resource in &mut resources {
+        match resource {
+            CustomResource::Broker(broker) => offline.adopt_uid("Broker", &mut broker.metadata),
+            CustomResource::MeshSync(meshsync) => {
+                offline.adopt_uid("MeshSync", &mut meshsync.metadata)
+            }
+        }
+    }
+    let brokers: Vec<&Broker> = resources
+        .iter()
+        .filter_map(|r| match r {
+            CustomResource::Broker(b) => Some(b.as_ref()),
+            CustomResource::MeshSync(_) => None,
+        })
+        .collect();
+    let mut plans = Vec::new();
+    for resource in &resources {
+        let (owner, desired) = match resource {
+            CustomResource::Broker(broker) => {
+                let inputs = BrokerInputs {
+                    default_version: DEFAULT_NATS_VERSION.into(),
+                    auth: offline.broker_auth(broker),
+                };
+                (
+                    owner_of("Broker", &broker.metadata),
+                    desired_broker(broker, &inputs),
+                )
+            }
+            CustomResource::MeshSync(meshsync) => {
+                let inputs = MeshSyncInputs {
+                    default_version: DEFAULT_MESHSYNC_VERSION.into(),
+                    broker: offline.resolve_broker(meshsync, &brokers),
+                    crd_uid: offline.uid_of(
+                        "apiextensions.k8s.io",
+                        "CustomResourceDefinition",
+                        None,
+                        MESHSYNC_CRD,
+                    ),
+                };
+                (
+                    owner_of("MeshSync", &meshsync.metadata),
+                    desired_meshsync(meshsync, &inputs),
+                )
+            }
+        };
+        let plan = diff::plan(&desired, observed, &owner, FIELD_MANAGER);
+        plans.push(OwnerPlan { owner, plan });
+    }
+    Ok(plans)
+}
+
+fn owner_of(
+    kind: &str,
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Owner {
+    Owner {
+        kind: kind.into(),
+        name: metadata.name.clone().unwrap_or_default(),
+        namespace: metadata.namespace.clone().unwrap_or_default(),
+        uid: metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+/// What the I/O layer would learn from the cluster, derived from the observed objects instead.
+struct Offline<'a> {
+    observed: &'a [Object],
+    /// Tokens chosen per Broker (namespace, name) in this run, so a MeshSync in another namespace
+    /// copies the same token its Broker's Secret gets.
+    tokens: BTreeMap<(String, String), String>,
+}
+
+impl<'a> Offline<'a> {
+    fn new(observed: &'a [Object]) -> Self {
+        Offline {
+            observed,
+            tokens: BTreeMap::new(),
+        }
+    }
+
+    fn find(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<&'a Object> {
+        let key = ObjectKey {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: namespace.map(str::to_string),
+            name: name.into(),
+        };
+        self.observed.iter().find(|o| o.key() == key)
+    }
+
+    fn uid_of(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<String> {
+        let object = self.find(group, kind, namespace, name)?;
+        object
+            .get(&["metadata", "uid"])?
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// A CR file rarely carries a UID; take it from the live CR, else from the controller reference
+    /// of its observed children, so rendered ownerReferences and prune decisions match the cluster.
+    fn adopt_uid(
+        &self,
+        kind: &str,
+        metadata: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) {
+        if metadata.uid.as_deref().is_some_and(|uid| !uid.is_empty()) {
+            return;
+        }
+        let name = metadata.name.clone().unwrap_or_default();
+        let namespace = metadata.namespace.clone();
+        let from_cr = self.uid_of(crate::api::GROUP, kind, namespace.as_deref(), &name);
+        let from_children = || {
+            self.observed.iter().find_map(|object| {
+                let ours = object.label(MANAGED_BY_LABEL) == Some(MANAGED_BY)
+                    && object.label(INSTANCE_LABEL) == Some(name.as_str())
+                    && object.namespace() == namespace.as_deref();
+                let reference = object
+                    .get(&["metadata", "ownerReferences"])?
+                    .as_array()?
+                    .iter()
+                    .find(|r| {
+                        r["controller"] == json!(true)
+                            && r["kind"] == json!(kind)
+                            && r["name"] == json!(name)
+                    })?;
+                ours.then(|| reference["uid"].as_str().map(str::to_string))
+                    .flatten()
+            })
+        };
+        metadata.uid = from_cr.or_else(from_children);
+    }
+
+    /// A value from an observed Secret, decoded.
+    fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+        let secret = self.find("", "Secret", Some(namespace), name)?;
+        let encoded = secret.get(&["data", key])?.as_str()?;
+        let bytes = diff::decode_base64(encoded)?;
+        String::from_utf8(bytes).ok()
+    }
+
+    fn broker_auth(&mut self, broker: &Broker) -> BrokerAuthInput {
+        let namespace = broker.metadata.namespace.clone().unwrap_or_default();
+        if let Some(secret) = broker.spec.auth_secret_name() {
+            let users = self
+                .find("", "Secret", Some(&namespace), secret)
+                .is_some_and(|s| s.get(&["data", USERS_FILE_NAME]).is_some());
+            return BrokerAuthInput::Referenced {
+                kind: if users {
+                    AuthKind::Users
+                } else {
+                    AuthKind::Token
+                },
+            };
+        }
+        BrokerAuthInput::Generated {
+            token: self.generated_token(broker),
+        }
+    }
+
+    /// The token of a Broker's generated Secret: the observed one, else a stand-in (see [`stand_in_token`]).
+    fn generated_token(&mut self, broker: &Broker) -> String {
+        let namespace = broker.metadata.namespace.clone().unwrap_or_default();
+        let name = broker.metadata.name.clone().unwrap_or_default();
+        let secret = generated_auth_secret_name(broker);
+        let observed = self.secret_value(&namespace, &secret, TOKEN_KEY);
+        let stand_in = stand_in_token(&namespace, &secret);
+        self.tokens
+            .entry((namespace, name))
+            .or_insert_with(|| observed.unwrap_or(stand_in))
+            .clone()
+    }
+
+    /// The broker a MeshSync publishes to: a Broker from the input files, else the live Broker CR,
+    /// else the conventional Service address of the named Broker.
+    fn resolve_broker(&mut self, meshsync: &MeshSync, brokers: &[&Broker]) -> ResolvedBroker {
+        let own_namespace = meshsync.metadata.namespace.clone().unwrap_or_default();
+        let broker = meshsync.spec.broker.as_ref();
+        if let Some(url) = broker
+            .and_then(|b| b.custom.as_ref())
+            .and_then(|c| c.url.as_deref())
+            .filter(|u| !u.is_empty())
+        {
+            return custom_broker(url);
+        }
+        let native = broker.and_then(|b| b.native.as_ref());
+        let name = native.map(|n| n.name.clone()).unwrap_or_default();
+        let namespace = native
+            .and_then(|n| n.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| own_namespace.clone());
+        let observed_cr = self
+            .find(crate::api::GROUP, "Broker", Some(&namespace), &name)
+            .and_then(|o| serde_json::from_value::<Broker>(o.0.clone()).ok());
+        let in_files = brokers
+            .iter()
+            .find(|b| {
+                b.metadata.name.as_deref() == Some(&name)
+                    && b.metadata.namespace.as_deref() == Some(&namespace)
+            })
+            .map(|b| (*b).clone());
+        let Some(target) = in_files.or(observed_cr) else {
+            let address = format!(
+                "{name}.{namespace}.svc.cluster.local:{}",
+                crate::api::NATS_CLIENT_PORT
+            );
+            let credential = if namespace == own_namespace {
+                BrokerCredential::SecretKey {
+                    secret: format!("{name}-auth"),
+                    key: TOKEN_KEY.into(),
+                }
+            } else {
+                let secret = format!("{name}-auth");
+                let token = self
+                    .secret_value(&namespace, &secret, TOKEN_KEY)
+                    .unwrap_or_else(|| stand_in_token(&namespace, &secret));
+                BrokerCredential::Copy { userinfo: token }
+            };
+            return ResolvedBroker {
+                scheme: "nats".into(),
+                address,
+                credential,
+            };
+        };
+        let address = target
+            .status
+            .as_ref()
+            .and_then(|s| s.endpoint.as_ref())
+            .map(|e| e.internal.clone())
+            .filter(|internal| !internal.is_empty())
+            .unwrap_or_else(|| broker_internal_endpoint(&target));
+        let scheme = if target.spec.tls_enabled() {
+            "tls"
+        } else {
+            "nats"
+        }
+        .to_string();
+        let credential = match self.broker_auth(&target) {
+            BrokerAuthInput::Generated { token } if namespace != own_namespace => {
+                BrokerCredential::Copy { userinfo: token }
+            }
+            BrokerAuthInput::Generated { .. } => BrokerCredential::SecretKey {
+                secret: generated_auth_secret_name(&target),
+                key: TOKEN_KEY.into(),
+            },
+            BrokerAuthInput::Referenced {
+                kind: AuthKind::Token,
+            } if namespace == own_namespace => BrokerCredential::SecretKey {
+                secret: target.spec.auth_secret_name().unwrap_or_default().into(),
+                key: TOKEN_KEY.into(),
+            },
+            BrokerAuthInput::Referenced { kind } => {
+                let secret = target.spec.auth_secret_name().unwrap_or_default();
+                let userinfo = match kind {
+                    AuthKind::Token => self.secret_value(&namespace, secret, TOKEN_KEY),
+                    AuthKind::Users => self
+                        .secret_value(&namespace, secret, USERS_FILE_NAME)
+                        .and_then(|u| first_user(&u)),
+                };
+                BrokerCredential::Copy {
+                    userinfo: userinfo.unwrap_or_else(|| stand_in_token(&namespace, secret)),
+                }
+            }
+        };
+        ResolvedBroker {
+            scheme,
+            address,
+            credential,
+        }
+    }
+}
+
+fn custom_broker(raw: &str) -> ResolvedBroker {
+    let parsed = url::Url::parse(raw).ok();
+    let scheme = parsed.as_ref().map_or("nats", |u| u.scheme()).to_string();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or_default();
+    let port = parsed
+        .as_ref()
+        .and_then(url::Url::port)
+        .unwrap_or(crate::api::NATS_CLIENT_PORT);
+    let userinfo = parsed
+        .as_ref()
+        .filter(|u| !u.username().is_empty())
+        .map(|u| match u.password() {
+            Some(password) => format!("{}:{password}", u.username()),
+            None => u.username().to_string(),
+        });
+    ResolvedBroker {
+        scheme,
+        address: format!("{host}:{port}"),
+        credential: userinfo.map_or(BrokerCredential::None, |userinfo| BrokerCredential::Copy {
+            userinfo,
+        }),
+    }
+}
+
+/// `user:password` of the first entry of a users.json credential, percent-encoded for a URL.
+fn first_user(users_json: &str) -> Option<String> {
+    let users: Value = serde_json::from_str(users_json).ok()?;
+    let first = users.get("users")?.as_array()?.first()?;
+    let user = first.get("user")?.as_str()?;
+    let password = first.get("password")?.as_str()?;
+    Some(format!(
+        "{}:{}",
+        percent_encode(user),
+        percent_encode(password)
+    ))
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A credential the plan needs but the observed objects do not hold, in the generated token format
+/// (`t` + 64 hex). Derived from the Secret's name rather than random: the rendered config checksum
+/// covers the credential, and a random one would make two runs of `plan` print different checksums.
+/// It is only ever printed masked and never applied — the controller generates the real token.
+fn stand_in_token(namespace: &str, secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!(
+        "meshery-operator plan stand-in {namespace}/{secret}"
+    ));
+    format!("t{}", hex::encode(digest))
+}
+
+// ---------- output ----------
+
+/// Renders plans in `format`. `observed` supplies the live objects updates and prunes are shown against.
+pub fn format_plans(
+    plans: &[OwnerPlan],
+    observed: &[Object],
+    format: OutputFormat,
+    verbose: bool,
+    color: bool,
+) -> String {
+    let mut totals = Counts::default();
+    for plan in plans {
+        let counts = plan.plan.counts();
+        totals.create += counts.create;
+        totals.update += counts.update;
+        totals.prune += counts.prune;
+        totals.unchanged += counts.unchanged;
+    }
+    let live: BTreeMap<ObjectKey, &Object> = observed.iter().map(|o| (o.key(), o)).rev().collect();
+    match format {
+        OutputFormat::Diff => format_diff(plans, &live, verbose, color, &totals),
+        OutputFormat::Patch => format_patch(plans, &totals),
+        OutputFormat::Json => format_json(plans, &totals),
+    }
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+fn format_diff(
+    plans: &[OwnerPlan],
+    live: &BTreeMap<ObjectKey, &Object>,
+    verbose: bool,
+    color: bool,
+    totals: &Counts,
+) -> String {
+    let style = Style { color };
+    let mut out = String::new();
+    if live
+        .values()
+        .any(|o| o.get(&["metadata", "managedFields"]).is_none())
+    {
+        let note = "# some observed objects carry no managedFields: fields other managers own there count as drift\n# (export with `kubectl get -o yaml --show-managed-fields`)";
+        let _ = writeln!(out, "{note}");
+    }
+    for OwnerPlan { owner, plan } in plans {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint(
+                "1",
+                &format!("# {} {}/{}", owner.kind, owner.namespace, owner.name)
+            )
+        );
+        if owner.uid.is_empty() && !live.is_empty() {
+            let note = "# its UID is unknown (not in the file, no live CR or child observed): nothing is pruned";
+            let _ = writeln!(out, "{note}");
+        }
+        for entry in &plan.entries {
+            let observed = live.get(&entry.key).map(|o| &o.0);
+            match &entry.action {
+                Action::Create { object } => {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        style.paint("1;32", &format!("+ create {}", entry.key))
+                    );
+                    out.push_str(&unified(None, Some(&object.0), &style));
+                }
+                Action::Update {
+                    json_patch,
+                    changed_paths,
+                    immutable_paths,
+                    yielded_paths,
+                    ..
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        style.paint("1;33", &format!("~ update {}", entry.key))
+                    );
+                    let paths: Vec<String> =
+                        changed_paths.iter().map(ToString::to_string).collect();
+                    let _ = writeln!(out, "  changed: {}", paths.join(", "));
+                    if !immutable_paths.is_empty() {
+                        let paths: Vec<String> =
+                            immutable_paths.iter().map(ToString::to_string).collect();
+                        let warning = format!(
+                            "  ! immutable: {} (the API server rejects this apply; the operator reports ImmutableFieldChanged unless spec.recreateOnImmutableChange is set)",
+                            paths.join(", ")
+                        );
+                        let _ = writeln!(out, "{}", style.paint("31", &warning));
+                    }
+                    if !yielded_paths.is_empty() {
+                        let paths: Vec<String> =
+                            yielded_paths.iter().map(ToString::to_string).collect();
+                        let _ = writeln!(out, "  left to other managers: {}", paths.join(", "));
+                    }
+                    if let Some(observed) = observed {
+                        let mut expected = observed.clone();
+                        if json_patch::patch(&mut expected, json_patch).is_ok() {
+                            out.push_str(&unified(Some(observed), Some(&expected), &style));
+                        }
+                    }
+                }
+                Action::Unchanged { yielded_paths } if verbose => {
+                    let _ = write!(out, "= unchanged {}", entry.key);
+                    if !yielded_paths.is_empty() {
+                        let paths: Vec<String> =
+                            yielded_paths.iter().map(ToString::to_string).collect();
+                        let _ = write!(out, " (left to other managers: {})", paths.join(", "));
+                    }
+                    out.push('\n');
+                }
+                Action::Unchanged { .. } => {}
+                Action::Prune => {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        style.paint("1;31", &format!("- prune {}", entry.key))
+                    );
+                    out.push_str(&unified(observed, None, &style));
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "\n{}", totals.summary());
+    out
+}
+
+/// Objects as shown to people: Secret values masked, managedFields (bookkeeping, not content) left out.
+fn for_display(value: Option<&Value>) -> String {
+    let Some(value) = value else {
+        return String::new();
+    };
+    let mut value = value.clone();
+    if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
+        metadata.remove("managedFields");
+    }
+    serde_norway::to_string(&value).unwrap_or_default()
+}
+
+fn unified(before: Option<&Value>, after: Option<&Value>, style: &Style) -> String {
+    let (before, after) = mask::mask_pair(before, after);
+    let old = for_display(before.as_ref());
+    let new = for_display(after.as_ref());
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header("observed", "expected")
+        .to_string();
+    text.lines()
+        .map(|line| {
+            let painted = match line.as_bytes().first() {
+                Some(b'+') => style.paint("32", line),
+                Some(b'-') => style.paint("31", line),
+                Some(b'@') => style.paint("36", line),
+                _ => line.to_string(),
+            };
+            format!("    {painted}\n")
+        })
+        .collect()
+}
+
+fn format_patch(plans: &[OwnerPlan], totals: &Counts) -> String {
+    let mut out = String::new();
+    for OwnerPlan { owner, plan } in plans {
+        for entry in &plan.entries {
+            let body = match &entry.action {
+                Action::Create { object } => object,
+                Action::Update { apply_body, .. } => apply_body,
+                Action::Unchanged { .. } => continue,
+                Action::Prune => {
+                    let _ = writeln!(
+                        out,
+                        "# {} {}/{}: delete {}",
+                        owner.kind, owner.namespace, owner.name, entry.key
+                    );
+                    continue;
+                }
+            };
+            let verb = if matches!(entry.action, Action::Create { .. }) {
+                "create"
+            } else {
+                "update"
+            };
+            let _ = writeln!(
+                out,
+                "---\n# {} {}/{}: {verb} {} (server-side apply, field manager {FIELD_MANAGER}, force)",
+                owner.kind, owner.namespace, owner.name, entry.key
+            );
+            out.push_str(&serde_norway::to_string(&mask::mask_object(&body.0)).unwrap_or_default());
+        }
+    }
+    let _ = writeln!(out, "# {}", totals.summary());
+    out
+}
+
+fn format_json(plans: &[OwnerPlan], totals: &Counts) -> String {
+    let owners: Vec<Value> = plans
+        .iter()
+        .map(|OwnerPlan { owner, plan }| {
+            let entries: Vec<Value> = plan.entries.iter().map(entry_json).collect();
+            json!({
+                "owner": {"kind": owner.kind, "namespace": owner.namespace, "name": owner.name, "uid": owner.uid},
+                "entries": entries,
+            })
+        })
+        .collect();
+    let document = json!({
+        "plans": owners,
+        "summary": {"create": totals.create, "update": totals.update, "prune": totals.prune, "unchanged": totals.unchanged},
+        "changes": totals.create + totals.update + totals.prune > 0,
+    });
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn entry_json(entry: &diff::Entry) -> Value {
+    let key = &entry.key;
+    let mut value =
+        json!({"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name});
+    let secret = key.group.is_empty() && key.kind == "Secret";
+    let fields = match &entry.action {
+        Action::Create { object } => {
+            json!({"action": "create", "object": mask::mask_object(&object.0)})
+        }
+        Action::Update {
+            apply_body,
+            json_patch,
+            changed_paths,
+            immutable_paths,
+            yielded_paths,
+        } => json!({
+            "action": "update",
+            "changedPaths": changed_paths,
+            "immutablePaths": immutable_paths,
+            "yieldedPaths": yielded_paths,
+            "patch": if secret { mask::mask_patch(json_patch) } else { serde_json::to_value(json_patch).unwrap_or_default() },
+            "applyBody": mask::mask_object(&apply_body.0),
+        }),
+        Action::Unchanged { yielded_paths } => {
+            json!({"action": "unchanged", "yieldedPaths": yielded_paths})
+        }
+        Action::Prune => json!({"action": "prune"}),
+    };
+    if let (Value::Object(value), Value::Object(fields)) = (&mut value, fields) {
+        value.extend(fields);
+    }
+    value
+}
