@@ -4,7 +4,10 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Cluster, NATS_ADDRESSES, NatsServer, condition, eventually, external_address, get_json, test_settings, writes};
+use harness::{
+    Cluster, NATS_ADDRESSES, NatsServer, condition, eventually, external_address, get_json,
+    test_settings, writes,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -28,7 +31,9 @@ async fn ready_broker() -> (Cluster, NatsServer) {
     cluster.start_operator(test_settings());
     cluster.apply_yaml::<Broker>(BROKER).await;
     let nats = start_nats_for(&cluster, "meshery", "meshery-broker").await;
-    cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT).await;
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
     (cluster, nats)
 }
 
@@ -36,7 +41,10 @@ async fn ready_broker() -> (Cluster, NatsServer) {
 async fn start_nats_for(cluster: &Cluster, namespace: &str, name: &str) -> NatsServer {
     let broker = cluster
         .wait_for(namespace, name, WAIT, |b: &Broker| {
-            b.status.as_ref().and_then(|s| s.endpoint.as_ref()).is_some_and(|e| !e.external.is_empty())
+            b.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| !e.external.is_empty())
         })
         .await;
     let token = cluster.broker_token(namespace, name).await;
@@ -54,18 +62,34 @@ async fn broker_becomes_ready_once_nats_answers_with_the_token() {
     // Children roll out, the LoadBalancer gets an address, but nothing answers NATS there yet.
     let deploying = cluster
         .wait_for("meshery", "meshery-broker", WAIT, |b: &Broker| {
-            b.status.as_ref().and_then(|s| s.endpoint.as_ref()).is_some_and(|e| !e.external.is_empty())
+            b.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| !e.external.is_empty())
         })
         .await;
     let status = deploying.status.as_ref().unwrap();
-    assert_ne!(status.phase, Some(Phase::Ready), "Ready before NATS was reachable: {status:#?}");
-    assert_eq!(status.endpoint.as_ref().unwrap().internal, "meshery-broker.meshery.svc.cluster.local:4222");
+    assert_ne!(
+        status.phase,
+        Some(Phase::Ready),
+        "Ready before NATS was reachable: {status:#?}"
+    );
+    assert_eq!(
+        status.endpoint.as_ref().unwrap().internal,
+        "meshery-broker.meshery.svc.cluster.local:4222"
+    );
 
     let token = cluster.broker_token("meshery", "meshery-broker").await;
-    assert!(token.starts_with('t') && token.len() == 65, "token shape: {} chars", token.len());
+    assert!(
+        token.starts_with('t') && token.len() == 65,
+        "token shape: {} chars",
+        token.len()
+    );
     let _nats = NatsServer::start(external_address(&deploying), &token);
 
-    let ready = cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT).await;
+    let ready = cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
     let status = ready.status.unwrap();
     assert_eq!(status.observed_generation, ready.metadata.generation);
     assert_eq!(condition(&status.conditions, "Ready").status, "True");
@@ -82,9 +106,16 @@ async fn steady_state_sends_zero_writes_across_sixty_seconds_of_resyncs() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.sim.reset_stats();
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(writes(&cluster.sim), Vec::<String>::new(), "writes in steady state");
+    assert_eq!(
+        writes(&cluster.sim),
+        Vec::<String>::new(),
+        "writes in steady state"
+    );
     let reads = cluster.sim.stats().verb_total("get") + cluster.sim.stats().verb_total("list");
-    assert!(reads <= 5, "steady state should read from caches, not the API: {reads} reads");
+    assert!(
+        reads <= 5,
+        "steady state should read from caches, not the API: {reads} reads"
+    );
     cluster.stop_operator().await;
 }
 
@@ -97,22 +128,54 @@ async fn drift_is_restored_with_one_apply_and_a_deleted_child_is_recreated() {
     // Another client changes a field the operator owns.
     cluster.sim.reset_stats();
     let statefulsets = cluster.api::<StatefulSet>("meshery");
-    let edit = serde_json::json!({"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 1}}}});
-    statefulsets.patch("meshery-broker", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
-    eventually(WAIT, "the operator restores terminationGracePeriodSeconds", || async {
-        let sts = statefulsets.get("meshery-broker").await.unwrap();
-        sts.spec.unwrap().template.spec.unwrap().termination_grace_period_seconds != Some(1)
-    })
+    let edit =
+        serde_json::json!({"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 1}}}});
+    statefulsets
+        .patch(
+            "meshery-broker",
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+    eventually(
+        WAIT,
+        "the operator restores terminationGracePeriodSeconds",
+        || async {
+            let sts = statefulsets.get("meshery-broker").await.unwrap();
+            sts.spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .termination_grace_period_seconds
+                != Some(1)
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let operator_applies: Vec<_> = writes(&cluster.sim).into_iter().filter(|w| w.starts_with("apply statefulsets")).collect();
-    assert_eq!(operator_applies, ["apply statefulsets.apps meshery/meshery-broker"], "exactly one apply restores drift");
+    let operator_applies: Vec<_> = writes(&cluster.sim)
+        .into_iter()
+        .filter(|w| w.starts_with("apply statefulsets"))
+        .collect();
+    assert_eq!(
+        operator_applies,
+        ["apply statefulsets.apps meshery/meshery-broker"],
+        "exactly one apply restores drift"
+    );
 
     // A child deleted by hand comes back.
     let configmaps = cluster.api::<ConfigMap>("meshery");
-    configmaps.delete("meshery-broker-config", &DeleteParams::default()).await.unwrap();
+    configmaps
+        .delete("meshery-broker-config", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually(WAIT, "the config ConfigMap is recreated", || async {
-        configmaps.get_opt("meshery-broker-config").await.unwrap().is_some()
+        configmaps
+            .get_opt("meshery-broker-config")
+            .await
+            .unwrap()
+            .is_some()
     })
     .await;
     cluster.stop_operator().await;
@@ -123,25 +186,48 @@ async fn scaling_to_three_renders_a_routed_cluster_and_back_prunes_the_pdb() {
     let _addresses = NATS_ADDRESSES.lock().await;
     let (mut cluster, _nats) = ready_broker().await;
     let pdbs = cluster.api::<PodDisruptionBudget>("meshery");
-    assert!(pdbs.get_opt("meshery-broker").await.unwrap().is_none(), "no PDB for one replica");
+    assert!(
+        pdbs.get_opt("meshery-broker").await.unwrap().is_none(),
+        "no PDB for one replica"
+    );
 
-    cluster.apply_yaml::<Broker>(&BROKER.replace("size: 1", "size: 3")).await;
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace("size: 1", "size: 3"))
+        .await;
     eventually(WAIT, "three replicas and a PDB", || async {
-        let sts = cluster.api::<StatefulSet>("meshery").get("meshery-broker").await.unwrap();
-        sts.spec.unwrap().replicas == Some(3) && pdbs.get_opt("meshery-broker").await.unwrap().is_some()
+        let sts = cluster
+            .api::<StatefulSet>("meshery")
+            .get("meshery-broker")
+            .await
+            .unwrap();
+        sts.spec.unwrap().replicas == Some(3)
+            && pdbs.get_opt("meshery-broker").await.unwrap().is_some()
     })
     .await;
-    let config = cluster.api::<ConfigMap>("meshery").get("meshery-broker-config").await.unwrap();
+    let config = cluster
+        .api::<ConfigMap>("meshery")
+        .get("meshery-broker-config")
+        .await
+        .unwrap();
     let nats_conf = &config.data.unwrap()["nats.conf"];
     for ordinal in 0..3 {
-        let route = format!("meshery-broker-{ordinal}.meshery-broker-headless.meshery.svc.cluster.local:6222");
-        assert!(nats_conf.contains(&route), "route to replica {ordinal} missing:\n{nats_conf}");
+        let route = format!(
+            "meshery-broker-{ordinal}.meshery-broker-headless.meshery.svc.cluster.local:6222"
+        );
+        assert!(
+            nats_conf.contains(&route),
+            "route to replica {ordinal} missing:\n{nats_conf}"
+        );
     }
-    cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT).await;
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
 
     cluster.apply_yaml::<Broker>(BROKER).await;
-    eventually(WAIT, "the PDB is pruned at one replica", || async { pdbs.get_opt("meshery-broker").await.unwrap().is_none() })
-        .await;
+    eventually(WAIT, "the PDB is pruned at one replica", || async {
+        pdbs.get_opt("meshery-broker").await.unwrap().is_none()
+    })
+    .await;
     cluster.stop_operator().await;
 }
 
@@ -153,16 +239,30 @@ async fn a_service_type_change_updates_the_service_in_place() {
     let before = services.get("meshery-broker").await.unwrap();
     cluster.sim.reset_stats();
 
-    cluster.apply_yaml::<Broker>(&BROKER.replace("spec: {size: 1}", "spec: {size: 1, service: {type: ClusterIP}}")).await;
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace(
+            "spec: {size: 1}",
+            "spec: {size: 1, service: {type: ClusterIP}}",
+        ))
+        .await;
     let broker = cluster
         .wait_for("meshery", "meshery-broker", WAIT, |b: &Broker| {
-            b.status.as_ref().and_then(|s| s.endpoint.as_ref()).is_some_and(|e| e.external.is_empty())
+            b.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| e.external.is_empty())
         })
         .await;
-    assert_eq!(broker.status.unwrap().endpoint.unwrap().internal, "meshery-broker.meshery.svc.cluster.local:4222");
+    assert_eq!(
+        broker.status.unwrap().endpoint.unwrap().internal,
+        "meshery-broker.meshery.svc.cluster.local:4222"
+    );
     let after = services.get("meshery-broker").await.unwrap();
     assert_eq!(after.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
-    assert_eq!(before.metadata.uid, after.metadata.uid, "the Service was updated, not recreated");
+    assert_eq!(
+        before.metadata.uid, after.metadata.uid,
+        "the Service was updated, not recreated"
+    );
     assert!(
         !writes(&cluster.sim).iter().any(|w| w.starts_with("delete")),
         "nothing pruned: {:?}",
@@ -177,15 +277,27 @@ async fn nats_outage_degrades_after_the_grace_period_and_recovery_returns_ready(
     let (mut cluster, nats) = ready_broker().await;
     let address = nats.address;
     nats.stop();
-    let degraded = cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT).await;
+    let degraded = cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .await;
     let status = degraded.status.unwrap();
     let ready = condition(&status.conditions, "Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BrokerUnreachable"));
-    assert!(!ready.message.contains(&cluster.broker_token("meshery", "meshery-broker").await), "token in status");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "BrokerUnreachable")
+    );
+    assert!(
+        !ready
+            .message
+            .contains(&cluster.broker_token("meshery", "meshery-broker").await),
+        "token in status"
+    );
 
     let token = cluster.broker_token("meshery", "meshery-broker").await;
     let _nats = NatsServer::start(address, &token);
-    cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT).await;
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
     cluster.stop_operator().await;
 }
 
@@ -193,11 +305,28 @@ async fn nats_outage_degrades_after_the_grace_period_and_recovery_returns_ready(
 async fn workload_losing_readiness_degrades_and_recovers() {
     let _addresses = NATS_ADDRESSES.lock().await;
     let (mut cluster, _nats) = ready_broker().await;
-    cluster.sim.set_readiness("statefulsets", "meshery", "meshery-broker", Readiness::LoseReadiness);
-    let degraded = cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT).await;
-    assert_eq!(condition(&degraded.status.unwrap().conditions, "Degraded").status, "True");
-    cluster.sim.set_readiness("statefulsets", "meshery", "meshery-broker", Readiness::Normal);
-    cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT).await;
+    cluster.sim.set_readiness(
+        "statefulsets",
+        "meshery",
+        "meshery-broker",
+        Readiness::LoseReadiness,
+    );
+    let degraded = cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .await;
+    assert_eq!(
+        condition(&degraded.status.unwrap().conditions, "Degraded").status,
+        "True"
+    );
+    cluster.sim.set_readiness(
+        "statefulsets",
+        "meshery",
+        "meshery-broker",
+        Readiness::Normal,
+    );
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
     cluster.stop_operator().await;
 }
 
@@ -208,17 +337,61 @@ async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_chi
     let second = BROKER.replace("name: meshery-broker", "name: second-broker");
     cluster.apply_yaml::<Broker>(&second).await;
     let _second_nats = start_nats_for(&cluster, "meshery", "second-broker").await;
-    cluster.wait_for_broker_phase("meshery", "second-broker", Phase::Ready, WAIT).await;
-    let first = cluster.api::<Broker>("meshery").get("meshery-broker").await.unwrap();
-    assert_eq!(first.status.unwrap().phase, Some(Phase::Ready), "the first broker is unaffected");
+    cluster
+        .wait_for_broker_phase("meshery", "second-broker", Phase::Ready, WAIT)
+        .await;
+    let first = cluster
+        .api::<Broker>("meshery")
+        .get("meshery-broker")
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status.unwrap().phase,
+        Some(Phase::Ready),
+        "the first broker is unaffected"
+    );
 
-    cluster.api::<Broker>("meshery").delete("second-broker", &DeleteParams::default()).await.unwrap();
-    eventually(WAIT, "the second broker's children are garbage-collected", || async {
-        get_json(&cluster.client, "apps/v1", "statefulsets", "meshery", "second-broker").await.is_none()
-            && get_json(&cluster.client, "v1", "configmaps", "meshery", "second-broker-config").await.is_none()
-    })
+    cluster
+        .api::<Broker>("meshery")
+        .delete("second-broker", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        WAIT,
+        "the second broker's children are garbage-collected",
+        || async {
+            get_json(
+                &cluster.client,
+                "apps/v1",
+                "statefulsets",
+                "meshery",
+                "second-broker",
+            )
+            .await
+            .is_none()
+                && get_json(
+                    &cluster.client,
+                    "v1",
+                    "configmaps",
+                    "meshery",
+                    "second-broker-config",
+                )
+                .await
+                .is_none()
+        },
+    )
     .await;
-    assert!(get_json(&cluster.client, "apps/v1", "statefulsets", "meshery", "meshery-broker").await.is_some());
+    assert!(
+        get_json(
+            &cluster.client,
+            "apps/v1",
+            "statefulsets",
+            "meshery",
+            "meshery-broker"
+        )
+        .await
+        .is_some()
+    );
     cluster.stop_operator().await;
 }
 
@@ -229,15 +402,37 @@ async fn an_invalid_spec_on_a_deployed_broker_degrades_and_leaves_children_alone
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.sim.reset_stats();
     // Valid for the schema, invalid for the operator: three unclustered replicas.
-    cluster.apply_yaml::<Broker>(&BROKER.replace("spec: {size: 1}", "spec: {size: 3, clustering: {enabled: false}}")).await;
-    let degraded = cluster.wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT).await;
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace(
+            "spec: {size: 1}",
+            "spec: {size: 3, clustering: {enabled: false}}",
+        ))
+        .await;
+    let degraded = cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .await;
     let ready = condition(&degraded.status.as_ref().unwrap().conditions, "Ready").clone();
     assert_eq!(ready.reason, "InvalidSpec");
-    assert!(ready.message.contains("spec.clustering.enabled"), "{}", ready.message);
+    assert!(
+        ready.message.contains("spec.clustering.enabled"),
+        "{}",
+        ready.message
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let child_writes: Vec<_> = writes(&cluster.sim).into_iter().filter(|w| !w.contains("brokers") && !w.contains("events")).collect();
-    assert_eq!(child_writes, Vec::<String>::new(), "children untouched while the spec is invalid");
-    let sts = cluster.api::<StatefulSet>("meshery").get("meshery-broker").await.unwrap();
+    let child_writes: Vec<_> = writes(&cluster.sim)
+        .into_iter()
+        .filter(|w| !w.contains("brokers") && !w.contains("events"))
+        .collect();
+    assert_eq!(
+        child_writes,
+        Vec::<String>::new(),
+        "children untouched while the spec is invalid"
+    );
+    let sts = cluster
+        .api::<StatefulSet>("meshery")
+        .get("meshery-broker")
+        .await
+        .unwrap();
     assert_eq!(sts.spec.unwrap().replicas, Some(1));
     cluster.stop_operator().await;
 }
@@ -248,10 +443,17 @@ async fn dry_run_reconciles_without_writing() {
     cluster.create_namespace("meshery").await;
     cluster.apply_yaml::<Broker>(BROKER).await;
     cluster.sim.reset_stats();
-    cluster.start_operator(harness::Settings { dry_run: true, ..test_settings() });
+    cluster.start_operator(harness::Settings {
+        dry_run: true,
+        ..test_settings()
+    });
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(writes(&cluster.sim), Vec::<String>::new(), "dry-run wrote");
-    let broker = cluster.api::<Broker>("meshery").get("meshery-broker").await.unwrap();
+    let broker = cluster
+        .api::<Broker>("meshery")
+        .get("meshery-broker")
+        .await
+        .unwrap();
     assert!(broker.status.is_none(), "dry-run wrote a status");
     cluster.stop_operator().await;
 }

@@ -166,7 +166,11 @@ fn drift_shows_as_an_update_with_a_unified_diff_and_leftovers_as_prunes() {
     let text = stdout(&output);
     assert!(text.contains("~ update StatefulSet.apps meshery/meshery-broker\n  changed: spec.template.spec.containers[name=nats].image\n"), "{text}");
     assert!(text.contains("-        image: nats:2.9.0\n"), "{text}");
-    assert!(text.contains("+        image: nats:2.10.22\n"), "{text}");
+    let expected_image = format!(
+        "+        image: nats:{}\n",
+        meshery_operator::render::DEFAULT_NATS_VERSION
+    );
+    assert!(text.contains(&expected_image), "{text}");
     assert!(
         text.contains("- prune ConfigMap meshery/meshery-broker-old\n"),
         "{text}"

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use input::{CustomResource, Document, InputError, parse_documents, read_documents};
-pub use run::{DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION};
 
 /// Exit code for errors, as `kubectl diff` uses it (0 and 1 are "no changes" and "changes").
 pub const EXIT_ERROR: u8 = 2;

@@ -14,24 +14,20 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::input::{CustomResource, Document, InputError, read_documents};
-use crate::api::{Broker, FieldError, MeshSync, validate_broker, validate_meshsync};
+use crate::api::{
+    Broker, BrokerSelection, BrokerSpec, FieldError, MeshSync, parse_broker_url, validate_broker,
+    validate_meshsync,
+};
 use crate::diff::{self, Action, Counts, Owner, Plan, mask};
 use crate::object::{Object, ObjectKey};
+use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::labels::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::render::nats_conf::USERS_FILE_NAME;
 use crate::render::{
-    AuthKind, BrokerAuthInput, BrokerCredential, BrokerInputs, MeshSyncInputs, ResolvedBroker,
-    TOKEN_KEY, broker_internal_endpoint, desired_broker, desired_meshsync,
-    generated_auth_secret_name,
+    AuthKind, BrokerAuthInput, BrokerInputs, DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION,
+    MESHSYNC_CRD_NAME, MeshSyncInputs, ResolvedBroker, TOKEN_KEY, broker_auth_secret_name,
+    desired_broker, desired_meshsync, generated_auth_secret_name,
 };
-
-/// The NATS tag rendered when a Broker sets no `spec.version`. Lives here until the project has one
-/// shared constant for the pinned releases (the controller needs the same value).
-pub const DEFAULT_NATS_VERSION: &str = "2.10.22";
-/// The MeshSync tag rendered when a MeshSync sets no `spec.version`.
-pub const DEFAULT_MESHSYNC_VERSION: &str = "v1.0.3";
-/// The CRD owning MeshSync's cluster-scoped RBAC, looked up in the observed objects for its UID.
-const MESHSYNC_CRD: &str = "meshsyncs.meshery.io";
 
 /// Arguments of `meshery-operator plan`.
 #[derive(Debug, Clone, Args)]
@@ -242,7 +238,7 @@ pub fn plan_documents(
                         "apiextensions.k8s.io",
                         "CustomResourceDefinition",
                         None,
-                        MESHSYNC_CRD,
+                        MESHSYNC_CRD_NAME,
                     ),
                 };
                 (
@@ -390,26 +386,20 @@ impl<'a> Offline<'a> {
     }
 
     /// The broker a MeshSync publishes to: a Broker from the input files, else the live Broker CR,
-    /// else the conventional Service address of the named Broker.
+    /// else a Broker of that name with the default spec (the conventional Service and Secret names).
     fn resolve_broker(&mut self, meshsync: &MeshSync, brokers: &[&Broker]) -> ResolvedBroker {
         let own_namespace = meshsync.metadata.namespace.clone().unwrap_or_default();
-        let broker = meshsync.spec.broker.as_ref();
-        if let Some(url) = broker
-            .and_then(|b| b.custom.as_ref())
-            .and_then(|c| c.url.as_deref())
-            .filter(|u| !u.is_empty())
-        {
-            return custom_broker(url);
-        }
-        let native = broker.and_then(|b| b.native.as_ref());
-        let name = native.map(|n| n.name.clone()).unwrap_or_default();
-        let namespace = native
-            .and_then(|n| n.namespace.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| own_namespace.clone());
-        let observed_cr = self
-            .find(crate::api::GROUP, "Broker", Some(&namespace), &name)
-            .and_then(|o| serde_json::from_value::<Broker>(o.0.clone()).ok());
+        let (name, namespace) = match meshsync.spec.broker_selections().first() {
+            Some(BrokerSelection::Custom { url }) => {
+                let url = parse_broker_url(url).expect("validated before planning");
+                return resolve_custom_broker(&url);
+            }
+            Some(BrokerSelection::Native { name, namespace }) => (
+                name.to_string(),
+                namespace.unwrap_or(&own_namespace).to_string(),
+            ),
+            None => unreachable!("validation requires a broker"),
+        };
         let in_files = brokers
             .iter()
             .find(|b| {
@@ -417,126 +407,38 @@ impl<'a> Offline<'a> {
                     && b.metadata.namespace.as_deref() == Some(&namespace)
             })
             .map(|b| (*b).clone());
-        let Some(target) = in_files.or(observed_cr) else {
-            let address = format!(
-                "{name}.{namespace}.svc.cluster.local:{}",
-                crate::api::NATS_CLIENT_PORT
+        let observed_cr = || {
+            self.find(crate::api::GROUP, "Broker", Some(&namespace), &name)
+                .and_then(|o| serde_json::from_value::<Broker>(o.0.clone()).ok())
+        };
+        let target = in_files.or_else(observed_cr).unwrap_or_else(|| {
+            let mut broker = Broker::new(
+                &name,
+                BrokerSpec {
+                    size: 1,
+                    ..BrokerSpec::default()
+                },
             );
-            let credential = if namespace == own_namespace {
-                BrokerCredential::SecretKey {
-                    secret: format!("{name}-auth"),
-                    key: TOKEN_KEY.into(),
-                }
-            } else {
-                let secret = format!("{name}-auth");
-                let token = self
-                    .secret_value(&namespace, &secret, TOKEN_KEY)
-                    .unwrap_or_else(|| stand_in_token(&namespace, &secret));
-                BrokerCredential::Copy { userinfo: token }
-            };
-            return ResolvedBroker {
-                scheme: "nats".into(),
-                address,
-                credential,
-            };
-        };
-        let address = target
-            .status
-            .as_ref()
-            .and_then(|s| s.endpoint.as_ref())
-            .map(|e| e.internal.clone())
-            .filter(|internal| !internal.is_empty())
-            .unwrap_or_else(|| broker_internal_endpoint(&target));
-        let scheme = if target.spec.tls_enabled() {
-            "tls"
-        } else {
-            "nats"
-        }
-        .to_string();
-        let credential = match self.broker_auth(&target) {
-            BrokerAuthInput::Generated { token } if namespace != own_namespace => {
-                BrokerCredential::Copy { userinfo: token }
-            }
-            BrokerAuthInput::Generated { .. } => BrokerCredential::SecretKey {
-                secret: generated_auth_secret_name(&target),
-                key: TOKEN_KEY.into(),
-            },
-            BrokerAuthInput::Referenced {
-                kind: AuthKind::Token,
-            } if namespace == own_namespace => BrokerCredential::SecretKey {
-                secret: target.spec.auth_secret_name().unwrap_or_default().into(),
-                key: TOKEN_KEY.into(),
-            },
-            BrokerAuthInput::Referenced { kind } => {
-                let secret = target.spec.auth_secret_name().unwrap_or_default();
-                let userinfo = match kind {
-                    AuthKind::Token => self.secret_value(&namespace, secret, TOKEN_KEY),
-                    AuthKind::Users => self
-                        .secret_value(&namespace, secret, USERS_FILE_NAME)
-                        .and_then(|u| first_user(&u)),
-                };
-                BrokerCredential::Copy {
-                    userinfo: userinfo.unwrap_or_else(|| stand_in_token(&namespace, secret)),
-                }
-            }
-        };
-        ResolvedBroker {
-            scheme,
-            address,
-            credential,
-        }
-    }
-}
-
-fn custom_broker(raw: &str) -> ResolvedBroker {
-    let parsed = url::Url::parse(raw).ok();
-    let scheme = parsed.as_ref().map_or("nats", |u| u.scheme()).to_string();
-    let host = parsed
-        .as_ref()
-        .and_then(|u| u.host_str())
-        .unwrap_or_default();
-    let port = parsed
-        .as_ref()
-        .and_then(url::Url::port)
-        .unwrap_or(crate::api::NATS_CLIENT_PORT);
-    let userinfo = parsed
-        .as_ref()
-        .filter(|u| !u.username().is_empty())
-        .map(|u| match u.password() {
-            Some(password) => format!("{}:{password}", u.username()),
-            None => u.username().to_string(),
+            broker.metadata.namespace = Some(namespace.clone());
+            broker
         });
-    ResolvedBroker {
-        scheme,
-        address: format!("{host}:{port}"),
-        credential: userinfo.map_or(BrokerCredential::None, |userinfo| BrokerCredential::Copy {
-            userinfo,
-        }),
+        let secret = broker_auth_secret_name(&target);
+        let users_json = self.secret_value(&namespace, &secret, USERS_FILE_NAME);
+        let token = match target.spec.auth_secret_name() {
+            None => Some(self.generated_token(&target)),
+            Some(_) if users_json.is_some() => None,
+            Some(_) => Some(
+                self.secret_value(&namespace, &secret, TOKEN_KEY)
+                    .unwrap_or_else(|| stand_in_token(&namespace, &secret)),
+            ),
+        };
+        let data = BrokerSecretData {
+            token: token.as_deref().map(str::as_bytes),
+            users_json: users_json.as_deref().map(str::as_bytes),
+        };
+        resolve_native_broker(&target, &own_namespace, data)
+            .expect("a token or users.json is always supplied")
     }
-}
-
-/// `user:password` of the first entry of a users.json credential, percent-encoded for a URL.
-fn first_user(users_json: &str) -> Option<String> {
-    let users: Value = serde_json::from_str(users_json).ok()?;
-    let first = users.get("users")?.as_array()?.first()?;
-    let user = first.get("user")?.as_str()?;
-    let password = first.get("password")?.as_str()?;
-    Some(format!(
-        "{}:{}",
-        percent_encode(user),
-        percent_encode(password)
-    ))
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A credential the plan needs but the observed objects do not hold, in the generated token format

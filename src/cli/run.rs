@@ -7,11 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::controller::{BrokerProbeMode, LeaderElection, RunOptions, Settings};
-
-/// NATS image tag deployed when a Broker does not pin `spec.version`.
-pub const DEFAULT_NATS_VERSION: &str = "2.10.24-alpine";
-/// MeshSync image tag deployed when a MeshSync does not pin `spec.version`.
-pub const DEFAULT_MESHSYNC_VERSION: &str = "v1.0.3";
+use crate::render::{DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -15,7 +15,7 @@ use super::error::Error;
 use super::metrics::ControllerKind;
 use super::observe::{after_apply, apply_outcome, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
-use super::secrets::{first_user, read_secret};
+use super::secrets::read_secret;
 use super::token::generate_token;
 use crate::api::{
     Broker, BrokerEndpoint, BrokerStatus, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker,
@@ -23,6 +23,7 @@ use crate::api::{
 use crate::diff::plan;
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
+use crate::render::credentials::first_user;
 use crate::render::labels::FIELD_MANAGER;
 use crate::render::{
     AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker,

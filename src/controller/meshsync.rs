@@ -13,16 +13,15 @@ use super::context::{Context, now};
 use super::error::Error;
 use super::metrics::ControllerKind;
 use super::observe::{after_apply, apply_outcome, owner_of, readiness_of};
-use super::secrets::{first_user, read_secret, userinfo};
+use super::secrets::read_secret;
 use crate::api::{
     Broker, BrokerSelection, MeshSync, MeshSyncStatus, Phase, parse_broker_url, validate_meshsync,
 };
 use crate::diff::plan;
 use crate::lifecycle::{self, ApplyOutcome, MeshSyncFacts, MeshSyncObservations, next};
+use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::labels::FIELD_MANAGER;
-use crate::render::{
-    BrokerCredential, MeshSyncInputs, ResolvedBroker, broker_internal_endpoint, desired_meshsync,
-};
+use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
 
 #[instrument(skip_all, fields(meshsync = %meshsync.name_any(), namespace = meshsync.namespace().unwrap_or_default()))]
 pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -99,13 +98,7 @@ async fn resolve_broker(
     let selections = meshsync.spec.broker_selections();
     match selections.first() {
         Some(BrokerSelection::Custom { url }) => {
-            let resolved = parse_broker_url(url).map(|url| ResolvedBroker {
-                scheme: url.scheme,
-                address: format!("{}:{}", url.host, url.port),
-                credential: url.userinfo.map_or(BrokerCredential::None, |userinfo| {
-                    BrokerCredential::Copy { userinfo }
-                }),
-            });
+            let resolved = parse_broker_url(url).map(|url| resolve_custom_broker(&url));
             Ok((lifecycle::ResolvedBroker::Custom, Some(resolved)))
         }
         Some(BrokerSelection::Native { name, namespace }) => {
@@ -131,57 +124,19 @@ async fn resolve_broker(
             if phase != Some(Phase::Ready) {
                 return Ok((found, None));
             }
-            let credential = broker_credential(&broker, &own_namespace, ctx).await?;
-            let resolved = credential.map(|credential| ResolvedBroker {
-                scheme: if broker.spec.tls_enabled() {
-                    "tls".into()
-                } else {
-                    "nats".into()
-                },
-                address: broker_internal_endpoint(&broker),
-                credential,
-            });
+            let secret = broker_auth_secret_name(&broker);
+            let resolved = match read_secret(ctx, &namespace, &secret).await? {
+                Some(data) => resolve_native_broker(
+                    &broker,
+                    &own_namespace,
+                    BrokerSecretData::from_map(&data),
+                ),
+                None => Err(format!(
+                    "the broker's auth Secret {namespace}/{secret} does not exist yet"
+                )),
+            };
             Ok((found, Some(resolved)))
         }
         None => Ok((lifecycle::ResolvedBroker::Custom, None)),
     }
-}
-
-/// How MeshSync authenticates to a native Broker: its token Secret directly when in the same
-/// namespace, else a copy (Secrets cannot be referenced across namespaces).
-async fn broker_credential(
-    broker: &Broker,
-    own_namespace: &str,
-    ctx: &Context,
-) -> Result<Result<BrokerCredential, String>, Error> {
-    let broker_namespace = broker.namespace().unwrap_or_default();
-    let secret = broker
-        .spec
-        .auth_secret_name()
-        .map_or_else(|| format!("{}-auth", broker.name_any()), str::to_string);
-    let Some(data) = read_secret(ctx, &broker_namespace, &secret).await? else {
-        return Ok(Err(format!(
-            "the broker's auth Secret {broker_namespace}/{secret} does not exist yet"
-        )));
-    };
-    if let Some(token) = data.get("token") {
-        return Ok(Ok(if broker_namespace == own_namespace {
-            BrokerCredential::SecretKey {
-                secret,
-                key: "token".into(),
-            }
-        } else {
-            BrokerCredential::Copy {
-                userinfo: String::from_utf8_lossy(token).into_owned(),
-            }
-        }));
-    }
-    Ok(match data.get("users.json").and_then(|u| first_user(u)) {
-        Some((user, password)) => Ok(BrokerCredential::Copy {
-            userinfo: userinfo(&user, &password),
-        }),
-        None => Err(format!(
-            "the broker's auth Secret {broker_namespace}/{secret} has neither token nor users.json"
-        )),
-    })
 }

@@ -47,23 +47,3 @@ fn decode(secret: Secret) -> BTreeMap<String, Vec<u8>> {
         .map(|(k, v)| (k, v.0))
         .collect()
 }
-
-/// The first user of a `users.json` Secret value (`{"users":[{"user":…,"password":…}]}`).
-pub fn first_user(users_json: &[u8]) -> Option<(String, String)> {
-    let value: serde_json::Value = serde_json::from_slice(users_json).ok()?;
-    let user = value.get("users")?.as_array()?.first()?;
-    Some((
-        user.get("user")?.as_str()?.to_string(),
-        user.get("password")?.as_str()?.to_string(),
-    ))
-}
-
-/// `user:password` for a URL's userinfo, percent-encoded so any character survives.
-pub fn userinfo(user: &str, password: &str) -> String {
-    let encode = |s: &str| {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
-    format!("{}:{}", encode(user), encode(password))
-}

@@ -39,6 +39,8 @@ use crate::object::Object;
 
 /// The NATS image repository when `spec.image` is unset.
 pub const DEFAULT_NATS_IMAGE: &str = "nats";
+/// The NATS release deployed when a Broker does not pin `spec.version`: pinned, never a floating tag.
+pub const DEFAULT_NATS_VERSION: &str = "2.10.24";
 /// The key of the token in the broker's auth Secret (generated or referenced).
 pub const TOKEN_KEY: &str = "token";
 /// The UID the NATS container runs as.

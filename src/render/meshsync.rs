@@ -28,6 +28,8 @@ use crate::object::Object;
 
 /// The MeshSync image repository when `spec.image` is unset.
 pub const DEFAULT_MESHSYNC_IMAGE: &str = "meshery/meshsync";
+/// The MeshSync release deployed when a MeshSync does not pin `spec.version`: pinned, never a floating tag.
+pub const DEFAULT_MESHSYNC_VERSION: &str = "v1.0.3";
 /// Where the watch-list ConfigMap is mounted in the MeshSync container.
 pub const WATCH_LIST_DIR: &str = "/etc/meshsync";
 /// The port MeshSync serves `/healthz` and `/readyz` on.

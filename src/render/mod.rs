@@ -2,6 +2,7 @@
 //! No client, clock or randomness: the same CR and inputs always give byte-identical objects.
 
 mod broker;
+pub mod credentials;
 pub mod labels;
 mod meshsync;
 mod meta;
@@ -10,12 +11,13 @@ mod pod;
 pub mod rbac;
 
 pub use broker::{
-    DEFAULT_NATS_IMAGE, TOKEN_KEY, broker_auth_secret_name, broker_internal_endpoint,
-    desired_broker, generated_auth_secret_name,
+    DEFAULT_NATS_IMAGE, DEFAULT_NATS_VERSION, TOKEN_KEY, broker_auth_secret_name,
+    broker_internal_endpoint, desired_broker, generated_auth_secret_name,
 };
 pub use meshsync::{
-    BROKER_AUTH_KEY, BROKER_TOKEN_ENV, BROKER_URL_ENV, DEFAULT_MESHSYNC_IMAGE, MESHSYNC_CRD_NAME,
-    MESHSYNC_HEALTH_PORT, WATCH_LIST_DIR, desired_meshsync, meshsync_cluster_rbac_name,
+    BROKER_AUTH_KEY, BROKER_TOKEN_ENV, BROKER_URL_ENV, DEFAULT_MESHSYNC_IMAGE,
+    DEFAULT_MESHSYNC_VERSION, MESHSYNC_CRD_NAME, MESHSYNC_HEALTH_PORT, WATCH_LIST_DIR,
+    desired_meshsync, meshsync_cluster_rbac_name,
 };
 
 /// What a Broker's rendering needs beyond its spec.

@@ -55,7 +55,11 @@ impl Cluster {
         .await
         .expect("kube-sim starts");
         let client = sim.client();
-        Cluster { sim, client, operator: None }
+        Cluster {
+            sim,
+            client,
+            operator: None,
+        }
     }
 
     pub fn start_operator(&mut self, settings: Settings) {
@@ -73,7 +77,9 @@ impl Cluster {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            meshery_operator::controller::run(client, options, shutdown).await.expect("the operator runs");
+            meshery_operator::controller::run(client, options, shutdown)
+                .await
+                .expect("the operator runs");
         });
         self.operator = Some((stop, task));
     }
@@ -97,28 +103,54 @@ impl Cluster {
 
     pub async fn create_namespace(&self, name: &str) {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-        api.create(&PostParams::default(), &namespace).await.expect("namespace created");
+        let namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &namespace)
+            .await
+            .expect("namespace created");
     }
 
     /// Applies a CR from YAML as a user would (`kubectl apply --server-side`).
     pub async fn apply_yaml<K>(&self, yaml: &str) -> K
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
     {
         let value: serde_json::Value = serde_norway::from_str(yaml).expect("test YAML parses");
-        let namespace = value["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
-        let name = value["metadata"]["name"].as_str().expect("a name").to_string();
+        let namespace = value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_string();
         let api: Api<K> = self.api(&namespace);
-        api.patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&value))
-            .await
-            .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+        api.patch(
+            &name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {name}: {e}"))
     }
 
     /// Waits until `check` holds for the named object, returning it; panics with the last state on timeout.
-    pub async fn wait_for<K>(&self, namespace: &str, name: &str, timeout: Duration, check: impl Fn(&K) -> bool) -> K
+    pub async fn wait_for<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        check: impl Fn(&K) -> bool,
+    ) -> K
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
     {
         let api: Api<K> = self.api(namespace);
         let deadline = Instant::now() + timeout;
@@ -136,20 +168,41 @@ impl Cluster {
         }
     }
 
-    pub async fn wait_for_broker_phase(&self, namespace: &str, name: &str, phase: Phase, timeout: Duration) -> Broker {
-        self.wait_for(namespace, name, timeout, |b: &Broker| b.status.as_ref().and_then(|s| s.phase) == Some(phase))
-            .await
+    pub async fn wait_for_broker_phase(
+        &self,
+        namespace: &str,
+        name: &str,
+        phase: Phase,
+        timeout: Duration,
+    ) -> Broker {
+        self.wait_for(namespace, name, timeout, |b: &Broker| {
+            b.status.as_ref().and_then(|s| s.phase) == Some(phase)
+        })
+        .await
     }
 
-    pub async fn wait_for_meshsync_phase(&self, namespace: &str, name: &str, phase: Phase, timeout: Duration) -> MeshSync {
-        self.wait_for(namespace, name, timeout, |m: &MeshSync| m.status.as_ref().and_then(|s| s.phase) == Some(phase))
-            .await
+    pub async fn wait_for_meshsync_phase(
+        &self,
+        namespace: &str,
+        name: &str,
+        phase: Phase,
+        timeout: Duration,
+    ) -> MeshSync {
+        self.wait_for(namespace, name, timeout, |m: &MeshSync| {
+            m.status.as_ref().and_then(|s| s.phase) == Some(phase)
+        })
+        .await
     }
 
     /// The token the operator generated for a Broker.
     pub async fn broker_token(&self, namespace: &str, broker: &str) -> String {
         let secret: Secret = self
-            .wait_for(namespace, &format!("{broker}-auth"), Duration::from_secs(10), |_: &Secret| true)
+            .wait_for(
+                namespace,
+                &format!("{broker}-auth"),
+                Duration::from_secs(10),
+                |_: &Secret| true,
+            )
             .await;
         let data = secret.data.expect("the auth Secret has data");
         String::from_utf8(data["token"].0.clone()).expect("the token is text")
@@ -175,7 +228,14 @@ impl NatsServer {
     /// Starts `nats-server` on `address` requiring `token`, and waits until it accepts connections.
     pub fn start(address: SocketAddr, token: &str) -> NatsServer {
         let child = Command::new("nats-server")
-            .args(["-a", &address.ip().to_string(), "-p", &address.port().to_string(), "--auth", token])
+            .args([
+                "-a",
+                &address.ip().to_string(),
+                "-p",
+                &address.port().to_string(),
+                "--auth",
+                token,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -183,7 +243,10 @@ impl NatsServer {
         let server = NatsServer { child, address };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on {address}");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {address}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -204,12 +267,25 @@ impl Drop for NatsServer {
 
 /// The external `host:port` a Broker reports.
 pub fn external_address(broker: &Broker) -> SocketAddr {
-    let external = &broker.status.as_ref().and_then(|s| s.endpoint.as_ref()).expect("an endpoint").external;
-    external.parse().unwrap_or_else(|e| panic!("external endpoint {external:?}: {e}"))
+    let external = &broker
+        .status
+        .as_ref()
+        .and_then(|s| s.endpoint.as_ref())
+        .expect("an endpoint")
+        .external;
+    external
+        .parse()
+        .unwrap_or_else(|e| panic!("external endpoint {external:?}: {e}"))
 }
 
-pub fn condition<'a>(conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition in {conditions:#?}"))
+pub fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {conditions:#?}"))
 }
 
 pub fn name_of<K: ResourceExt>(object: &K) -> String {
@@ -234,7 +310,13 @@ pub fn writes(sim: &Sim) -> Vec<String> {
 }
 
 /// A namespaced object's data as the API server returns it.
-pub async fn get_json(client: &Client, api_version: &str, plural: &str, namespace: &str, name: &str) -> Option<serde_json::Value> {
+pub async fn get_json(
+    client: &Client,
+    api_version: &str,
+    plural: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<serde_json::Value> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let resource = kube::discovery::ApiResource {
         group: group.into(),
@@ -243,8 +325,12 @@ pub async fn get_json(client: &Client, api_version: &str, plural: &str, namespac
         kind: String::new(),
         plural: plural.into(),
     };
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    api.get_opt(name).await.expect("reading").map(|o| serde_json::to_value(o).unwrap())
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &resource);
+    api.get_opt(name)
+        .await
+        .expect("reading")
+        .map(|o| serde_json::to_value(o).unwrap())
 }
 
 /// Polls `check` until it holds or `timeout` passes.
@@ -255,7 +341,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
