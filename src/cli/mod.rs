@@ -2,6 +2,7 @@
 
 mod input;
 pub mod plan;
+mod render;
 mod run;
 
 use std::io::Write;
@@ -32,6 +33,8 @@ pub enum Command {
     /// Offline dry run: render the CRs in the files, diff them against observed objects, and print
     /// what would be created, changed and pruned. Exit 0: no changes, 1: changes, 2: error.
     Plan(plan::PlanArgs),
+    /// Print the objects the operator would create for the CRs in the files, as YAML (Secret values masked).
+    Render(render::RenderArgs),
     /// Print the CustomResourceDefinitions for Broker and MeshSync as YAML.
     Crd,
 }
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Render(args) => render::render(&args).and_then(|yaml| print_stdout(&yaml)),
         Command::Crd => print_stdout(&crate::api::crds_yaml()),
         Command::Plan(args) => plan::run(&args)
             .map(plan::Outcome::exit_code)

@@ -65,7 +65,10 @@ pub enum OutputFormat {
 pub enum PlanError {
     #[error(transparent)]
     Input(#[from] InputError),
-    #[error("{source_name}: {kind} {namespace}/{name} is invalid:{}", list(errors))]
+    #[error(
+        "{source_name}: {kind} {namespace}/{name} is invalid: {}",
+        list(errors)
+    )]
     Invalid {
         source_name: String,
         kind: &'static str,
@@ -90,8 +93,13 @@ pub enum PlanError {
     Write(std::io::Error),
 }
 
+/// Every problem on one line, so each error stays one greppable line in scripts and CI logs.
 fn list(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("\n  {e}")).collect()
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Whether the plan would change anything, as `kubectl diff` reports it.
@@ -168,6 +176,21 @@ pub fn plan_documents(
     documents: &[Document],
     observed: &[Object],
 ) -> Result<Vec<OwnerPlan>, PlanError> {
+    Ok(render_documents(documents, observed)?
+        .into_iter()
+        .map(|(owner, desired)| {
+            let plan = diff::plan(&desired, observed, &owner, FIELD_MANAGER);
+            OwnerPlan { owner, plan }
+        })
+        .collect())
+}
+
+/// Reads, validates and renders every CR in `documents`, taking what the cluster would supply (tokens,
+/// UIDs, resolved brokers) from `observed`, else from stand-ins.
+pub fn render_documents(
+    documents: &[Document],
+    observed: &[Object],
+) -> Result<Vec<(Owner, Vec<Object>)>, PlanError> {
     let mut seen: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
     let mut resources = Vec::new();
     for document in documents {
@@ -217,7 +240,7 @@ pub fn plan_documents(
             CustomResource::MeshSync(_) => None,
         })
         .collect();
-    let mut plans = Vec::new();
+    let mut rendered = Vec::new();
     for resource in &resources {
         let (owner, desired) = match resource {
             CustomResource::Broker(broker) => {
@@ -247,10 +270,9 @@ pub fn plan_documents(
                 )
             }
         };
-        let plan = diff::plan(&desired, observed, &owner, FIELD_MANAGER);
-        plans.push(OwnerPlan { owner, plan });
+        rendered.push((owner, desired));
     }
-    Ok(plans)
+    Ok(rendered)
 }
 
 fn owner_of(
