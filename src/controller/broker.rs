@@ -9,22 +9,19 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::apply::{ApplyOptions, apply_plan};
 use super::context::{BrokerProbeMode, Context, now};
 use super::error::Error;
 use super::metrics::ControllerKind;
-use super::observe::{after_apply, apply_outcome, owner_of, readiness_of};
+use super::observe::{converge, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
 use super::secrets::read_secret;
 use super::token::generate_token;
 use crate::api::{
     Broker, BrokerEndpoint, BrokerStatus, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker,
 };
-use crate::diff::plan;
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
 use crate::render::credentials::first_user;
-use crate::render::labels::FIELD_MANAGER;
 use crate::render::{
     AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker,
 };
@@ -48,15 +45,14 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
             Err(message) => apply = ApplyOutcome::Failed { message },
             Ok((inputs, creds)) => {
                 let desired = desired_broker(&broker, &inputs);
-                let plan = plan(&desired, &observed, &owner, FIELD_MANAGER);
-                let options = ApplyOptions {
-                    dry_run: ctx.settings.dry_run,
-                    recreate_on_immutable_change: broker.spec.recreate_on_immutable_change,
-                };
-                let report =
-                    apply_plan(&ctx.client, &plan, options, &ctx.own_writes, &ctx.metrics).await;
-                current = after_apply(&desired, observed, &report);
-                apply = apply_outcome(report.failure);
+                (current, apply) = converge(
+                    &ctx,
+                    &owner,
+                    &desired,
+                    observed,
+                    broker.spec.recreate_on_immutable_change,
+                )
+                .await;
                 credentials = Some(creds);
             }
         }

@@ -8,19 +8,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::apply::{ApplyOptions, apply_plan};
 use super::context::{Context, now};
 use super::error::Error;
 use super::metrics::ControllerKind;
-use super::observe::{after_apply, apply_outcome, owner_of, readiness_of};
+use super::observe::{converge, owner_of, readiness_of};
 use super::secrets::read_secret;
 use crate::api::{
     Broker, BrokerSelection, MeshSync, MeshSyncStatus, Phase, parse_broker_url, validate_meshsync,
 };
-use crate::diff::plan;
 use crate::lifecycle::{self, ApplyOutcome, MeshSyncFacts, MeshSyncObservations, next};
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
-use crate::render::labels::FIELD_MANAGER;
 use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
 
 #[instrument(skip_all, fields(meshsync = %meshsync.name_any(), namespace = meshsync.namespace().unwrap_or_default()))]
@@ -49,16 +46,14 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
                         crd_uid: ctx.meshsync_crd_uid.clone(),
                     };
                     let desired = desired_meshsync(&meshsync, &inputs);
-                    let plan = plan(&desired, &observed, &owner, FIELD_MANAGER);
-                    let options = ApplyOptions {
-                        dry_run: ctx.settings.dry_run,
-                        recreate_on_immutable_change: meshsync.spec.recreate_on_immutable_change,
-                    };
-                    let report =
-                        apply_plan(&ctx.client, &plan, options, &ctx.own_writes, &ctx.metrics)
-                            .await;
-                    current = after_apply(&desired, observed, &report);
-                    apply = apply_outcome(report.failure);
+                    (current, apply) = converge(
+                        &ctx,
+                        &owner,
+                        &desired,
+                        observed,
+                        meshsync.spec.recreate_on_immutable_change,
+                    )
+                    .await;
                 }
             }
         }

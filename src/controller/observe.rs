@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use kube::{Resource, ResourceExt};
 
-use super::apply::{ApplyFailure, ApplyReport};
+use super::apply::{ApplyFailure, ApplyOptions, ApplyReport, apply_plan};
+use super::context::Context;
 use super::error::Error;
-use crate::diff::Owner;
+use crate::diff::{Owner, plan};
 use crate::lifecycle::{ApplyOutcome, Readiness, child_readiness};
 use crate::object::{Object, ObjectKey};
+use crate::render::labels::FIELD_MANAGER;
 
 /// The CR as the diff engine's prune guard needs it; a CR without a UID was not read from the API server.
 pub fn owner_of<K: Resource<DynamicType = ()>>(cr: &K) -> Result<Owner, Error> {
@@ -30,9 +32,28 @@ pub fn owner_of<K: Resource<DynamicType = ()>>(cr: &K) -> Result<Owner, Error> {
     })
 }
 
+/// Plans `desired` against the cached `observed` children, applies what drifted, and returns the
+/// children as they now are together with the outcome the lifecycle needs.
+pub async fn converge(
+    ctx: &Context,
+    owner: &Owner,
+    desired: &[Object],
+    observed: Vec<Object>,
+    recreate_on_immutable_change: bool,
+) -> (Vec<Object>, ApplyOutcome) {
+    let plan = plan(desired, &observed, owner, FIELD_MANAGER);
+    let options = ApplyOptions {
+        dry_run: ctx.settings.dry_run,
+        recreate_on_immutable_change,
+    };
+    let report = apply_plan(&ctx.client, &plan, options, &ctx.own_writes, &ctx.metrics).await;
+    let current = after_apply(desired, observed, &report);
+    (current, apply_outcome(report.failure))
+}
+
 /// The children as they are after applying: the API server's answers replace what the cache held,
 /// deleted ones are gone, and only objects the render still wants count for readiness.
-pub fn after_apply(desired: &[Object], observed: Vec<Object>, report: &ApplyReport) -> Vec<Object> {
+fn after_apply(desired: &[Object], observed: Vec<Object>, report: &ApplyReport) -> Vec<Object> {
     let mut by_key: BTreeMap<ObjectKey, Object> =
         observed.into_iter().map(|o| (o.key(), o)).collect();
     for key in &report.deleted {
@@ -54,7 +75,7 @@ pub fn readiness_of(children: &[Object]) -> BTreeMap<ObjectKey, Readiness> {
         .collect()
 }
 
-pub fn apply_outcome(failure: Option<ApplyFailure>) -> ApplyOutcome {
+fn apply_outcome(failure: Option<ApplyFailure>) -> ApplyOutcome {
     match failure {
         None => ApplyOutcome::Applied,
         Some(ApplyFailure::Immutable { object, paths }) => ApplyOutcome::ImmutableFieldChanged {

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels::{BROKER_APP_NAME, CONFIG_CHECKSUM_ANNOTATION, MESHSYNC_APP_NAME, NAME_LABEL};
+use super::labels::{BROKER_APP_NAME, MESHSYNC_APP_NAME, NAME_LABEL};
 use super::meta::{
     Owner, checksum, container_security_context, image_reference, pod_security_context,
     resources_or,
@@ -276,14 +276,7 @@ fn stateful_set(
             pod_management_policy: Some("Parallel".to_string()),
             selector: owner.selector(),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.pod_labels()),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_CHECKSUM_ANNOTATION.to_string(),
-                        config_checksum,
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(owner.pod_template_meta(config_checksum)),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),

@@ -9,9 +9,9 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PodSpec, PodTemplateSpec, Secret, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::labels::{CONFIG_CHECKSUM_ANNOTATION, MESHSYNC_APP_NAME};
+use super::labels::MESHSYNC_APP_NAME;
 use super::meta::{
     Owner, checksum, container_security_context, image_reference, pod_security_context,
     resources_or,
@@ -205,14 +205,7 @@ fn deployment(
             replicas: Some(spec.size),
             selector: owner.selector(),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.pod_labels()),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_CHECKSUM_ANNOTATION.to_string(),
-                        watch_list_checksum,
-                    )])),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(owner.pod_template_meta(watch_list_checksum)),
                 spec: Some(PodSpec {
                     service_account_name: Some(owner.name.to_string()),
                     containers: vec![container],

@@ -11,7 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use sha2::{Digest, Sha256};
 
 use super::labels::{
-    APP_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, OWNER_UID_LABEL,
+    APP_LABEL, CONFIG_CHECKSUM_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
+    NAME_LABEL, OWNER_UID_LABEL,
 };
 use crate::api::{GROUP, STORAGE_VERSION};
 
@@ -80,6 +81,18 @@ impl<'a> Owner<'a> {
     }
 
     /// Metadata of a namespaced child: the CR's namespace, labels and controller ownerReference.
+    /// Pod-template metadata: the pod labels and the checksum whose change rolls the pods.
+    pub fn pod_template_meta(&self, config_checksum: String) -> ObjectMeta {
+        ObjectMeta {
+            labels: Some(self.pod_labels()),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_CHECKSUM_ANNOTATION.to_string(),
+                config_checksum,
+            )])),
+            ..ObjectMeta::default()
+        }
+    }
+
     pub fn namespaced_meta(&self, name: impl Into<String>) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.into()),
