@@ -145,7 +145,14 @@ fn round_trips(obj: &Value) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        // Regressions live with the workspace's others, committed under proptest-regressions/.
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../proptest-regressions/kube_sim_ssa_proptest.txt"),
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn reapplying_is_a_noop_and_field_sets_round_trip(c in config(), c2 in config()) {
