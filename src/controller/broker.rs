@@ -16,9 +16,7 @@ use super::observe::{converge, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
 use super::secrets::read_secret;
 use super::token::generate_token;
-use crate::api::{
-    Broker, BrokerEndpoint, BrokerStatus, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker,
-};
+use crate::api::{Broker, BrokerEndpoint, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker};
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
 use crate::render::credentials::first_user;
@@ -80,14 +78,7 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
         },
     };
     let status = next(broker.status.as_ref(), &observations, now());
-    super::status::write_if_changed(
-        &ctx,
-        &*broker,
-        broker.status.as_ref(),
-        &status,
-        |s: &BrokerStatus| s.phase,
-    )
-    .await?;
+    super::status::write_if_changed(&ctx, &*broker, broker.status.as_ref(), &status).await?;
     Ok(requeue_after(&ctx, status.phase))
 }
 

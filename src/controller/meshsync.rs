@@ -13,9 +13,7 @@ use super::error::Error;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::secrets::read_secret;
-use crate::api::{
-    Broker, BrokerSelection, MeshSync, MeshSyncStatus, Phase, parse_broker_url, validate_meshsync,
-};
+use crate::api::{Broker, BrokerSelection, MeshSync, Phase, parse_broker_url, validate_meshsync};
 use crate::lifecycle::{self, ApplyOutcome, MeshSyncFacts, MeshSyncObservations, next};
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
@@ -66,14 +64,7 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         kind: facts,
     };
     let status = next(meshsync.status.as_ref(), &observations, now());
-    super::status::write_if_changed(
-        &ctx,
-        &*meshsync,
-        meshsync.status.as_ref(),
-        &status,
-        |s: &MeshSyncStatus| s.phase,
-    )
-    .await?;
+    super::status::write_if_changed(&ctx, &*meshsync, meshsync.status.as_ref(), &status).await?;
     Ok(super::broker::requeue_after(&ctx, status.phase))
 }
 

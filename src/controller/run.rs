@@ -323,7 +323,7 @@ fn meshsyncs_using(
 }
 
 /// API failures are retried after a pause (not immediately: no hot loop against a struggling API server).
-fn error_policy<K: Resource<DynamicType = ()>>(
+fn error_policy<K: Resource<DynamicType = ()> + Send + Sync + 'static>(
     cr: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,
@@ -336,6 +336,8 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     ctx.metrics
         .reconcile_failed(controller, error.metric_label());
     error!(kind = %K::kind(&()), name = %cr.name_any(), namespace = cr.namespace().unwrap_or_default(), %error, "reconcile failed");
+    let message = error.to_string();
+    tokio::spawn(async move { super::status::publish_error(&ctx, &*cr, &message).await });
     Action::requeue(Duration::from_secs(10))
 }
 

@@ -11,9 +11,42 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::error::Error;
 use super::metrics::WriteVerb;
-use crate::api::Phase;
+use crate::api::{BrokerStatus, MeshSyncStatus, Phase};
 use crate::lifecycle::status_equal_ignoring_time;
 use crate::render::labels::FIELD_MANAGER;
+
+/// What an Event about a status says: its phase and why.
+pub trait StatusSummary {
+    fn phase(&self) -> Option<Phase>;
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
+
+    /// The Ready condition's reason and message, the one-line story of the phase.
+    fn summary(&self) -> String {
+        self.conditions()
+            .iter()
+            .find(|c| c.type_ == crate::lifecycle::READY)
+            .map(|c| format!("{}: {}", c.reason, c.message))
+            .unwrap_or_default()
+    }
+}
+
+impl StatusSummary for BrokerStatus {
+    fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        &self.conditions
+    }
+}
+
+impl StatusSummary for MeshSyncStatus {
+    fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        &self.conditions
+    }
+}
 
 /// Writes `status` on `cr` unless it equals the stored one (timestamps aside); returns whether it wrote.
 pub async fn write_if_changed<K, S>(
@@ -21,14 +54,13 @@ pub async fn write_if_changed<K, S>(
     cr: &K,
     stored: Option<&S>,
     status: &S,
-    phase_of: impl Fn(&S) -> Option<Phase>,
 ) -> Result<bool, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug,
-    S: Serialize,
+    S: Serialize + StatusSummary,
 {
     if stored.is_some_and(|stored| status_equal_ignoring_time(stored, status)) {
         return Ok(false);
@@ -39,8 +71,8 @@ where
         cr.namespace().unwrap_or_default(),
         cr.name_any()
     );
-    let old_phase = stored.and_then(&phase_of);
-    let new_phase = phase_of(status);
+    let old_phase = stored.and_then(StatusSummary::phase);
+    let new_phase = status.phase();
     if ctx.settings.dry_run {
         info!(%object, status = %serde_json::to_string(status).unwrap_or_default(), "dry-run: would write status");
         return Ok(false);
@@ -67,21 +99,54 @@ where
         && let Some(phase) = new_phase
     {
         info!(%object, from = ?old_phase, to = %phase, "phase changed");
-        publish(ctx, cr, phase).await;
+        publish(ctx, cr, phase, &status.summary()).await;
     }
     Ok(true)
 }
 
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, cr: &K, phase: Phase) {
+async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    cr: &K,
+    phase: Phase,
+    summary: &str,
+) {
     let event_type = if phase == Phase::Degraded {
         EventType::Warning
     } else {
         EventType::Normal
     };
+    let note = format!("{} is now {phase}: {summary}", K::kind(&()));
+    send_event(ctx, cr, event_type, phase.as_str(), note).await;
+}
+
+/// A Warning Event for a reconcile that failed and will be retried.
+pub async fn publish_error<K: Resource<DynamicType = ()>>(ctx: &Context, cr: &K, error: &str) {
+    send_event(
+        ctx,
+        cr,
+        EventType::Warning,
+        "ReconcileError",
+        format!("will retry: {error}"),
+    )
+    .await;
+}
+
+async fn send_event<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    cr: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    if ctx.settings.dry_run {
+        return;
+    }
+    // Events allow at most 1 kB of note.
+    let note: String = note.chars().take(1000).collect();
     let event = Event {
-        type_: event_type,
-        reason: phase.as_str().to_string(),
-        note: Some(format!("{} is now {phase}", K::kind(&()))),
+        type_,
+        reason: reason.into(),
+        note: Some(note),
         action: "Reconcile".into(),
         secondary: None,
     };
