@@ -2,6 +2,7 @@
 
 mod input;
 pub mod plan;
+mod plan_cluster;
 mod render;
 mod run;
 
