@@ -49,10 +49,10 @@ pub struct PlanArgs {
     #[arg(long, conflicts_with_all = ["filenames", "observed"])]
     pub cluster: bool,
     /// The kubeconfig context to use (default: the current context).
-    #[arg(long, value_name = "CONTEXT", requires = "cluster")]
+    #[arg(long, value_name = "CONTEXT")]
     pub context: Option<String>,
     /// Plan only the CRs in this namespace (default: all namespaces).
-    #[arg(short = 'n', long, value_name = "NAMESPACE", requires = "cluster")]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
     /// `diff`: per-object headers and unified YAML diffs; `patch`: the server-side-apply bodies;
     /// `json`: the whole plan with RFC 6902 patches.
@@ -101,6 +101,8 @@ pub enum PlanError {
     },
     #[error("writing output: {0}")]
     Write(std::io::Error),
+    #[error("{0}")]
+    Usage(String),
     /// Talking to the cluster failed: `what` names the step (connecting, the list or read).
     #[error("{what}: {message}")]
     Cluster { what: String, message: String },
@@ -145,6 +147,13 @@ pub struct OwnerPlan {
 pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
     if args.cluster {
         return super::plan_cluster::run(args);
+    }
+    // Checked here: clap's `requires` counts a flag's default (`--cluster` false) as present.
+    if args.context.is_some() || args.namespace.is_some() {
+        return Err(PlanError::Usage(
+            "--context and --namespace select what to read from a cluster: they need --cluster"
+                .into(),
+        ));
     }
     let documents = read_documents(&args.filenames)?;
     let observed = if args.observed.is_empty() {
