@@ -2,6 +2,8 @@
 //! plans them against objects exported from a cluster (or against nothing), and prints what the
 //! operator would create, change and prune — without a cluster, and with Secret values masked.
 //!
+//! `plan --cluster` (in `plan_cluster`) feeds the same planner and output from a live cluster.
+//!
 //! Exit codes follow `kubectl diff`: 0 nothing would change, 1 something would, 2 an error.
 
 use std::collections::BTreeMap;

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::KubeConfigOptions;
 use kube::{Client, Config};
@@ -222,9 +223,7 @@ impl LiveCluster {
         }
         // Every Broker's credentials Secret not already listed: the user's own (not labelled as
         // the operator's) and a generated one in a namespace outside the listing.
-        let secret = ChildKind::find("", "Secret")
-            .expect("Secret is a child kind")
-            .api_resource();
+        let secret = ApiResource::erase::<Secret>(&());
         let all_brokers: Vec<Broker> = brokers.iter().chain(&extra).filter_map(typed).collect();
         for broker in &all_brokers {
             let namespace = broker.metadata.namespace.clone().unwrap_or_default();
