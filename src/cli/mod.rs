@@ -2,6 +2,7 @@
 
 mod input;
 pub mod plan;
+mod plan_cluster;
 mod render;
 mod run;
 
@@ -30,8 +31,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller: reconcile every Broker and MeshSync until stopped.
     Run(run::RunArgs),
-    /// Offline dry run: render the CRs in the files, diff them against observed objects, and print
-    /// what would be created, changed and pruned. Exit 0: no changes, 1: changes, 2: error.
+    /// Dry run: render the CRs in the files, diff them against observed objects, and print what
+    /// would be created, changed and pruned; with --cluster, the CRs and objects of a live cluster,
+    /// checked with server-side dry-run applies. Exit 0: no changes, 1: changes, 2: error.
     Plan(plan::PlanArgs),
     /// Print the objects the operator would create for the CRs in the files, as YAML (Secret values masked).
     Render(render::RenderArgs),

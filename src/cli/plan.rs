@@ -2,6 +2,8 @@
 //! plans them against objects exported from a cluster (or against nothing), and prints what the
 //! operator would create, change and prune — without a cluster, and with Secret values masked.
 //!
+//! `plan --cluster` (in `plan_cluster`) feeds the same planner and output from a live cluster.
+//!
 //! Exit codes follow `kubectl diff`: 0 nothing would change, 1 something would, 2 an error.
 
 use std::collections::BTreeMap;
@@ -37,13 +39,23 @@ pub struct PlanArgs {
         short = 'f',
         long = "filename",
         value_name = "FILE|DIR",
-        required = true
+        required_unless_present = "cluster"
     )]
     pub filenames: Vec<PathBuf>,
     /// Objects as they are in the cluster, e.g. from `kubectl get … -o yaml --show-managed-fields`;
     /// without it everything is planned as a create.
     #[arg(long, value_name = "FILE|DIR")]
     pub observed: Vec<PathBuf>,
+    /// Plan against the live cluster of the kubeconfig: read the Broker and MeshSync CRs and their
+    /// children from it and check every write with a server-side dry-run apply. Changes nothing.
+    #[arg(long, conflicts_with_all = ["filenames", "observed"])]
+    pub cluster: bool,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// Plan only the CRs in this namespace (default: all namespaces).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     /// `diff`: per-object headers and unified YAML diffs; `patch`: the server-side-apply bodies;
     /// `json`: the whole plan with RFC 6902 patches.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Diff)]
@@ -91,6 +103,14 @@ pub enum PlanError {
     },
     #[error("writing output: {0}")]
     Write(std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+    /// Talking to the cluster failed: `what` names the step (connecting, the list or read).
+    #[error("{what}: {message}")]
+    Cluster { what: String, message: String },
+    /// The plan was printed, but the API server's dry run refused some of its writes.
+    #[error("the API server would refuse {} planned write(s): {}", refused.len(), refused.join("; "))]
+    Refused { refused: Vec<String> },
 }
 
 /// Every problem on one line, so each error stays one greppable line in scripts and CI logs.
@@ -125,8 +145,18 @@ pub struct OwnerPlan {
     pub plan: Plan,
 }
 
-/// Runs `plan` and prints the result to stdout.
+/// Runs `plan` (offline, or against the cluster with `--cluster`) and prints the result to stdout.
 pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
+    if args.cluster {
+        return super::plan_cluster::run(args);
+    }
+    // Checked here: clap's `requires` counts a flag's default (`--cluster` false) as present.
+    if args.context.is_some() || args.namespace.is_some() {
+        return Err(PlanError::Usage(
+            "--context and --namespace select what to read from a cluster: they need --cluster"
+                .into(),
+        ));
+    }
     let documents = read_documents(&args.filenames)?;
     let observed = if args.observed.is_empty() {
         Vec::new()
@@ -134,22 +164,35 @@ pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
         observed_objects(read_documents(&args.observed)?)?
     };
     let plans = plan_documents(&documents, &observed)?;
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let text = format_plans(&plans, &observed, args.output, args.verbose, color);
+    let text = format_plans(&plans, &observed, args.output, args.verbose, stdout_color());
+    print(&text)?;
+    Ok(outcome(&plans))
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+pub(super) fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Writes the plan to stdout; a closed pipe (`| head`) is not an error.
+pub(super) fn print(text: &str) -> Result<(), PlanError> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(PlanError::Write(e)),
-        _ => {}
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PlanError::Write(e)),
+        _ => Ok(()),
     }
-    let changes = plans.iter().any(|p| p.plan.has_changes());
-    Ok(if changes {
+}
+
+/// Whether any of the plans would write anything.
+pub(super) fn outcome(plans: &[OwnerPlan]) -> Outcome {
+    if plans.iter().any(|p| p.plan.has_changes()) {
         Outcome::Changes
     } else {
         Outcome::NoChanges
-    })
+    }
 }
 
 fn observed_objects(documents: Vec<Document>) -> Result<Vec<Object>, PlanError> {
@@ -477,6 +520,18 @@ fn stand_in_token(namespace: &str, secret: &str) -> String {
 
 // ---------- output ----------
 
+/// The API server's answer to a server-side dry-run apply of one planned write (`plan --cluster`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerAnswer {
+    /// The object as the server would store it.
+    Stored(Object),
+    /// The server would refuse the write (validation, admission, an immutable field): its message.
+    Refused(String),
+}
+
+/// Server answers by object; empty offline, where no server is asked.
+pub type ServerAnswers = BTreeMap<ObjectKey, ServerAnswer>;
+
 /// Renders plans in `format`. `observed` supplies the live objects updates and prunes are shown against.
 pub fn format_plans(
     plans: &[OwnerPlan],
@@ -484,6 +539,26 @@ pub fn format_plans(
     format: OutputFormat,
     verbose: bool,
     color: bool,
+) -> String {
+    format_plans_with(
+        plans,
+        observed,
+        format,
+        verbose,
+        color,
+        &ServerAnswers::new(),
+    )
+}
+
+/// [`format_plans`] with the API server's dry-run answers: creates and updates are shown as the
+/// server would store them, and writes it would refuse carry its message.
+pub fn format_plans_with(
+    plans: &[OwnerPlan],
+    observed: &[Object],
+    format: OutputFormat,
+    verbose: bool,
+    color: bool,
+    server: &ServerAnswers,
 ) -> String {
     let mut totals = Counts::default();
     for plan in plans {
@@ -495,10 +570,41 @@ pub fn format_plans(
     }
     let live: BTreeMap<ObjectKey, &Object> = observed.iter().map(|o| (o.key(), o)).rev().collect();
     match format {
-        OutputFormat::Diff => format_diff(plans, &live, verbose, color, &totals),
-        OutputFormat::Patch => format_patch(plans, &totals),
-        OutputFormat::Json => format_json(plans, &totals),
+        OutputFormat::Diff => format_diff(plans, &live, server, verbose, color, &totals),
+        OutputFormat::Patch => format_patch(plans, server, &totals),
+        OutputFormat::Json => format_json(plans, server, &totals),
     }
+}
+
+fn refusal<'a>(server: &'a ServerAnswers, key: &ObjectKey) -> Option<&'a str> {
+    match server.get(key) {
+        Some(ServerAnswer::Refused(message)) => Some(message),
+        _ => None,
+    }
+}
+
+/// What the server would store, without the bookkeeping a dry run makes up or bumps.
+fn stored(server: &ServerAnswers, key: &ObjectKey) -> Option<Value> {
+    match server.get(key) {
+        Some(ServerAnswer::Stored(object)) => Some(without_server_bookkeeping(&object.0)),
+        _ => None,
+    }
+}
+
+fn without_server_bookkeeping(value: &Value) -> Value {
+    let mut value = value.clone();
+    if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
+        for field in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "uid",
+            "creationTimestamp",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    value
 }
 
 struct Style {
@@ -518,6 +624,7 @@ impl Style {
 fn format_diff(
     plans: &[OwnerPlan],
     live: &BTreeMap<ObjectKey, &Object>,
+    server: &ServerAnswers,
     verbose: bool,
     color: bool,
     totals: &Counts,
@@ -553,7 +660,9 @@ fn format_diff(
                         "{}",
                         style.paint("1;32", &format!("+ create {}", entry.key))
                     );
-                    out.push_str(&unified(None, Some(&object.0), &style));
+                    refused_line(&mut out, server, &entry.key, &style);
+                    let object = stored(server, &entry.key).unwrap_or_else(|| object.0.clone());
+                    out.push_str(&unified(None, Some(&object), &style));
                 }
                 Action::Update {
                     json_patch,
@@ -567,6 +676,7 @@ fn format_diff(
                         "{}",
                         style.paint("1;33", &format!("~ update {}", entry.key))
                     );
+                    refused_line(&mut out, server, &entry.key, &style);
                     let paths: Vec<String> =
                         changed_paths.iter().map(ToString::to_string).collect();
                     let _ = writeln!(out, "  changed: {}", paths.join(", "));
@@ -584,7 +694,10 @@ fn format_diff(
                             yielded_paths.iter().map(ToString::to_string).collect();
                         let _ = writeln!(out, "  left to other managers: {}", paths.join(", "));
                     }
-                    if let Some(observed) = observed {
+                    if let (Some(observed), Some(stored)) = (observed, stored(server, &entry.key)) {
+                        let observed = without_server_bookkeeping(observed);
+                        out.push_str(&unified(Some(&observed), Some(&stored), &style));
+                    } else if let Some(observed) = observed {
                         let mut expected = observed.clone();
                         if json_patch::patch(&mut expected, json_patch).is_ok() {
                             out.push_str(&unified(Some(observed), Some(&expected), &style));
@@ -614,6 +727,13 @@ fn format_diff(
     }
     let _ = writeln!(out, "\n{}", totals.summary());
     out
+}
+
+fn refused_line(out: &mut String, server: &ServerAnswers, key: &ObjectKey, style: &Style) {
+    if let Some(message) = refusal(server, key) {
+        let line = format!("  ! error: the API server refuses this write: {message}");
+        let _ = writeln!(out, "{}", style.paint("1;31", &line));
+    }
 }
 
 /// Objects as shown to people: Secret values masked, managedFields (bookkeeping, not content) left out.
@@ -651,7 +771,7 @@ fn unified(before: Option<&Value>, after: Option<&Value>, style: &Style) -> Stri
         .collect()
 }
 
-fn format_patch(plans: &[OwnerPlan], totals: &Counts) -> String {
+fn format_patch(plans: &[OwnerPlan], server: &ServerAnswers, totals: &Counts) -> String {
     let mut out = String::new();
     for OwnerPlan { owner, plan } in plans {
         for entry in &plan.entries {
@@ -678,6 +798,12 @@ fn format_patch(plans: &[OwnerPlan], totals: &Counts) -> String {
                 "---\n# {} {}/{}: {verb} {} (server-side apply, field manager {FIELD_MANAGER}, force)",
                 owner.kind, owner.namespace, owner.name, entry.key
             );
+            if let Some(message) = refusal(server, &entry.key) {
+                let _ = writeln!(
+                    out,
+                    "# ! error: the API server refuses this write: {message}"
+                );
+            }
             out.push_str(&serde_norway::to_string(&mask::mask_object(&body.0)).unwrap_or_default());
         }
     }
@@ -685,11 +811,23 @@ fn format_patch(plans: &[OwnerPlan], totals: &Counts) -> String {
     out
 }
 
-fn format_json(plans: &[OwnerPlan], totals: &Counts) -> String {
+fn format_json(plans: &[OwnerPlan], server: &ServerAnswers, totals: &Counts) -> String {
     let owners: Vec<Value> = plans
         .iter()
         .map(|OwnerPlan { owner, plan }| {
-            let entries: Vec<Value> = plan.entries.iter().map(entry_json).collect();
+            let entries: Vec<Value> = plan
+                .entries
+                .iter()
+                .map(|entry| {
+                    let mut value = entry_json(entry);
+                    if let (Some(message), Value::Object(map)) =
+                        (refusal(server, &entry.key), &mut value)
+                    {
+                        map.insert("refusedByServer".into(), message.into());
+                    }
+                    value
+                })
+                .collect();
             json!({
                 "owner": {"kind": owner.kind, "namespace": owner.namespace, "name": owner.name, "uid": owner.uid},
                 "entries": entries,

@@ -223,7 +223,8 @@ async fn delete(
     }
 }
 
-fn api_for(client: &Client, key: &ObjectKey) -> Option<Api<DynamicObject>> {
+/// The dynamic API for a child object's kind; `None` for kinds the operator does not manage.
+pub fn api_for(client: &Client, key: &ObjectKey) -> Option<Api<DynamicObject>> {
     let kind = ChildKind::find(&key.group, &key.kind)?;
     let resource = kind.api_resource();
     Some(match (&key.namespace, kind.namespaced) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -138,10 +138,16 @@ impl ChildCaches {
 /// A cached object as the diff engine reads it: `apiVersion` and `kind` are not kept by dynamic
 /// watches' items, so they are restored from the kind.
 fn to_object(kind: &ChildKind, object: &DynamicObject) -> Option<Object> {
+    with_type(&kind.api_resource(), object)
+}
+
+/// A dynamic object (a watch or list item, which carries no `apiVersion`/`kind`) as the diff engine
+/// reads it, with both set from `resource`.
+pub fn with_type(resource: &ApiResource, object: &DynamicObject) -> Option<Object> {
     let mut value = serde_json::to_value(object).ok()?;
     let map = value.as_object_mut()?;
-    map.insert("apiVersion".into(), kind.api_resource().api_version.into());
-    map.insert("kind".into(), kind.kind.into());
+    map.insert("apiVersion".into(), resource.api_version.clone().into());
+    map.insert("kind".into(), resource.kind.clone().into());
     Some(Object(value))
 }
 

@@ -17,6 +17,9 @@ mod status;
 mod sweep;
 pub mod token;
 
+pub use apply::api_for;
+pub use caches::{managed_selector, with_type};
 pub use context::{BrokerProbeMode, Settings};
 pub use error::Error;
+pub use kinds::{CHILD_KINDS, ChildKind};
 pub use run::{LeaderElection, RunError, RunOptions, run, shutdown_signal};
