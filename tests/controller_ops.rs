@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use harness::{Cluster, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::Api;
 use kube_sim::Fault;
 use meshery_operator::api::{Broker, Phase};
 
@@ -276,6 +278,16 @@ async fn cluster_with_meshery_namespace() -> (Cluster, PathBuf) {
     let kubeconfig = cluster.sim.kubeconfig_path().to_path_buf();
     kubectl_create_namespace(&kubeconfig, "meshery").await;
     (cluster, kubeconfig)
+}
+
+async fn lease_holder(cluster: &Cluster) -> Option<String> {
+    let leases: Api<Lease> = cluster.api("meshery");
+    leases
+        .get_opt("meshery-operator")
+        .await
+        .expect("reading the Lease")
+        .and_then(|lease| lease.spec)
+        .and_then(|spec| spec.holder_identity)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -640,5 +652,82 @@ async fn the_namespace_flag_scopes_reconciliation() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// Two replicas with `--leader-elect`: only the Lease holder reconciles; the standby is ready and
+/// idle; when the leader is stopped the standby takes over and keeps reconciling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_the_standby_takes_over() {
+    let (cluster, kubeconfig) = cluster_with_meshery_namespace().await;
+    let elect = ["--leader-elect"];
+    let mut first = Operator::start(
+        &kubeconfig,
+        &elect,
+        &[("POD_NAME", "operator-a"), ("POD_NAMESPACE", "meshery")],
+    );
+    eventually(WAIT, "operator-a holds the Lease", || async {
+        lease_holder(&cluster).await.as_deref() == Some("operator-a")
+    })
+    .await;
+    let second = Operator::start(
+        &kubeconfig,
+        &elect,
+        &[("POD_NAME", "operator-b"), ("POD_NAMESPACE", "meshery")],
+    );
+    eventually(WAIT, "operator-b waits for the Lease", || async {
+        second.logs().contains("waiting to become the leader")
+    })
+    .await;
+
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    let reconciles = r#"meshery_operator_reconcile_total{controller="broker"}"#;
+    assert!(sample(&first.metrics().await, reconciles).unwrap() > 0.0);
+    assert_eq!(
+        sample(&second.metrics().await, reconciles),
+        Some(0.0),
+        "the standby reconciled"
+    );
+    let events = events_about(&kubeconfig, "meshery", "meshery-broker").await;
+    assert!(!events.is_empty());
+    for event in &events {
+        assert_eq!(event["reportingInstance"], "operator-a", "{event:#}");
+    }
+    let (code, body) = second.get("/readyz").await;
+    assert_eq!(
+        code, 200,
+        "a standby replica is ready (idle is its job): {body}"
+    );
+
+    // The leader goes away; the standby takes over within the Lease duration.
+    first.sigterm();
+    let status = first.exited_within(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "leader exit: {status}; log:\n{}",
+        first.logs()
+    );
+    eventually(
+        Duration::from_secs(45),
+        "operator-b takes the Lease",
+        || async { lease_holder(&cluster).await.as_deref() == Some("operator-b") },
+    )
+    .await;
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace("name: meshery-broker", "name: second-broker"))
+        .await;
+    cluster
+        .wait_for_broker_phase("meshery", "second-broker", Phase::Ready, WAIT)
+        .await;
+    assert!(sample(&second.metrics().await, reconciles).unwrap() > 0.0);
+    let events = events_about(&kubeconfig, "meshery", "second-broker").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reportingInstance"] == "operator-b" && e["reason"] == "Ready"),
+        "{events:#?}"
     );
 }
