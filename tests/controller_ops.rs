@@ -731,3 +731,49 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over() {
         "{events:#?}"
     );
 }
+
+/// SIGTERM stops a standby replica promptly and cleanly, and a leader that stops hands the Lease
+/// back rather than leaving it to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_standby_promptly_and_the_leader_releases_the_lease() {
+    let (cluster, kubeconfig) = cluster_with_meshery_namespace().await;
+    let elect = ["--leader-elect"];
+    let mut leader = Operator::start(
+        &kubeconfig,
+        &elect,
+        &[("POD_NAME", "operator-a"), ("POD_NAMESPACE", "meshery")],
+    );
+    eventually(WAIT, "operator-a holds the Lease", || async {
+        lease_holder(&cluster).await.as_deref() == Some("operator-a")
+    })
+    .await;
+    let mut standby = Operator::start(
+        &kubeconfig,
+        &elect,
+        &[("POD_NAME", "operator-c"), ("POD_NAMESPACE", "meshery")],
+    );
+    eventually(WAIT, "operator-c waits for the Lease", || async {
+        standby.logs().contains("waiting to become the leader")
+    })
+    .await;
+    standby.sigterm();
+    let status = standby.exited_within(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "standby exit after SIGTERM: {status}; log:\n{}",
+        standby.logs()
+    );
+
+    leader.sigterm();
+    let status = leader.exited_within(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "leader exit after SIGTERM: {status}; log:\n{}",
+        leader.logs()
+    );
+    assert_eq!(
+        lease_holder(&cluster).await,
+        None,
+        "the stopped leader still holds the Lease"
+    );
+}
