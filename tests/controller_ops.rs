@@ -481,6 +481,47 @@ async fn phase_changes_are_events_and_an_invalid_spec_is_a_warning() {
     assert_eq!(warning["type"], "Warning", "{warning:#}");
 }
 
+/// A new Broker whose spec is invalid never deploys, so its phase stays Pending: a Warning Event
+/// still says why, naming the field, for `kubectl describe` and `kubectl get events`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_broker_with_an_invalid_spec_gets_a_warning_event_naming_the_field() {
+    let (cluster, kubeconfig) = cluster_with_meshery_namespace().await;
+    let _operator = Operator::start(&kubeconfig, &[], &[]);
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace(
+            "spec: {size: 1}",
+            "spec: {size: 3, clustering: {enabled: false}}",
+        ))
+        .await;
+    let pending = cluster
+        .wait_for("meshery", "meshery-broker", WAIT, |b: &Broker| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "InvalidSpec")
+            })
+        })
+        .await;
+    assert_eq!(pending.status.unwrap().phase, Some(Phase::Pending));
+    let mut events = Vec::new();
+    for _ in 0..30 {
+        events = events_about(&kubeconfig, "meshery", "meshery-broker").await;
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warning = events
+        .iter()
+        .find(|e| e["type"] == "Warning")
+        .unwrap_or_else(|| panic!("no Warning event for an invalid spec: {events:#?}"));
+    let note = warning["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("InvalidSpec") && note.contains("spec.clustering.enabled"),
+        "{warning:#}"
+    );
+}
+
 /// The generated token stays in its Secret: not in the logs (JSON, debug level), the Events, the
 /// Broker's status or the metrics — and dry-run logs show none either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

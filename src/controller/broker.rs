@@ -88,7 +88,7 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
         &*broker,
         broker.status.as_ref(),
         &status,
-        |s: &BrokerStatus| s.phase,
+        |s: &BrokerStatus| (s.phase, &s.conditions),
     )
     .await?;
     Ok(requeue_after(&ctx, status.phase))

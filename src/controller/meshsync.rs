@@ -77,7 +77,7 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         &*meshsync,
         meshsync.status.as_ref(),
         &status,
-        |s: &MeshSyncStatus| s.phase,
+        |s: &MeshSyncStatus| (s.phase, &s.conditions),
     )
     .await?;
     Ok(super::broker::requeue_after(&ctx, status.phase))
