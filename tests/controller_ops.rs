@@ -233,6 +233,10 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 /// Events of the events.k8s.io/v1 API in `namespace` about the object named `regarding`.
+///
+/// The operator publishes through events.k8s.io/v1. A real API server serves the same Events as
+/// core/v1 too, so plain `kubectl get events` lists them; kube-sim stores the two groups apart and
+/// answers an empty core/v1 list, so these tests ask for the events.k8s.io resource by name.
 async fn events_about(
     kubeconfig: &Path,
     namespace: &str,
@@ -393,6 +397,12 @@ async fn readyz_waits_for_caches_and_metrics_count_the_work() {
     })
     .await;
 
+    // The first status write fails: a retried reconcile error, counted by kind.
+    cluster.sim.inject(Fault::status(
+        Some("patch"),
+        "/brokers/meshery-broker/status",
+        500,
+    ));
     cluster.apply_yaml::<Broker>(BROKER).await;
     cluster
         .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
@@ -429,6 +439,14 @@ async fn readyz_waits_for_caches_and_metrics_count_the_work() {
             "{series} missing from\n{metrics}"
         );
     }
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"meshery_operator_reconcile_errors_total{controller="broker",error="StatusWrite"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     assert_eq!(
         sample(
             &metrics,
