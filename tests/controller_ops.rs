@@ -578,6 +578,23 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
         "--log-format json prints one JSON object per line:\n{logs}"
     );
+    // Structured logs carry the CR in a span.
+    let applied: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "applied")
+        .collect();
+    assert!(!applied.is_empty(), "{logs}");
+    for line in &applied {
+        assert_eq!(
+            (&line["span"]["broker"], &line["span"]["namespace"]),
+            (
+                &serde_json::json!("meshery-broker"),
+                &serde_json::json!("meshery")
+            ),
+            "{line}"
+        );
+    }
     let events = kubectl_ok(
         &kubeconfig,
         &[
