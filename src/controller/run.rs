@@ -372,13 +372,14 @@ type ShutdownFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + S
 
 /// Resolves on SIGTERM or SIGINT: how `meshery-operator run` is stopped.
 pub async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGTERM");
-            return future::pending().await;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                return future::pending().await;
+            }
+        };
     tokio::select! {
         _ = terminate.recv() => info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
