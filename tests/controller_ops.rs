@@ -853,3 +853,67 @@ async fn sigterm_stops_a_standby_promptly_and_the_leader_releases_the_lease() {
         "the stopped leader still holds the Lease"
     );
 }
+
+/// A leader whose Lease is taken by someone else stops reconciling and exits with an error, so
+/// that its pod restarts as a standby instead of acting alongside the new holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_exits_with_an_error() {
+    let (cluster, kubeconfig) = cluster_with_meshery_namespace().await;
+    let mut leader = Operator::start(
+        &kubeconfig,
+        &["--leader-elect"],
+        &[("POD_NAME", "operator-a"), ("POD_NAMESPACE", "meshery")],
+    );
+    eventually(WAIT, "operator-a holds the Lease", || async {
+        lease_holder(&cluster).await.as_deref() == Some("operator-a")
+    })
+    .await;
+    // Another holder, as after a network partition: it renewed just now.
+    let now = jiff::Timestamp::now().to_string();
+    let takeover = serde_json::json!({"spec": {
+        "holderIdentity": "someone-else",
+        "acquireTime": now,
+        "renewTime": now,
+        "leaseDurationSeconds": 60,
+    }});
+    let leases: Api<Lease> = cluster.api("meshery");
+    leases
+        .patch(
+            "meshery-operator",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&takeover),
+        )
+        .await
+        .expect("taking the Lease over");
+    let status = leader.exited_within(Duration::from_secs(40)).await;
+    assert!(!status.success(), "exit after losing the Lease: {status}");
+    let logs = leader.logs();
+    assert!(logs.contains("lost the leader lease"), "{logs}");
+    assert_eq!(
+        lease_holder(&cluster).await.as_deref(),
+        Some("someone-else")
+    );
+}
+
+/// A short API server outage is not a liveness failure: `/healthz` stays 200 and reconciling
+/// resumes once the API server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_api_outage_keeps_healthz_and_reconciling_resumes() {
+    let (cluster, kubeconfig) = cluster_with_meshery_namespace().await;
+    let operator = Operator::start(&kubeconfig, &[], &[]);
+    eventually(WAIT, "/readyz turns 200", || async {
+        operator.get("/readyz").await.0 == 200
+    })
+    .await;
+    cluster.sim.down_for(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, body) = operator.get("/healthz").await;
+    assert_eq!(code, 200, "/healthz during a short outage: {body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    let (code, body) = operator.get("/healthz").await;
+    assert_eq!(code, 200, "/healthz after the outage: {body}");
+}
