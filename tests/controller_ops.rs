@@ -561,7 +561,7 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
         token.len()
     );
 
-    // A second broker whose spec is invalid produces a failure path in the logs too.
+    // An invalid spec takes the failure path too: its status, Warning Event and logs.
     cluster
         .apply_yaml::<Broker>(&BROKER.replace(
             "spec: {size: 1}",
