@@ -121,8 +121,12 @@ impl HealthState {
     }
 
     /// `Err` with the reason until the caches are synced and the leadership role is settled.
+    /// A standby is ready whatever its caches: it starts them only once it leads.
     fn readiness(&self) -> Result<(), String> {
         let inner = self.lock();
+        if inner.leadership == Leadership::StandingBy {
+            return Ok(());
+        }
         if !inner.caches_synced {
             return Err("the watch caches have not synced yet".to_string());
         }
@@ -283,6 +287,18 @@ mod tests {
         );
         health.record_watch_ok("broker");
         assert!(health.liveness(start + Duration::from_secs(600)).is_ok());
+    }
+
+    #[test]
+    fn a_standby_is_ready_before_it_has_caches() {
+        // The caches start only once this replica leads.
+        let health = HealthState::new(true, Duration::from_secs(60));
+        assert!(health.readiness().is_err());
+        health.set_leadership(Leadership::StandingBy);
+        assert_eq!(health.readiness(), Ok(()));
+        health.set_leadership(Leadership::Leading);
+        let reason = health.readiness().unwrap_err();
+        assert!(reason.contains("caches"), "{reason}");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub async fn run(
     .await
     .map_err(RunError::Serve)?;
 
+    // Polled from the start, so that a standby replica stops on SIGTERM too.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown) as ShutdownFuture);
     let mut leadership = None;
     if let Some(election) = &options.leader_election {
         health.set_leadership(Leadership::StandingBy);
@@ -89,8 +91,19 @@ pub async fn run(
         let (mut leading, task) = manager.watch().await;
         info!(lease = %election.lease_name, "waiting to become the leader");
         while !*leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                return Err(RunError::LeaderElection("the lease watch ended".into()));
+            tokio::select! {
+                () = shutdown.clone() => {
+                    info!("stopped before becoming the leader");
+                    release_lease(leading, task).await;
+                    stop_serving.cancel();
+                    for task in servers.tasks {
+                        let _ = task.await;
+                    }
+                    return Ok(());
+                }
+                changed = leading.changed() => if changed.is_err() {
+                    return Err(RunError::LeaderElection("the lease watch ended".into()));
+                },
             }
         }
         info!("leading");
@@ -180,7 +193,6 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
 
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown) as ShutdownFuture);
     let config = controller::Config::default()
         .concurrency(options.concurrency)
         .debounce(Duration::from_millis(200));
@@ -222,12 +234,29 @@ pub async fn run(
         () = lost_leadership => Err(RunError::LostLeadership),
     };
     info!("stopped reconciling");
-    drop(leadership);
+    if let Some((leading, task)) = leadership {
+        release_lease(leading, task).await;
+    }
     stop_serving.cancel();
     for task in servers.tasks {
         let _ = task.await;
     }
     result
+}
+
+/// Stops taking part in leader election: closing the channel makes the lease task release the
+/// Lease (when held) so a standby need not wait for it to expire; bounded, as shutdown must finish.
+async fn release_lease(
+    leading: tokio::sync::watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+) {
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => info!("left leader election"),
+        Ok(Ok(Err(e))) => warn!(error = %e, "could not release the leader lease"),
+        Ok(Err(e)) => warn!(error = %e, "the leader-election task failed"),
+        Err(_) => warn!("releasing the leader lease timed out"),
+    }
 }
 
 /// Once the caches are complete: mark the operator ready, sweep orphans, then sweep again after

@@ -1,6 +1,7 @@
 //! Writing a CR's status — only when it changed, ignoring timestamps — and an Event on every phase
-//! change, so `kubectl describe` tells the story.
+//! change and every new error, so `kubectl describe` tells the story.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -12,19 +13,19 @@ use super::context::Context;
 use super::error::Error;
 use super::metrics::WriteVerb;
 use crate::api::{BrokerStatus, MeshSyncStatus, Phase};
-use crate::lifecycle::status_equal_ignoring_time;
+use crate::lifecycle::{READY, Reason, status_equal_ignoring_time};
 use crate::render::labels::FIELD_MANAGER;
 
 /// What an Event about a status says: its phase and why.
 pub trait StatusSummary {
     fn phase(&self) -> Option<Phase>;
-    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
+    fn conditions(&self) -> &[Condition];
 
     /// The Ready condition's reason and message, the one-line story of the phase.
     fn summary(&self) -> String {
         self.conditions()
             .iter()
-            .find(|c| c.type_ == crate::lifecycle::READY)
+            .find(|c| c.type_ == READY)
             .map(|c| format!("{}: {}", c.reason, c.message))
             .unwrap_or_default()
     }
@@ -34,7 +35,7 @@ impl StatusSummary for BrokerStatus {
     fn phase(&self) -> Option<Phase> {
         self.phase
     }
-    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+    fn conditions(&self) -> &[Condition] {
         &self.conditions
     }
 }
@@ -43,7 +44,7 @@ impl StatusSummary for MeshSyncStatus {
     fn phase(&self) -> Option<Phase> {
         self.phase
     }
-    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+    fn conditions(&self) -> &[Condition] {
         &self.conditions
     }
 }
@@ -71,8 +72,9 @@ where
         cr.namespace().unwrap_or_default(),
         cr.name_any()
     );
-    let old_phase = stored.and_then(StatusSummary::phase);
-    let new_phase = status.phase();
+    let old_ready = stored.and_then(|s| ready_condition(s.conditions()));
+    let new_ready = ready_condition(status.conditions());
+    let (old_phase, new_phase) = (stored.and_then(StatusSummary::phase), status.phase());
     if ctx.settings.dry_run {
         info!(%object, status = %serde_json::to_string(status).unwrap_or_default(), "dry-run: would write status");
         return Ok(false);
@@ -95,28 +97,51 @@ where
         object: object.clone(),
         source,
     })?;
+    let error = new_ready.filter(|c| needs_attention(&c.reason));
     if old_phase != new_phase
         && let Some(phase) = new_phase
     {
         info!(%object, from = ?old_phase, to = %phase, "phase changed");
-        publish(ctx, cr, phase, &status.summary()).await;
+        let warning = phase == Phase::Degraded || error.is_some();
+        let event_type = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = format!("{} is now {phase}: {}", K::kind(&()), status.summary());
+        send_event(ctx, cr, event_type, phase.as_str(), note).await;
+    } else if let Some(ready) = error
+        && old_ready.is_none_or(|old| old.reason != ready.reason)
+    {
+        // A new error within the same phase (e.g. a Pending CR whose apply now fails).
+        send_event(
+            ctx,
+            cr,
+            EventType::Warning,
+            &ready.reason,
+            ready.message.clone(),
+        )
+        .await;
     }
     Ok(true)
 }
 
-async fn publish<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    cr: &K,
-    phase: Phase,
-    summary: &str,
-) {
-    let event_type = if phase == Phase::Degraded {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    };
-    let note = format!("{} is now {phase}: {summary}", K::kind(&()));
-    send_event(ctx, cr, event_type, phase.as_str(), note).await;
+fn ready_condition(conditions: &[Condition]) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == READY)
+}
+
+/// Reasons that need someone's attention: they make the Event a Warning, whatever the phase.
+fn needs_attention(reason: &str) -> bool {
+    Reason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason)
+        .is_some_and(|r| {
+            r.is_stalled()
+                || matches!(
+                    r,
+                    Reason::ApplyFailed | Reason::BrokerUnreachable | Reason::WorkloadUnavailable
+                )
+        })
 }
 
 /// A Warning Event for a reconcile that failed and will be retried.
@@ -141,8 +166,16 @@ async fn send_event<K: Resource<DynamicType = ()>>(
     if ctx.settings.dry_run {
         return;
     }
-    // Events allow at most 1 kB of note.
-    let note: String = note.chars().take(1000).collect();
+    // The API server rejects an Event whose note exceeds 1 kB.
+    let mut note = note;
+    if note.len() > 1000 {
+        let mut end = 997;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
     let event = Event {
         type_,
         reason: reason.into(),
