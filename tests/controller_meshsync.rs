@@ -910,3 +910,45 @@ async fn a_converged_broker_and_meshsync_send_zero_writes() {
     assert!(meshsync.meta().deletion_timestamp.is_none());
     cluster.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meshsync_deleted_and_recreated_under_the_same_name_keeps_its_rbac() {
+    let mut cluster = cluster_with_operator().await;
+    let yaml = custom_meshsync("meshery-meshsync", "nats://nats.example:4222", None);
+    cluster.apply_yaml::<MeshSync>(&yaml).await;
+    cluster
+        .wait_for_meshsync_phase("meshery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    let meshsyncs = cluster.api::<MeshSync>("meshery");
+    let old_uid = meshsyncs.get("meshery-meshsync").await.unwrap().uid();
+
+    // `kubectl replace --force`, or a Helm reinstall: gone and back within moments.
+    meshsyncs
+        .delete("meshery-meshsync", &DeleteParams::default())
+        .await
+        .unwrap();
+    let recreated = cluster.apply_yaml::<MeshSync>(&yaml).await;
+    assert_ne!(recreated.uid(), old_uid);
+    let new_uid = recreated.uid().unwrap();
+    cluster
+        .wait_for_meshsync_phase("meshery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    let rbac = rbac_name("meshery", "meshery-meshsync");
+    eventually(WAIT, "the RBAC belongs to the new MeshSync", || async {
+        let role = cluster_roles(&cluster).get_opt(&rbac).await.unwrap();
+        let binding = cluster_role_bindings(&cluster)
+            .get_opt(&rbac)
+            .await
+            .unwrap();
+        let owned = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+            labels.and_then(|l| l.get("meshery.io/owner-uid")) == Some(&new_uid)
+        };
+        role.is_some_and(|r| owned(r.metadata.labels.as_ref()))
+            && binding.is_some_and(|b| owned(b.metadata.labels.as_ref()))
+    })
+    .await;
+    // And it stays: several resyncs (and sweeps) later it is still there.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!rbac_gone(&cluster.client, rbac.clone()).await);
+    cluster.stop_operator().await;
+}
