@@ -911,6 +911,111 @@ async fn a_converged_broker_and_meshsync_send_zero_writes() {
     cluster.stop_operator().await;
 }
 
+/// Runs a second operator against the same API server (the harness holds one); stops it on drop.
+struct ExtraOperator {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ExtraOperator {
+    fn start(client: Client, settings: harness::Settings) -> ExtraOperator {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let options = meshery_operator::controller::RunOptions {
+            settings,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            health_addr: "127.0.0.1:0".parse().unwrap(),
+            leader_election: None,
+            concurrency: 4,
+        };
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            meshery_operator::controller::run(client, options, shutdown)
+                .await
+                .expect("the second operator runs");
+        });
+        ExtraOperator {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the second operator stops within 10 s")
+            .expect("the second operator does not panic");
+    }
+}
+
+impl Drop for ExtraOperator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_scoped_operators_do_not_sweep_each_others_rbac() {
+    let mut cluster = Cluster::start().await;
+    for namespace in ["team-a", "team-b"] {
+        cluster.create_namespace(namespace).await;
+    }
+    let scoped = |namespace: &str| harness::Settings {
+        namespace: Some(namespace.to_string()),
+        ..settings()
+    };
+    cluster.start_operator(scoped("team-a"));
+    let second = ExtraOperator::start(cluster.client.clone(), scoped("team-b"));
+    for namespace in ["team-a", "team-b"] {
+        cluster
+            .apply_yaml::<MeshSync>(
+                &custom_meshsync("meshsync", "nats://nats.example:4222", None)
+                    .replace("namespace: meshery", &format!("namespace: {namespace}")),
+            )
+            .await;
+    }
+    for namespace in ["team-a", "team-b"] {
+        cluster
+            .wait_for_meshsync_phase(namespace, "meshsync", Phase::Ready, WAIT)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.sim.reset_stats();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        writes(&cluster.sim),
+        Vec::<String>::new(),
+        "each operator leaves the other's MeshSync RBAC alone"
+    );
+    for namespace in ["team-a", "team-b"] {
+        let name = rbac_name(namespace, "meshsync");
+        assert!(!rbac_gone(&cluster.client, name).await);
+    }
+
+    // Each still sweeps its own: deleting team-b's MeshSync removes only team-b's RBAC.
+    cluster
+        .api::<MeshSync>("team-b")
+        .delete("meshsync", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "team-b's operator sweeps its RBAC",
+        || rbac_gone(&cluster.client, rbac_name("team-b", "meshsync")),
+    )
+    .await;
+    assert!(!rbac_gone(&cluster.client, rbac_name("team-a", "meshsync")).await);
+    second.stop().await;
+    cluster.stop_operator().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meshsync_deleted_and_recreated_under_the_same_name_keeps_its_rbac() {
     let mut cluster = cluster_with_operator().await;
