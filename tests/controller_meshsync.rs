@@ -1057,3 +1057,65 @@ async fn a_meshsync_deleted_and_recreated_under_the_same_name_keeps_its_rbac() {
     assert!(!rbac_gone(&cluster.client, rbac.clone()).await);
     cluster.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_brokers_new_token_reaches_the_copy_in_another_namespace() {
+    let cluster = cluster_with_operator().await;
+    cluster.create_namespace("discovery").await;
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster
+        .apply_yaml::<MeshSync>(
+            &NATIVE_MESHSYNC.replace("namespace: meshery}\nspec", "namespace: discovery}\nspec"),
+        )
+        .await;
+    cluster
+        .wait_for_meshsync_phase("discovery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    let old_token = cluster.broker_token("meshery", "meshery-broker").await;
+
+    // The Broker goes (its generated token Secret with it): the MeshSync waits for it again.
+    let brokers = cluster.api::<Broker>("meshery");
+    brokers
+        .delete("meshery-broker", &DeleteParams::default())
+        .await
+        .unwrap();
+    let waiting = cluster
+        .wait_for_meshsync_phase("discovery", "meshery-meshsync", Phase::Pending, WAIT)
+        .await;
+    let ready = condition(&status(&waiting).conditions, "Ready");
+    assert_eq!(ready.reason, "WaitingForBroker");
+    assert!(
+        ready.message.contains("meshery/meshery-broker"),
+        "{}",
+        ready.message
+    );
+    eventually(WAIT, "the old token Secret is collected", || async {
+        cluster
+            .api::<Secret>("meshery")
+            .get_opt("meshery-broker-auth")
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+
+    // Back with a freshly generated token: the copy follows it.
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    let new_token = cluster.broker_token("meshery", "meshery-broker").await;
+    assert_ne!(old_token, new_token);
+    cluster
+        .wait_for_meshsync_phase("discovery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    eventually(WAIT, "the copy holds the new token", || async {
+        let copy = cluster
+            .api::<Secret>("discovery")
+            .get("meshery-meshsync-broker-auth")
+            .await
+            .unwrap();
+        copy.data.unwrap()["token"].0 == new_token.as_bytes()
+    })
+    .await;
+}
