@@ -1119,3 +1119,44 @@ async fn a_recreated_brokers_new_token_reaches_the_copy_in_another_namespace() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_broker_sends_its_meshsync_back_to_waiting_at_once() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_namespace("meshery").await;
+    // A long resync, as in production (300 s): only the Broker's deletion can prompt the MeshSync.
+    cluster.start_operator(harness::Settings {
+        resync_interval: Duration::from_secs(120),
+        ..settings()
+    });
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster.apply_yaml::<MeshSync>(NATIVE_MESHSYNC).await;
+    cluster
+        .wait_for_meshsync_phase("meshery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+
+    cluster
+        .api::<Broker>("meshery")
+        .delete("meshery-broker", &DeleteParams::default())
+        .await
+        .unwrap();
+    let waiting = cluster
+        .wait_for_meshsync_phase(
+            "meshery",
+            "meshery-meshsync",
+            Phase::Pending,
+            Duration::from_secs(5),
+        )
+        .await;
+    let ready = condition(&status(&waiting).conditions, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "WaitingForBroker")
+    );
+    assert!(
+        ready.message.contains("meshery/meshery-broker"),
+        "{}",
+        ready.message
+    );
+    cluster.stop_operator().await;
+}
