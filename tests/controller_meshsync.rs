@@ -641,13 +641,14 @@ async fn a_watch_list_change_rolls_meshsync_and_resizes_its_rbac_in_place() {
             [key],
             "the ConfigMap holds the new list"
         );
-        let ready = cluster
-            .wait_for_meshsync_phase("meshery", name, Phase::Ready, WAIT)
+        // Ready again, at the new generation (not the previous generation's Ready status).
+        cluster
+            .wait_for("meshery", name, WAIT, |m: &MeshSync| {
+                phase(m) == Some(Phase::Ready)
+                    && m.status.as_ref().and_then(|s| s.observed_generation)
+                        == m.metadata.generation
+            })
             .await;
-        assert_eq!(
-            status(&ready).observed_generation,
-            ready.metadata.generation
-        );
     }
     // Wider again: jobs (not in the default whitelist) is granted, secrets and events are not.
     let role = cluster_roles(&cluster).get(&rbac).await.unwrap();
@@ -1159,4 +1160,78 @@ async fn deleting_the_broker_sends_its_meshsync_back_to_waiting_at_once() {
         ready.message
     );
     cluster.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_with_the_operator_stopped_never_hangs_and_the_next_start_sweeps() {
+    let mut cluster = cluster_with_operator().await;
+    cluster.create_namespace("scratch").await;
+    let yaml = custom_meshsync("meshsync", "nats://nats.example:4222", None)
+        .replace("namespace: meshery", "namespace: scratch");
+    cluster.apply_yaml::<MeshSync>(&yaml).await;
+    cluster
+        .wait_for_meshsync_phase("scratch", "meshsync", Phase::Ready, WAIT)
+        .await;
+    cluster.stop_operator().await;
+
+    // No finalizer anywhere: the namespace and everything in it go without the operator.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    namespaces
+        .delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, "the namespace is gone", || async {
+        namespaces.get_opt("scratch").await.unwrap().is_none()
+    })
+    .await;
+    let rbac = rbac_name("scratch", "meshsync");
+    assert!(
+        !rbac_gone(&cluster.client, rbac.clone()).await,
+        "cluster-scoped RBAC outlives the namespace until the operator sweeps it"
+    );
+
+    cluster.start_operator(settings());
+    eventually(
+        Duration::from_secs(10),
+        "the start sweeps the RBAC of the MeshSync that went with its namespace",
+        || rbac_gone(&cluster.client, rbac.clone()),
+    )
+    .await;
+    cluster.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_operator_style_configmap_watch_list_is_accepted() {
+    let cluster = cluster_with_operator().await;
+    // The Go types make `watch-list` a whole ConfigMap; Meshery's chart and old CRs carry one.
+    let yaml = r#"
+apiVersion: meshery.io/v1alpha1
+kind: MeshSync
+metadata: {name: meshery-meshsync, namespace: meshery}
+spec:
+  size: 1
+  broker: {custom: {url: 'nats://nats.example:4222'}}
+  watch-list:
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: watch-list, namespace: meshery}
+    data:
+      blacklist: ""
+      whitelist: '[{"Resource":"namespaces.v1.","Events":["ADDED","DELETED"]},{"Resource":"ingresses.v1.networking.k8s.io","Events":["MODIFIED"]}]'
+"#;
+    cluster.apply_yaml::<MeshSync>(yaml).await;
+    cluster
+        .wait_for_meshsync_phase("meshery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    let role = cluster_roles(&cluster)
+        .get(&rbac_name("meshery", "meshery-meshsync"))
+        .await
+        .unwrap();
+    assert_eq!(
+        grants(&role),
+        expected_grants(
+            "meshery-meshsync",
+            &[("", "namespaces"), ("networking.k8s.io", "ingresses")]
+        )
+    );
 }
