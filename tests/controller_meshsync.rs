@@ -852,6 +852,22 @@ async fn an_invalid_watch_list_on_a_deployed_meshsync_degrades_and_leaves_childr
         );
     }
     assert_eq!(condition(&status.conditions, "Stalled").status, "True");
+    // `kubectl describe` shows it too: a Warning Event about this MeshSync.
+    let events: Api<k8s_openapi::api::events::v1::Event> = cluster.api("meshery");
+    eventually(WAIT, "a Warning Event for the MeshSync", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("MeshSync")
+            })
+    })
+    .await;
     assert_eq!(status.observed_generation, degraded.metadata.generation);
 
     // Several resyncs later the children are exactly as they were.
