@@ -1251,3 +1251,59 @@ spec:
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_with_users_json_auth_gives_meshsync_a_copy_of_the_first_user() {
+    let cluster = cluster_with_operator().await;
+    let users: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "nats-users", "namespace": "meshery"},
+        "stringData": {"users.json": r#"{"users":[{"user":"meshsync","password":"p@ss word"},{"user":"other","password":"x"}]}"#},
+    }))
+    .unwrap();
+    cluster
+        .api::<Secret>("meshery")
+        .create(&Default::default(), &users)
+        .await
+        .unwrap();
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace(
+            "spec: {size: 1}",
+            "spec: {size: 1, auth: {secretRef: {name: nats-users}}}",
+        ))
+        .await;
+    cluster.apply_yaml::<MeshSync>(NATIVE_MESHSYNC).await;
+    cluster
+        .wait_for_meshsync_phase("meshery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    assert!(
+        cluster
+            .api::<Secret>("meshery")
+            .get_opt("meshery-broker-auth")
+            .await
+            .unwrap()
+            .is_none(),
+        "no generated token when the user brings the Secret"
+    );
+    // users.json cannot be referenced as one key: the first user's credentials are copied, URL-encoded.
+    let copy = cluster
+        .api::<Secret>("meshery")
+        .get("meshery-meshsync-broker-auth")
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(copy.data.unwrap()["token"].0.clone()).unwrap(),
+        "meshsync:p%40ss%20word"
+    );
+    let deployment = cluster
+        .api::<Deployment>("meshery")
+        .get("meshery-meshsync")
+        .await
+        .unwrap();
+    let env = container_env(&deployment);
+    let reference = env_var(&env, NATS_TOKEN)
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("NATS_TOKEN comes from a Secret");
+    assert_eq!(reference.name, "meshery-meshsync-broker-auth");
+}
