@@ -1307,3 +1307,75 @@ async fn a_broker_with_users_json_auth_gives_meshsync_a_copy_of_the_first_user()
         .expect("NATS_TOKEN comes from a Secret");
     assert_eq!(reference.name, "meshery-meshsync-broker-auth");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshsync_follows_its_broker_losing_and_regaining_readiness() {
+    let mut cluster = Cluster::start().await;
+    cluster.create_namespace("meshery").await;
+    // A long resync: the MeshSync must follow the Broker's status changes, not a timer.
+    cluster.start_operator(harness::Settings {
+        resync_interval: Duration::from_secs(120),
+        ..settings()
+    });
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster.apply_yaml::<MeshSync>(NATIVE_MESHSYNC).await;
+    cluster
+        .wait_for_meshsync_phase("meshery", "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    let deployment = cluster
+        .api::<Deployment>("meshery")
+        .get("meshery-meshsync")
+        .await
+        .unwrap();
+
+    cluster.sim.set_readiness(
+        "statefulsets",
+        "meshery",
+        "meshery-broker",
+        kube_sim::Readiness::LoseReadiness,
+    );
+    cluster
+        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .await;
+    let waiting = cluster
+        .wait_for_meshsync_phase(
+            "meshery",
+            "meshery-meshsync",
+            Phase::Pending,
+            Duration::from_secs(5),
+        )
+        .await;
+    let ready = condition(&status(&waiting).conditions, "Ready");
+    assert_eq!(ready.reason, "WaitingForBroker");
+    assert!(
+        ready.message.contains("Degraded"),
+        "the message says why: {}",
+        ready.message
+    );
+    // Waiting does not tear anything down: MeshSync's Deployment is as it was.
+    let unchanged = cluster
+        .api::<Deployment>("meshery")
+        .get("meshery-meshsync")
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged.metadata.generation,
+        deployment.metadata.generation
+    );
+
+    cluster.sim.set_readiness(
+        "statefulsets",
+        "meshery",
+        "meshery-broker",
+        kube_sim::Readiness::Normal,
+    );
+    cluster
+        .wait_for_meshsync_phase(
+            "meshery",
+            "meshery-meshsync",
+            Phase::Ready,
+            Duration::from_secs(10),
+        )
+        .await;
+    cluster.stop_operator().await;
+}
