@@ -159,13 +159,22 @@ pub async fn run(
         meshsync_crd_uid,
     });
 
-    // A Broker's status change (it became Ready) re-reconciles the MeshSyncs that use it; only
-    // spec changes (generation) re-reconcile the Broker itself.
+    // A Broker's status change (it became Ready) or deletion re-reconciles the MeshSyncs that use
+    // it; only spec changes (generation) re-reconcile the Broker itself.
     let watch_health = health.clone();
     let meshsyncs_for_brokers = meshsync_store.clone();
+    let meshsyncs_for_deleted_brokers = meshsync_store.clone();
+    let deleted_broker_tx = meshsync_tx.clone();
     let broker_events = watcher(brokers_api, watcher::Config::default())
         .default_backoff()
-        .inspect(move |event| record_watch(&watch_health, "broker", event))
+        .inspect(move |event| {
+            record_watch(&watch_health, "broker", event);
+            if let Ok(watcher::Event::Delete(broker)) = event {
+                for meshsync in meshsyncs_using(&meshsyncs_for_deleted_brokers, broker) {
+                    let _ = deleted_broker_tx.unbounded_send(meshsync);
+                }
+            }
+        })
         .reflect(broker_writer)
         .applied_objects()
         .inspect(move |broker| {

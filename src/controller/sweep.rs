@@ -11,10 +11,14 @@ use tracing::info;
 use super::apply::{ApplyOptions, apply_plan};
 use super::context::Context;
 use crate::diff::{Action, Entry, Plan};
-use crate::render::labels::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
+use crate::object::Object;
+use crate::render::labels::{INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
 
 /// Deletes every labelled cluster-scoped child whose owner UID is not a live MeshSync's; returns how
-/// many. Call only once the MeshSync cache is complete, or live objects would look orphaned.
+/// many. Call only once the MeshSync cache is complete, or live objects would look orphaned. An
+/// operator scoped to one namespace (`--namespace`) sees only that namespace's MeshSyncs, so it
+/// sweeps only the children of MeshSyncs from that namespace: another namespace's belong to another
+/// operator, and deleting them would start a delete/recreate fight with it.
 pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
     let live: HashSet<String> = ctx
         .meshsyncs
@@ -27,6 +31,7 @@ pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
         .cluster_scoped()
         .into_iter()
         .filter(|object| object.label(MANAGED_BY_LABEL) == Some(MANAGED_BY))
+        .filter(|object| in_scope(object, ctx.settings.namespace.as_deref()))
         .filter(|object| {
             object
                 .label(OWNER_UID_LABEL)
@@ -59,4 +64,16 @@ pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
         "swept cluster-scoped children of deleted MeshSyncs"
     );
     report.deleted.len()
+}
+
+/// Whether a cluster-scoped child belongs to a MeshSync in `namespace` (every one when unscoped). Its
+/// name is `meshery-meshsync-<namespace>-<instance>` and it carries its MeshSync's name as the
+/// instance label, so name and label together tell the namespace without ambiguity.
+fn in_scope(object: &Object, namespace: Option<&str>) -> bool {
+    let Some(namespace) = namespace else {
+        return true;
+    };
+    object
+        .label(INSTANCE_LABEL)
+        .is_some_and(|instance| object.name() == format!("meshery-meshsync-{namespace}-{instance}"))
 }
