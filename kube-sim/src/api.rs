@@ -67,7 +67,7 @@ struct Target {
 enum Route {
     /// `/api/v1` or `/apis/g/v` discovery
     GroupVersion(String, String),
-    Resource(Target),
+    Resource(Box<Target>),
 }
 
 fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
@@ -150,12 +150,12 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
             )));
         }
     }
-    Some(Ok(Route::Resource(Target {
+    Some(Ok(Route::Resource(Box::new(Target {
         ri,
         ns: ns.map(String::from),
         name: name.map(String::from),
         sub: sub.map(String::from),
-    })))
+    }))))
 }
 
 fn verb_of(req: &Req, t: &Target) -> &'static str {
@@ -284,7 +284,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
         None => non_resource(&shared, &req),
         Some(Err(e)) => error_response(&e),
         Some(Ok(Route::GroupVersion(g, v))) => crate::discovery::group_version(&shared, &g, &v),
-        Some(Ok(Route::Resource(t))) => match resource_request(&shared, &req, t, verb).await {
+        Some(Ok(Route::Resource(t))) => match resource_request(&shared, &req, *t, verb).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },

@@ -43,15 +43,15 @@ pub(crate) fn tick(shared: &Shared) {
 fn keep_times(new: &mut [Value], old: Option<&Value>) {
     let old: Vec<Value> = old.and_then(Value::as_array).cloned().unwrap_or_default();
     for c in new.iter_mut() {
-        if let Some(o) = old.iter().find(|o| o["type"] == c["type"]) {
-            if o["status"] == c["status"] {
-                c["lastTransitionTime"] = o["lastTransitionTime"].clone();
-                if o["reason"] == c["reason"]
-                    && o["message"] == c["message"]
-                    && c.get("lastUpdateTime").is_some()
-                {
-                    c["lastUpdateTime"] = o["lastUpdateTime"].clone();
-                }
+        if let Some(o) = old.iter().find(|o| o["type"] == c["type"])
+            && o["status"] == c["status"]
+        {
+            c["lastTransitionTime"] = o["lastTransitionTime"].clone();
+            if o["reason"] == c["reason"]
+                && o["message"] == c["message"]
+                && c.get("lastUpdateTime").is_some()
+            {
+                c["lastUpdateTime"] = o["lastUpdateTime"].clone();
             }
         }
     }
@@ -136,17 +136,7 @@ fn workloads(
                 keep_times(cs, old_status.get("conditions"));
             }
             if status != old_status {
-                st.controller_status(
-                    &ri,
-                    &ns,
-                    &name,
-                    status,
-                    if plural == "deployments" {
-                        "kube-controller-manager"
-                    } else {
-                        "kube-controller-manager"
-                    },
-                );
+                st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
             }
         }
     }

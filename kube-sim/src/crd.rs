@@ -223,10 +223,10 @@ fn prune_at(obj: &mut Value, schema: &Value, root: bool, path: &str, removed: &m
                     continue;
                 }
                 if (root || embedded) && k == "metadata" {
-                    if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                        if root {
-                            md.retain(|k, _| META_FIELDS.contains(&k.as_str()));
-                        }
+                    if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut)
+                        && root
+                    {
+                        md.retain(|k, _| META_FIELDS.contains(&k.as_str()));
                     }
                     continue;
                 }

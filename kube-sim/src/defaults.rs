@@ -278,10 +278,10 @@ fn default_pod_spec(spec: &mut Value, path: &str, causes: &mut Vec<Cause>) {
             if let Some(p) = v.get_mut("projected").filter(|s| s.is_object()) {
                 default_field(p, "defaultMode", json!(420));
             }
-            if let Some(sl) = v.pointer_mut("/emptyDir/sizeLimit") {
-                if let Some(c) = sl.as_str().and_then(canonical_quantity) {
-                    *sl = json!(c);
-                }
+            if let Some(sl) = v.pointer_mut("/emptyDir/sizeLimit")
+                && let Some(c) = sl.as_str().and_then(canonical_quantity)
+            {
+                *sl = json!(c);
             }
             let has_source = v.as_object().is_some_and(|m| m.keys().any(|k| k != "name"));
             if !has_source {
@@ -372,23 +372,25 @@ pub fn default_builtin(
                     }
                 }
             }
-            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true))) {
-                if o.get("immutable") == Some(&json!(true)) && o.get("data") != obj.get("data") {
-                    causes.push(Cause::forbidden(
-                        "data",
-                        "field is immutable when `immutable` is set",
-                    ));
-                }
+            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true)))
+                && o.get("immutable") == Some(&json!(true))
+                && o.get("data") != obj.get("data")
+            {
+                causes.push(Cause::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
         ("", "ConfigMap") => {
-            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true))) {
-                if o.get("immutable") == Some(&json!(true)) && o.get("data") != obj.get("data") {
-                    causes.push(Cause::forbidden(
-                        "data",
-                        "field is immutable when `immutable` is set",
-                    ));
-                }
+            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true)))
+                && o.get("immutable") == Some(&json!(true))
+                && o.get("data") != obj.get("data")
+            {
+                causes.push(Cause::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
         ("", "Namespace") => {
@@ -505,16 +507,15 @@ pub fn default_builtin(
         ("apps", "DaemonSet") | ("apps", "ReplicaSet") => {
             default_template(obj, "spec", &mut causes);
         }
-        ("policy", "PodDisruptionBudget") => {
+        ("policy", "PodDisruptionBudget")
             if obj.pointer("/spec/minAvailable").is_some()
-                && obj.pointer("/spec/maxUnavailable").is_some()
-            {
-                causes.push(Cause::invalid(
-                    "spec",
-                    &obj["spec"],
-                    "minAvailable and maxUnavailable cannot be both set",
-                ));
-            }
+                && obj.pointer("/spec/maxUnavailable").is_some() =>
+        {
+            causes.push(Cause::invalid(
+                "spec",
+                &obj["spec"],
+                "minAvailable and maxUnavailable cannot be both set",
+            ));
         }
         ("networking.k8s.io", "NetworkPolicy") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
@@ -595,10 +596,10 @@ fn default_service(
                     }
                 }
             }
-            if let Some(m) = spec.as_object_mut() {
-                if m.get("externalTrafficPolicy") == os.get("externalTrafficPolicy") {
-                    m.remove("externalTrafficPolicy");
-                }
+            if let Some(m) = spec.as_object_mut()
+                && m.get("externalTrafficPolicy") == os.get("externalTrafficPolicy")
+            {
+                m.remove("externalTrafficPolicy");
             }
         }
         if old_typ == "LoadBalancer"

@@ -478,10 +478,12 @@ impl Store {
         if self.get(ri, ns, &name).is_some() {
             return Err(ApiError::already_exists(ri, &name));
         }
-        if ri.status && ri.kind != "Namespace" && ctx.subresource.is_none() {
-            if let Some(o) = obj.as_object_mut() {
-                o.remove("status");
-            }
+        if ri.status
+            && ri.kind != "Namespace"
+            && ctx.subresource.is_none()
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.remove("status");
         }
         let schema = schema_for(ri);
         let now = now_rfc3339();
@@ -725,21 +727,21 @@ impl Store {
             }
         }
         // CRD: storedVersions tracks every storage version used.
-        if ri.kind == "CustomResourceDefinition" && ctx.subresource.is_none() {
-            if let Some(sv) = new["spec"]["versions"]
+        if ri.kind == "CustomResourceDefinition"
+            && ctx.subresource.is_none()
+            && let Some(sv) = new["spec"]["versions"]
                 .as_array()
                 .and_then(|vs| vs.iter().find(|v| v["storage"] == json!(true)))
                 .map(|v| v["name"].clone())
-            {
-                let stored = new["status"]["storedVersions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if !stored.contains(&sv) {
-                    let mut s2 = stored;
-                    s2.push(sv);
-                    new["status"]["storedVersions"] = Value::Array(s2);
-                }
+        {
+            let stored = new["status"]["storedVersions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !stored.contains(&sv) {
+                let mut s2 = stored;
+                s2.push(sv);
+                new["status"]["storedVersions"] = Value::Array(s2);
             }
         }
         // No-op: nothing changed (managedFields timestamps aside) → no RV bump, no event.

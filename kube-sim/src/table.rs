@@ -99,7 +99,7 @@ impl JsonPath {
                             next.extend(a.iter().filter(|e| {
                                 e.get(k).is_some_and(|x| match x {
                                     Value::String(s) => s == val,
-                                    other => other.to_string() == *val,
+                                    other => val.as_str() == other.to_string().as_str(),
                                 })
                             }))
                         }
