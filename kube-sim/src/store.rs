@@ -282,30 +282,41 @@ impl Store {
                 }
             }
         }
+        let removed = match &ri.crd {
+            Some(crd) => match &crd.schema {
+                Some(schema) => crd::prune(obj, schema, true),
+                None => Vec::new(),
+            },
+            None => crate::typed::check_builtin(&ri.group, &ri.kind, obj).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {e}",
+                    ri.kind, ri.version, ri.kind
+                ))
+            })?,
+        };
+        if !removed.is_empty() {
+            match validation {
+                "Strict" => {
+                    let list: Vec<String> = removed
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        ri.kind,
+                        ri.version,
+                        ri.kind,
+                        list.join(", ")
+                    )));
+                }
+                "Ignore" => {}
+                _ => self
+                    .warnings
+                    .extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
+            }
+        }
         if let Some(crd) = &ri.crd {
             if let Some(schema) = &crd.schema {
-                let removed = crd::prune(obj, schema, true);
-                if !removed.is_empty() {
-                    match validation {
-                        "Strict" => {
-                            let list: Vec<String> = removed
-                                .iter()
-                                .map(|f| format!("unknown field \"{f}\""))
-                                .collect();
-                            return Err(ApiError::bad_request(format!(
-                                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                                ri.kind,
-                                ri.version,
-                                ri.kind,
-                                list.join(", ")
-                            )));
-                        }
-                        "Ignore" => {}
-                        _ => self
-                            .warnings
-                            .extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
-                    }
-                }
                 crd::apply_defaults(obj, schema);
                 crd::validate(obj, schema, "", &mut causes);
             }

@@ -421,6 +421,49 @@ async fn crd_schema_validation_pruning_and_cel_rejection() {
 }
 
 #[tokio::test]
+async fn field_validation_for_builtins() {
+    let sim = common::sim().await;
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"u"},"data":{"a":"b"},"bogus":1}"#;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        Some("application/json"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"bogus\""),
+        "{v}"
+    );
+    let (code, head, v) =
+        common::raw_full(&sim, "POST", path, Some("application/json"), Some(body)).await;
+    assert_eq!(code, 201, "{v}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("warning: 299 - \"unknown field \\\"bogus\\\"\""),
+        "{head}"
+    );
+    assert!(v.get("bogus").is_none(), "unknown fields are dropped");
+    // a value of the wrong type fails decoding
+    let bad = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":"three"}}"#;
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some("application/json"),
+        Some(bad),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+}
+
+#[tokio::test]
 async fn fault_injection_each_kind() {
     let sim = common::sim().await;
     // kube's client retries 429/503/504 by default; see the raw faults without that layer.
