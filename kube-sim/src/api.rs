@@ -324,6 +324,16 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
 }
 
 fn parse_body(req: &Req) -> ApiResult<Value> {
+    if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "kube-sim does not implement this: {} request bodies (only JSON and, for apply, YAML); the real server accepts them",
+                req.content_type
+            ),
+        ));
+    }
     if req.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
@@ -685,6 +695,12 @@ fn patch(
         };
         let w = std::mem::take(&mut st.warnings);
         return Ok(with_warnings(json_response(code, &at_version(ri, out)), w));
+    }
+    if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
+        return Err(ApiError::unsupported(format!(
+            "{} patch bodies",
+            req.content_type
+        )));
     }
     let patch_body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;

@@ -224,6 +224,22 @@ async fn kubectl_conformance() {
         "{out}"
     );
 
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=10s",
+        "widget/w1",
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Ready",
+        "--timeout=10s",
+        "widget/w1",
+    ]);
+    // Protobuf bodies (typed kubectl generators) are refused loudly, not misread.
+    let (ok, _, err) = k.run(&["create", "configmap", "pb", "--from-literal=a=b"]);
+    assert!(!ok && err.contains("kube-sim does not implement"), "{err}");
+
     // get --watch sees a few events.
     let mut child = k
         .cmd(&["get", "widgets", "--watch", "--output-watch-events"])
@@ -324,7 +340,8 @@ async fn sim_status(sim: &kube_sim::Sim, name: &str, phase: &str, to: &str) {
     api.patch_status(
         name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"status": {"phase": phase, "publishing-to": to}})),
+        &Patch::Merge(serde_json::json!({"status": {"phase": phase, "publishing-to": to,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Up", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})),
     )
     .await
     .unwrap();
