@@ -45,6 +45,13 @@ pub trait Schema: Send + Sync {
         let _ = path;
         false
     }
+    /// true when `key` of the object at `path` is a map entry rather than a declared struct field.
+    /// Defaults to [`Schema::is_map`] of the parent; a schema with both declared `properties` and
+    /// undeclared keys (`x-kubernetes-preserve-unknown-fields`) answers per key.
+    fn is_map_entry(&self, path: &[&str], key: &str) -> bool {
+        let _ = key;
+        self.is_map(path)
+    }
     /// The OpenAPI `default` of a key field of the map-list at `path`, used when an element omits that
     /// key (the real server keys a container port that has no `protocol` as `"protocol":"TCP"`).
     fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
@@ -261,8 +268,8 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
         ("rbac.authorization.k8s.io", "Role") => {}
         ("rbac.authorization.k8s.io", "ClusterRoleBinding")
         | ("rbac.authorization.k8s.io", "RoleBinding") => {
-            // subjects: +listType=atomic; roleRef: +structType=atomic.
-            t.atomic_struct("roleRef");
+            // subjects: +listType=atomic. roleRef carries no structType marker (granular; it is
+            // immutable anyway).
         }
         ("coordination.k8s.io", "Lease") => {}
         ("", "Event") | ("events.k8s.io", "Event") => {}
@@ -420,6 +427,28 @@ impl Schema for CrdSchema {
             Node::Unknown => false,
         }
     }
+    fn is_map_entry(&self, path: &[&str], key: &str) -> bool {
+        if path.first() == Some(&"metadata") {
+            return self.meta.is_map(path);
+        }
+        match self.resolve(path) {
+            Node::Schema(s) => {
+                let s = through_items(s);
+                let declared = s
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| p.contains_key(key));
+                !declared
+                    && (s
+                        .get("additionalProperties")
+                        .is_some_and(|a| !a.is_boolean() || a == &Value::Bool(true))
+                        || s.get("x-kubernetes-preserve-unknown-fields")
+                            == Some(&Value::Bool(true)))
+            }
+            Node::Deduced => true,
+            Node::Unknown => false,
+        }
+    }
     fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
         match self.resolve(path) {
             Node::Schema(s) => through_items(s)
@@ -478,6 +507,113 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_kind_has_a_table() {
+        let kinds = [
+            ("", "ConfigMap"),
+            ("", "Secret"),
+            ("", "ServiceAccount"),
+            ("", "Service"),
+            ("apps", "Deployment"),
+            ("apps", "StatefulSet"),
+            ("policy", "PodDisruptionBudget"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("rbac.authorization.k8s.io", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            ("rbac.authorization.k8s.io", "Role"),
+            ("rbac.authorization.k8s.io", "RoleBinding"),
+            ("coordination.k8s.io", "Lease"),
+            ("", "Event"),
+            ("", "Namespace"),
+            ("", "PersistentVolumeClaim"),
+            ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ];
+        for (g, k) in kinds {
+            let s = builtin_schema(g, k);
+            assert_eq!(
+                s.list_type(&["metadata", "ownerReferences"]),
+                ListType::Map(vec!["uid".into()]),
+                "{k}"
+            );
+            assert_eq!(s.list_type(&["metadata", "finalizers"]), ListType::Set);
+            assert_eq!(
+                s.list_type(&["metadata", "managedFields"]),
+                ListType::Atomic
+            );
+        }
+        let map = |keys: &[&str]| ListType::Map(keys.iter().map(|k| k.to_string()).collect());
+        let svc = builtin_schema("", "Service");
+        assert_eq!(
+            svc.list_type(&["spec", "ports"]),
+            map(&["port", "protocol"])
+        );
+        assert_eq!(
+            svc.key_default(&["spec", "ports"], "protocol"),
+            Some(json!("TCP"))
+        );
+        assert!(svc.is_atomic_struct(&["spec", "selector"]));
+        let sts = builtin_schema("apps", "StatefulSet");
+        assert_eq!(
+            sts.list_type(&["spec", "volumeClaimTemplates"]),
+            ListType::Atomic
+        );
+        assert_eq!(sts.list_type(&["status", "conditions"]), map(&["type"]));
+        let d = builtin_schema("apps", "Deployment");
+        let c = ["spec", "template", "spec", "containers"];
+        assert_eq!(d.list_type(&[&c[..], &["env"]].concat()), map(&["name"]));
+        assert_eq!(
+            d.list_type(&[&c[..], &["envFrom"]].concat()),
+            ListType::Atomic
+        );
+        assert_eq!(
+            d.list_type(&[&c[..], &["volumeMounts"]].concat()),
+            map(&["mountPath"])
+        );
+        assert_eq!(d.list_type(&[&c[..], &["args"]].concat()), ListType::Atomic);
+        assert_eq!(
+            d.list_type(&["spec", "template", "spec", "volumes"]),
+            map(&["name"])
+        );
+        assert_eq!(
+            d.list_type(&["spec", "template", "spec", "imagePullSecrets"]),
+            map(&["name"])
+        );
+        assert_eq!(
+            d.list_type(&["spec", "template", "spec", "initContainers"]),
+            map(&["name"])
+        );
+        let cr = builtin_schema("rbac.authorization.k8s.io", "ClusterRole");
+        assert_eq!(cr.list_type(&["rules"]), ListType::Atomic);
+        let rb = builtin_schema("rbac.authorization.k8s.io", "RoleBinding");
+        assert_eq!(rb.list_type(&["subjects"]), ListType::Atomic);
+        let np = builtin_schema("networking.k8s.io", "NetworkPolicy");
+        assert_eq!(np.list_type(&["spec", "ingress"]), ListType::Atomic);
+        assert!(np.is_atomic_struct(&["spec", "podSelector"]));
+        let pdb = builtin_schema("policy", "PodDisruptionBudget");
+        assert!(pdb.is_atomic_struct(&["spec", "selector"]));
+        let sa = builtin_schema("", "ServiceAccount");
+        assert_eq!(sa.list_type(&["secrets"]), map(&["name"]));
+        assert_eq!(sa.list_type(&["imagePullSecrets"]), ListType::Atomic);
+        let crd = builtin_schema("apiextensions.k8s.io", "CustomResourceDefinition");
+        assert_eq!(crd.list_type(&["spec", "versions"]), ListType::Atomic);
+        assert_eq!(crd.list_type(&["status", "conditions"]), map(&["type"]));
+        // Typed kinds compare creates against an empty object that already has `spec`.
+        assert_eq!(
+            d.empty_object()["spec"]["template"]["spec"].get("containers"),
+            Some(&Value::Null)
+        );
+        assert!(
+            builtin_schema("", "ConfigMap")
+                .empty_object()
+                .get("spec")
+                .is_none()
+        );
+        assert_eq!(
+            builtin_schema("example.com", "Widget").empty_object(),
+            json!({})
+        );
+    }
+
+    #[test]
     fn unknown_kind_is_atomic() {
         let s = builtin_schema("example.com", "Widget");
         assert_eq!(s.list_type(&["spec", "things"]), ListType::Atomic);
@@ -521,6 +657,14 @@ mod tests {
         assert!(s.is_atomic_struct(&["spec", "sel"]));
         assert!(s.is_map(&["spec", "extra"]));
         assert!(!s.is_map(&["spec"]));
+        assert!(s.is_map_entry(&["spec", "extra"], "k"));
+        assert!(!s.is_map_entry(&["spec"], "tags"));
+        let mixed = crd_schema(&json!({"type": "object", "properties": {"spec": {
+            "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {"known": {"type": "object", "properties": {"a": {"type": "string"}}}}}}}));
+        assert!(!mixed.is_map_entry(&["spec"], "known"));
+        assert!(mixed.is_map_entry(&["spec"], "other"));
+        assert!(mixed.is_map_entry(&["spec", "other"], "deep"));
         assert_eq!(s.list_type(&["metadata", "finalizers"]), ListType::Set);
     }
 }

@@ -33,12 +33,18 @@ use crate::list_keys::{ListType, Schema};
 
 /// Real-server behaviours this module does not reproduce (also documented at each place).
 pub const KNOWN_DIFFERENCES: &[&str] = &[
-    "no cap of 10 Update entries merged into an `ancient-changes` entry",
+    "the `status` of a kind is always treated as a status subresource (never applied through the main \
+     resource), also for custom resources whose CRD does not enable the status subresource",
+    "conflict messages do not say `using <apiVersion>` for Update managers",
     "no conversion between API versions: every manager's set is read as if it were in the applied version",
     "a config value that is null is owned and removes the field (as the typed conversion does), \
      but the real server may keep a null in a custom resource whose schema marks the field nullable",
     "duplicate keys in a live associative list are not tolerated specially (the first element wins)",
     "number equality follows serde_json (1 and 1.0 differ)",
+    "`k:`/`v:` JSON in fieldsV1 does not HTML-escape `<`, `>`, `&` as Go's encoder does",
+    "fields a kind does not declare are accepted (the real server answers 500 \"failed to create \
+     typed patch object (...): .spec.x: field not declared in schema\"): only list keys are checked",
+    "no defaulting, validation or admission: the caller defaults and validates around apply()",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -642,8 +648,8 @@ impl<'a> Walker<'a> {
         match self.shape(v, names) {
             Shape::Object => {
                 let m = v.as_object().expect("object shape");
-                let is_map = self.schema.is_map(&Self::names(names));
                 for (k, child) in m {
+                    let is_map = self.schema.is_map_entry(&Self::names(names), k);
                     names.push(k.clone());
                     path.push(PathElement::Field(k.clone()));
                     self.tfs(child, names, path, set, strict)?;
@@ -936,7 +942,6 @@ impl<'a> Walker<'a> {
     }
 
     fn ensure(&self, set: &FieldSet, names: &mut Vec<String>) -> FieldSet {
-        let is_map = self.schema.is_map(&Self::names(names));
         let mut out = FieldSet {
             members: set.members.clone(),
             children: BTreeMap::new(),
@@ -944,7 +949,7 @@ impl<'a> Walker<'a> {
         for (pe, child) in &set.children {
             let sub = match pe {
                 PathElement::Field(n) => {
-                    if !is_map {
+                    if !self.schema.is_map_entry(&Self::names(names), n) {
                         out.members.insert(pe.clone());
                     }
                     names.push(n.clone());
@@ -1086,20 +1091,98 @@ fn encode_entries(mut entries: Vec<Entry>) -> Option<Value> {
     Some(Value::Array(entries.iter().map(Entry::to_json).collect()))
 }
 
-fn set_managed_fields(obj: &mut Value, entries: Vec<Entry>) {
+/// The real server keeps at most this many Update entries ...
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+/// ... folding the oldest into one entry per apiVersion under this manager name.
+pub const ANCIENT_CHANGES_MANAGER: &str = "ancient-changes";
+
+/// Fold the oldest Update entries into `ancient-changes` buckets (one per apiVersion) until at most
+/// [`MAX_UPDATE_MANAGERS`] Update entries remain. As on the real server, the first old entry of a
+/// version only moves into the bucket once a second entry of that version is folded; the bucket
+/// takes the time of the newest entry folded into it.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    entries.retain(|e| !e.set.is_empty());
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == "Update")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| {
+        seconds(&entries[a].time)
+            .cmp(&seconds(&entries[b].time))
+            .then_with(|| entries[a].manager.cmp(&entries[b].manager))
+    });
+    let mut length = updaters.len();
+    let mut first_of_version: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bucket_of_version: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dropped = BTreeSet::new();
+    for &i in &updaters {
+        if length <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&first) = first_of_version.get(&version) else {
+            first_of_version.insert(version, i);
+            continue;
+        };
+        let bucket = match bucket_of_version.get(&version) {
+            Some(&b) => b,
+            None => {
+                // The first entry of this version becomes the bucket (unless a bucket exists).
+                let existing = entries.iter().position(|e| {
+                    e.manager == ANCIENT_CHANGES_MANAGER
+                        && e.operation == "Update"
+                        && e.api_version == version
+                        && e.subresource.is_none()
+                });
+                let b = match existing {
+                    Some(b) if b != first => {
+                        let s = entries[first].set.clone();
+                        entries[b].set = entries[b].set.union(&s);
+                        dropped.insert(first);
+                        b
+                    }
+                    _ => {
+                        entries[first].manager = ANCIENT_CHANGES_MANAGER.into();
+                        entries[first].subresource = None;
+                        first
+                    }
+                };
+                bucket_of_version.insert(version, b);
+                b
+            }
+        };
+        let s = entries[i].set.clone();
+        entries[bucket].set = entries[bucket].set.union(&s);
+        entries[bucket].time = entries[i].time.clone();
+        dropped.insert(i);
+        length -= 1;
+    }
+    let mut idx = 0;
+    entries.retain(|_| {
+        let keep = !dropped.contains(&idx);
+        idx += 1;
+        keep
+    });
+}
+
+fn set_managed_fields(obj: &mut Value, mut entries: Vec<Entry>) {
+    cap_update_managers(&mut entries);
     let encoded = encode_entries(entries);
-    if let Value::Object(m) = obj {
-        let meta = m
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(meta) = meta {
-            match encoded {
-                Some(e) => {
-                    meta.insert("managedFields".into(), e);
-                }
-                None => {
-                    meta.remove("managedFields");
-                }
+    let Value::Object(m) = obj else { return };
+    match encoded {
+        Some(e) => {
+            let meta = m
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(meta) = meta {
+                meta.insert("managedFields".into(), e);
+            }
+        }
+        None => {
+            if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+                meta.remove("managedFields");
             }
         }
     }
@@ -1433,8 +1516,9 @@ fn same_entries(a: &[Entry], b: &[Entry]) -> bool {
 /// fields.
 ///
 /// As on the real server: if `new` carries a `metadata.managedFields` that differs from `old`'s, the
-/// client replaced it and that list is the starting point; an empty list (or `[{}]`) resets field
-/// tracking (the result has no managedFields); if `new` has none, `old`'s are kept.
+/// client replaced it and that list is the starting point; `[{}]` resets field tracking (then this
+/// write's own changes are recorded, so a reset-only write leaves no managedFields); an empty list
+/// `[]` or no managedFields at all keeps `old`'s.
 /// A create (`old == None`) is compared against the kind's empty object ([`Schema::empty_object`]).
 pub fn record_update(
     old: Option<&Value>,
@@ -1449,9 +1533,11 @@ pub fn record_update(
     let old_mf = old.and_then(|o| o.pointer("/metadata/managedFields"));
     let new_plain = without_managed_fields(new);
     let mut entries = match new_mf {
+        // `[]` does not reset (clients unaware of managedFields must not strip it): keep old's.
+        Some(Value::Array(a)) if a.is_empty() => decode_entries(old),
+        // `[{}]` resets: tracking starts afresh, and this write's changes are then recorded.
         Some(Value::Array(a)) if a.iter().all(|e| e.as_object().is_some_and(Map::is_empty)) => {
-            // Reset: the client cleared managedFields.
-            return new_plain;
+            Vec::new()
         }
         Some(mf @ Value::Array(_)) if Some(mf) != old_mf => decode_entries(Some(new)),
         _ => decode_entries(old),

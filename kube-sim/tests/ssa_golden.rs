@@ -145,3 +145,29 @@ fn create_recorded_as_update_matches_kubectl_create_encoding() {
         "kubectl-create fieldsV1",
     );
 }
+
+/// The example object of the Kubernetes "Server-Side Apply" documentation page.
+#[test]
+fn documentation_configmap_example() {
+    let schema = builtin_schema("", "ConfigMap");
+    let cfg = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "test-cm", "namespace": "default", "labels": {"test-label": "test"}},
+        "data": {"key": "some value"}
+    });
+    let got = apply(
+        None,
+        &cfg,
+        "kubectl",
+        false,
+        &*schema,
+        None,
+        "2010-10-10T00:00:00Z",
+    )
+    .unwrap();
+    assert_json_eq(
+        &got,
+        &golden("docs_configmap.json"),
+        "documentation example",
+    );
+}

@@ -779,11 +779,21 @@ fn update_entries_are_per_manager_and_version_and_take_fields() {
             field: ".data.a".into()
         }])
     );
-    // A client clearing managedFields resets tracking.
+    // A client clearing managedFields with `[{}]` resets tracking...
     let mut cleared = u2.clone();
     cleared["metadata"]["managedFields"] = json!([{}]);
     let r = record_update(Some(&u2), &cleared, "kubectl", &*s, None, T4);
     assert!(r["metadata"].get("managedFields").is_none());
+    // ...and changes made in the same request are then owned by the writer...
+    cleared["data"]["z"] = "1".into();
+    let r = record_update(Some(&u2), &cleared, "kubectl", &*s, None, T4);
+    assert_eq!(managers(&r), vec!["kubectl"]);
+    assert_eq!(fields(&r, "kubectl"), json!({"f:data": {"f:z": {}}}));
+    // ...while `[]` is ignored (clients unaware of managedFields never strip it).
+    let mut emptied = u2.clone();
+    emptied["metadata"]["managedFields"] = json!([]);
+    let r = record_update(Some(&u2), &emptied, "kubectl", &*s, None, T4);
+    assert_eq!(r, u2);
     // A removed field leaves every manager.
     let mut v4 = u2.clone();
     v4["data"].as_object_mut().unwrap().remove("b");
@@ -939,4 +949,29 @@ fn metadata_the_server_owns_is_never_owned() {
         fields(&v, "op"),
         json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:app": {}}}})
     );
+}
+
+#[test]
+fn at_most_ten_update_managers_oldest_fold_into_ancient_changes() {
+    let s = builtin_schema("", "ConfigMap");
+    let mut obj = apply(None, &cm(json!({"base": "1"})), "op", false, &*s, None, T1).unwrap();
+    for i in 0..12 {
+        let mut next = obj.clone();
+        next["data"][format!("k{i:02}")] = "1".into();
+        let t = format!("2026-01-02T00:{i:02}:00Z");
+        obj = record_update(Some(&obj), &next, &format!("writer-{i:02}"), &*s, None, &t);
+    }
+    let ms = managers(&obj);
+    // 1 Apply entry + 10 Update entries: writer-00..02 folded into ancient-changes.
+    assert_eq!(ms.len(), 11, "{ms:?}");
+    assert_eq!(ms[0], "op");
+    assert_eq!(ms[1], "ancient-changes");
+    let anc = entry(&obj, "ancient-changes").unwrap();
+    assert_eq!(
+        anc["fieldsV1"],
+        json!({"f:data": {"f:k00": {}, "f:k01": {}, "f:k02": {}}})
+    );
+    assert_eq!(anc["time"], "2026-01-02T00:02:00Z");
+    assert!(entry(&obj, "writer-02").is_none());
+    assert!(entry(&obj, "writer-03").is_some());
 }
