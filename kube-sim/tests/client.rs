@@ -579,3 +579,98 @@ async fn raw_watch_semantics() {
     while stream.next().await.is_some() {}
     assert!(start.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test]
+async fn server_side_apply_through_the_server() {
+    let sim = common::sim().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let cfg = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+    cms.patch(
+        "ssa",
+        &PatchParams::apply("a"),
+        &Patch::Apply(cfg(json!({"x": "1", "shared": "s"}))),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "ssa",
+        &PatchParams::apply("b"),
+        &Patch::Apply(cfg(json!({"shared": "s", "y": "2"}))),
+    )
+    .await
+    .unwrap();
+    // a conflicting value without force names field and manager
+    let err = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("b"),
+            &Patch::Apply(cfg(json!({"x": "9"}))),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            let d = s.details.unwrap();
+            assert_eq!(d.causes[0].field, ".data.x");
+            assert!(d.causes[0].message.contains("\"a\""));
+        }
+        e => panic!("{e}"),
+    }
+    // a omits `shared` (b still owns it: kept) and `x` (only a owned it: removed)
+    let out = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("a"),
+            &Patch::Apply(cfg(json!({}))),
+        )
+        .await
+        .unwrap();
+    let data = out.data.unwrap();
+    assert_eq!(data.get("shared").map(String::as_str), Some("s"));
+    assert_eq!(data.get("y").map(String::as_str), Some("2"));
+    assert!(!data.contains_key("x"));
+    // managedFields encoding for an associative list, through the server
+    let deps: Api<Deployment> = Api::default_namespaced(sim.client());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "mf"},
+        "spec": {"selector": {"matchLabels": {"app": "mf"}}, "template": {"metadata": {"labels": {"app": "mf"}},
+        "spec": {"containers": [{"name": "nats", "image": "nats:2.10", "ports": [{"containerPort": 4222, "name": "client"}]}]}}}});
+    let out = deps
+        .patch("mf", &PatchParams::apply("operator"), &Patch::Apply(&d))
+        .await
+        .unwrap();
+    let mf = out.metadata.managed_fields.unwrap();
+    let e = mf
+        .iter()
+        .find(|e| e.manager.as_deref() == Some("operator"))
+        .unwrap();
+    assert_eq!(e.operation.as_deref(), Some("Apply"));
+    assert_eq!(e.fields_type.as_deref(), Some("FieldsV1"));
+    let f = serde_json::to_value(&e.fields_v1).unwrap();
+    let c = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nats\"}"];
+    assert!(c.get(".").is_some() && c.get("f:image").is_some(), "{f}");
+    assert!(
+        c["f:ports"]
+            .get("k:{\"containerPort\":4222,\"protocol\":\"TCP\"}")
+            .is_some(),
+        "{f}"
+    );
+    // a merge patch records an Update entry for its manager
+    let out = deps
+        .patch(
+            "mf",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"minReadySeconds": 5}})),
+        )
+        .await
+        .unwrap();
+    let mf = out.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|e| e.manager.as_deref() == Some("kubectl-edit")
+                && e.operation.as_deref() == Some("Update"))
+    );
+}
