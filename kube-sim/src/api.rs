@@ -128,7 +128,14 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
         )));
     }
     if let Some(s) = sub {
-        let ok = (s == "status" && ri.status) || (s == "finalize" && ri.kind == "Namespace");
+        let ok = (s == "status" && ri.status)
+            || (s == "finalize" && ri.kind == "Namespace")
+            || (s == "scale"
+                && ri.group == "apps"
+                && matches!(
+                    ri.plural.as_str(),
+                    "deployments" | "statefulsets" | "replicasets"
+                ));
         if !ok {
             if s == "scale"
                 || s == "exec"
@@ -413,6 +420,9 @@ async fn resource_request(
     let ns = t.ns.clone().unwrap_or_default();
     let ri = t.ri.clone();
     let sub = t.sub.as_deref();
+    if sub == Some("scale") {
+        return scale(shared, req, &ri, &ns, t.name.as_deref().unwrap_or(""), verb);
+    }
     match verb {
         "get" => {
             let name = t.name.as_deref().unwrap_or("");
@@ -1136,3 +1146,114 @@ fn filter_event(
 
 #[allow(dead_code)]
 fn unused(_: Cause) {}
+
+/// The `autoscaling/v1` Scale view of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let sel = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let md = &obj["metadata"];
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md["uid"],
+                     "resourceVersion": md["resourceVersion"], "creationTimestamp": md["creationTimestamp"]},
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": sel},
+    })
+}
+
+fn scale(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    verb: &str,
+) -> ApiResult<Response<Body>> {
+    let mut st = lock(&shared.store);
+    let old = st
+        .get(ri, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(ri, name))?;
+    let current = scale_of(&old);
+    let desired = match verb {
+        "get" => return Ok(json_response(200, &current)),
+        "update" => parse_body(req)?,
+        "patch" => {
+            let ct = req.content_type.split(';').next().unwrap_or("").trim();
+            let p: Value = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut s = current.clone();
+            match ct {
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    json_patch::merge(&mut s, &p)
+                }
+                "application/json-patch+json" => {
+                    let jp: json_patch::Patch = serde_json::from_value(p)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    json_patch::patch(&mut s, &jp)
+                        .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                }
+                other => {
+                    return Err(ApiError::unsupported(format!(
+                        "{other} patches of the scale subresource"
+                    )));
+                }
+            }
+            s
+        }
+        _ => {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    if let Some(rv) = desired
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        && !rv.is_empty()
+        && Some(rv)
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+    {
+        return Err(ApiError::conflict(ri, name));
+    }
+    let replicas = desired
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
+        ));
+    }
+    let mut cand = old.clone();
+    cand["spec"]["replicas"] = json!(replicas);
+    if let Some(m) = cand.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    let manager = field_manager(req)?;
+    let ctx = WriteCtx {
+        manager: &manager,
+        op: Op::Update,
+        subresource: Some("scale"),
+        dry_run: dry_run(req)?,
+        field_validation: "Ignore",
+    };
+    let out = st.update(ri, ns, name, &old, cand, &ctx)?;
+    Ok(json_response(200, &scale_of(&out)))
+}

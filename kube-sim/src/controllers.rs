@@ -34,6 +34,8 @@ pub(crate) fn tick(shared: &Shared) {
     let mut st = lock(&shared.store);
     workloads(shared, &mut st, ready_after, &overrides);
     services(shared, &mut st, lb_mode);
+    namespace_defaults(&mut st);
+    disruption_budgets(&mut st);
     garbage_collect(&mut st);
     namespaces(&mut st);
     crd_cleanup(&mut st);
@@ -559,6 +561,118 @@ fn crd_cleanup(st: &mut Store) {
                     let _ = st.delete(&ri, &ns, &n, &json!({}), false);
                 }
             }
+        }
+    }
+}
+
+/// What the service-account and root-CA publisher controllers create in every namespace.
+fn namespace_defaults(st: &mut Store) {
+    let active: Vec<String> = st
+        .objects
+        .iter()
+        .filter(|(k, v)| k.0 == "/namespaces" && v.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|(k, _)| k.2.clone())
+        .collect();
+    let sa = st.builtin("", "serviceaccounts").expect("sa");
+    let cm = st.builtin("", "configmaps").expect("cm");
+    for ns in active {
+        if st.get(&sa, &ns, "default").is_none() {
+            let _ = st.put_object(&sa, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}), "kube-controller-manager");
+        }
+        if st.get(&cm, &ns, "kube-root-ca.crt").is_none() {
+            let _ = st.put_object(
+                &cm,
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "kube-root-ca.crt", "namespace": ns, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                       "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nkube-sim has no CA; this placeholder is not a certificate\n-----END CERTIFICATE-----\n"}}),
+                "kube-controller-manager",
+            );
+        }
+    }
+}
+
+fn scaled(v: &Value, total: i64) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => {
+            let pct: i64 = s.strip_suffix('%')?.parse().ok()?;
+            Some((pct * total + 99) / 100)
+        }
+        _ => None,
+    }
+}
+
+/// The disruption controller, from the workloads (not pods) the budget's selector matches.
+fn disruption_budgets(st: &mut Store) {
+    let Some(ri) = st.builtin("policy", "poddisruptionbudgets") else {
+        return;
+    };
+    let pdbs: Vec<Value> = st
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == "policy/poddisruptionbudgets")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let now = now_rfc3339();
+    for pdb in pdbs {
+        let ns = pdb["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = pdb["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let sel = pdb
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let (mut expected, mut healthy) = (0i64, 0i64);
+        for (k, w) in st.objects.iter() {
+            if !(k.0 == "apps/deployments" || k.0 == "apps/statefulsets") || k.1 != ns {
+                continue;
+            }
+            let labels = w
+                .pointer("/spec/template/metadata/labels")
+                .and_then(Value::as_object);
+            if sel.is_empty()
+                || !sel
+                    .iter()
+                    .all(|(lk, lv)| labels.and_then(|l| l.get(lk)) == Some(lv))
+            {
+                continue;
+            }
+            expected += w
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            healthy += w
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+        }
+        let desired = if let Some(m) = pdb.pointer("/spec/minAvailable") {
+            scaled(m, expected).unwrap_or(0)
+        } else if let Some(m) = pdb.pointer("/spec/maxUnavailable") {
+            (expected - scaled(m, expected).unwrap_or(0)).max(0)
+        } else {
+            0
+        };
+        let allowed = (healthy - desired).max(0);
+        let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(1);
+        let mut c = if allowed > 0 {
+            json!({"type": "DisruptionAllowed", "status": "True", "reason": "SufficientPods", "message": "", "observedGeneration": generation, "lastTransitionTime": now})
+        } else {
+            json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods", "message": "", "observedGeneration": generation, "lastTransitionTime": now})
+        };
+        let old_status = pdb.get("status").cloned().unwrap_or(json!({}));
+        if let Some(o) = old_status["conditions"].as_array().and_then(|a| a.first())
+            && o["status"] == c["status"]
+        {
+            c["lastTransitionTime"] = o["lastTransitionTime"].clone();
+        }
+        let status = json!({"observedGeneration": generation, "disruptionsAllowed": allowed, "currentHealthy": healthy,
+                            "desiredHealthy": desired, "expectedPods": expected, "conditions": [c]});
+        if status != old_status {
+            st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
         }
     }
 }

@@ -168,6 +168,8 @@ impl Sim {
             current: Mutex::new(CancellationToken::new()),
             stopped: CancellationToken::new(),
         });
+        // One synchronous controller pass: the seeded namespaces get their default objects.
+        crate::controllers::tick(&shared);
         let token = lock(&shared.current).clone();
         spawn_accept(shared.clone(), listener, token);
         crate::controllers::spawn(shared.clone());

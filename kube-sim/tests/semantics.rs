@@ -613,6 +613,53 @@ async fn readiness_faults() {
 }
 
 #[tokio::test]
+async fn scale_subresource_pdb_status_and_namespace_defaults() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let sim = common::sim().await;
+    let client = sim.client();
+    // every namespace gets the default ServiceAccount and the root CA ConfigMap
+    let sas: Api<ServiceAccount> = Api::default_namespaced(client.clone());
+    sas.get("default").await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    assert!(
+        cms.get("kube-root-ca.crt")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .contains_key("ca.crt")
+    );
+    let deps: Api<Deployment> = Api::default_namespaced(client.clone());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "s"}}, "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}}}});
+    deps.patch("s", &PatchParams::apply("op"), &Patch::Apply(&d))
+        .await
+        .unwrap();
+    let sc = deps.get_scale("s").await.unwrap();
+    assert_eq!(sc.spec.unwrap().replicas, Some(3));
+    deps.patch_scale(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deps.get("s").await.unwrap().spec.unwrap().replicas, Some(2));
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(client.clone());
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "s"}}}})).unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let st = common::eventually(5, "pdb status", || async {
+        let s = pdbs.get_status("s").await.ok()?.status?;
+        (s.current_healthy == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(st.expected_pods, 2);
+    assert_eq!(st.desired_healthy, 1);
+    assert_eq!(st.disruptions_allowed, 1);
+}
+
+#[tokio::test]
 async fn standalone_binary_and_admin_api() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
