@@ -517,6 +517,49 @@ pub fn default_builtin(
                 "minAvailable and maxUnavailable cannot be both set",
             ));
         }
+        ("events.k8s.io", "Event") => {
+            for (f, max) in [
+                ("reportingController", 128usize),
+                ("reportingInstance", 128),
+                ("action", 128),
+                ("reason", 128),
+            ] {
+                match obj.get(f).and_then(Value::as_str) {
+                    None | Some("") => causes.push(Cause::required(f, "")),
+                    Some(v) if v.len() > max => causes.push(Cause {
+                        field: f.into(),
+                        reason: "FieldValueTooLong",
+                        message: format!("Too long: may not be more than {max} bytes"),
+                    }),
+                    _ => {}
+                }
+            }
+            if obj.get("eventTime").is_none_or(Value::is_null) {
+                causes.push(Cause::required("eventTime", ""));
+            }
+            match obj.get("type").and_then(Value::as_str) {
+                Some("Normal") | Some("Warning") => {}
+                other => causes.push(Cause {
+                    field: "type".into(),
+                    reason: "FieldValueNotSupported",
+                    message: format!(
+                        "Unsupported value: {:?}: supported values: \"Normal\", \"Warning\"",
+                        other.unwrap_or("")
+                    ),
+                }),
+            }
+            if obj
+                .get("note")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.len() > 1024)
+            {
+                causes.push(Cause {
+                    field: "note".into(),
+                    reason: "FieldValueTooLong",
+                    message: "Too long: may not be more than 1024 bytes".into(),
+                });
+            }
+        }
         ("networking.k8s.io", "NetworkPolicy") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 for dir in ["ingress", "egress"] {

@@ -674,3 +674,76 @@ async fn server_side_apply_through_the_server() {
                 && e.operation.as_deref() == Some("Update"))
     );
 }
+
+#[tokio::test]
+async fn event_recorder_and_status_apply() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let sim = common::sim().await;
+    let client = sim.client();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let c = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "ev"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rec = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "meshery-operator".into(),
+            instance: Some("pod-1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("ok".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    rec.publish(&ev, &c.object_ref(&())).await.unwrap();
+    rec.publish(&ev, &c.object_ref(&())).await.unwrap();
+    let evs: Api<K8sEvent> = Api::default_namespaced(client.clone());
+    let list = evs.list(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
+    let mut long = list.items[0].clone();
+    long.metadata = serde_json::from_value(json!({"name": "long"})).unwrap();
+    long.note = Some("x".repeat(2000));
+    let err = evs.create(&PostParams::default(), &long).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 422));
+
+    // status through server-side apply on the status subresource
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &widgets_ar());
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "sa"}, "spec": {"version": "1"}});
+    api.patch("sa", &PatchParams::apply("op"), &Patch::Apply(&w))
+        .await
+        .unwrap();
+    let st = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "sa"},
+        "status": {"phase": "Ready", "observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}});
+    let out = api
+        .patch_status("sa", &PatchParams::apply("op").force(), &Patch::Apply(&st))
+        .await
+        .unwrap();
+    assert_eq!(out.data["status"]["phase"], "Ready");
+    assert_eq!(out.data["spec"]["version"], "1");
+    assert_eq!(out.metadata.generation, Some(1));
+    let mf = out.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|e| e.subresource.as_deref() == Some("status")
+                && e.manager.as_deref() == Some("op"))
+    );
+    let rv = out.metadata.resource_version.clone();
+    let again = api
+        .patch_status("sa", &PatchParams::apply("op").force(), &Patch::Apply(&st))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version, rv,
+        "re-applying the same status is a no-op"
+    );
+}
