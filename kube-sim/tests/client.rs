@@ -747,3 +747,60 @@ async fn event_recorder_and_status_apply() {
         "re-applying the same status is a no-op"
     );
 }
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_by_key() {
+    let sim = common::sim().await;
+    let deps: Api<Deployment> = Api::default_namespaced(sim.client());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "smp", "finalizers": ["a/b"]},
+        "spec": {"selector": {"matchLabels": {"app": "smp"}}, "template": {"metadata": {"labels": {"app": "smp"}},
+        "spec": {"containers": [{"name": "a", "image": "x:1", "env": [{"name": "E1", "value": "1"}]}, {"name": "b", "image": "y:1"}]}}}});
+    deps.create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    let p = json!({"metadata": {"finalizers": ["c/d"]},
+        "spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y:2"}, {"name": "a", "env": [{"name": "E2", "value": "2"}]}]}}}});
+    let out = deps
+        .patch("smp", &PatchParams::default(), &Patch::Strategic(p))
+        .await
+        .unwrap();
+    let cs = out.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(cs.len(), 2);
+    let a = cs.iter().find(|c| c.name == "a").unwrap();
+    assert_eq!(
+        a.image.as_deref(),
+        Some("x:1"),
+        "unmentioned fields of a merged element are kept"
+    );
+    let env: Vec<&str> = a
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["E1", "E2"]);
+    assert_eq!(
+        cs.iter().find(|c| c.name == "b").unwrap().image.as_deref(),
+        Some("y:2")
+    );
+    assert_eq!(
+        out.metadata.finalizers.unwrap(),
+        ["a/b", "c/d"],
+        "finalizers merge as a set"
+    );
+    // $patch: delete removes one element by key
+    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}});
+    let out = deps
+        .patch("smp", &PatchParams::default(), &Patch::Strategic(p))
+        .await
+        .unwrap();
+    assert_eq!(out.spec.unwrap().template.spec.unwrap().containers.len(), 1);
+    deps.patch(
+        "smp",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+}
