@@ -282,6 +282,7 @@ impl Store {
                 }
             }
         }
+        validate_object_meta(obj, &mut causes);
         let removed = match &ri.crd {
             Some(crd) => match &crd.schema {
                 Some(schema) => crd::prune(obj, schema, true),
@@ -973,6 +974,95 @@ impl Store {
                 }
                 self.update(ri, &ns, &name, &old, cand, &ctx)
             }
+        }
+    }
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn is_qualified_key(k: &str) -> bool {
+    match k.split_once('/') {
+        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_qualified_name_part(name),
+        None => is_qualified_name_part(k),
+    }
+}
+
+/// ObjectMeta validation shared by every kind: label/annotation keys and values, owner references.
+fn validate_object_meta(obj: &Value, causes: &mut Vec<Cause>) {
+    const KEY_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
+    if let Some(l) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in l {
+            if !is_qualified_key(k) {
+                causes.push(Cause::invalid("metadata.labels", &json!(k), KEY_MSG));
+            }
+            let v = v.as_str().unwrap_or("");
+            if !v.is_empty() && !is_qualified_name_part(v) {
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &json!(v),
+                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                ));
+            }
+        }
+    }
+    if let Some(a) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in a {
+            if !is_qualified_key(&k.to_ascii_lowercase()) {
+                causes.push(Cause::invalid("metadata.annotations", &json!(k), KEY_MSG));
+            }
+            if !v.is_string() && !v.is_null() {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    v,
+                    "annotation values must be strings",
+                ));
+            }
+            total += k.len() + v.as_str().map(str::len).unwrap_or(0);
+        }
+        if total > 256 * 1024 {
+            causes.push(Cause {
+                field: "metadata.annotations".into(),
+                reason: "FieldValueTooLong",
+                message: "Too long: must have at most 262144 bytes".into(),
+            });
+        }
+    }
+    if let Some(refs) = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    {
+        let mut controllers = 0;
+        for (i, r) in refs.iter().enumerate() {
+            for f in ["apiVersion", "kind", "name", "uid"] {
+                if r.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(Cause::invalid(
+                        &format!("metadata.ownerReferences[{i}].{f}"),
+                        &json!(""),
+                        &format!("{f} must not be empty"),
+                    ));
+                }
+            }
+            if r.get("controller").and_then(Value::as_bool) == Some(true) {
+                controllers += 1;
+            }
+        }
+        if controllers > 1 {
+            causes.push(Cause::invalid(
+                "metadata.ownerReferences",
+                &Value::Array(refs.clone()),
+                "Only one reference can have Controller set to true",
+            ));
         }
     }
 }

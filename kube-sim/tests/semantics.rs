@@ -450,6 +450,30 @@ async fn field_validation_for_builtins() {
         "{head}"
     );
     assert!(v.get("bogus").is_none(), "unknown fields are dropped");
+    // object metadata is validated for every kind
+    let bad_label = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"l","labels":{"app":"not valid!"}}}"#;
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        path,
+        Some("application/json"),
+        Some(bad_label),
+    )
+    .await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "metadata.labels");
+    let two_controllers = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"o","ownerReferences":[
+        {"apiVersion":"v1","kind":"ConfigMap","name":"a","uid":"1","controller":true},
+        {"apiVersion":"v1","kind":"ConfigMap","name":"b","uid":"2","controller":true}]}}"#;
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        path,
+        Some("application/json"),
+        Some(two_controllers),
+    )
+    .await;
+    assert_eq!(code, 422, "{v}");
     // a value of the wrong type fails decoding
     let bad = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":"three"}}"#;
     let (code, _, v) = common::raw_full(
