@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ApiResult, Cause};
+use crate::errors::{ApiError, ApiResult};
 use crate::faults::{FaultAction, WriteRecord};
 use crate::resources::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -1143,9 +1143,6 @@ fn filter_event(
         t => matches(&ev.obj).then(|| (t, ev.obj.clone())),
     }
 }
-
-#[allow(dead_code)]
-fn unused(_: Cause) {}
 
 /// The `autoscaling/v1` Scale view of a workload.
 fn scale_of(obj: &Value) -> Value {
