@@ -86,6 +86,30 @@ async fn typed_crud_and_defaulting() {
         .unwrap();
     assert_eq!(p2.items.len(), 1);
     assert_ne!(p1.items[0].metadata.name, p2.items[0].metadata.name);
+    // a continue token from before a compaction is 410 Gone
+    sim.compact();
+    let err = cms
+        .list(&ListParams::default().limit(1).continue_token(&cont))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 410));
+    // delete collection by label
+    let gone = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=y"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = gone
+        .left()
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["c2"]);
+    assert!(cms.get("c2").await.is_err());
     // replace with the current RV works; a stale RV is a 409 Conflict
     let mut cur = cms.get("c1").await.unwrap();
     let stale = cur.clone();
