@@ -669,6 +669,9 @@ fn patch(
         {
             return Err(ApiError::conflict(ri, name));
         }
+        // Unknown fields are dropped (or refused) while decoding, before the merge.
+        let mut config = config;
+        st.strip_unknown(ri, &mut config, validation)?;
         let live_for_apply = old.as_ref().map(|o| at_version(ri, o.clone()));
         let merged = match ssa::apply(
             live_for_apply.as_ref(),

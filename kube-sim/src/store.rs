@@ -283,6 +283,49 @@ impl Store {
             }
         }
         validate_object_meta(obj, &mut causes);
+        self.strip_unknown(ri, obj, validation)?;
+        if let Some(crd) = &ri.crd {
+            if let Some(schema) = &crd.schema {
+                crd::apply_defaults(obj, schema);
+                crd::validate(obj, schema, "", &mut causes);
+            }
+        } else {
+            causes.extend(default_builtin(
+                &ri.group,
+                &ri.kind,
+                obj,
+                old,
+                &mut self.alloc,
+            ));
+            if ri.kind == "CustomResourceDefinition" {
+                causes.extend(crd::validate_crd(obj));
+                if let Some(o) = old {
+                    for f in ["group", "scope"] {
+                        if o["spec"][f] != obj["spec"][f] {
+                            causes.push(Cause::invalid(
+                                &format!("spec.{f}"),
+                                &obj["spec"][f],
+                                "field is immutable",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(ri, name, causes));
+        }
+        Ok(())
+    }
+
+    /// Decode-time handling of unknown fields (CRD pruning; built-ins via their typed model):
+    /// `Strict` → 400, `Warn` → warnings, `Ignore` → dropped silently. Type errors → 400.
+    pub fn strip_unknown(
+        &mut self,
+        ri: &ResourceInfo,
+        obj: &mut Value,
+        validation: &str,
+    ) -> ApiResult<()> {
         let removed = match &ri.crd {
             Some(crd) => match &crd.schema {
                 Some(schema) => crd::prune(obj, schema, true),
@@ -315,37 +358,6 @@ impl Store {
                     .warnings
                     .extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
             }
-        }
-        if let Some(crd) = &ri.crd {
-            if let Some(schema) = &crd.schema {
-                crd::apply_defaults(obj, schema);
-                crd::validate(obj, schema, "", &mut causes);
-            }
-        } else {
-            causes.extend(default_builtin(
-                &ri.group,
-                &ri.kind,
-                obj,
-                old,
-                &mut self.alloc,
-            ));
-            if ri.kind == "CustomResourceDefinition" {
-                causes.extend(crd::validate_crd(obj));
-                if let Some(o) = old {
-                    for f in ["group", "scope"] {
-                        if o["spec"][f] != obj["spec"][f] {
-                            causes.push(Cause::invalid(
-                                &format!("spec.{f}"),
-                                &obj["spec"][f],
-                                "field is immutable",
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(ri, name, causes));
         }
         Ok(())
     }
