@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -247,39 +247,44 @@ async fn kubectl_conformance() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let mut wait_line = |pred: &dyn Fn(&str) -> bool, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !lines.iter().any(|l| pred(l)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!("kubectl get --watch never printed {what}: {lines:?}"),
+            }
+        }
+    };
+    wait_line(&|l| l.starts_with("ADDED") && l.contains("w1"), "ADDED w1");
     let w4 = write(
         dir.path(),
         "w4.yaml",
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w4\nspec:\n  version: '4'\n",
     );
     k.ok(&["apply", "--server-side", "-f", &w4]);
+    wait_line(&|l| l.starts_with("ADDED") && l.contains("w4"), "ADDED w4");
     k.ok(&["delete", "widget", "w4"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_line(
+        &|l| l.starts_with("DELETED") && l.contains("w4"),
+        "DELETED w4",
+    );
     child.kill().ok();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     let _ = child.wait();
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("ADDED") && l.contains("w1")),
-        "{out}"
-    );
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("ADDED") && l.contains("w4")),
-        "{out}"
-    );
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("DELETED") && l.contains("w4")),
-        "{out}"
-    );
 
     // Built-ins: a Deployment and Service apply, defaulting visible to kubectl, kubectl wait on the rollout.
     let dep = write(

@@ -538,7 +538,7 @@ async fn fault_injection_each_kind() {
     cms.get("a").await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(400));
     // API server down for a period: connections refused, then back on the same port
-    sim.down_for(Duration::from_millis(600));
+    sim.down_for(Duration::from_millis(1500));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let refused = tokio::net::TcpStream::connect(sim.addr()).await;
     assert!(refused.is_err(), "connections are refused while down");
@@ -755,8 +755,8 @@ async fn standalone_binary_and_admin_api() {
         Some(json!({"readyAfterSeconds": 0.2, "loadBalancer": "pending"})),
     )
     .await;
-    let r = http("POST", "/_sim/down", Some(json!({"seconds": 0.5}))).await;
-    assert_eq!(r["downForSeconds"], 0.5);
+    let r = http("POST", "/_sim/down", Some(json!({"seconds": 1.5}))).await;
+    assert_eq!(r["downForSeconds"], 1.5);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(cms.get("x").await.is_err());
     common::eventually(5, "standalone back up", || async {
