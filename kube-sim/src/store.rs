@@ -654,6 +654,23 @@ impl Store {
         {
             return Err(ApiError::conflict(ri, name));
         }
+        if let Some(uid) = new.pointer("/metadata/uid").and_then(Value::as_str)
+            && !uid.is_empty()
+            && Some(uid) != old.pointer("/metadata/uid").and_then(Value::as_str)
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    ri.qualified(),
+                    name,
+                    uid,
+                    old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+                ),
+            )
+            .with_details(json!({"name": name, "kind": ri.plural})));
+        }
         // Subresource isolation.
         if ctx.subresource == Some("status") {
             let mut s = old.clone();
