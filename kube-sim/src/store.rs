@@ -759,7 +759,10 @@ impl Store {
             } else {
                 &["metadata"]
             };
-            if without(old, skip) != without(&new, skip) {
+            // Deployments also bump on annotation changes (they are copied to ReplicaSets).
+            let annotations_changed = ri.kind == "Deployment"
+                && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations");
+            if without(old, skip) != without(&new, skip) || annotations_changed {
                 let g = old
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)

@@ -194,14 +194,19 @@ async fn generation_noop_and_dry_run() {
     d2["metadata"]["labels"]["a"] = json!("2");
     let v2 = deps.patch("g", &pp, &Patch::Apply(&d2)).await.unwrap();
     assert_eq!(v2.metadata.generation, Some(1));
+    // a Deployment's annotation change bumps generation (real deployment strategy)
+    let mut d2 = d2.clone();
+    d2["metadata"]["annotations"] = json!({"note": "x"});
+    let v2b = deps.patch("g", &pp, &Patch::Apply(&d2)).await.unwrap();
+    assert_eq!(v2b.metadata.generation, Some(2));
     // spec change: bump
     let mut d3 = d2.clone();
     d3["spec"]["replicas"] = json!(3);
     let v3 = deps.patch("g", &pp, &Patch::Apply(&d3)).await.unwrap();
-    assert_eq!(v3.metadata.generation, Some(2));
+    assert_eq!(v3.metadata.generation, Some(3));
     common::eventually(5, "rolled", || async {
         let s = deps.get_status("g").await.ok()?.status?;
-        (s.observed_generation == Some(2) && s.ready_replicas == Some(3)).then_some(())
+        (s.observed_generation == Some(3) && s.ready_replicas == Some(3)).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
