@@ -560,6 +560,32 @@ pub fn default_builtin(
                 });
             }
         }
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                // SetDefaults_Pod (pods only, not templates): requests default to limits.
+                for kind in ["initContainers", "containers"] {
+                    if let Some(cs) = spec.get_mut(kind).and_then(Value::as_array_mut) {
+                        for c in cs {
+                            if let Some(limits) = c.pointer("/resources/limits").cloned()
+                                && let Some(lm) = limits.as_object()
+                            {
+                                for (k, v) in lm {
+                                    if c.pointer(&format!("/resources/requests/{k}")).is_none() {
+                                        crate::util::set_path(
+                                            c,
+                                            &["resources", "requests", k],
+                                            v.clone(),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                default_field(spec, "enableServiceLinks", json!(true));
+                default_pod_spec(spec, "spec", &mut causes);
+            }
+        }
         ("networking.k8s.io", "NetworkPolicy") => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 for dir in ["ingress", "egress"] {
@@ -587,6 +613,20 @@ pub fn default_builtin(
         }
         ("rbac.authorization.k8s.io", "ClusterRoleBinding")
         | ("rbac.authorization.k8s.io", "RoleBinding") => {
+            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
+                // SetDefaults_Subject: User and Group subjects get the RBAC group (a ServiceAccount's
+                // empty group is omitted on the wire).
+                for sub in subjects.iter_mut() {
+                    if matches!(sub["kind"].as_str(), Some("User") | Some("Group"))
+                        && sub
+                            .get("apiGroup")
+                            .and_then(Value::as_str)
+                            .is_none_or(str::is_empty)
+                    {
+                        sub["apiGroup"] = json!("rbac.authorization.k8s.io");
+                    }
+                }
+            }
             if obj.pointer("/roleRef/name").is_none() {
                 causes.push(Cause::required("roleRef.name", ""));
             }
