@@ -738,6 +738,24 @@ fn default_service(
         if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
             let ip = alloc.cluster_ip();
             spec["clusterIP"] = json!(ip);
+        } else if let Some(ip) = spec["clusterIP"].as_str().filter(|ip| *ip != "None") {
+            let was_ours = old_spec.as_ref().and_then(|o| o["clusterIP"].as_str()) == Some(ip);
+            let in_range = ip
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.octets()[0] == 10 && (a.octets()[1] & 0xf0) == 96);
+            if !in_range {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs",
+                    &json!([ip]),
+                    "failed to allocate IP: the provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12",
+                ));
+            } else if !was_ours && !alloc.used_ips.insert(ip.to_string()) {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs",
+                    &json!([ip]),
+                    "failed to allocate IP: provided IP is already allocated",
+                ));
+            }
         }
         let ip = spec["clusterIP"].clone();
         default_field(spec, "clusterIPs", json!([ip]));
