@@ -122,7 +122,16 @@ fn workloads(
             let hash = short_hash(&o["spec"]["template"]);
             let old_status = o.get("status").cloned().unwrap_or(json!({}));
             let mut status = if plural == "deployments" {
-                deployment_status(&name, generation, replicas, &hash, rolled, mode, &now)
+                deployment_status(
+                    &name,
+                    generation,
+                    replicas,
+                    &hash,
+                    rolled,
+                    mode,
+                    &now,
+                    was_available(&old_status),
+                )
             } else {
                 statefulset_status(
                     &name,
@@ -144,6 +153,14 @@ fn workloads(
     }
 }
 
+fn was_available(status: &Value) -> bool {
+    status["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True")
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn deployment_status(
     name: &str,
     generation: i64,
@@ -152,6 +169,7 @@ fn deployment_status(
     rolled: bool,
     mode: Readiness,
     now: &str,
+    was_available: bool,
 ) -> Value {
     let rs = format!("{name}-{hash}");
     let mut s = json!({"observedGeneration": generation});
@@ -161,6 +179,31 @@ fn deployment_status(
         }
     };
     put(&mut s, "replicas", replicas);
+    if mode == Readiness::Normal && !rolled && replicas > 0 && was_available {
+        // A rolling update of an available Deployment: the old pods keep it available while the
+        // new ReplicaSet progresses.
+        put(&mut s, "readyReplicas", replicas);
+        put(&mut s, "availableReplicas", replicas);
+        s["conditions"] = json!([
+            cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                now,
+                true
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs}\" is progressing."),
+                now,
+                true
+            ),
+        ]);
+        return s;
+    }
     put(&mut s, "updatedReplicas", replicas);
     let (ready, available_cond, progressing) = match mode {
         Readiness::Normal if rolled || replicas == 0 => (
@@ -282,6 +325,11 @@ fn statefulset_status(
             s["updatedReplicas"] = json!(replicas);
         } else if prev != update_rev && replicas > 0 {
             s["currentReplicas"] = json!(replicas);
+            if mode == Readiness::Normal && old["readyReplicas"].as_i64() == Some(replicas) {
+                // rolling update: the old-revision pods are still ready
+                s["readyReplicas"] = json!(replicas);
+                s["availableReplicas"] = json!(replicas);
+            }
         }
     }
     for k in [

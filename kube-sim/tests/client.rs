@@ -210,8 +210,24 @@ async fn typed_apply_workloads_and_services() {
     // a spec change bumps generation and re-rolls
     let mut dep2 = dep.clone();
     dep2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nats:2.10.2");
+    sim.set_ready_after(Duration::from_secs(600));
     let d2 = deps.patch("d", &pp, &Patch::Apply(&dep2)).await.unwrap();
     assert_eq!(d2.metadata.generation, Some(2));
+    // while the new generation rolls, the old pods keep the Deployment available
+    common::eventually(10, "rolling update in progress", || async {
+        let s = deps.get_status("d").await.ok()?.status?;
+        let conds = s.conditions.unwrap_or_default();
+        let available = conds
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "True");
+        let updating = conds
+            .iter()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ReplicaSetUpdated"));
+        (s.observed_generation == Some(2) && available && updating && s.updated_replicas.is_none())
+            .then_some(())
+    })
+    .await;
+    sim.set_ready_after(Duration::from_millis(100));
     common::eventually(10, "re-rolled", || async {
         let s = deps.get_status("d").await.ok()?.status?;
         (s.observed_generation == Some(2) && s.ready_replicas == Some(2)).then_some(())
