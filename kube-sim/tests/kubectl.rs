@@ -68,15 +68,41 @@ async fn kubectl_conformance() {
     if !kubectl_available() {
         return;
     }
-    // Start empty: the CRDs are applied with kubectl itself.
-    let sim = kube_sim::Sim::start(kube_sim::SimOptions {
-        ready_after: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    // KUBE_SIM_REAL_CLUSTER=1 runs the same checks against the cluster of $KUBECONFIG (kind, k3d…)
+    // so that the simulation's claims can be compared with a real API server. Otherwise a sim is
+    // started empty: the CRDs are applied with kubectl itself.
+    let real = std::env::var("KUBE_SIM_REAL_CLUSTER").is_ok_and(|v| v == "1");
+    let sim = if real {
+        eprintln!("kubectl_conformance: running against the REAL cluster of $KUBECONFIG");
+        None
+    } else {
+        Some(
+            kube_sim::Sim::start(kube_sim::SimOptions {
+                ready_after: Duration::from_millis(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        )
+    };
+    let kubeconfig: String = match &sim {
+        Some(s) => s.kubeconfig_path().to_string_lossy().into(),
+        None => std::env::var("KUBECONFIG").unwrap_or_else(|_| {
+            format!("{}/.kube/config", std::env::var("HOME").unwrap_or_default())
+        }),
+    };
+    let client = match &sim {
+        Some(s) => s.client(),
+        None => {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap();
+            kube::Client::try_from(cfg).unwrap()
+        }
+    };
     let k = Kubectl {
-        kubeconfig: sim.kubeconfig_path().to_string_lossy().into(),
+        kubeconfig,
         cache: tempfile::tempdir().unwrap(),
     };
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +121,7 @@ async fn kubectl_conformance() {
     let out = k.ok(&[
         "wait",
         "--for=condition=Established",
-        "--timeout=10s",
+        "--timeout=120s",
         "crd/widgets.example.com",
         "crd/gadgets.example.com",
     ]);
@@ -208,7 +234,7 @@ async fn kubectl_conformance() {
     assert!(!ok && err.contains("unknown field \"spec.bogus\""), "{err}");
 
     // get with printer columns (server-side Table), hyphenated JSONPath included.
-    sim_status(&sim, "w1", "Ready", "nats://b.ns.svc.cluster.local:4222").await;
+    sim_status(&client, "w1", "Ready", "nats://b.ns.svc.cluster.local:4222").await;
     let out = k.ok(&["get", "widgets"]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -227,18 +253,20 @@ async fn kubectl_conformance() {
     k.ok(&[
         "wait",
         "--for=condition=Ready",
-        "--timeout=10s",
+        "--timeout=120s",
         "widget/w1",
     ]);
     k.ok(&[
         "wait",
         "--for=jsonpath={.status.phase}=Ready",
-        "--timeout=10s",
+        "--timeout=120s",
         "widget/w1",
     ]);
     // Protobuf bodies (typed kubectl generators) are refused loudly, not misread.
-    let (ok, _, err) = k.run(&["create", "configmap", "pb", "--from-literal=a=b"]);
-    assert!(!ok && err.contains("kube-sim does not implement"), "{err}");
+    if sim.is_some() {
+        let (ok, _, err) = k.run(&["create", "configmap", "pb", "--from-literal=a=b"]);
+        assert!(!ok && err.contains("kube-sim does not implement"), "{err}");
+    }
 
     // get --watch sees a few events.
     let mut child = k
@@ -296,10 +324,10 @@ async fn kubectl_conformance() {
     k.ok(&[
         "wait",
         "--for=condition=Available",
-        "--timeout=10s",
+        "--timeout=120s",
         "deployment/d1",
     ]);
-    k.ok(&["rollout", "status", "deployment/d1", "--timeout=10s"]);
+    k.ok(&["rollout", "status", "deployment/d1", "--timeout=120s"]);
     let d = k.json(&["get", "deploy", "d1"]);
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
@@ -312,26 +340,32 @@ async fn kubectl_conformance() {
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
     let s = k.json(&["get", "svc", "s1"]);
     assert_eq!(s["spec"]["ports"][0]["targetPort"], 4222);
-    assert!(
-        s["spec"]["clusterIP"]
-            .as_str()
-            .unwrap()
-            .starts_with("10.96.")
-    );
+    if sim.is_some() {
+        assert!(
+            s["spec"]["clusterIP"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.96.")
+        );
+    }
 
     // delete, and cascade: the CRD's custom resources go with it.
     assert!(k.ok(&["delete", "widget", "w1"]).contains("deleted"));
     k.ok(&["apply", "--server-side", "-f", &w]);
-    k.ok(&["delete", "crd", "widgets.example.com", "--timeout=10s"]);
+    k.ok(&["delete", "crd", "widgets.example.com", "--timeout=120s"]);
     let (ok, _, _) = k.run(&["get", "crd", "widgets.example.com"]);
     assert!(!ok);
     let out = k.ok(&["api-resources", "--api-group=example.com"]);
     assert!(!out.contains("widgets"), "{out}");
-    sim.stop();
+    let _ = k.run(&["delete", "-f", &dep, "--ignore-not-found", "--wait=false"]);
+    let _ = k.run(&["delete", "crd", "gadgets.example.com", "--ignore-not-found"]);
+    if let Some(sim) = sim {
+        sim.stop();
+    }
 }
 
 /// Set a Widget's status through the status subresource (as the operator would).
-async fn sim_status(sim: &kube_sim::Sim, name: &str, phase: &str, to: &str) {
+async fn sim_status(client: &kube::Client, name: &str, phase: &str, to: &str) {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     use kube::discovery::ApiResource;
     let ar = ApiResource {
@@ -341,7 +375,7 @@ async fn sim_status(sim: &kube_sim::Sim, name: &str, phase: &str, to: &str) {
         kind: "Widget".into(),
         plural: "widgets".into(),
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(sim.client(), "default", &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     api.patch_status(
         name,
         &PatchParams::default(),
