@@ -316,6 +316,10 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
             );
             r
         }
+        "/api" | "/apis" if crate::discovery::wants_aggregated(&req.accept).is_some() => {
+            let v = crate::discovery::wants_aggregated(&req.accept).unwrap_or("v2");
+            crate::discovery::aggregated(shared, req.path.trim_end_matches('/') == "/api", v)
+        }
         "/api" => crate::discovery::api_versions(shared),
         "/apis" => crate::discovery::api_groups(shared),
         p if p.starts_with("/apis/") && p.matches('/').count() == 2 => {

@@ -844,3 +844,42 @@ async fn strategic_merge_patch_merges_by_key() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn discovery_legacy_and_aggregated() {
+    let sim = common::sim().await;
+    for aggregated in [false, true] {
+        let d = kube::Discovery::new(sim.client());
+        let d = if aggregated {
+            d.run_aggregated().await.unwrap()
+        } else {
+            d.run().await.unwrap()
+        };
+        let (ar, caps) = d
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .find(|(ar, _)| ar.plural == "widgets")
+            .unwrap_or_else(|| panic!("widgets not discovered (aggregated={aggregated})"));
+        assert_eq!(ar.kind, "Widget");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        assert!(
+            caps.subresources
+                .iter()
+                .any(|(s, _)| s.plural == "widgets/status" || s.plural == "status"),
+            "{:?}",
+            caps.subresources
+        );
+        assert!(d.has_group("apps") && d.has_group("apiextensions.k8s.io"));
+        let core = d
+            .groups()
+            .find(|g| g.name().is_empty())
+            .expect("core group");
+        assert!(
+            core.recommended_resources()
+                .iter()
+                .any(|(ar, _)| ar.plural == "configmaps")
+        );
+    }
+    let v = sim.client().apiserver_version().await.unwrap();
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
+}
