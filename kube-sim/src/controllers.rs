@@ -34,6 +34,14 @@ pub(crate) fn tick(shared: &Shared) {
     let mut st = lock(&shared.store);
     workloads(shared, &mut st, ready_after, &overrides);
     services(shared, &mut st, lb_mode);
+    // The rest reacts to writes only: skip it while nothing changed.
+    let mut last = lock(&shared.last_tick_rv);
+    if *last == st.rv {
+        return;
+    }
+    // Remember the RV seen before this pass: if the pass writes, the next tick runs again, until a
+    // pass changes nothing.
+    *last = st.rv;
     namespace_defaults(&mut st);
     disruption_budgets(&mut st);
     garbage_collect(&mut st);
@@ -85,13 +93,12 @@ fn workloads(
     for plural in ["deployments", "statefulsets"] {
         let ri = st.builtin("apps", plural).expect("apps");
         let gr = ri.gr();
-        let objs: Vec<Value> = st
+        let mut writes: Vec<(String, String, Value)> = Vec::new();
+        for (_, o) in st
             .objects
             .range((gr.clone(), String::new(), String::new())..)
             .take_while(|(k, _)| k.0 == gr)
-            .map(|(_, v)| v.clone())
-            .collect();
-        for o in objs {
+        {
             if o.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
             }
@@ -102,13 +109,16 @@ fn workloads(
                 .to_string();
             let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
             let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
-            let first_seen = {
+            // (generation, first seen at it, pod-template hash), so the hash is computed once per generation
+            let (first_seen, hash) = {
                 let mut r = lock(&shared.rollouts);
-                let e = r.entry(uid).or_insert((generation, now_i));
+                let e = r
+                    .entry(uid)
+                    .or_insert_with(|| (generation, now_i, short_hash(&o["spec"]["template"])));
                 if e.0 != generation {
-                    *e = (generation, now_i);
+                    *e = (generation, now_i, short_hash(&o["spec"]["template"]));
                 }
-                e.1
+                (e.1, e.2.clone())
             };
             let mode = overrides
                 .get(&(gr.clone(), ns.clone(), name.clone()))
@@ -119,8 +129,8 @@ fn workloads(
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
-            let hash = short_hash(&o["spec"]["template"]);
-            let old_status = o.get("status").cloned().unwrap_or(json!({}));
+            let empty = json!({});
+            let old_status = o.get("status").unwrap_or(&empty);
             let mut status = if plural == "deployments" {
                 deployment_status(
                     &name,
@@ -130,25 +140,20 @@ fn workloads(
                     rolled,
                     mode,
                     &now,
-                    was_available(&old_status),
+                    was_available(old_status),
                 )
             } else {
-                statefulset_status(
-                    &name,
-                    generation,
-                    replicas,
-                    &hash,
-                    rolled,
-                    mode,
-                    &old_status,
-                )
+                statefulset_status(&name, generation, replicas, &hash, rolled, mode, old_status)
             };
             if let Some(cs) = status.get_mut("conditions").and_then(Value::as_array_mut) {
                 keep_times(cs, old_status.get("conditions"));
             }
-            if status != old_status {
-                st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
+            if status != *old_status {
+                writes.push((ns, name, status));
             }
+        }
+        for (ns, name, status) in writes {
+            st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
         }
     }
 }
@@ -352,6 +357,10 @@ fn services(shared: &Shared, st: &mut Store, mode: LoadBalancerMode) {
         .objects
         .range((gr.clone(), String::new(), String::new())..)
         .take_while(|(k, _)| k.0 == gr)
+        .filter(|(_, v)| {
+            v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+                || v.pointer("/status/loadBalancer/ingress").is_some()
+        })
         .map(|(_, v)| v.clone())
         .collect();
     for o in objs {

@@ -85,8 +85,10 @@ pub(crate) struct Shared {
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
     pub bookmark_interval: Duration,
     pub addr: SocketAddr,
-    /// Simulated-controller bookkeeping: uid → (generation, when first seen at that generation).
-    pub rollouts: Mutex<HashMap<String, (i64, std::time::Instant)>>,
+    /// Simulated-controller bookkeeping: uid → (generation, when first seen at it, template hash).
+    pub rollouts: Mutex<HashMap<String, (i64, std::time::Instant, String)>>,
+    /// The RV at the end of the last controller pass that reacted to writes.
+    pub last_tick_rv: Mutex<u64>,
     /// LoadBalancer ingress assignments: uid → last octet.
     pub lb_ips: Mutex<(HashMap<String, u8>, u8)>,
     /// Cancels the current accept loop and its connections ("down").
@@ -164,6 +166,7 @@ impl Sim {
             bookmark_interval: opts.bookmark_interval,
             addr,
             rollouts: Mutex::new(HashMap::new()),
+            last_tick_rv: Mutex::new(0),
             lb_ips: Mutex::new((HashMap::new(), 0)),
             current: Mutex::new(CancellationToken::new()),
             stopped: CancellationToken::new(),
