@@ -109,21 +109,26 @@ fn workloads(
                 .to_string();
             let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
             let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            let mode = overrides
+                .get(&(gr.clone(), ns.clone(), name.clone()))
+                .copied()
+                .unwrap_or_default();
+            // Settled workloads (status final for this RV and readiness mode) cost nothing per tick.
+            if lock(&shared.settled).get(&uid) == Some(&(rv.to_string(), mode)) {
+                continue;
+            }
             // (generation, first seen at it, pod-template hash), so the hash is computed once per generation
             let (first_seen, hash) = {
                 let mut r = lock(&shared.rollouts);
                 let e = r
-                    .entry(uid)
+                    .entry(uid.clone())
                     .or_insert_with(|| (generation, now_i, short_hash(&o["spec"]["template"])));
                 if e.0 != generation {
                     *e = (generation, now_i, short_hash(&o["spec"]["template"]));
                 }
                 (e.1, e.2.clone())
             };
-            let mode = overrides
-                .get(&(gr.clone(), ns.clone(), name.clone()))
-                .copied()
-                .unwrap_or_default();
             let rolled = now_i.duration_since(first_seen) >= ready_after;
             let replicas = o
                 .pointer("/spec/replicas")
@@ -150,6 +155,8 @@ fn workloads(
             }
             if status != *old_status {
                 writes.push((ns, name, status));
+            } else if rolled || mode != Readiness::Normal || replicas == 0 {
+                lock(&shared.settled).insert(uid, (rv.to_string(), mode));
             }
         }
         for (ns, name, status) in writes {

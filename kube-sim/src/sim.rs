@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// Simulated-controller bookkeeping: uid → (generation, when first seen at it, template hash).
     pub rollouts: Mutex<HashMap<String, (i64, std::time::Instant, String)>>,
+    /// Workloads whose simulated status is final: uid → (resourceVersion, readiness mode).
+    pub settled: Mutex<HashMap<String, (String, Readiness)>>,
     /// The RV at the end of the last controller pass that reacted to writes.
     pub last_tick_rv: Mutex<u64>,
     /// LoadBalancer ingress assignments: uid → last octet.
@@ -167,6 +169,7 @@ impl Sim {
             addr,
             rollouts: Mutex::new(HashMap::new()),
             last_tick_rv: Mutex::new(0),
+            settled: Mutex::new(HashMap::new()),
             lb_ips: Mutex::new((HashMap::new(), 0)),
             current: Mutex::new(CancellationToken::new()),
             stopped: CancellationToken::new(),
