@@ -128,9 +128,20 @@ fn spawn_accept(shared: Arc<Shared>, listener: TcpListener, token: CancellationT
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let shared = shared.clone();
                         async move {
-                            Ok::<_, Infallible>(
-                                crate::api::handle(shared, req.map(axum::body::Body::new)).await,
-                            )
+                            use futures::FutureExt;
+                            let fut = crate::api::handle(shared, req.map(axum::body::Body::new));
+                            // A bug in kube-sim answers 500 (and says so) instead of dropping the connection.
+                            let resp = match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                                Ok(r) => r,
+                                Err(_) => crate::api::json_response(
+                                    500,
+                                    &crate::errors::ApiError::internal(
+                                        "kube-sim panicked while handling this request (a kube-sim bug)",
+                                    )
+                                    .to_status(),
+                                ),
+                            };
+                            Ok::<_, Infallible>(resp)
                         }
                     },
                 );

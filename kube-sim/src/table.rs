@@ -49,8 +49,9 @@ impl JsonPath {
                         steps.push(Step::All);
                     } else if let Ok(n) = inner.parse::<usize>() {
                         steps.push(Step::Index(n));
-                    } else if (inner.starts_with('\'') && inner.ends_with('\''))
-                        || (inner.starts_with('"') && inner.ends_with('"'))
+                    } else if inner.len() >= 2
+                        && ((inner.starts_with('\'') && inner.ends_with('\''))
+                            || (inner.starts_with('"') && inner.ends_with('"')))
                     {
                         steps.push(Step::Field(inner[1..inner.len() - 1].to_string()));
                     } else if let Some(f) =
