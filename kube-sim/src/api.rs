@@ -400,9 +400,14 @@ fn field_validation(req: &Req) -> ApiResult<&'static str> {
     }
 }
 
-/// The object as served at the requested version (conversion strategy None: only apiVersion changes).
+/// The object as served at the requested version (conversion strategy None: only apiVersion
+/// changes). Custom resources are defaulted on read with that version's schema, as the real server
+/// does when reading from storage (so defaults added to a CRD later show on older objects).
 fn at_version(ri: &ResourceInfo, mut obj: Value) -> Value {
     obj["apiVersion"] = json!(ri.api_version());
+    if let Some(schema) = ri.crd.as_ref().and_then(|c| c.schema.as_ref()) {
+        crate::crd::apply_defaults(&mut obj, schema);
+    }
     obj
 }
 

@@ -384,6 +384,21 @@ async fn crd_schema_validation_pruning_and_cel_rejection() {
     assert_eq!(ok.data["spec"]["size"], 1);
     assert_eq!(ok.data["spec"]["serviceType"], "LoadBalancer");
 
+    // defaults added to the CRD later show on existing objects (defaulting on read)
+    let (status, v) = common::raw(
+        &sim,
+        "PATCH",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+        Some("application/json-patch+json"),
+        Some(json!([{"op": "add", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/later",
+                     "value": {"type": "string", "default": "added-later"}}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["metadata"]["generation"], 2);
+    let again = api.get("v").await.unwrap();
+    assert_eq!(again.data["spec"]["later"], "added-later");
+
     // A CRD carrying CEL rules is refused, loudly.
     let crds: Api<CustomResourceDefinition> = Api::all(sim.client());
     let cel: CustomResourceDefinition = serde_json::from_value(json!({
