@@ -604,6 +604,18 @@ impl Store {
         ctx: &WriteCtx,
     ) -> ApiResult<Value> {
         let saved = self.alloc.clone();
+        // The stored object as read (custom resources are defaulted on read), so that defaults a CRD
+        // gained later neither look like a change nor bump the generation.
+        let defaulted;
+        let old = match ri.crd.as_ref().and_then(|c| c.schema.as_ref()) {
+            Some(schema) => {
+                let mut o = old.clone();
+                crd::apply_defaults(&mut o, schema);
+                defaulted = o;
+                &defaulted
+            }
+            None => old,
+        };
         let r = self.update_inner(ri, ns, name, old, candidate, ctx);
         if r.is_err() || ctx.dry_run {
             self.alloc = saved;

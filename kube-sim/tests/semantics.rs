@@ -398,6 +398,20 @@ async fn crd_schema_validation_pruning_and_cel_rejection() {
     assert_eq!(v["metadata"]["generation"], 2);
     let again = api.get("v").await.unwrap();
     assert_eq!(again.data["spec"]["later"], "added-later");
+    // ...and are no change: a no-op write keeps the resourceVersion and generation
+    let same = api
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same.metadata.resource_version,
+        again.metadata.resource_version
+    );
+    assert_eq!(same.metadata.generation, again.metadata.generation);
 
     // A CRD carrying CEL rules is refused, loudly.
     let crds: Api<CustomResourceDefinition> = Api::all(sim.client());
