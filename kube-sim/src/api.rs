@@ -181,9 +181,21 @@ fn verb_of(req: &Req, t: &Target) -> &'static str {
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 << 20)
-        .await
-        .unwrap_or_default();
+    // The real server refuses request bodies over 3 MiB.
+    let body = match axum::body::to_bytes(body, 3 << 20).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_response(
+                413,
+                &ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    "Request entity too large: limit is 3145728",
+                )
+                .to_status(),
+            );
+        }
+    };
     let query: HashMap<String, String> = parts
         .uri
         .query()

@@ -17,6 +17,9 @@ use crate::util::{is_dns1123_label, is_dns1123_subdomain, meta_mut, now_rfc3339,
 
 pub type Key = (String, String, String);
 
+/// etcd's default request size limit (the real server fails larger objects with this error).
+const MAX_OBJECT_BYTES: usize = 1_572_864;
+
 #[derive(Debug)]
 pub struct WatchEvent {
     pub rv: u64,
@@ -559,6 +562,9 @@ impl Store {
         if ri.generation {
             m.insert("generation".into(), json!(1));
         }
+        if serde_json::to_vec(&obj).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES {
+            return Err(ApiError::internal("etcdserver: request is too large"));
+        }
         if ctx.dry_run {
             return Ok(obj);
         }
@@ -803,6 +809,9 @@ impl Store {
         // No-op: nothing changed (managedFields timestamps aside) → no RV bump, no event.
         if strip_times(old) == strip_times(&new) {
             return Ok(old.clone());
+        }
+        if serde_json::to_vec(&new).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES {
+            return Err(ApiError::internal("etcdserver: request is too large"));
         }
         if ctx.dry_run {
             return Ok(new);
