@@ -167,6 +167,8 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
 
 fn verb_of(req: &Req, t: &Target) -> &'static str {
     match (req.method.clone(), t.name.is_some()) {
+        // the deprecated watch of one named object
+        (Method::GET, true) if req.flag("watch") && t.sub.is_none() => "watch",
         (Method::GET, true) => "get",
         (Method::GET, false) if req.flag("watch") => "watch",
         (Method::GET, false) => "list",
@@ -470,7 +472,7 @@ async fn resource_request(
             Ok(json_response(200, &obj))
         }
         "list" => list(shared, req, &ri, t.ns.as_deref()),
-        "watch" => watch(shared, req, &ri, t.ns.clone()),
+        "watch" => watch(shared, req, &ri, t.ns.clone(), t.name.as_deref()),
         "create" => {
             if t.name.is_some() {
                 return Err(ApiError::new(
@@ -979,14 +981,20 @@ fn watch(
     req: &Req,
     ri: &ResourceInfo,
     ns: Option<String>,
+    name: Option<&str>,
 ) -> ApiResult<Response<Body>> {
     let sel = req
         .q("labelSelector")
         .map(LabelSelector::parse)
         .transpose()?
         .unwrap_or_default();
-    let fsel = req
-        .q("fieldSelector")
+    let field_selector = match (req.q("fieldSelector"), name) {
+        (Some(f), Some(n)) => Some(format!("{f},metadata.name={n}")),
+        (None, Some(n)) => Some(format!("metadata.name={n}")),
+        (f, None) => f.map(String::from),
+    };
+    let fsel = field_selector
+        .as_deref()
         .map(|s| FieldSelector::parse(s, &ri.kind))
         .transpose()?
         .unwrap_or_default();

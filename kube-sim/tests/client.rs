@@ -606,6 +606,21 @@ async fn raw_watch_semantics() {
         }
         other => panic!("{other:?}"),
     }
+    // the deprecated watch of one named object
+    let (code, _, body) = common::raw_full(
+        &sim,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/kube-root-ca.crt?watch=1&timeoutSeconds=1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let text = body.to_string();
+    assert!(
+        text.contains("kube-root-ca.crt") && !text.contains("\"w1\""),
+        "{text}"
+    );
     // timeoutSeconds ends the stream
     let start = std::time::Instant::now();
     let mut stream = cms
