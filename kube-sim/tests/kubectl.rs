@@ -338,6 +338,33 @@ async fn kubectl_conformance() {
         "1Gi"
     );
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    // built-in printer columns
+    let out = k.ok(&["get", "deploy", "d1"]);
+    let head: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(1).unwrap().split_whitespace().nth(1) == Some("1/1"),
+        "{out}"
+    );
+    let out = k.ok(&["get", "svc", "s1"]);
+    let head: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("4222/TCP"), "{out}");
     let s = k.json(&["get", "svc", "s1"]);
     assert_eq!(s["spec"]["ports"][0]["targetPort"], 4222);
     if sim.is_some() {
