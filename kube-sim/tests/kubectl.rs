@@ -276,6 +276,15 @@ async fn kubectl_conformance() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Stop `kubectl get --watch` even when an assertion below fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let watcher = KillOnDrop(child);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
@@ -311,8 +320,7 @@ async fn kubectl_conformance() {
         &|l| l.starts_with("DELETED") && l.contains("w4"),
         "DELETED w4",
     );
-    child.kill().ok();
-    let _ = child.wait();
+    drop(watcher);
 
     // Built-ins: a Deployment and Service apply, defaulting visible to kubectl, kubectl wait on the rollout.
     let dep = write(

@@ -732,8 +732,18 @@ async fn standalone_binary_and_admin_api() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Kill the server even when an assertion below fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = KillOnDrop(child);
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
+    std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().to_string();
@@ -797,6 +807,4 @@ async fn standalone_binary_and_admin_api() {
         crds.get("widgets.example.com").await.ok()
     })
     .await;
-    child.kill().ok();
-    let _ = child.wait();
 }
