@@ -16,6 +16,7 @@ fn bad(msg: impl Into<String>) -> Response<Body> {
     json_response(400, &json!({"error": msg.into()}))
 }
 
+#[allow(clippy::result_large_err)]
 fn body<T: serde::de::DeserializeOwned>(req: &Req) -> Result<T, Response<Body>> {
     serde_json::from_slice(&req.body).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ApiResult, Cause};
+use crate::errors::{ApiError, ApiResult};
 use crate::faults::{FaultAction, WriteRecord};
 use crate::resources::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -67,7 +67,7 @@ struct Target {
 enum Route {
     /// `/api/v1` or `/apis/g/v` discovery
     GroupVersion(String, String),
-    Resource(Target),
+    Resource(Box<Target>),
 }
 
 fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
@@ -128,7 +128,14 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
         )));
     }
     if let Some(s) = sub {
-        let ok = (s == "status" && ri.status) || (s == "finalize" && ri.kind == "Namespace");
+        let ok = (s == "status" && ri.status)
+            || (s == "finalize" && ri.kind == "Namespace")
+            || (s == "scale"
+                && ri.group == "apps"
+                && matches!(
+                    ri.plural.as_str(),
+                    "deployments" | "statefulsets" | "replicasets"
+                ));
         if !ok {
             if s == "scale"
                 || s == "exec"
@@ -150,16 +157,18 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
             )));
         }
     }
-    Some(Ok(Route::Resource(Target {
+    Some(Ok(Route::Resource(Box::new(Target {
         ri,
         ns: ns.map(String::from),
         name: name.map(String::from),
         sub: sub.map(String::from),
-    })))
+    }))))
 }
 
 fn verb_of(req: &Req, t: &Target) -> &'static str {
     match (req.method.clone(), t.name.is_some()) {
+        // the deprecated watch of one named object
+        (Method::GET, true) if req.flag("watch") && t.sub.is_none() => "watch",
         (Method::GET, true) => "get",
         (Method::GET, false) if req.flag("watch") => "watch",
         (Method::GET, false) => "list",
@@ -174,9 +183,21 @@ fn verb_of(req: &Req, t: &Target) -> &'static str {
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 << 20)
-        .await
-        .unwrap_or_default();
+    // The real server refuses request bodies over 3 MiB.
+    let body = match axum::body::to_bytes(body, 3 << 20).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_response(
+                413,
+                &ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    "Request entity too large: limit is 3145728",
+                )
+                .to_status(),
+            );
+        }
+    };
     let query: HashMap<String, String> = parts
         .uri
         .query()
@@ -284,7 +305,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
         None => non_resource(&shared, &req),
         Some(Err(e)) => error_response(&e),
         Some(Ok(Route::GroupVersion(g, v))) => crate::discovery::group_version(&shared, &g, &v),
-        Some(Ok(Route::Resource(t))) => match resource_request(&shared, &req, t, verb).await {
+        Some(Ok(Route::Resource(t))) => match resource_request(&shared, &req, *t, verb).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
@@ -309,6 +330,10 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
             );
             r
         }
+        "/api" | "/apis" if crate::discovery::wants_aggregated(&req.accept).is_some() => {
+            let v = crate::discovery::wants_aggregated(&req.accept).unwrap_or("v2");
+            crate::discovery::aggregated(shared, req.path.trim_end_matches('/') == "/api", v)
+        }
         "/api" => crate::discovery::api_versions(shared),
         "/apis" => crate::discovery::api_groups(shared),
         p if p.starts_with("/apis/") && p.matches('/').count() == 2 => {
@@ -324,6 +349,16 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
 }
 
 fn parse_body(req: &Req) -> ApiResult<Value> {
+    if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "kube-sim does not implement this: {} request bodies (only JSON and, for apply, YAML); the real server accepts them",
+                req.content_type
+            ),
+        ));
+    }
     if req.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
@@ -379,9 +414,14 @@ fn field_validation(req: &Req) -> ApiResult<&'static str> {
     }
 }
 
-/// The object as served at the requested version (conversion strategy None: only apiVersion changes).
+/// The object as served at the requested version (conversion strategy None: only apiVersion
+/// changes). Custom resources are defaulted on read with that version's schema, as the real server
+/// does when reading from storage (so defaults added to a CRD later show on older objects).
 fn at_version(ri: &ResourceInfo, mut obj: Value) -> Value {
     obj["apiVersion"] = json!(ri.api_version());
+    if let Some(schema) = ri.crd.as_ref().and_then(|c| c.schema.as_ref()) {
+        crate::crd::apply_defaults(&mut obj, schema);
+    }
     obj
 }
 
@@ -403,6 +443,9 @@ async fn resource_request(
     let ns = t.ns.clone().unwrap_or_default();
     let ri = t.ri.clone();
     let sub = t.sub.as_deref();
+    if sub == Some("scale") {
+        return scale(shared, req, &ri, &ns, t.name.as_deref().unwrap_or(""), verb);
+    }
     match verb {
         "get" => {
             let name = t.name.as_deref().unwrap_or("");
@@ -429,7 +472,7 @@ async fn resource_request(
             Ok(json_response(200, &obj))
         }
         "list" => list(shared, req, &ri, t.ns.as_deref()),
-        "watch" => watch(shared, req, &ri, t.ns.clone()),
+        "watch" => watch(shared, req, &ri, t.ns.clone(), t.name.as_deref()),
         "create" => {
             if t.name.is_some() {
                 return Err(ApiError::new(
@@ -649,6 +692,9 @@ fn patch(
         {
             return Err(ApiError::conflict(ri, name));
         }
+        // Unknown fields are dropped (or refused) while decoding, before the merge.
+        let mut config = config;
+        st.strip_unknown(ri, &mut config, validation)?;
         let live_for_apply = old.as_ref().map(|o| at_version(ri, o.clone()));
         let merged = match ssa::apply(
             live_for_apply.as_ref(),
@@ -685,6 +731,12 @@ fn patch(
         };
         let w = std::mem::take(&mut st.warnings);
         return Ok(with_warnings(json_response(code, &at_version(ri, out)), w));
+    }
+    if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
+        return Err(ApiError::unsupported(format!(
+            "{} patch bodies",
+            req.content_type
+        )));
     }
     let patch_body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -929,14 +981,20 @@ fn watch(
     req: &Req,
     ri: &ResourceInfo,
     ns: Option<String>,
+    name: Option<&str>,
 ) -> ApiResult<Response<Body>> {
     let sel = req
         .q("labelSelector")
         .map(LabelSelector::parse)
         .transpose()?
         .unwrap_or_default();
-    let fsel = req
-        .q("fieldSelector")
+    let field_selector = match (req.q("fieldSelector"), name) {
+        (Some(f), Some(n)) => Some(format!("{f},metadata.name={n}")),
+        (None, Some(n)) => Some(format!("metadata.name={n}")),
+        (f, None) => f.map(String::from),
+    };
+    let fsel = field_selector
+        .as_deref()
         .map(|s| FieldSelector::parse(s, &ri.kind))
         .transpose()?
         .unwrap_or_default();
@@ -1118,5 +1176,113 @@ fn filter_event(
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: Cause) {}
+/// The `autoscaling/v1` Scale view of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let sel = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let md = &obj["metadata"];
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md["uid"],
+                     "resourceVersion": md["resourceVersion"], "creationTimestamp": md["creationTimestamp"]},
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": sel},
+    })
+}
+
+fn scale(
+    shared: &Arc<Shared>,
+    req: &Req,
+    ri: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    verb: &str,
+) -> ApiResult<Response<Body>> {
+    let mut st = lock(&shared.store);
+    let old = st
+        .get(ri, ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(ri, name))?;
+    let current = scale_of(&old);
+    let desired = match verb {
+        "get" => return Ok(json_response(200, &current)),
+        "update" => parse_body(req)?,
+        "patch" => {
+            let ct = req.content_type.split(';').next().unwrap_or("").trim();
+            let p: Value = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut s = current.clone();
+            match ct {
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    json_patch::merge(&mut s, &p)
+                }
+                "application/json-patch+json" => {
+                    let jp: json_patch::Patch = serde_json::from_value(p)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    json_patch::patch(&mut s, &jp)
+                        .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                }
+                other => {
+                    return Err(ApiError::unsupported(format!(
+                        "{other} patches of the scale subresource"
+                    )));
+                }
+            }
+            s
+        }
+        _ => {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    if let Some(rv) = desired
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        && !rv.is_empty()
+        && Some(rv)
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+    {
+        return Err(ApiError::conflict(ri, name));
+    }
+    let replicas = desired
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+            ),
+        ));
+    }
+    let mut cand = old.clone();
+    cand["spec"]["replicas"] = json!(replicas);
+    if let Some(m) = cand.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    let manager = field_manager(req)?;
+    let ctx = WriteCtx {
+        manager: &manager,
+        op: Op::Update,
+        subresource: Some("scale"),
+        dry_run: dry_run(req)?,
+        field_validation: "Ignore",
+    };
+    let out = st.update(ri, ns, name, &old, cand, &ctx)?;
+    Ok(json_response(200, &scale_of(&out)))
+}

@@ -34,6 +34,16 @@ pub(crate) fn tick(shared: &Shared) {
     let mut st = lock(&shared.store);
     workloads(shared, &mut st, ready_after, &overrides);
     services(shared, &mut st, lb_mode);
+    // The rest reacts to writes only: skip it while nothing changed.
+    let mut last = lock(&shared.last_tick_rv);
+    if *last == st.rv {
+        return;
+    }
+    // Remember the RV seen before this pass: if the pass writes, the next tick runs again, until a
+    // pass changes nothing.
+    *last = st.rv;
+    namespace_defaults(&mut st);
+    disruption_budgets(&mut st);
     garbage_collect(&mut st);
     namespaces(&mut st);
     crd_cleanup(&mut st);
@@ -43,15 +53,15 @@ pub(crate) fn tick(shared: &Shared) {
 fn keep_times(new: &mut [Value], old: Option<&Value>) {
     let old: Vec<Value> = old.and_then(Value::as_array).cloned().unwrap_or_default();
     for c in new.iter_mut() {
-        if let Some(o) = old.iter().find(|o| o["type"] == c["type"]) {
-            if o["status"] == c["status"] {
-                c["lastTransitionTime"] = o["lastTransitionTime"].clone();
-                if o["reason"] == c["reason"]
-                    && o["message"] == c["message"]
-                    && c.get("lastUpdateTime").is_some()
-                {
-                    c["lastUpdateTime"] = o["lastUpdateTime"].clone();
-                }
+        if let Some(o) = old.iter().find(|o| o["type"] == c["type"])
+            && o["status"] == c["status"]
+        {
+            c["lastTransitionTime"] = o["lastTransitionTime"].clone();
+            if o["reason"] == c["reason"]
+                && o["message"] == c["message"]
+                && c.get("lastUpdateTime").is_some()
+            {
+                c["lastUpdateTime"] = o["lastUpdateTime"].clone();
             }
         }
     }
@@ -83,13 +93,12 @@ fn workloads(
     for plural in ["deployments", "statefulsets"] {
         let ri = st.builtin("apps", plural).expect("apps");
         let gr = ri.gr();
-        let objs: Vec<Value> = st
+        let mut writes: Vec<(String, String, Value)> = Vec::new();
+        for (_, o) in st
             .objects
             .range((gr.clone(), String::new(), String::new())..)
             .take_while(|(k, _)| k.0 == gr)
-            .map(|(_, v)| v.clone())
-            .collect();
-        for o in objs {
+        {
             if o.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
             }
@@ -100,58 +109,70 @@ fn workloads(
                 .to_string();
             let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
             let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
-            let first_seen = {
-                let mut r = lock(&shared.rollouts);
-                let e = r.entry(uid).or_insert((generation, now_i));
-                if e.0 != generation {
-                    *e = (generation, now_i);
-                }
-                e.1
-            };
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("");
             let mode = overrides
                 .get(&(gr.clone(), ns.clone(), name.clone()))
                 .copied()
                 .unwrap_or_default();
+            // Settled workloads (status final for this RV and readiness mode) cost nothing per tick.
+            if lock(&shared.settled).get(&uid) == Some(&(rv.to_string(), mode)) {
+                continue;
+            }
+            // (generation, first seen at it, pod-template hash), so the hash is computed once per generation
+            let (first_seen, hash) = {
+                let mut r = lock(&shared.rollouts);
+                let e = r
+                    .entry(uid.clone())
+                    .or_insert_with(|| (generation, now_i, short_hash(&o["spec"]["template"])));
+                if e.0 != generation {
+                    *e = (generation, now_i, short_hash(&o["spec"]["template"]));
+                }
+                (e.1, e.2.clone())
+            };
             let rolled = now_i.duration_since(first_seen) >= ready_after;
             let replicas = o
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
-            let hash = short_hash(&o["spec"]["template"]);
-            let old_status = o.get("status").cloned().unwrap_or(json!({}));
+            let empty = json!({});
+            let old_status = o.get("status").unwrap_or(&empty);
             let mut status = if plural == "deployments" {
-                deployment_status(&name, generation, replicas, &hash, rolled, mode, &now)
-            } else {
-                statefulset_status(
+                deployment_status(
                     &name,
                     generation,
                     replicas,
                     &hash,
                     rolled,
                     mode,
-                    &old_status,
+                    &now,
+                    was_available(old_status),
                 )
+            } else {
+                statefulset_status(&name, generation, replicas, &hash, rolled, mode, old_status)
             };
             if let Some(cs) = status.get_mut("conditions").and_then(Value::as_array_mut) {
                 keep_times(cs, old_status.get("conditions"));
             }
-            if status != old_status {
-                st.controller_status(
-                    &ri,
-                    &ns,
-                    &name,
-                    status,
-                    if plural == "deployments" {
-                        "kube-controller-manager"
-                    } else {
-                        "kube-controller-manager"
-                    },
-                );
+            if status != *old_status {
+                writes.push((ns, name, status));
+            } else if rolled || mode != Readiness::Normal || replicas == 0 {
+                lock(&shared.settled).insert(uid, (rv.to_string(), mode));
             }
+        }
+        for (ns, name, status) in writes {
+            st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
         }
     }
 }
 
+fn was_available(status: &Value) -> bool {
+    status["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True")
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn deployment_status(
     name: &str,
     generation: i64,
@@ -160,6 +181,7 @@ fn deployment_status(
     rolled: bool,
     mode: Readiness,
     now: &str,
+    was_available: bool,
 ) -> Value {
     let rs = format!("{name}-{hash}");
     let mut s = json!({"observedGeneration": generation});
@@ -169,6 +191,31 @@ fn deployment_status(
         }
     };
     put(&mut s, "replicas", replicas);
+    if mode == Readiness::Normal && !rolled && replicas > 0 && was_available {
+        // A rolling update of an available Deployment: the old pods keep it available while the
+        // new ReplicaSet progresses.
+        put(&mut s, "readyReplicas", replicas);
+        put(&mut s, "availableReplicas", replicas);
+        s["conditions"] = json!([
+            cond(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                now,
+                true
+            ),
+            cond(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs}\" is progressing."),
+                now,
+                true
+            ),
+        ]);
+        return s;
+    }
     put(&mut s, "updatedReplicas", replicas);
     let (ready, available_cond, progressing) = match mode {
         Readiness::Normal if rolled || replicas == 0 => (
@@ -290,6 +337,11 @@ fn statefulset_status(
             s["updatedReplicas"] = json!(replicas);
         } else if prev != update_rev && replicas > 0 {
             s["currentReplicas"] = json!(replicas);
+            if mode == Readiness::Normal && old["readyReplicas"].as_i64() == Some(replicas) {
+                // rolling update: the old-revision pods are still ready
+                s["readyReplicas"] = json!(replicas);
+                s["availableReplicas"] = json!(replicas);
+            }
         }
     }
     for k in [
@@ -312,6 +364,10 @@ fn services(shared: &Shared, st: &mut Store, mode: LoadBalancerMode) {
         .objects
         .range((gr.clone(), String::new(), String::new())..)
         .take_while(|(k, _)| k.0 == gr)
+        .filter(|(_, v)| {
+            v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+                || v.pointer("/status/loadBalancer/ingress").is_some()
+        })
         .map(|(_, v)| v.clone())
         .collect();
     for o in objs {
@@ -569,6 +625,118 @@ fn crd_cleanup(st: &mut Store) {
                     let _ = st.delete(&ri, &ns, &n, &json!({}), false);
                 }
             }
+        }
+    }
+}
+
+/// What the service-account and root-CA publisher controllers create in every namespace.
+fn namespace_defaults(st: &mut Store) {
+    let active: Vec<String> = st
+        .objects
+        .iter()
+        .filter(|(k, v)| k.0 == "/namespaces" && v.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|(k, _)| k.2.clone())
+        .collect();
+    let sa = st.builtin("", "serviceaccounts").expect("sa");
+    let cm = st.builtin("", "configmaps").expect("cm");
+    for ns in active {
+        if st.get(&sa, &ns, "default").is_none() {
+            let _ = st.put_object(&sa, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}), "kube-controller-manager");
+        }
+        if st.get(&cm, &ns, "kube-root-ca.crt").is_none() {
+            let _ = st.put_object(
+                &cm,
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "kube-root-ca.crt", "namespace": ns, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                       "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nkube-sim has no CA; this placeholder is not a certificate\n-----END CERTIFICATE-----\n"}}),
+                "kube-controller-manager",
+            );
+        }
+    }
+}
+
+fn scaled(v: &Value, total: i64) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => {
+            let pct: i64 = s.strip_suffix('%')?.parse().ok()?;
+            Some((pct * total + 99) / 100)
+        }
+        _ => None,
+    }
+}
+
+/// The disruption controller, from the workloads (not pods) the budget's selector matches.
+fn disruption_budgets(st: &mut Store) {
+    let Some(ri) = st.builtin("policy", "poddisruptionbudgets") else {
+        return;
+    };
+    let pdbs: Vec<Value> = st
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == "policy/poddisruptionbudgets")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let now = now_rfc3339();
+    for pdb in pdbs {
+        let ns = pdb["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = pdb["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let sel = pdb
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let (mut expected, mut healthy) = (0i64, 0i64);
+        for (k, w) in st.objects.iter() {
+            if !(k.0 == "apps/deployments" || k.0 == "apps/statefulsets") || k.1 != ns {
+                continue;
+            }
+            let labels = w
+                .pointer("/spec/template/metadata/labels")
+                .and_then(Value::as_object);
+            if sel.is_empty()
+                || !sel
+                    .iter()
+                    .all(|(lk, lv)| labels.and_then(|l| l.get(lk)) == Some(lv))
+            {
+                continue;
+            }
+            expected += w
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            healthy += w
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+        }
+        let desired = if let Some(m) = pdb.pointer("/spec/minAvailable") {
+            scaled(m, expected).unwrap_or(0)
+        } else if let Some(m) = pdb.pointer("/spec/maxUnavailable") {
+            (expected - scaled(m, expected).unwrap_or(0)).max(0)
+        } else {
+            0
+        };
+        let allowed = (healthy - desired).max(0);
+        let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(1);
+        let mut c = if allowed > 0 {
+            json!({"type": "DisruptionAllowed", "status": "True", "reason": "SufficientPods", "message": "", "observedGeneration": generation, "lastTransitionTime": now})
+        } else {
+            json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods", "message": "", "observedGeneration": generation, "lastTransitionTime": now})
+        };
+        let old_status = pdb.get("status").cloned().unwrap_or(json!({}));
+        if let Some(o) = old_status["conditions"].as_array().and_then(|a| a.first())
+            && o["status"] == c["status"]
+        {
+            c["lastTransitionTime"] = o["lastTransitionTime"].clone();
+        }
+        let status = json!({"observedGeneration": generation, "disruptionsAllowed": allowed, "currentHealthy": healthy,
+                            "desiredHealthy": desired, "expectedPods": expected, "conditions": [c]});
+        if status != old_status {
+            st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
         }
     }
 }

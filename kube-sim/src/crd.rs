@@ -223,10 +223,10 @@ fn prune_at(obj: &mut Value, schema: &Value, root: bool, path: &str, removed: &m
                     continue;
                 }
                 if (root || embedded) && k == "metadata" {
-                    if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                        if root {
-                            md.retain(|k, _| META_FIELDS.contains(&k.as_str()));
-                        }
+                    if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut)
+                        && root
+                    {
+                        md.retain(|k, _| META_FIELDS.contains(&k.as_str()));
                     }
                     continue;
                 }
@@ -345,7 +345,7 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
                 field: path.into(),
                 reason: "FieldValueTypeInvalid",
                 message: format!(
-                    "Invalid value: \"null\": {} must be of type {}",
+                    "Invalid value: \"null\": {} must be of type {}: \"null\"",
                     in_body(path),
                     schema["type"].as_str().unwrap_or("")
                 ),
@@ -376,10 +376,11 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
                 field: path.into(),
                 reason: "FieldValueTypeInvalid",
                 message: format!(
-                    "Invalid value: \"{}\": {} must be of type {}",
+                    "Invalid value: \"{}\": {} must be of type {}: \"{}\"",
                     actual,
                     in_body(path),
-                    t
+                    t,
+                    actual
                 ),
             });
             return;

@@ -278,10 +278,10 @@ fn default_pod_spec(spec: &mut Value, path: &str, causes: &mut Vec<Cause>) {
             if let Some(p) = v.get_mut("projected").filter(|s| s.is_object()) {
                 default_field(p, "defaultMode", json!(420));
             }
-            if let Some(sl) = v.pointer_mut("/emptyDir/sizeLimit") {
-                if let Some(c) = sl.as_str().and_then(canonical_quantity) {
-                    *sl = json!(c);
-                }
+            if let Some(sl) = v.pointer_mut("/emptyDir/sizeLimit")
+                && let Some(c) = sl.as_str().and_then(canonical_quantity)
+            {
+                *sl = json!(c);
             }
             let has_source = v.as_object().is_some_and(|m| m.keys().any(|k| k != "name"));
             if !has_source {
@@ -372,23 +372,25 @@ pub fn default_builtin(
                     }
                 }
             }
-            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true))) {
-                if o.get("immutable") == Some(&json!(true)) && o.get("data") != obj.get("data") {
-                    causes.push(Cause::forbidden(
-                        "data",
-                        "field is immutable when `immutable` is set",
-                    ));
-                }
+            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true)))
+                && o.get("immutable") == Some(&json!(true))
+                && o.get("data") != obj.get("data")
+            {
+                causes.push(Cause::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
         ("", "ConfigMap") => {
-            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true))) {
-                if o.get("immutable") == Some(&json!(true)) && o.get("data") != obj.get("data") {
-                    causes.push(Cause::forbidden(
-                        "data",
-                        "field is immutable when `immutable` is set",
-                    ));
-                }
+            if let (Some(o), true) = (old, obj.get("immutable") == Some(&json!(true)))
+                && o.get("immutable") == Some(&json!(true))
+                && o.get("data") != obj.get("data")
+            {
+                causes.push(Cause::forbidden(
+                    "data",
+                    "field is immutable when `immutable` is set",
+                ));
             }
         }
         ("", "Namespace") => {
@@ -505,15 +507,83 @@ pub fn default_builtin(
         ("apps", "DaemonSet") | ("apps", "ReplicaSet") => {
             default_template(obj, "spec", &mut causes);
         }
-        ("policy", "PodDisruptionBudget") => {
+        ("policy", "PodDisruptionBudget")
             if obj.pointer("/spec/minAvailable").is_some()
-                && obj.pointer("/spec/maxUnavailable").is_some()
+                && obj.pointer("/spec/maxUnavailable").is_some() =>
+        {
+            causes.push(Cause::invalid(
+                "spec",
+                &obj["spec"],
+                "minAvailable and maxUnavailable cannot be both set",
+            ));
+        }
+        ("events.k8s.io", "Event") => {
+            for (f, max) in [
+                ("reportingController", 128usize),
+                ("reportingInstance", 128),
+                ("action", 128),
+                ("reason", 128),
+            ] {
+                match obj.get(f).and_then(Value::as_str) {
+                    None | Some("") => causes.push(Cause::required(f, "")),
+                    Some(v) if v.len() > max => causes.push(Cause {
+                        field: f.into(),
+                        reason: "FieldValueTooLong",
+                        message: format!("Too long: may not be more than {max} bytes"),
+                    }),
+                    _ => {}
+                }
+            }
+            if obj.get("eventTime").is_none_or(Value::is_null) {
+                causes.push(Cause::required("eventTime", ""));
+            }
+            match obj.get("type").and_then(Value::as_str) {
+                Some("Normal") | Some("Warning") => {}
+                other => causes.push(Cause {
+                    field: "type".into(),
+                    reason: "FieldValueNotSupported",
+                    message: format!(
+                        "Unsupported value: {:?}: supported values: \"Normal\", \"Warning\"",
+                        other.unwrap_or("")
+                    ),
+                }),
+            }
+            if obj
+                .get("note")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.len() > 1024)
             {
-                causes.push(Cause::invalid(
-                    "spec",
-                    &obj["spec"],
-                    "minAvailable and maxUnavailable cannot be both set",
-                ));
+                causes.push(Cause {
+                    field: "note".into(),
+                    reason: "FieldValueTooLong",
+                    message: "Too long: may not be more than 1024 bytes".into(),
+                });
+            }
+        }
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                // SetDefaults_Pod (pods only, not templates): requests default to limits.
+                for kind in ["initContainers", "containers"] {
+                    if let Some(cs) = spec.get_mut(kind).and_then(Value::as_array_mut) {
+                        for c in cs {
+                            if let Some(limits) = c.pointer("/resources/limits").cloned()
+                                && let Some(lm) = limits.as_object()
+                            {
+                                for (k, v) in lm {
+                                    if c.pointer(&format!("/resources/requests/{k}")).is_none() {
+                                        crate::util::set_path(
+                                            c,
+                                            &["resources", "requests", k],
+                                            v.clone(),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                default_field(spec, "enableServiceLinks", json!(true));
+                default_pod_spec(spec, "spec", &mut causes);
             }
         }
         ("networking.k8s.io", "NetworkPolicy") => {
@@ -543,6 +613,20 @@ pub fn default_builtin(
         }
         ("rbac.authorization.k8s.io", "ClusterRoleBinding")
         | ("rbac.authorization.k8s.io", "RoleBinding") => {
+            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
+                // SetDefaults_Subject: User and Group subjects get the RBAC group (a ServiceAccount's
+                // empty group is omitted on the wire).
+                for sub in subjects.iter_mut() {
+                    if matches!(sub["kind"].as_str(), Some("User") | Some("Group"))
+                        && sub
+                            .get("apiGroup")
+                            .and_then(Value::as_str)
+                            .is_none_or(str::is_empty)
+                    {
+                        sub["apiGroup"] = json!("rbac.authorization.k8s.io");
+                    }
+                }
+            }
             if obj.pointer("/roleRef/name").is_none() {
                 causes.push(Cause::required("roleRef.name", ""));
             }
@@ -595,10 +679,10 @@ fn default_service(
                     }
                 }
             }
-            if let Some(m) = spec.as_object_mut() {
-                if m.get("externalTrafficPolicy") == os.get("externalTrafficPolicy") {
-                    m.remove("externalTrafficPolicy");
-                }
+            if let Some(m) = spec.as_object_mut()
+                && m.get("externalTrafficPolicy") == os.get("externalTrafficPolicy")
+            {
+                m.remove("externalTrafficPolicy");
             }
         }
         if old_typ == "LoadBalancer"
@@ -654,6 +738,24 @@ fn default_service(
         if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
             let ip = alloc.cluster_ip();
             spec["clusterIP"] = json!(ip);
+        } else if let Some(ip) = spec["clusterIP"].as_str().filter(|ip| *ip != "None") {
+            let was_ours = old_spec.as_ref().and_then(|o| o["clusterIP"].as_str()) == Some(ip);
+            let in_range = ip
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.octets()[0] == 10 && (a.octets()[1] & 0xf0) == 96);
+            if !in_range {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs",
+                    &json!([ip]),
+                    "failed to allocate IP: the provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12",
+                ));
+            } else if !was_ours && !alloc.used_ips.insert(ip.to_string()) {
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs",
+                    &json!([ip]),
+                    "failed to allocate IP: provided IP is already allocated",
+                ));
+            }
         }
         let ip = spec["clusterIP"].clone();
         default_field(spec, "clusterIPs", json!([ip]));

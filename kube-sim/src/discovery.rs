@@ -103,6 +103,14 @@ fn resource_json(r: &ResourceInfo) -> Vec<Value> {
         main["categories"] = json!(r.categories);
     }
     let mut out = vec![main];
+    if r.group == "apps"
+        && matches!(
+            r.plural.as_str(),
+            "deployments" | "statefulsets" | "replicasets"
+        )
+    {
+        out.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+    }
     if r.status {
         out.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
     }
@@ -223,4 +231,94 @@ fn gv_doc(all: &[ResourceInfo], group: &str, version: &str) -> Value {
         );
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}})
+}
+
+/// The aggregated-discovery version the client prefers (`v2` or `v2beta1`), if its Accept header
+/// asks for `APIGroupDiscoveryList` before plain JSON.
+pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
+    for part in accept.split(',') {
+        let p = part.trim();
+        if p.contains("as=APIGroupDiscoveryList") && p.contains("g=apidiscovery.k8s.io") {
+            if p.contains("v=v2beta1") {
+                return Some("v2beta1");
+            }
+            if p.contains("v=v2") {
+                return Some("v2");
+            }
+        } else if p.starts_with("application/json") || p.starts_with("*/*") {
+            return None;
+        }
+    }
+    None
+}
+
+fn resource_discovery(r: &ResourceInfo) -> Value {
+    let mut j = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": VERBS,
+    });
+    if !r.short_names.is_empty() {
+        j["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        j["categories"] = json!(r.categories);
+    }
+    let mut subs = Vec::new();
+    if r.status {
+        subs.push(json!({"subresource": "status", "responseKind": {"group": r.group, "version": r.version, "kind": r.kind}, "verbs": ["get", "patch", "update"]}));
+    }
+    if r.group == "apps"
+        && matches!(
+            r.plural.as_str(),
+            "deployments" | "statefulsets" | "replicasets"
+        )
+    {
+        subs.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}));
+    }
+    if !subs.is_empty() {
+        j["subresources"] = Value::Array(subs);
+    }
+    j
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io` `APIGroupDiscoveryList`) for `/api` (core) or `/apis`.
+pub fn aggregated(shared: &Shared, core: bool, version: &str) -> Response<Body> {
+    let all = lock(&shared.store).all_resources();
+    let mut items = Vec::new();
+    let group_names: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        groups(shared)
+    };
+    for (g, vs) in group_names {
+        let versions: Vec<Value> = vs
+            .iter()
+            .map(|v| {
+                let resources: Vec<Value> = all
+                    .iter()
+                    .filter(|r| r.group == g && r.version == *v)
+                    .map(resource_discovery)
+                    .collect();
+                json!({"version": v, "resources": resources, "freshness": "Current"})
+            })
+            .collect();
+        items.push(
+            json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}),
+        );
+    }
+    let body = json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    });
+    let mut r = json_response(200, &body);
+    let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    if let Ok(v) = http::HeaderValue::from_str(&ct) {
+        r.headers_mut().insert("content-type", v);
+    }
+    r
 }

@@ -21,6 +21,7 @@ mod sim;
 pub mod smp;
 mod store;
 pub mod table;
+mod typed;
 pub mod util;
 
 pub use faults::{Fault, FaultAction, RequestStats, WriteRecord};

@@ -120,9 +120,12 @@ impl FieldSelector {
                 )));
             };
             let k = k.trim();
-            if k != "metadata.name" && k != "metadata.namespace" {
+            if k != "metadata.name"
+                && k != "metadata.namespace"
+                && !extra_field_labels(kind).contains(&k)
+            {
                 return Err(ApiError::bad_request(format!(
-                    "unable to parse requirement: field label not supported: {k} (kube-sim supports only metadata.name and metadata.namespace field selectors; kind {kind})"
+                    "unable to parse requirement: field label not supported: {k}"
                 )));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
@@ -132,13 +135,53 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
-            let actual = match k.as_str() {
-                "metadata.name" => obj.pointer("/metadata/name"),
-                _ => obj.pointer("/metadata/namespace"),
-            }
-            .and_then(Value::as_str)
-            .unwrap_or("");
-            (actual == v) == *eq
+            let ptr = if k == "source" {
+                "/source/component".to_string()
+            } else {
+                format!("/{}", k.replace('.', "/"))
+            };
+            let actual = match obj.pointer(&ptr) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            (actual == *v) == *eq
         })
+    }
+}
+
+/// Field labels the real server supports beyond metadata.name/namespace, per kind.
+fn extra_field_labels(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "reportingController",
+        ],
+        "Secret" => &["type"],
+        "Namespace" => &["status.phase"],
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+        ],
+        "ReplicaSet" | "StatefulSet" | "ReplicationController" => &["status.replicas"],
+        _ => &[],
     }
 }

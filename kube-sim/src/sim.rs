@@ -85,8 +85,12 @@ pub(crate) struct Shared {
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
     pub bookmark_interval: Duration,
     pub addr: SocketAddr,
-    /// Simulated-controller bookkeeping: uid → (generation, when first seen at that generation).
-    pub rollouts: Mutex<HashMap<String, (i64, std::time::Instant)>>,
+    /// Simulated-controller bookkeeping: uid → (generation, when first seen at it, template hash).
+    pub rollouts: Mutex<HashMap<String, (i64, std::time::Instant, String)>>,
+    /// Workloads whose simulated status is final: uid → (resourceVersion, readiness mode).
+    pub settled: Mutex<HashMap<String, (String, Readiness)>>,
+    /// The RV at the end of the last controller pass that reacted to writes.
+    pub last_tick_rv: Mutex<u64>,
     /// LoadBalancer ingress assignments: uid → last octet.
     pub lb_ips: Mutex<(HashMap<String, u8>, u8)>,
     /// Cancels the current accept loop and its connections ("down").
@@ -124,9 +128,20 @@ fn spawn_accept(shared: Arc<Shared>, listener: TcpListener, token: CancellationT
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let shared = shared.clone();
                         async move {
-                            Ok::<_, Infallible>(
-                                crate::api::handle(shared, req.map(axum::body::Body::new)).await,
-                            )
+                            use futures::FutureExt;
+                            let fut = crate::api::handle(shared, req.map(axum::body::Body::new));
+                            // A bug in kube-sim answers 500 (and says so) instead of dropping the connection.
+                            let resp = match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                                Ok(r) => r,
+                                Err(_) => crate::api::json_response(
+                                    500,
+                                    &crate::errors::ApiError::internal(
+                                        "kube-sim panicked while handling this request (a kube-sim bug)",
+                                    )
+                                    .to_status(),
+                                ),
+                            };
+                            Ok::<_, Infallible>(resp)
                         }
                     },
                 );
@@ -164,10 +179,14 @@ impl Sim {
             bookmark_interval: opts.bookmark_interval,
             addr,
             rollouts: Mutex::new(HashMap::new()),
+            last_tick_rv: Mutex::new(0),
+            settled: Mutex::new(HashMap::new()),
             lb_ips: Mutex::new((HashMap::new(), 0)),
             current: Mutex::new(CancellationToken::new()),
             stopped: CancellationToken::new(),
         });
+        // One synchronous controller pass: the seeded namespaces get their default objects.
+        crate::controllers::tick(&shared);
         let token = lock(&shared.current).clone();
         spawn_accept(shared.clone(), listener, token);
         crate::controllers::spawn(shared.clone());

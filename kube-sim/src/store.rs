@@ -17,6 +17,9 @@ use crate::util::{is_dns1123_label, is_dns1123_subdomain, meta_mut, now_rfc3339,
 
 pub type Key = (String, String, String);
 
+/// etcd's default request size limit (the real server fails larger objects with this error).
+const MAX_OBJECT_BYTES: usize = 1_572_864;
+
 #[derive(Debug)]
 pub struct WatchEvent {
     pub rv: u64,
@@ -282,30 +285,10 @@ impl Store {
                 }
             }
         }
+        validate_object_meta(obj, &mut causes);
+        self.strip_unknown(ri, obj, validation)?;
         if let Some(crd) = &ri.crd {
             if let Some(schema) = &crd.schema {
-                let removed = crd::prune(obj, schema, true);
-                if !removed.is_empty() {
-                    match validation {
-                        "Strict" => {
-                            let list: Vec<String> = removed
-                                .iter()
-                                .map(|f| format!("unknown field \"{f}\""))
-                                .collect();
-                            return Err(ApiError::bad_request(format!(
-                                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                                ri.kind,
-                                ri.version,
-                                ri.kind,
-                                list.join(", ")
-                            )));
-                        }
-                        "Ignore" => {}
-                        _ => self
-                            .warnings
-                            .extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
-                    }
-                }
                 crd::apply_defaults(obj, schema);
                 crd::validate(obj, schema, "", &mut causes);
             }
@@ -334,6 +317,50 @@ impl Store {
         }
         if !causes.is_empty() {
             return Err(ApiError::invalid(ri, name, causes));
+        }
+        Ok(())
+    }
+
+    /// Decode-time handling of unknown fields (CRD pruning; built-ins via their typed model):
+    /// `Strict` → 400, `Warn` → warnings, `Ignore` → dropped silently. Type errors → 400.
+    pub fn strip_unknown(
+        &mut self,
+        ri: &ResourceInfo,
+        obj: &mut Value,
+        validation: &str,
+    ) -> ApiResult<()> {
+        let removed = match &ri.crd {
+            Some(crd) => match &crd.schema {
+                Some(schema) => crd::prune(obj, schema, true),
+                None => Vec::new(),
+            },
+            None => crate::typed::check_builtin(&ri.group, &ri.kind, obj).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {e}",
+                    ri.kind, ri.version, ri.kind
+                ))
+            })?,
+        };
+        if !removed.is_empty() {
+            match validation {
+                "Strict" => {
+                    let list: Vec<String> = removed
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        ri.kind,
+                        ri.version,
+                        ri.kind,
+                        list.join(", ")
+                    )));
+                }
+                "Ignore" => {}
+                _ => self
+                    .warnings
+                    .extend(removed.iter().map(|f| format!("unknown field \"{f}\""))),
+            }
         }
         Ok(())
     }
@@ -478,10 +505,12 @@ impl Store {
         if self.get(ri, ns, &name).is_some() {
             return Err(ApiError::already_exists(ri, &name));
         }
-        if ri.status && ri.kind != "Namespace" && ctx.subresource.is_none() {
-            if let Some(o) = obj.as_object_mut() {
-                o.remove("status");
-            }
+        if ri.status
+            && ri.kind != "Namespace"
+            && ctx.subresource.is_none()
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.remove("status");
         }
         let schema = schema_for(ri);
         let now = now_rfc3339();
@@ -533,6 +562,9 @@ impl Store {
         if ri.generation {
             m.insert("generation".into(), json!(1));
         }
+        if serde_json::to_vec(&obj).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES {
+            return Err(ApiError::internal("etcdserver: request is too large"));
+        }
         if ctx.dry_run {
             return Ok(obj);
         }
@@ -578,6 +610,18 @@ impl Store {
         ctx: &WriteCtx,
     ) -> ApiResult<Value> {
         let saved = self.alloc.clone();
+        // The stored object as read (custom resources are defaulted on read), so that defaults a CRD
+        // gained later neither look like a change nor bump the generation.
+        let defaulted;
+        let old = match ri.crd.as_ref().and_then(|c| c.schema.as_ref()) {
+            Some(schema) => {
+                let mut o = old.clone();
+                crd::apply_defaults(&mut o, schema);
+                defaulted = o;
+                &defaulted
+            }
+            None => old,
+        };
         let r = self.update_inner(ri, ns, name, old, candidate, ctx);
         if r.is_err() || ctx.dry_run {
             self.alloc = saved;
@@ -627,6 +671,23 @@ impl Store {
                     .and_then(Value::as_str)
         {
             return Err(ApiError::conflict(ri, name));
+        }
+        if let Some(uid) = new.pointer("/metadata/uid").and_then(Value::as_str)
+            && !uid.is_empty()
+            && Some(uid) != old.pointer("/metadata/uid").and_then(Value::as_str)
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    ri.qualified(),
+                    name,
+                    uid,
+                    old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+                ),
+            )
+            .with_details(json!({"name": name, "kind": ri.plural})));
         }
         // Subresource isolation.
         if ctx.subresource == Some("status") {
@@ -716,7 +777,10 @@ impl Store {
             } else {
                 &["metadata"]
             };
-            if without(old, skip) != without(&new, skip) {
+            // Deployments also bump on annotation changes (they are copied to ReplicaSets).
+            let annotations_changed = ri.kind == "Deployment"
+                && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations");
+            if without(old, skip) != without(&new, skip) || annotations_changed {
                 let g = old
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
@@ -725,26 +789,29 @@ impl Store {
             }
         }
         // CRD: storedVersions tracks every storage version used.
-        if ri.kind == "CustomResourceDefinition" && ctx.subresource.is_none() {
-            if let Some(sv) = new["spec"]["versions"]
+        if ri.kind == "CustomResourceDefinition"
+            && ctx.subresource.is_none()
+            && let Some(sv) = new["spec"]["versions"]
                 .as_array()
                 .and_then(|vs| vs.iter().find(|v| v["storage"] == json!(true)))
                 .map(|v| v["name"].clone())
-            {
-                let stored = new["status"]["storedVersions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if !stored.contains(&sv) {
-                    let mut s2 = stored;
-                    s2.push(sv);
-                    new["status"]["storedVersions"] = Value::Array(s2);
-                }
+        {
+            let stored = new["status"]["storedVersions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !stored.contains(&sv) {
+                let mut s2 = stored;
+                s2.push(sv);
+                new["status"]["storedVersions"] = Value::Array(s2);
             }
         }
         // No-op: nothing changed (managedFields timestamps aside) → no RV bump, no event.
         if strip_times(old) == strip_times(&new) {
             return Ok(old.clone());
+        }
+        if serde_json::to_vec(&new).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES {
+            return Err(ApiError::internal("etcdserver: request is too large"));
         }
         if ctx.dry_run {
             return Ok(new);
@@ -960,6 +1027,95 @@ impl Store {
                 }
                 self.update(ri, &ns, &name, &old, cand, &ctx)
             }
+        }
+    }
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn is_qualified_key(k: &str) -> bool {
+    match k.split_once('/') {
+        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_qualified_name_part(name),
+        None => is_qualified_name_part(k),
+    }
+}
+
+/// ObjectMeta validation shared by every kind: label/annotation keys and values, owner references.
+fn validate_object_meta(obj: &Value, causes: &mut Vec<Cause>) {
+    const KEY_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
+    if let Some(l) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in l {
+            if !is_qualified_key(k) {
+                causes.push(Cause::invalid("metadata.labels", &json!(k), KEY_MSG));
+            }
+            let v = v.as_str().unwrap_or("");
+            if !v.is_empty() && !is_qualified_name_part(v) {
+                causes.push(Cause::invalid(
+                    "metadata.labels",
+                    &json!(v),
+                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                ));
+            }
+        }
+    }
+    if let Some(a) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in a {
+            if !is_qualified_key(&k.to_ascii_lowercase()) {
+                causes.push(Cause::invalid("metadata.annotations", &json!(k), KEY_MSG));
+            }
+            if !v.is_string() && !v.is_null() {
+                causes.push(Cause::invalid(
+                    "metadata.annotations",
+                    v,
+                    "annotation values must be strings",
+                ));
+            }
+            total += k.len() + v.as_str().map(str::len).unwrap_or(0);
+        }
+        if total > 256 * 1024 {
+            causes.push(Cause {
+                field: "metadata.annotations".into(),
+                reason: "FieldValueTooLong",
+                message: "Too long: must have at most 262144 bytes".into(),
+            });
+        }
+    }
+    if let Some(refs) = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    {
+        let mut controllers = 0;
+        for (i, r) in refs.iter().enumerate() {
+            for f in ["apiVersion", "kind", "name", "uid"] {
+                if r.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(Cause::invalid(
+                        &format!("metadata.ownerReferences[{i}].{f}"),
+                        &json!(""),
+                        &format!("{f} must not be empty"),
+                    ));
+                }
+            }
+            if r.get("controller").and_then(Value::as_bool) == Some(true) {
+                controllers += 1;
+            }
+        }
+        if controllers > 1 {
+            causes.push(Cause::invalid(
+                "metadata.ownerReferences",
+                &Value::Array(refs.clone()),
+                "Only one reference can have Controller set to true",
+            ));
         }
     }
 }

@@ -49,8 +49,9 @@ impl JsonPath {
                         steps.push(Step::All);
                     } else if let Ok(n) = inner.parse::<usize>() {
                         steps.push(Step::Index(n));
-                    } else if (inner.starts_with('\'') && inner.ends_with('\''))
-                        || (inner.starts_with('"') && inner.ends_with('"'))
+                    } else if inner.len() >= 2
+                        && ((inner.starts_with('\'') && inner.ends_with('\''))
+                            || (inner.starts_with('"') && inner.ends_with('"')))
                     {
                         steps.push(Step::Field(inner[1..inner.len() - 1].to_string()));
                     } else if let Some(f) =
@@ -99,7 +100,7 @@ impl JsonPath {
                             next.extend(a.iter().filter(|e| {
                                 e.get(k).is_some_and(|x| match x {
                                     Value::String(s) => s == val,
-                                    other => other.to_string() == *val,
+                                    other => val.as_str() == other.to_string().as_str(),
                                 })
                             }))
                         }

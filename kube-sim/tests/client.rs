@@ -86,6 +86,30 @@ async fn typed_crud_and_defaulting() {
         .unwrap();
     assert_eq!(p2.items.len(), 1);
     assert_ne!(p1.items[0].metadata.name, p2.items[0].metadata.name);
+    // a continue token from before a compaction is 410 Gone
+    sim.compact();
+    let err = cms
+        .list(&ListParams::default().limit(1).continue_token(&cont))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 410));
+    // delete collection by label
+    let gone = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=y"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = gone
+        .left()
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["c2"]);
+    assert!(cms.get("c2").await.is_err());
     // replace with the current RV works; a stale RV is a 409 Conflict
     let mut cur = cms.get("c1").await.unwrap();
     let stale = cur.clone();
@@ -186,8 +210,24 @@ async fn typed_apply_workloads_and_services() {
     // a spec change bumps generation and re-rolls
     let mut dep2 = dep.clone();
     dep2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nats:2.10.2");
+    sim.set_ready_after(Duration::from_secs(600));
     let d2 = deps.patch("d", &pp, &Patch::Apply(&dep2)).await.unwrap();
     assert_eq!(d2.metadata.generation, Some(2));
+    // while the new generation rolls, the old pods keep the Deployment available
+    common::eventually(10, "rolling update in progress", || async {
+        let s = deps.get_status("d").await.ok()?.status?;
+        let conds = s.conditions.unwrap_or_default();
+        let available = conds
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "True");
+        let updating = conds
+            .iter()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ReplicaSetUpdated"));
+        (s.observed_generation == Some(2) && available && updating && s.updated_replicas.is_none())
+            .then_some(())
+    })
+    .await;
+    sim.set_ready_after(Duration::from_millis(100));
     common::eventually(10, "re-rolled", || async {
         let s = deps.get_status("d").await.ok()?.status?;
         (s.observed_generation == Some(2) && s.ready_replicas == Some(2)).then_some(())
@@ -566,6 +606,21 @@ async fn raw_watch_semantics() {
         }
         other => panic!("{other:?}"),
     }
+    // the deprecated watch of one named object
+    let (code, _, body) = common::raw_full(
+        &sim,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/kube-root-ca.crt?watch=1&timeoutSeconds=1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let text = body.to_string();
+    assert!(
+        text.contains("kube-root-ca.crt") && !text.contains("\"w1\""),
+        "{text}"
+    );
     // timeoutSeconds ends the stream
     let start = std::time::Instant::now();
     let mut stream = cms
@@ -578,4 +633,268 @@ async fn raw_watch_semantics() {
         .boxed();
     while stream.next().await.is_some() {}
     assert!(start.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn server_side_apply_through_the_server() {
+    let sim = common::sim().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let cfg = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+    cms.patch(
+        "ssa",
+        &PatchParams::apply("a"),
+        &Patch::Apply(cfg(json!({"x": "1", "shared": "s"}))),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "ssa",
+        &PatchParams::apply("b"),
+        &Patch::Apply(cfg(json!({"shared": "s", "y": "2"}))),
+    )
+    .await
+    .unwrap();
+    // a conflicting value without force names field and manager
+    let err = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("b"),
+            &Patch::Apply(cfg(json!({"x": "9"}))),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            let d = s.details.unwrap();
+            assert_eq!(d.causes[0].field, ".data.x");
+            assert!(d.causes[0].message.contains("\"a\""));
+        }
+        e => panic!("{e}"),
+    }
+    // a omits `shared` (b still owns it: kept) and `x` (only a owned it: removed)
+    let out = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("a"),
+            &Patch::Apply(cfg(json!({}))),
+        )
+        .await
+        .unwrap();
+    let data = out.data.unwrap();
+    assert_eq!(data.get("shared").map(String::as_str), Some("s"));
+    assert_eq!(data.get("y").map(String::as_str), Some("2"));
+    assert!(!data.contains_key("x"));
+    // managedFields encoding for an associative list, through the server
+    let deps: Api<Deployment> = Api::default_namespaced(sim.client());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "mf"},
+        "spec": {"selector": {"matchLabels": {"app": "mf"}}, "template": {"metadata": {"labels": {"app": "mf"}},
+        "spec": {"containers": [{"name": "nats", "image": "nats:2.10", "ports": [{"containerPort": 4222, "name": "client"}]}]}}}});
+    let out = deps
+        .patch("mf", &PatchParams::apply("operator"), &Patch::Apply(&d))
+        .await
+        .unwrap();
+    let mf = out.metadata.managed_fields.unwrap();
+    let e = mf
+        .iter()
+        .find(|e| e.manager.as_deref() == Some("operator"))
+        .unwrap();
+    assert_eq!(e.operation.as_deref(), Some("Apply"));
+    assert_eq!(e.fields_type.as_deref(), Some("FieldsV1"));
+    let f = serde_json::to_value(&e.fields_v1).unwrap();
+    let c = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nats\"}"];
+    assert!(c.get(".").is_some() && c.get("f:image").is_some(), "{f}");
+    assert!(
+        c["f:ports"]
+            .get("k:{\"containerPort\":4222,\"protocol\":\"TCP\"}")
+            .is_some(),
+        "{f}"
+    );
+    // a merge patch records an Update entry for its manager
+    let out = deps
+        .patch(
+            "mf",
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"minReadySeconds": 5}})),
+        )
+        .await
+        .unwrap();
+    let mf = out.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|e| e.manager.as_deref() == Some("kubectl-edit")
+                && e.operation.as_deref() == Some("Update"))
+    );
+}
+
+#[tokio::test]
+async fn event_recorder_and_status_apply() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let sim = common::sim().await;
+    let client = sim.client();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let c = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "ev"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let rec = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "meshery-operator".into(),
+            instance: Some("pod-1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("ok".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    rec.publish(&ev, &c.object_ref(&())).await.unwrap();
+    rec.publish(&ev, &c.object_ref(&())).await.unwrap();
+    let evs: Api<K8sEvent> = Api::default_namespaced(client.clone());
+    let list = evs.list(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].series.as_ref().map(|s| s.count), Some(2));
+    let mut long = list.items[0].clone();
+    long.metadata = serde_json::from_value(json!({"name": "long"})).unwrap();
+    long.note = Some("x".repeat(2000));
+    let err = evs.create(&PostParams::default(), &long).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 422));
+
+    // status through server-side apply on the status subresource
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &widgets_ar());
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "sa"}, "spec": {"version": "1"}});
+    api.patch("sa", &PatchParams::apply("op"), &Patch::Apply(&w))
+        .await
+        .unwrap();
+    let st = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "sa"},
+        "status": {"phase": "Ready", "observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}});
+    let out = api
+        .patch_status("sa", &PatchParams::apply("op").force(), &Patch::Apply(&st))
+        .await
+        .unwrap();
+    assert_eq!(out.data["status"]["phase"], "Ready");
+    assert_eq!(out.data["spec"]["version"], "1");
+    assert_eq!(out.metadata.generation, Some(1));
+    let mf = out.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|e| e.subresource.as_deref() == Some("status")
+                && e.manager.as_deref() == Some("op"))
+    );
+    let rv = out.metadata.resource_version.clone();
+    let again = api
+        .patch_status("sa", &PatchParams::apply("op").force(), &Patch::Apply(&st))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version, rv,
+        "re-applying the same status is a no-op"
+    );
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_by_key() {
+    let sim = common::sim().await;
+    let deps: Api<Deployment> = Api::default_namespaced(sim.client());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "smp", "finalizers": ["a/b"]},
+        "spec": {"selector": {"matchLabels": {"app": "smp"}}, "template": {"metadata": {"labels": {"app": "smp"}},
+        "spec": {"containers": [{"name": "a", "image": "x:1", "env": [{"name": "E1", "value": "1"}]}, {"name": "b", "image": "y:1"}]}}}});
+    deps.create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    let p = json!({"metadata": {"finalizers": ["c/d"]},
+        "spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y:2"}, {"name": "a", "env": [{"name": "E2", "value": "2"}]}]}}}});
+    let out = deps
+        .patch("smp", &PatchParams::default(), &Patch::Strategic(p))
+        .await
+        .unwrap();
+    let cs = out.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(cs.len(), 2);
+    let a = cs.iter().find(|c| c.name == "a").unwrap();
+    assert_eq!(
+        a.image.as_deref(),
+        Some("x:1"),
+        "unmentioned fields of a merged element are kept"
+    );
+    let env: Vec<&str> = a
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["E1", "E2"]);
+    assert_eq!(
+        cs.iter().find(|c| c.name == "b").unwrap().image.as_deref(),
+        Some("y:2")
+    );
+    assert_eq!(
+        out.metadata.finalizers.unwrap(),
+        ["a/b", "c/d"],
+        "finalizers merge as a set"
+    );
+    // $patch: delete removes one element by key
+    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}});
+    let out = deps
+        .patch("smp", &PatchParams::default(), &Patch::Strategic(p))
+        .await
+        .unwrap();
+    assert_eq!(out.spec.unwrap().template.spec.unwrap().containers.len(), 1);
+    deps.patch(
+        "smp",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn discovery_legacy_and_aggregated() {
+    let sim = common::sim().await;
+    for aggregated in [false, true] {
+        let d = kube::Discovery::new(sim.client());
+        let d = if aggregated {
+            d.run_aggregated().await.unwrap()
+        } else {
+            d.run().await.unwrap()
+        };
+        let (ar, caps) = d
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .find(|(ar, _)| ar.plural == "widgets")
+            .unwrap_or_else(|| panic!("widgets not discovered (aggregated={aggregated})"));
+        assert_eq!(ar.kind, "Widget");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        assert!(
+            caps.subresources
+                .iter()
+                .any(|(s, _)| s.plural == "widgets/status" || s.plural == "status"),
+            "{:?}",
+            caps.subresources
+        );
+        assert!(d.has_group("apps") && d.has_group("apiextensions.k8s.io"));
+        let core = d
+            .groups()
+            .find(|g| g.name().is_empty())
+            .expect("core group");
+        assert!(
+            core.recommended_resources()
+                .iter()
+                .any(|(ar, _)| ar.plural == "configmaps")
+        );
+    }
+    let v = sim.client().apiserver_version().await.unwrap();
+    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
 }

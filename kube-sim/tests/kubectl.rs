@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -68,15 +68,41 @@ async fn kubectl_conformance() {
     if !kubectl_available() {
         return;
     }
-    // Start empty: the CRDs are applied with kubectl itself.
-    let sim = kube_sim::Sim::start(kube_sim::SimOptions {
-        ready_after: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    // KUBE_SIM_REAL_CLUSTER=1 runs the same checks against the cluster of $KUBECONFIG (kind, k3d…)
+    // so that the simulation's claims can be compared with a real API server. Otherwise a sim is
+    // started empty: the CRDs are applied with kubectl itself.
+    let real = std::env::var("KUBE_SIM_REAL_CLUSTER").is_ok_and(|v| v == "1");
+    let sim = if real {
+        eprintln!("kubectl_conformance: running against the REAL cluster of $KUBECONFIG");
+        None
+    } else {
+        Some(
+            kube_sim::Sim::start(kube_sim::SimOptions {
+                ready_after: Duration::from_millis(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        )
+    };
+    let kubeconfig: String = match &sim {
+        Some(s) => s.kubeconfig_path().to_string_lossy().into(),
+        None => std::env::var("KUBECONFIG").unwrap_or_else(|_| {
+            format!("{}/.kube/config", std::env::var("HOME").unwrap_or_default())
+        }),
+    };
+    let client = match &sim {
+        Some(s) => s.client(),
+        None => {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap();
+            kube::Client::try_from(cfg).unwrap()
+        }
+    };
     let k = Kubectl {
-        kubeconfig: sim.kubeconfig_path().to_string_lossy().into(),
+        kubeconfig,
         cache: tempfile::tempdir().unwrap(),
     };
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +121,7 @@ async fn kubectl_conformance() {
     let out = k.ok(&[
         "wait",
         "--for=condition=Established",
-        "--timeout=10s",
+        "--timeout=120s",
         "crd/widgets.example.com",
         "crd/gadgets.example.com",
     ]);
@@ -208,7 +234,7 @@ async fn kubectl_conformance() {
     assert!(!ok && err.contains("unknown field \"spec.bogus\""), "{err}");
 
     // get with printer columns (server-side Table), hyphenated JSONPath included.
-    sim_status(&sim, "w1", "Ready", "nats://b.ns.svc.cluster.local:4222").await;
+    sim_status(&client, "w1", "Ready", "nats://b.ns.svc.cluster.local:4222").await;
     let out = k.ok(&["get", "widgets"]);
     let mut lines = out.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -224,6 +250,24 @@ async fn kubectl_conformance() {
         "{out}"
     );
 
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=120s",
+        "widget/w1",
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Ready",
+        "--timeout=120s",
+        "widget/w1",
+    ]);
+    // Protobuf bodies (typed kubectl generators) are refused loudly, not misread.
+    if sim.is_some() {
+        let (ok, _, err) = k.run(&["create", "configmap", "pb", "--from-literal=a=b"]);
+        assert!(!ok && err.contains("kube-sim does not implement"), "{err}");
+    }
+
     // get --watch sees a few events.
     let mut child = k
         .cmd(&["get", "widgets", "--watch", "--output-watch-events"])
@@ -231,39 +275,52 @@ async fn kubectl_conformance() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stdout = child.stdout.take().unwrap();
+    // Stop `kubectl get --watch` even when an assertion below fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let watcher = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let mut wait_line = |pred: &dyn Fn(&str) -> bool, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !lines.iter().any(|l| pred(l)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!("kubectl get --watch never printed {what}: {lines:?}"),
+            }
+        }
+    };
+    wait_line(&|l| l.starts_with("ADDED") && l.contains("w1"), "ADDED w1");
     let w4 = write(
         dir.path(),
         "w4.yaml",
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w4\nspec:\n  version: '4'\n",
     );
     k.ok(&["apply", "--server-side", "-f", &w4]);
+    wait_line(&|l| l.starts_with("ADDED") && l.contains("w4"), "ADDED w4");
     k.ok(&["delete", "widget", "w4"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().ok();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let _ = child.wait();
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("ADDED") && l.contains("w1")),
-        "{out}"
+    wait_line(
+        &|l| l.starts_with("DELETED") && l.contains("w4"),
+        "DELETED w4",
     );
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("ADDED") && l.contains("w4")),
-        "{out}"
-    );
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("DELETED") && l.contains("w4")),
-        "{out}"
-    );
+    drop(watcher);
 
     // Built-ins: a Deployment and Service apply, defaulting visible to kubectl, kubectl wait on the rollout.
     let dep = write(
@@ -275,10 +332,10 @@ async fn kubectl_conformance() {
     k.ok(&[
         "wait",
         "--for=condition=Available",
-        "--timeout=10s",
+        "--timeout=120s",
         "deployment/d1",
     ]);
-    k.ok(&["rollout", "status", "deployment/d1", "--timeout=10s"]);
+    k.ok(&["rollout", "status", "deployment/d1", "--timeout=120s"]);
     let d = k.json(&["get", "deploy", "d1"]);
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
@@ -289,28 +346,61 @@ async fn kubectl_conformance() {
         "1Gi"
     );
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    // built-in printer columns
+    let out = k.ok(&["get", "deploy", "d1"]);
+    let head: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(1).unwrap().split_whitespace().nth(1) == Some("1/1"),
+        "{out}"
+    );
+    let out = k.ok(&["get", "svc", "s1"]);
+    let head: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("4222/TCP"), "{out}");
     let s = k.json(&["get", "svc", "s1"]);
     assert_eq!(s["spec"]["ports"][0]["targetPort"], 4222);
-    assert!(
-        s["spec"]["clusterIP"]
-            .as_str()
-            .unwrap()
-            .starts_with("10.96.")
-    );
+    if sim.is_some() {
+        assert!(
+            s["spec"]["clusterIP"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.96.")
+        );
+    }
 
     // delete, and cascade: the CRD's custom resources go with it.
     assert!(k.ok(&["delete", "widget", "w1"]).contains("deleted"));
     k.ok(&["apply", "--server-side", "-f", &w]);
-    k.ok(&["delete", "crd", "widgets.example.com", "--timeout=10s"]);
+    k.ok(&["delete", "crd", "widgets.example.com", "--timeout=120s"]);
     let (ok, _, _) = k.run(&["get", "crd", "widgets.example.com"]);
     assert!(!ok);
     let out = k.ok(&["api-resources", "--api-group=example.com"]);
     assert!(!out.contains("widgets"), "{out}");
-    sim.stop();
+    let _ = k.run(&["delete", "-f", &dep, "--ignore-not-found", "--wait=false"]);
+    let _ = k.run(&["delete", "crd", "gadgets.example.com", "--ignore-not-found"]);
+    if let Some(sim) = sim {
+        sim.stop();
+    }
 }
 
 /// Set a Widget's status through the status subresource (as the operator would).
-async fn sim_status(sim: &kube_sim::Sim, name: &str, phase: &str, to: &str) {
+async fn sim_status(client: &kube::Client, name: &str, phase: &str, to: &str) {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     use kube::discovery::ApiResource;
     let ar = ApiResource {
@@ -320,11 +410,12 @@ async fn sim_status(sim: &kube_sim::Sim, name: &str, phase: &str, to: &str) {
         kind: "Widget".into(),
         plural: "widgets".into(),
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(sim.client(), "default", &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     api.patch_status(
         name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"status": {"phase": phase, "publishing-to": to}})),
+        &Patch::Merge(serde_json::json!({"status": {"phase": phase, "publishing-to": to,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Up", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})),
     )
     .await
     .unwrap();

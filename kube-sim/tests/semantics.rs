@@ -194,14 +194,19 @@ async fn generation_noop_and_dry_run() {
     d2["metadata"]["labels"]["a"] = json!("2");
     let v2 = deps.patch("g", &pp, &Patch::Apply(&d2)).await.unwrap();
     assert_eq!(v2.metadata.generation, Some(1));
+    // a Deployment's annotation change bumps generation (real deployment strategy)
+    let mut d2 = d2.clone();
+    d2["metadata"]["annotations"] = json!({"note": "x"});
+    let v2b = deps.patch("g", &pp, &Patch::Apply(&d2)).await.unwrap();
+    assert_eq!(v2b.metadata.generation, Some(2));
     // spec change: bump
     let mut d3 = d2.clone();
     d3["spec"]["replicas"] = json!(3);
     let v3 = deps.patch("g", &pp, &Patch::Apply(&d3)).await.unwrap();
-    assert_eq!(v3.metadata.generation, Some(2));
+    assert_eq!(v3.metadata.generation, Some(3));
     common::eventually(5, "rolled", || async {
         let s = deps.get_status("g").await.ok()?.status?;
-        (s.observed_generation == Some(2) && s.ready_replicas == Some(3)).then_some(())
+        (s.observed_generation == Some(3) && s.ready_replicas == Some(3)).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -379,6 +384,35 @@ async fn crd_schema_validation_pruning_and_cel_rejection() {
     assert_eq!(ok.data["spec"]["size"], 1);
     assert_eq!(ok.data["spec"]["serviceType"], "LoadBalancer");
 
+    // defaults added to the CRD later show on existing objects (defaulting on read)
+    let (status, v) = common::raw(
+        &sim,
+        "PATCH",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+        Some("application/json-patch+json"),
+        Some(json!([{"op": "add", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/later",
+                     "value": {"type": "string", "default": "added-later"}}])),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["metadata"]["generation"], 2);
+    let again = api.get("v").await.unwrap();
+    assert_eq!(again.data["spec"]["later"], "added-later");
+    // ...and are no change: a no-op write keeps the resourceVersion and generation
+    let same = api
+        .patch(
+            "v",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same.metadata.resource_version,
+        again.metadata.resource_version
+    );
+    assert_eq!(same.metadata.generation, again.metadata.generation);
+
     // A CRD carrying CEL rules is refused, loudly.
     let crds: Api<CustomResourceDefinition> = Api::all(sim.client());
     let cel: CustomResourceDefinition = serde_json::from_value(json!({
@@ -418,6 +452,73 @@ async fn crd_schema_validation_pruning_and_cel_rejection() {
         ),
         422
     );
+}
+
+#[tokio::test]
+async fn field_validation_for_builtins() {
+    let sim = common::sim().await;
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"u"},"data":{"a":"b"},"bogus":1}"#;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        Some("application/json"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"bogus\""),
+        "{v}"
+    );
+    let (code, head, v) =
+        common::raw_full(&sim, "POST", path, Some("application/json"), Some(body)).await;
+    assert_eq!(code, 201, "{v}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("warning: 299 - \"unknown field \\\"bogus\\\"\""),
+        "{head}"
+    );
+    assert!(v.get("bogus").is_none(), "unknown fields are dropped");
+    // object metadata is validated for every kind
+    let bad_label = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"l","labels":{"app":"not valid!"}}}"#;
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        path,
+        Some("application/json"),
+        Some(bad_label),
+    )
+    .await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "metadata.labels");
+    let two_controllers = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"o","ownerReferences":[
+        {"apiVersion":"v1","kind":"ConfigMap","name":"a","uid":"1","controller":true},
+        {"apiVersion":"v1","kind":"ConfigMap","name":"b","uid":"2","controller":true}]}}"#;
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        path,
+        Some("application/json"),
+        Some(two_controllers),
+    )
+    .await;
+    assert_eq!(code, 422, "{v}");
+    // a value of the wrong type fails decoding
+    let bad = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":"three"}}"#;
+    let (code, _, v) = common::raw_full(
+        &sim,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some("application/json"),
+        Some(bad),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
 }
 
 #[tokio::test]
@@ -471,7 +572,7 @@ async fn fault_injection_each_kind() {
     cms.get("a").await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(400));
     // API server down for a period: connections refused, then back on the same port
-    sim.down_for(Duration::from_millis(600));
+    sim.down_for(Duration::from_millis(1500));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let refused = tokio::net::TcpStream::connect(sim.addr()).await;
     assert!(refused.is_err(), "connections are refused while down");
@@ -570,6 +671,53 @@ async fn readiness_faults() {
 }
 
 #[tokio::test]
+async fn scale_subresource_pdb_status_and_namespace_defaults() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let sim = common::sim().await;
+    let client = sim.client();
+    // every namespace gets the default ServiceAccount and the root CA ConfigMap
+    let sas: Api<ServiceAccount> = Api::default_namespaced(client.clone());
+    sas.get("default").await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    assert!(
+        cms.get("kube-root-ca.crt")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .contains_key("ca.crt")
+    );
+    let deps: Api<Deployment> = Api::default_namespaced(client.clone());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "s"}}, "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}}}});
+    deps.patch("s", &PatchParams::apply("op"), &Patch::Apply(&d))
+        .await
+        .unwrap();
+    let sc = deps.get_scale("s").await.unwrap();
+    assert_eq!(sc.spec.unwrap().replicas, Some(3));
+    deps.patch_scale(
+        "s",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deps.get("s").await.unwrap().spec.unwrap().replicas, Some(2));
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(client.clone());
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "s"}}}})).unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let st = common::eventually(5, "pdb status", || async {
+        let s = pdbs.get_status("s").await.ok()?.status?;
+        (s.current_healthy == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(st.expected_pods, 2);
+    assert_eq!(st.desired_healthy, 1);
+    assert_eq!(st.disruptions_allowed, 1);
+}
+
+#[tokio::test]
 async fn standalone_binary_and_admin_api() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
@@ -584,8 +732,18 @@ async fn standalone_binary_and_admin_api() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Kill the server even when an assertion below fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = KillOnDrop(child);
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
+    std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().to_string();
@@ -641,14 +799,12 @@ async fn standalone_binary_and_admin_api() {
         Some(json!({"readyAfterSeconds": 0.2, "loadBalancer": "pending"})),
     )
     .await;
-    let r = http("POST", "/_sim/down", Some(json!({"seconds": 0.5}))).await;
-    assert_eq!(r["downForSeconds"], 0.5);
+    let r = http("POST", "/_sim/down", Some(json!({"seconds": 1.5}))).await;
+    assert_eq!(r["downForSeconds"], 1.5);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(cms.get("x").await.is_err());
     common::eventually(5, "standalone back up", || async {
         crds.get("widgets.example.com").await.ok()
     })
     .await;
-    child.kill().ok();
-    let _ = child.wait();
 }
