@@ -240,14 +240,30 @@ impl NatsServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server is installed (scripts/install-and-test.sh installs it)");
-        let server = NatsServer { child, address };
+        let mut server = NatsServer { child, address };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        loop {
+            // A server that exited could not bind: another process holds the address, and a
+            // connection would reach that process instead.
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "nats-server could not listen on {address} ({status}); is another test process using it?"
+                );
+            }
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
                 "nats-server did not listen on {address}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!(
+                "nats-server exited right after starting on {address} ({status}); is another test process using it?"
+            );
         }
         server
     }
