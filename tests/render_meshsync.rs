@@ -357,6 +357,7 @@ fn a_broker_without_credentials_gets_a_plain_url() {
         scheme: "tls".into(),
         address: "nats.example.com:4443".into(),
         credential: BrokerCredential::None,
+        credential_revision: String::new(),
     };
     let objects = desired_meshsync(&default_meshsync(), &inputs);
     assert!(!objects.iter().any(Object::is_secret));
@@ -411,4 +412,23 @@ fn the_checksum_changes_exactly_when_the_watch_list_does() {
         r#"[{"Resource":"pods.v1.","Events":["ADDED"]}]"#,
     ));
     assert_ne!(original, checksum(&render(&narrower)));
+}
+
+#[test]
+fn a_new_broker_credential_rolls_meshsync_without_revealing_it() {
+    let checksum = |inputs: &meshery_operator::render::MeshSyncInputs| {
+        let objects = desired_meshsync(&default_meshsync(), inputs);
+        let deployment = objects.iter().find(|o| o.kind() == "Deployment").unwrap();
+        deployment.0["spec"]["template"]["metadata"]["annotations"]["meshery.io/config-checksum"]
+            .clone()
+    };
+    let before = same_namespace_inputs("meshery-broker", "meshery");
+    let mut after = before.clone();
+    after.broker.credential_revision = "secret-uid/2".into();
+    assert_ne!(
+        checksum(&before),
+        checksum(&after),
+        "a rewritten broker Secret must restart MeshSync"
+    );
+    assert_eq!(checksum(&before), checksum(&before.clone()));
 }

@@ -410,6 +410,21 @@ impl<'a> Offline<'a> {
         metadata.uid = from_cr.or_else(from_children);
     }
 
+    /// An observed Secret's `uid/resourceVersion`, as the controller computes it; empty when not observed.
+    fn secret_revision(&self, namespace: &str, name: &str) -> String {
+        self.find("", "Secret", Some(namespace), name)
+            .map(|secret| {
+                let field = |f: &str| {
+                    secret
+                        .get(&["metadata", f])
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                };
+                format!("{}/{}", field("uid"), field("resourceVersion"))
+            })
+            .unwrap_or_default()
+    }
+
     /// A value from an observed Secret, decoded.
     fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
         let secret = self.find("", "Secret", Some(namespace), name)?;
@@ -497,9 +512,11 @@ impl<'a> Offline<'a> {
                     .unwrap_or_else(|| stand_in_token(&namespace, &secret)),
             ),
         };
+        let revision = self.secret_revision(&namespace, &secret);
         let data = BrokerSecretData {
             token: token.as_deref().map(str::as_bytes),
             users_json: users_json.as_deref().map(str::as_bytes),
+            revision: &revision,
         };
         resolve_native_broker(&target, &own_namespace, data)
             .expect("a token or users.json is always supplied")

@@ -14,7 +14,7 @@ use super::error::Error;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
-use super::secrets::read_secret;
+use super::secrets::{SecretData, read_secret};
 use super::token::generate_token;
 use crate::api::{Broker, BrokerEndpoint, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker};
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
@@ -102,7 +102,10 @@ async fn inputs(
         None => {
             let secret_name = format!("{}-auth", broker.name_any());
             let existing = read_secret(ctx, &namespace, &secret_name).await?;
-            let token = match existing.as_ref().and_then(|data| data.get("token")) {
+            let token = match existing
+                .as_ref()
+                .and_then(|secret| secret.data.get("token"))
+            {
                 Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
                 None => generate_token(),
             };
@@ -114,7 +117,7 @@ async fn inputs(
             )
         }
         Some(name) => {
-            let Some(data) = read_secret(ctx, &namespace, name).await? else {
+            let Some(SecretData { data, .. }) = read_secret(ctx, &namespace, name).await? else {
                 return Ok(Err(format!(
                     "Secret {namespace}/{name} named by spec.auth.secretRef does not exist: create it with key token or users.json"
                 )));
@@ -224,7 +227,7 @@ async fn run_probe(
                 .await
                 .ok()
                 .flatten()
-                .and_then(|d| d.get("ca.crt").cloned());
+                .and_then(|secret| secret.data.get("ca.crt").cloned());
             Some(ProbeTls { ca_pem })
         }
         None => None,

@@ -115,7 +115,7 @@ async fn resolve_broker(
                 Some(data) => resolve_native_broker(
                     &broker,
                     &own_namespace,
-                    BrokerSecretData::from_map(&data),
+                    BrokerSecretData::from_map(&data.data, &data.revision),
                 ),
                 None => Err(format!(
                     "the broker's auth Secret {namespace}/{secret} does not exist yet"

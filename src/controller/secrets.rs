@@ -10,12 +10,20 @@ use super::context::Context;
 use super::error::Error;
 use crate::object::ObjectKey;
 
+/// A Secret's decoded data and the revision that changes whenever the data does.
+#[derive(Debug)]
+pub struct SecretData {
+    pub data: BTreeMap<String, Vec<u8>>,
+    /// `uid/resourceVersion`.
+    pub revision: String,
+}
+
 /// A Secret's decoded data, or `None` when the Secret does not exist.
 pub async fn read_secret(
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> Result<Option<BTreeMap<String, Vec<u8>>>, Error> {
+) -> Result<Option<SecretData>, Error> {
     let key = ObjectKey {
         group: String::new(),
         kind: "Secret".into(),
@@ -39,11 +47,17 @@ pub async fn read_secret(
     }
 }
 
-fn decode(secret: Secret) -> BTreeMap<String, Vec<u8>> {
-    secret
+fn decode(secret: Secret) -> SecretData {
+    let revision = format!(
+        "{}/{}",
+        secret.metadata.uid.unwrap_or_default(),
+        secret.metadata.resource_version.unwrap_or_default()
+    );
+    let data = secret
         .data
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, v.0))
-        .collect()
+        .collect();
+    SecretData { data, revision }
 }

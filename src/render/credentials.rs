@@ -4,6 +4,7 @@
 
 use kube::ResourceExt;
 
+use super::meta::checksum;
 use super::nats_conf::USERS_FILE_NAME;
 use super::{
     BrokerCredential, ResolvedBroker, TOKEN_KEY, broker_auth_secret_name, broker_internal_endpoint,
@@ -15,14 +16,20 @@ use crate::api::{Broker, BrokerUrl};
 pub struct BrokerSecretData<'a> {
     pub token: Option<&'a [u8]>,
     pub users_json: Option<&'a [u8]>,
+    /// The Secret's `uid/resourceVersion`, which changes whenever its data does.
+    pub revision: &'a str,
 }
 
 impl<'a> BrokerSecretData<'a> {
     /// Picks the two keys out of a Secret's decoded data.
-    pub fn from_map(data: &'a std::collections::BTreeMap<String, Vec<u8>>) -> Self {
+    pub fn from_map(
+        data: &'a std::collections::BTreeMap<String, Vec<u8>>,
+        revision: &'a str,
+    ) -> Self {
         BrokerSecretData {
             token: data.get(TOKEN_KEY).map(Vec::as_slice),
             users_json: data.get(USERS_FILE_NAME).map(Vec::as_slice),
+            revision,
         }
     }
 }
@@ -66,6 +73,7 @@ pub fn resolve_native_broker(
         .into(),
         address: broker_internal_endpoint(broker),
         credential,
+        credential_revision: secret.revision.to_string(),
     })
 }
 
@@ -80,6 +88,11 @@ pub fn resolve_custom_broker(url: &BrokerUrl) -> ResolvedBroker {
             .map_or(BrokerCredential::None, |userinfo| BrokerCredential::Copy {
                 userinfo,
             }),
+        credential_revision: url
+            .userinfo
+            .as_deref()
+            .map(|userinfo| checksum(&[userinfo]))
+            .unwrap_or_default(),
     }
 }
 
@@ -137,6 +150,7 @@ mod tests {
         let secret = BrokerSecretData {
             token: Some(token),
             users_json: None,
+            revision: "uid/1",
         };
         let same = resolve_native_broker(&broker("ns", false), "ns", secret).unwrap();
         assert_eq!(
@@ -166,6 +180,7 @@ mod tests {
         let secret = BrokerSecretData {
             token: None,
             users_json: Some(users),
+            revision: "uid/2",
         };
         let resolved = resolve_native_broker(&broker("ns", false), "ns", secret).unwrap();
         assert_eq!(

@@ -115,7 +115,7 @@ pub fn desired_meshsync(meshsync: &MeshSync, inputs: &MeshSyncInputs) -> Vec<Obj
         meshsync,
         inputs,
         &owner,
-        checksum(&[watch_key, &watch_data]),
+        checksum(&[watch_key, &watch_data, &inputs.broker.credential_revision]),
     )));
     objects
 }

@@ -66,6 +66,11 @@ pub struct ResolvedBroker {
     /// `host:port` MeshSync connects to.
     pub address: String,
     pub credential: BrokerCredential,
+    /// Changes whenever the credential does, without revealing it (the source Secret's
+    /// `uid/resourceVersion`; a digest of a custom URL's userinfo, which the CR spec already shows).
+    /// Folded into the pod-template checksum: MeshSync reads the credential from its environment
+    /// only at start-up, so a new credential must restart it.
+    pub credential_revision: String,
 }
 
 /// How MeshSync gets the credential that goes into `BROKER_URL` as `nats://$(NATS_TOKEN)@host:port`.

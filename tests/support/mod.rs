@@ -106,6 +106,7 @@ pub fn same_namespace_inputs(broker: &str, namespace: &str) -> MeshSyncInputs {
                 secret: format!("{broker}-auth"),
                 key: "token".to_string(),
             },
+            credential_revision: "secret-uid/1".to_string(),
         },
         crd_uid: Some("uid-crd".to_string()),
     }

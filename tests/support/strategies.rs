@@ -490,6 +490,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             scheme: "nats".into(),
                             address: format!("{broker}.{broker_namespace}.svc.cluster.local:4222"),
                             credential,
+                            credential_revision: "secret-uid/1".into(),
                         };
                         let native = NativeBroker {
                             name: broker,
@@ -523,6 +524,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             scheme: scheme.clone(),
                             address: format!("{host}:{}", port.unwrap_or(4222)),
                             credential,
+                            credential_revision: String::new(),
                         };
                         (
                             MeshSyncBroker {
