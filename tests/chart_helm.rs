@@ -216,7 +216,11 @@ fn default_crs_are_the_meshery_defaults_and_pass_the_operators_validation() {
     let broker: Broker =
         serde_json::from_value(get(&objects, "Broker", "meshery-broker").clone()).unwrap();
     assert_eq!(broker.spec.size, 1);
-    assert!(validate_broker(&broker).is_empty(), "{:?}", validate_broker(&broker));
+    assert!(
+        validate_broker(&broker).is_empty(),
+        "{:?}",
+        validate_broker(&broker)
+    );
     let meshsync_value = get(&objects, "MeshSync", "meshery-meshsync");
     assert_eq!(
         meshsync_value["spec"]["broker"]["native"],
@@ -234,8 +238,16 @@ fn default_crs_are_the_meshery_defaults_and_pass_the_operators_validation() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(whitelist.len(), 21, "the default whitelist of the Meshery chart");
-    assert!(whitelist.iter().all(|e| e["Events"] == json!(["ADDED", "MODIFIED", "DELETED"])));
+    assert_eq!(
+        whitelist.len(),
+        21,
+        "the default whitelist of the Meshery chart"
+    );
+    assert!(
+        whitelist
+            .iter()
+            .all(|e| e["Events"] == json!(["ADDED", "MODIFIED", "DELETED"]))
+    );
 }
 
 /// Broker and MeshSync off, leader election off, a custom image, a ServiceMonitor.
@@ -262,10 +274,16 @@ fn non_default_values_toggle_the_crs_leader_election_and_the_image() {
     ] {
         assert!(!names.contains(absent), "{absent} rendered: {names:?}");
     }
-    assert!(names.contains("ServiceMonitor/meshery-operator"), "{names:?}");
-    let manager = &get(&objects, "Deployment", "meshery-operator")["spec"]["template"]["spec"]
-        ["containers"][0];
-    assert_eq!(manager["image"], "registry.example.com/meshery/operator:v9.8.7");
+    assert!(
+        names.contains("ServiceMonitor/meshery-operator"),
+        "{names:?}"
+    );
+    let manager = &get(&objects, "Deployment", "meshery-operator")["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert_eq!(
+        manager["image"],
+        "registry.example.com/meshery/operator:v9.8.7"
+    );
     assert_eq!(manager["imagePullPolicy"], "Always");
     let args: Vec<&str> = manager["args"]
         .as_array()
@@ -274,7 +292,11 @@ fn non_default_values_toggle_the_crs_leader_election_and_the_image() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(!args.contains(&"--leader-elect"), "{args:?}");
-    for arg in ["--namespace=team-a", "--log-format=text", "--broker-probe=off"] {
+    for arg in [
+        "--namespace=team-a",
+        "--log-format=text",
+        "--broker-probe=off",
+    ] {
         assert!(args.contains(&arg), "{arg} in {args:?}");
     }
     let monitor = get(&objects, "ServiceMonitor", "meshery-operator");
@@ -303,15 +325,35 @@ fn nodeport_broker_and_a_broker_in_another_namespace() {
 #[test]
 fn escalate_mode_trades_held_read_permissions_for_escalate_and_bind() {
     let held = rules(&render(None));
-    let escalate = rules(&render(Some(&json!({"rbac": {"meshsyncGrants": "escalate"}}))));
+    let escalate = rules(&render(Some(
+        &json!({"rbac": {"meshsyncGrants": "escalate"}}),
+    )));
     let reads_pods = |rules: &[chart_support::Rule]| {
         chart_support::allowed(rules, "list", "", "pods", None).is_some()
     };
     assert!(reads_pods(&held));
     assert!(!reads_pods(&escalate));
     for verb in ["escalate", "bind"] {
-        assert!(chart_support::allowed(&held, verb, "rbac.authorization.k8s.io", "clusterroles", None).is_none());
-        assert!(chart_support::allowed(&escalate, verb, "rbac.authorization.k8s.io", "clusterroles", None).is_some());
+        assert!(
+            chart_support::allowed(
+                &held,
+                verb,
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                None
+            )
+            .is_none()
+        );
+        assert!(
+            chart_support::allowed(
+                &escalate,
+                verb,
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                None
+            )
+            .is_some()
+        );
     }
 }
 
@@ -328,7 +370,10 @@ fn the_schema_rejects_floating_tags_and_unknown_values() {
         let output = helm(&["render", &values.to_string()]);
         assert!(!output.status.success(), "{values} rendered");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("schema") || stderr.contains("values"), "{values}: {stderr}");
+        assert!(
+            stderr.contains("schema") || stderr.contains("values"),
+            "{values}: {stderr}"
+        );
     }
 }
 
@@ -354,14 +399,27 @@ fn the_package_holds_only_the_chart() {
         .collect();
     for file in &files {
         assert!(
-            ["Chart.yaml", "values.yaml", "values.schema.json", "README.md", "LICENSE"]
-                .contains(&file.as_str())
+            [
+                "Chart.yaml",
+                "values.yaml",
+                "values.schema.json",
+                "README.md",
+                "LICENSE"
+            ]
+            .contains(&file.as_str())
                 || file.starts_with("templates/")
                 || file.starts_with("crds/"),
             "{file} is not chart: {files:?}"
         );
     }
-    for file in ["Chart.yaml", "values.yaml", "values.schema.json", "crds/crds.yaml", "templates/deployment.yaml", "templates/NOTES.txt"] {
+    for file in [
+        "Chart.yaml",
+        "values.yaml",
+        "values.schema.json",
+        "crds/crds.yaml",
+        "templates/deployment.yaml",
+        "templates/NOTES.txt",
+    ] {
         assert!(files.contains(file), "{file} missing: {files:?}");
     }
 }
@@ -369,7 +427,11 @@ fn the_package_holds_only_the_chart() {
 #[test]
 fn the_kubectl_manifest_is_the_default_render() {
     let output = helm(&["manifest"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let generated = String::from_utf8(output.stdout).unwrap();
     let path = repo().join("deploy/meshery-operator.yaml");
     if std::env::var_os("UPDATE_MANIFESTS").is_some() {
@@ -386,13 +448,20 @@ fn the_kubectl_manifest_is_the_default_render() {
     let objects = chart_support::parse_stream(&committed);
     assert_eq!(objects[0]["kind"], "Namespace");
     assert_eq!(objects[1..], render(None)[..]);
-    assert_eq!(render_yaml(None), render_yaml(None), "rendering is deterministic");
+    assert_eq!(
+        render_yaml(None),
+        render_yaml(None),
+        "rendering is deterministic"
+    );
 }
 
 #[test]
 fn the_dockerfile_builds_locked_and_runs_only_the_binary_as_non_root() {
     let dockerfile = read("Dockerfile");
-    let froms: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
     assert!(froms.len() >= 2, "multi-stage: {froms:?}");
     assert!(dockerfile.contains("cargo build --release --locked"));
     for from in &froms {
@@ -404,7 +473,10 @@ fn the_dockerfile_builds_locked_and_runs_only_the_binary_as_non_root() {
         .last()
         .expect("a USER");
     let uid = user.trim_start_matches("USER ").split(':').next().unwrap();
-    assert!(uid.parse::<u32>().is_ok_and(|u| u > 0), "numeric non-root USER: {user}");
+    assert!(
+        uid.parse::<u32>().is_ok_and(|u| u > 0),
+        "numeric non-root USER: {user}"
+    );
     let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
     let copies: Vec<&str> = runtime.lines().filter(|l| l.starts_with("COPY ")).collect();
     assert_eq!(copies.len(), 1, "only the binary: {copies:?}");
