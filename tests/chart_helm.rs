@@ -469,8 +469,7 @@ fn the_dockerfile_builds_locked_and_runs_only_the_binary_as_non_root() {
     }
     let user = dockerfile
         .lines()
-        .filter(|l| l.starts_with("USER "))
-        .last()
+        .rfind(|l| l.starts_with("USER "))
         .expect("a USER");
     let uid = user.trim_start_matches("USER ").split(':').next().unwrap();
     assert!(
@@ -483,4 +482,24 @@ fn the_dockerfile_builds_locked_and_runs_only_the_binary_as_non_root() {
     assert!(copies[0].contains("meshery-operator"));
     assert!(dockerfile.contains("org.opencontainers.image.source"));
     assert!(dockerfile.contains("ENTRYPOINT [\"/meshery-operator\"]"));
+}
+
+#[test]
+fn readme_documents_install_upgrade_and_uninstall() {
+    let readme = read("README.md");
+    for text in [
+        "helm install meshery-operator . -n meshery --create-namespace",
+        "helm upgrade meshery-operator . -n meshery",
+        "helm uninstall meshery-operator -n meshery",
+        "kubectl apply --server-side -f crds/",
+        "kubectl apply --server-side -f deploy/meshery-operator.yaml",
+        "Helm installs `crds/` on the first install only and never upgrades CRDs",
+        "kubectl get pods -n meshery -l name=meshery-operator",
+        "kubectl logs -n meshery deployment/meshery-operator -c manager",
+        "rbac.meshsyncGrants",
+    ] {
+        assert!(readme.contains(text), "README.md does not say {text:?}");
+    }
+    let notes = read("templates/NOTES.txt");
+    assert!(notes.contains("kubectl apply --server-side -f crds/"));
 }
