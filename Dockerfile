@@ -2,9 +2,10 @@
 # meshery-operator: a static (musl) release build, run from distroless/static as a non-root user.
 #   docker build -t meshery/meshery-operator:v0.1.0 .
 
+# The crate's rust-version (the highest any locked dependency needs, too).
 ARG RUST_VERSION=1.89
 
-FROM rust:${RUST_VERSION}-alpine3.22 AS build
+FROM rust:${RUST_VERSION}-alpine AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.

@@ -56,12 +56,48 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
-struct Operator(Child);
+/// The operator process; its log is printed when the test fails.
+struct Operator {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Operator {
+    /// SIGTERM, as the kubelet stops the container: the operator exits 0 within the grace period.
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "the operator exited with {status} on SIGTERM"
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "the operator ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "operator log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
     }
 }
 
@@ -70,6 +106,7 @@ impl Drop for Operator {
 fn start_operator(
     deployment: &Value,
     kubeconfig: &Path,
+    log: &Path,
     pod_name: &str,
     extra_args: &[&str],
 ) -> (Operator, u16, u16) {
@@ -105,7 +142,7 @@ fn start_operator(
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("KUBECONFIG", kubeconfig)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(std::fs::File::create(log).unwrap());
     for var in manager["env"].as_array().unwrap() {
         let name = var["name"].as_str().unwrap();
         let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
@@ -117,7 +154,11 @@ fn start_operator(
         command.env(name, value);
     }
     let child = command.spawn().expect("starting the operator binary");
-    (Operator(child), metrics_port, health_port)
+    let operator = Operator {
+        child,
+        log: log.to_path_buf(),
+    };
+    (operator, metrics_port, health_port)
 }
 
 async fn sim() -> Sim {
@@ -260,8 +301,14 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
     }))
     .unwrap();
     let pod_name = "meshery-operator-5c7d8f9b6-x2x7q";
-    let (_operator, metrics_port, health_port) =
-        start_operator(&installed, &kubeconfig, pod_name, &["--broker-probe=off"]);
+    let log = dir.path().join("operator.log");
+    let (operator, metrics_port, health_port) = start_operator(
+        &installed,
+        &kubeconfig,
+        &log,
+        pod_name,
+        &["--broker-probe=off"],
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(health_port, "/readyz") != Some(200) {
@@ -313,6 +360,14 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
             ],
         );
         assert_eq!(holder, pod_name);
+        operator.terminate();
     });
+    // Structured logs, as --log-format=json asks.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"level\"")),
+        "{log}"
+    );
     drop(sim);
 }

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use chart_support::{Rule, allowed, render, rules, split_resource};
 use harness::{Cluster, test_settings};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
+use meshery_operator::api::watch_list::WatchList;
 use meshery_operator::api::{Broker, MeshSync, Phase};
 use meshery_operator::controller::{BrokerProbeMode, LeaderElection, RunOptions};
+use meshery_operator::render::rbac::meshsync_rules;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -178,9 +180,9 @@ fn meshsync(namespace: &str, name: &str, spec: Value) -> Value {
 
 /// Whether `granted` covers every permission of `role` (Kubernetes' escalation check, for rules
 /// without non-resource URLs).
-fn uncovered(granted: &[Rule], role: &ClusterRole) -> Vec<String> {
+fn uncovered(granted: &[Rule], role: &[PolicyRule]) -> Vec<String> {
     let mut missing = Vec::new();
-    for rule in role.rules.iter().flatten() {
+    for rule in role {
         let names = rule.resource_names.clone().unwrap_or_default();
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
@@ -258,7 +260,10 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
         .cluster_role("meshery-meshsync-meshery-meshery-meshsync")
         .await
         .expect("MeshSync's ClusterRole");
-    let missing = uncovered(&chart_rules, &meshsync_role);
+    let missing = uncovered(
+        &chart_rules,
+        meshsync_role.rules.as_deref().unwrap_or_default(),
+    );
     assert!(
         missing.is_empty(),
         "the operator could not grant MeshSync: {missing:?}"
@@ -397,26 +402,12 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     }
 
     // 2. Everything the chart grants was used, or is needed for a documented reason.
-    let escalation: BTreeSet<(String, String, String)> = meshsync_role
-        .rules
-        .iter()
-        .flatten()
-        .flat_map(|r| {
-            let groups = r.api_groups.clone().unwrap_or_default();
-            let resources = r.resources.clone().unwrap_or_default();
-            let verbs = r.verbs.clone();
-            groups.into_iter().flat_map(move |g| {
-                let verbs = verbs.clone();
-                resources.clone().into_iter().flat_map(move |res| {
-                    let g = g.clone();
-                    verbs
-                        .clone()
-                        .into_iter()
-                        .map(move |v| (v, g.clone(), res.clone()))
-                })
-            })
-        })
-        .collect();
+    // What MeshSync may be granted in hold mode: every built-in resource (a blacklist's role).
+    let escalation: BTreeSet<(String, String, String)> =
+        triples(&meshsync_rules(&WatchList::Blacklist(vec![]), "any"))
+            .into_iter()
+            .chain(triples(meshsync_role.rules.as_deref().unwrap_or_default()))
+            .collect();
     let documented = |verb: &str, group: &str, resource: &str| -> Option<&'static str> {
         let key = (verb.to_string(), group.to_string(), resource.to_string());
         if escalation.contains(&key) {
@@ -455,6 +446,48 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     assert!(
         unexplained.is_empty(),
         "granted but neither used nor documented: {unexplained:?}"
+    );
+}
+
+/// Every (verb, group, resource) a set of rules names.
+fn triples(rules: &[PolicyRule]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for rule in rules {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    out.push((verb.clone(), group.clone(), resource.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hold_mode_can_grant_every_builtin_watch_list_but_not_custom_resources() {
+    let held = rules(&render(None));
+    // A blacklist watches every built-in resource MeshSync knows but the listed ones.
+    let everything = meshsync_rules(&WatchList::Blacklist(vec![]), "meshery-meshsync");
+    assert_eq!(uncovered(&held, &everything), Vec::<String>::new());
+    let default = meshsync_rules(&WatchList::default(), "meshery-meshsync");
+    assert_eq!(uncovered(&held, &default), Vec::<String>::new());
+    // A custom resource needs rbac.meshsyncReadableResources (or rbac.meshsyncGrants=escalate).
+    let custom = WatchList::parse(
+        Some(r#"[{"Resource":"widgets.v1.example.com","Events":["ADDED"]}]"#),
+        None,
+    )
+    .expect("a valid whitelist");
+    let missing = uncovered(&held, &meshsync_rules(&custom, "meshery-meshsync"));
+    assert_eq!(missing.len(), 3, "{missing:?}");
+    let extended = rules(&render(Some(
+        &json!({"rbac": {"meshsyncReadableResources": [
+            {"apiGroups": ["example.com"], "resources": ["widgets"]},
+        ]}}),
+    )));
+    assert_eq!(
+        uncovered(&extended, &meshsync_rules(&custom, "meshery-meshsync")),
+        Vec::<String>::new()
     );
 }
 
