@@ -6,6 +6,7 @@ the PyPI package helm-python-sdk (scripts/install-and-test.sh installs it into .
     helm-render.py render [VALUES_JSON] [--namespace NS] [--name NAME]
                                                         the rendered manifests as one YAML stream, in install order
     helm-render.py manifest                             deploy/meshery-operator.yaml: Namespace + default render
+    helm-render.py notes [VALUES_JSON]                  the rendered NOTES.txt
     helm-render.py package DEST_DIR                     the chart archive; prints its path
 
 VALUES_JSON is a JSON object of values overriding values.yaml (or a file name starting with @).
@@ -89,6 +90,12 @@ def main(argv):
             "#   kubectl apply --server-side -f deploy/meshery-operator.yaml\n"
             "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: meshery\n"
             + render(None))
+        return 0
+    if command == "notes":
+        with helm.Chart.load(ROOT) as chart:
+            manifests = chart.render(parse_values(rest[0] if rest else None), name=RELEASE,
+                                     namespace=NAMESPACE, is_install=True)
+        sys.stdout.write(manifests[f"{RELEASE}/templates/NOTES.txt"])
         return 0
     if command == "package":
         print(helm.package(ROOT, destination=rest[0]))

@@ -500,6 +500,32 @@ fn readme_documents_install_upgrade_and_uninstall() {
     ] {
         assert!(readme.contains(text), "README.md does not say {text:?}");
     }
-    let notes = read("templates/NOTES.txt");
-    assert!(notes.contains("kubectl apply --server-side -f crds/"));
+}
+
+#[test]
+fn notes_show_the_troubleshooting_commands_and_the_crd_upgrade() {
+    let notes = |values: &str| {
+        let output = helm(&["notes", values]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let default = notes("{}");
+    for text in [
+        "kubectl get pods -n meshery -l name=meshery-operator",
+        "kubectl logs -n meshery deployment/meshery-operator -c manager",
+        "kubectl wait --for=condition=Ready broker/meshery-broker -n meshery",
+        "kubectl apply --server-side -f crds/",
+    ] {
+        assert!(
+            default.contains(text),
+            "NOTES.txt lacks {text:?}:\n{default}"
+        );
+    }
+    let without_crs =
+        notes(r#"{"meshery-broker":{"enabled":false},"meshery-meshsync":{"enabled":false}}"#);
+    assert!(!without_crs.contains("kubectl wait"), "{without_crs}");
 }
