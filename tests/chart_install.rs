@@ -231,6 +231,22 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
                 "{out}"
             );
         }
+        // The kubectl users' manifest too.
+        let manifest = repo().join("deploy/meshery-operator.yaml");
+        let out = kubectl_ok(
+            &kubeconfig,
+            &[
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-f",
+                manifest.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.contains("namespace/meshery serverside-applied (server dry run)"),
+            "{out}"
+        );
         // …and the schema is really applied: a Broker of size 0 is rejected.
         let mut invalid = get(&render(None), "Broker", "meshery-broker").clone();
         invalid["spec"]["size"] = json!(0);
