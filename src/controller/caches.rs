@@ -31,6 +31,42 @@ pub struct Triggers {
     pub meshsync_store: Store<MeshSync>,
 }
 
+/// Delays between a failed watch's retries: 0.5 s doubling to at most 5 s, reset once the watch
+/// delivers again. kube's default backoff grows to 30 s, so after an API outage of that length a
+/// cache could stay stale for another 30 s — and a reconcile planning against a stale cache
+/// re-applies what it already wrote, at every resync, until the watch catches up.
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl WatchBackoff {
+    pub const MIN: std::time::Duration = std::time::Duration::from_millis(500);
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
+    }
+}
+
 /// A stream that keeps one cache filled and fires triggers; it must be polled for the cache to live.
 pub type CacheDriver = std::pin::Pin<Box<dyn Stream<Item = ()> + Send>>;
 
@@ -61,14 +97,17 @@ impl ChildCaches {
             let config = watcher::Config::default().labels(&managed_selector());
             let triggers = triggers.clone();
             let own_writes = own_writes.clone();
-            let driver = reflector::reflector(writer, watcher(api, config).default_backoff())
-                .touched_objects()
-                .filter_map(move |event| {
-                    if let Ok(object) = event {
-                        fire_trigger(&object, &triggers, &own_writes);
-                    }
-                    std::future::ready(Some(()))
-                });
+            let driver = reflector::reflector(
+                writer,
+                watcher(api, config).backoff(WatchBackoff::default()),
+            )
+            .touched_objects()
+            .filter_map(move |event| {
+                if let Ok(object) = event {
+                    fire_trigger(&object, &triggers, &own_writes);
+                }
+                std::future::ready(Some(()))
+            });
             drivers.push(Box::pin(driver));
         }
         (ChildCaches { stores }, drivers)

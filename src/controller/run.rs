@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use super::apply::OwnWrites;
-use super::caches::{ChildCaches, Triggers};
+use super::caches::{ChildCaches, Triggers, WatchBackoff};
 use super::context::{Context, Settings};
 use super::error::Error;
 use super::health::{HealthState, Leadership, serve_all};
@@ -166,7 +166,7 @@ pub async fn run(
     let meshsyncs_for_deleted_brokers = meshsync_store.clone();
     let deleted_broker_tx = meshsync_tx.clone();
     let broker_events = watcher(brokers_api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .inspect(move |event| {
             record_watch(&watch_health, "broker", event);
             if let Ok(watcher::Event::Delete(broker)) = event {
@@ -191,7 +191,7 @@ pub async fn run(
     let deleted = sweep_now.clone();
     let watch_health = health.clone();
     let meshsync_events = watcher(meshsyncs_api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .inspect(move |event| {
             record_watch(&watch_health, "meshsync", event);
             if matches!(event, Ok(watcher::Event::Delete(_))) {
