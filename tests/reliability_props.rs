@@ -261,6 +261,12 @@ fn pipeline(source: &str, text: &str) -> &'static str {
                 object.name()
             );
         }
+        // Auth is always on: every rendered server config requires a credential.
+        for object in desired.iter().filter(|o| o.kind() == "ConfigMap") {
+            if let Some(conf) = object.get(&["data", "nats.conf"]).and_then(Value::as_str) {
+                assert!(conf.contains("authorization {"), "a config without auth:\n{conf}");
+            }
+        }
         let fresh = plan(&desired, &[], &owner, "meshery-operator");
         assert_eq!(fresh.counts().create, desired_keys(&desired).len());
         let again = plan(&desired, &desired, &owner, "meshery-operator");
