@@ -172,7 +172,6 @@ async fn tls_end_to_end_with_real_nats_and_generated_certificates() {
     let token = cluster.broker_token(NS, NAME).await;
 
     // The rendered server config turns TLS on with the Secret's files; the StatefulSet mounts it.
-    let config: Api<ConfigMap> = cluster.api(NS);
     let conf = cluster
         .wait_for(NS, &format!("{NAME}-config"), WAIT, |_: &ConfigMap| true)
         .await
@@ -183,10 +182,17 @@ async fn tls_end_to_end_with_real_nats_and_generated_certificates() {
         conf.contains("tls {") && conf.contains("/etc/nats-tls/tls.crt"),
         "{conf}"
     );
-    let _ = config;
-    let sts = harness::get_json(&cluster.client, "apps/v1", "statefulsets", NS, NAME)
-        .await
-        .expect("the StatefulSet");
+    let sts = serde_json::to_value(
+        cluster
+            .wait_for(
+                NS,
+                NAME,
+                WAIT,
+                |_: &k8s_openapi::api::apps::v1::StatefulSet| true,
+            )
+            .await,
+    )
+    .unwrap();
     assert!(
         sts["spec"]["template"]["spec"]["volumes"]
             .as_array()

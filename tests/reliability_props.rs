@@ -264,7 +264,10 @@ fn pipeline(source: &str, text: &str) -> &'static str {
         // Auth is always on: every rendered server config requires a credential.
         for object in desired.iter().filter(|o| o.kind() == "ConfigMap") {
             if let Some(conf) = object.get(&["data", "nats.conf"]).and_then(Value::as_str) {
-                assert!(conf.contains("authorization {"), "a config without auth:\n{conf}");
+                assert!(
+                    conf.contains("authorization {"),
+                    "a config without auth:\n{conf}"
+                );
             }
         }
         let fresh = plan(&desired, &[], &owner, "meshery-operator");
