@@ -80,6 +80,37 @@ pub fn skip_notice(reason: &str) {
     println!("{test}: skipped on a real cluster: {reason}");
 }
 
+/// `true` (after printing `skipped on a real cluster: <reason>`) when the suites run against a
+/// real cluster: for tests that are sim-only as a whole, before they start anything.
+pub fn skip_whole_test_on_real_cluster(reason: &str) -> bool {
+    if on_real_cluster() {
+        skip_notice(reason);
+        return true;
+    }
+    false
+}
+
+/// What changed between two [`Cluster::resource_versions`] fingerprints, one line per object.
+pub fn changed_objects(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (object, version) in before {
+        match after.get(object) {
+            None => changed.push(format!("{object} deleted")),
+            Some(now) if now != version => {
+                changed.push(format!("{object} resourceVersion {version} -> {now}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for object in after.keys().filter(|o| !before.contains_key(*o)) {
+        changed.push(format!("{object} created"));
+    }
+    changed
+}
+
 /// The cluster's kube-sim, when there is one. Dereferences to [`Sim`] so that `cluster.sim.stats()`
 /// and `writes(&cluster.sim)` keep working; on a real cluster dereferencing it panics, naming the
 /// way to declare the sim-only part ([`Cluster::require_sim`]).
@@ -319,6 +350,18 @@ impl Cluster {
             }
         }
         versions
+    }
+
+    /// On a real cluster [`Cluster::resource_versions`]; against kube-sim `None` (tests read its
+    /// request log instead, which says more).
+    pub async fn real_resource_versions(
+        &self,
+        namespaces: &[&str],
+    ) -> Option<BTreeMap<String, String>> {
+        match self.real {
+            None => None,
+            Some(_) => Some(self.resource_versions(namespaces).await),
+        }
     }
 
     /// Waits for the Broker's external endpoint (its LoadBalancer ingress) and returns the Broker.
