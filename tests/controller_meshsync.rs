@@ -1359,7 +1359,7 @@ async fn a_broker_with_users_json_auth_gives_meshsync_a_copy_of_the_first_user()
         .await
         .unwrap();
     cluster
-        .apply_yaml::<Broker>(&BROKER.replace(
+        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
             "spec: {size: 1}",
             "spec: {size: 1, auth: {secretRef: {name: nats-users}}}",
         ))

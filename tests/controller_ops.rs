@@ -679,7 +679,7 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
     drop(operator);
 
     // Dry-run logs every planned write, the auth Secret included: masked.
-    let second = BROKER.replace("name: meshery-broker", "name: dry-broker");
+    let second = broker_yaml(&ns).replace("name: meshery-broker", "name: dry-broker");
     cluster.apply_yaml::<Broker>(&second).await;
     let dry_run = Operator::start(&kubeconfig, &["--dry-run"], &[]);
     eventually(WAIT, "dry-run logs the planned Secret", || async {

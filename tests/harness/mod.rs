@@ -70,14 +70,14 @@ pub fn scaled(timeout: Duration) -> Duration {
     timeout * factor
 }
 
-/// Prints the line every skipped (part of a) test leaves in the output.
+/// Prints the line every skipped (part of a) test leaves in the output (run with `--nocapture` to
+/// see them for passing tests).
 pub fn skip_notice(reason: &str) {
     let test = std::thread::current()
         .name()
         .unwrap_or("this test")
         .to_string();
     eprintln!("{test}: skipped on a real cluster: {reason}");
-    println!("{test}: skipped on a real cluster: {reason}");
 }
 
 /// `true` (after printing `skipped on a real cluster: <reason>`) when the suites run against a
@@ -657,11 +657,14 @@ fn clean_up_real_cluster(config: kube::Config, namespaces: Vec<String>) {
             let namespace_api: Api<k8s_openapi::api::core::v1::Namespace> =
                 Api::all(client.clone());
             for namespace in &namespaces {
-                if let Err(e) = namespace_api
+                match namespace_api
                     .delete(namespace, &kube::api::DeleteParams::background())
                     .await
                 {
-                    eprintln!("cleanup: deleting namespace {namespace}: {e}");
+                    // A test may have deleted it itself.
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => eprintln!("cleanup: deleting namespace {namespace}: {e}"),
                 }
             }
             for plural in ["clusterroles", "clusterrolebindings"] {
