@@ -286,12 +286,14 @@ async fn a_service_type_change_updates_the_service_in_place() {
             "spec: {size: 1, service: {type: ClusterIP}}",
         ))
         .await;
+    // (Observed at the new generation: without a LoadBalancer implementation the external endpoint
+    // was empty before the change too.)
     let broker = cluster
         .wait_for(&ns, "meshery-broker", WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| e.external.is_empty())
+            b.status.as_ref().is_some_and(|s| {
+                s.observed_generation == b.metadata.generation
+                    && s.endpoint.as_ref().is_some_and(|e| e.external.is_empty())
+            })
         })
         .await;
     assert_eq!(

@@ -327,6 +327,13 @@ impl Cluster {
                     &api_resource(api_version, plural),
                 );
                 for object in api.list(&Default::default()).await.expect("listing").items {
+                    // What the cluster itself puts in every namespace, soon after creating it.
+                    if matches!(
+                        (plural, object.name_any().as_str()),
+                        ("configmaps", "kube-root-ca.crt") | ("serviceaccounts", "default")
+                    ) {
+                        continue;
+                    }
                     versions.insert(
                         format!("{plural} {namespace}/{}", object.name_any()),
                         object.resource_version().unwrap_or_default(),
