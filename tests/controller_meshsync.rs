@@ -220,9 +220,9 @@ async fn rbac_gone(client: &Client, name: String) -> bool {
 
 /// Whether MeshSync `name`'s namespaced children in `ns` are gone.
 async fn namespaced_children_gone(client: &Client, ns: &str, name: &str) -> bool {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     deployments.get_opt(name).await.unwrap().is_none()
         && config_maps
             .get_opt(&format!("{name}-watch-list"))

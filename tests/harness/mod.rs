@@ -42,6 +42,9 @@ pub const TIMEOUT_SCALE_VAR: &str = "MESHERY_E2E_TIMEOUT_SCALE";
 /// On a real cluster: the MeshSync image (`repo:tag`) to run instead of the pinned release, set on
 /// every MeshSync applied through [`Cluster::apply_yaml`] that does not pin `spec.image`.
 pub const MESHSYNC_IMAGE_VAR: &str = "MESHERY_E2E_MESHSYNC_IMAGE";
+/// On a real cluster: `off` runs the in-process operator with `broker_probe: Off`, for clusters whose
+/// LoadBalancer addresses the test host cannot reach (Brokers are then Ready on their children).
+pub const BROKER_PROBE_VAR: &str = "MESHERY_E2E_BROKER_PROBE";
 /// Label on every namespace the harness creates on a real cluster (`kubectl delete ns -l …`).
 pub const NAMESPACE_LABEL: &str = "meshery.io/e2e";
 
@@ -169,7 +172,13 @@ pub fn test_settings() -> Settings {
     Settings {
         namespace: None,
         dry_run: false,
-        broker_probe: BrokerProbeMode::Auto,
+        broker_probe: if on_real_cluster()
+            && std::env::var(BROKER_PROBE_VAR).is_ok_and(|v| v == "off")
+        {
+            BrokerProbeMode::Off
+        } else {
+            BrokerProbeMode::Auto
+        },
         in_cluster: false,
         api_server_host: "127.0.0.1".into(),
         resync_interval: Duration::from_secs(2),
