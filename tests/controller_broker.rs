@@ -1,12 +1,15 @@
 //! The Broker controller end to end: kube-sim as the API server, real nats-server as the broker.
+//!
+//! With `MESHERY_E2E_KUBECONFIG` set the suite runs against that cluster: the broker pods are real
+//! NATS, probed through the Broker's LoadBalancer address; no local nats-server is started.
 
 mod harness;
 
 use std::time::Duration;
 
 use harness::{
-    Cluster, NATS_ADDRESSES, NatsServer, condition, eventually, external_address, get_json,
-    test_settings, writes,
+    Cluster, NATS_ADDRESSES, NatsServer, changed_objects, condition, eventually, external_address,
+    get_json, skip_notice, skip_whole_test_on_real_cluster, test_settings, writes,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -14,6 +17,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube_sim::Readiness;
 use meshery_operator::api::{Broker, Phase};
+use meshery_operator::controller::BrokerProbeMode;
 
 const BROKER: &str = "
 apiVersion: meshery.io/v1alpha1
@@ -24,21 +28,29 @@ spec: {size: 1}
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A cluster with the operator running and `meshery-broker` Ready behind a real nats-server.
-async fn ready_broker() -> (Cluster, NatsServer) {
-    let mut cluster = Cluster::start().await;
-    cluster.create_namespace("meshery").await;
-    cluster.start_operator(test_settings());
-    cluster.apply_yaml::<Broker>(BROKER).await;
-    let nats = start_nats_for(&cluster, "meshery", "meshery-broker").await;
-    cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
-        .await;
-    (cluster, nats)
+/// `BROKER` in namespace `ns` (`meshery` against kube-sim, a per-test namespace on a real cluster).
+fn broker_yaml(ns: &str) -> String {
+    BROKER.replace("namespace: meshery", &format!("namespace: {ns}"))
 }
 
-/// Starts nats-server at the Broker's LoadBalancer address with its generated token.
-async fn start_nats_for(cluster: &Cluster, namespace: &str, name: &str) -> NatsServer {
+/// A cluster with the operator running and `meshery-broker` Ready behind a real nats-server (on a
+/// real cluster: behind its own NATS pod), and the namespace it is in.
+async fn ready_broker() -> (Cluster, String, Option<NatsServer>) {
+    let mut cluster = Cluster::start().await;
+    let ns = cluster.create_ns("meshery").await;
+    cluster.start_operator(test_settings());
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    let nats = start_nats_for(&cluster, &ns, "meshery-broker").await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    (cluster, ns, nats)
+}
+
+/// Starts nats-server at the Broker's LoadBalancer address with its generated token. On a real
+/// cluster the Broker's own NATS pods answer there: nothing to start.
+async fn start_nats_for(cluster: &Cluster, namespace: &str, name: &str) -> Option<NatsServer> {
+    cluster.sim()?;
     let broker = cluster
         .wait_for(namespace, name, WAIT, |b: &Broker| {
             b.status
@@ -48,70 +60,95 @@ async fn start_nats_for(cluster: &Cluster, namespace: &str, name: &str) -> NatsS
         })
         .await;
     let token = cluster.broker_token(namespace, name).await;
-    NatsServer::start(external_address(&broker), &token)
+    Some(NatsServer::start(external_address(&broker), &token))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_becomes_ready_once_nats_answers_with_the_token() {
     let _addresses = NATS_ADDRESSES.lock().await;
     let mut cluster = Cluster::start().await;
-    cluster.create_namespace("meshery").await;
+    let ns = cluster.create_ns("meshery").await;
     cluster.start_operator(test_settings());
-    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
 
     // Children roll out, the LoadBalancer gets an address, but nothing answers NATS there yet.
     let deploying = cluster
-        .wait_for("meshery", "meshery-broker", WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| !e.external.is_empty())
-        })
+        .broker_with_external_endpoint(
+            &ns,
+            "meshery-broker",
+            "Ready only once NATS answers through the external endpoint",
+        )
         .await;
-    let status = deploying.status.as_ref().unwrap();
-    assert_ne!(
-        status.phase,
-        Some(Phase::Ready),
-        "Ready before NATS was reachable: {status:#?}"
-    );
-    assert_eq!(
-        status.endpoint.as_ref().unwrap().internal,
-        "meshery-broker.meshery.svc.cluster.local:4222"
-    );
+    if let Some(deploying) = &deploying {
+        let status = deploying.status.as_ref().unwrap();
+        if cluster.sim().is_some() {
+            assert_ne!(
+                status.phase,
+                Some(Phase::Ready),
+                "Ready before NATS was reachable: {status:#?}"
+            );
+        } else {
+            skip_notice(
+                "not Ready before NATS answers: a real broker pod may answer before its LoadBalancer \
+                 has an address (only the sim lets the test start NATS later)",
+            );
+        }
+        assert_eq!(
+            status.endpoint.as_ref().unwrap().internal,
+            format!("meshery-broker.{ns}.svc.cluster.local:4222")
+        );
+    }
 
-    let token = cluster.broker_token("meshery", "meshery-broker").await;
+    let token = cluster.broker_token(&ns, "meshery-broker").await;
     assert!(
         token.starts_with('t') && token.len() == 65,
         "token shape: {} chars",
         token.len()
     );
-    let _nats = NatsServer::start(external_address(&deploying), &token);
+    // On a real cluster the broker's NATS pod answers with the token from the same Secret.
+    let _nats = match (cluster.sim(), &deploying) {
+        (Some(_), Some(deploying)) => Some(NatsServer::start(external_address(deploying), &token)),
+        _ => None,
+    };
 
     let ready = cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
         .await;
     let status = ready.status.unwrap();
     assert_eq!(status.observed_generation, ready.metadata.generation);
     assert_eq!(condition(&status.conditions, "Ready").status, "True");
     assert_eq!(condition(&status.conditions, "Reconciling").status, "False");
     assert_eq!(condition(&status.conditions, "Stalled").status, "False");
+    if cluster.is_real() && test_settings().broker_probe == BrokerProbeMode::Off {
+        skip_notice("Ready through the NATS probe: MESHERY_E2E_BROKER_PROBE=off");
+    }
     cluster.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_sends_zero_writes_across_sixty_seconds_of_resyncs() {
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
+    let (mut cluster, ns, _nats) = ready_broker().await;
     // Let the rollout's last status updates settle, then count from a clean slate.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.sim.reset_stats();
+    let Some(sim) = cluster.sim() else {
+        // No request log on a real cluster: every object the operator writes keeps its resourceVersion.
+        let before = cluster.resource_versions(&[&ns]).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let after = cluster.resource_versions(&[&ns]).await;
+        assert_eq!(
+            changed_objects(&before, &after),
+            Vec::<String>::new(),
+            "writes in steady state"
+        );
+        skip_notice("counting reads: the API server's request accounting is kube-sim's");
+        cluster.stop_operator().await;
+        return;
+    };
+    sim.reset_stats();
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(
-        writes(&cluster.sim),
-        Vec::<String>::new(),
-        "writes in steady state"
-    );
-    let reads = cluster.sim.stats().verb_total("get") + cluster.sim.stats().verb_total("list");
+    assert_eq!(writes(sim), Vec::<String>::new(), "writes in steady state");
+    let reads = sim.stats().verb_total("get") + sim.stats().verb_total("list");
     assert!(
         reads <= 5,
         "steady state should read from caches, not the API: {reads} reads"
@@ -122,12 +159,14 @@ async fn steady_state_sends_zero_writes_across_sixty_seconds_of_resyncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_restored_with_one_apply_and_a_deleted_child_is_recreated() {
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
+    let (mut cluster, ns, _nats) = ready_broker().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Another client changes a field the operator owns.
-    cluster.sim.reset_stats();
-    let statefulsets = cluster.api::<StatefulSet>("meshery");
+    if let Some(sim) = cluster.sim() {
+        sim.reset_stats();
+    }
+    let statefulsets = cluster.api::<StatefulSet>(&ns);
     let edit =
         serde_json::json!({"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 1}}}});
     statefulsets
@@ -154,18 +193,22 @@ async fn drift_is_restored_with_one_apply_and_a_deleted_child_is_recreated() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let operator_applies: Vec<_> = writes(&cluster.sim)
-        .into_iter()
-        .filter(|w| w.starts_with("apply statefulsets"))
-        .collect();
-    assert_eq!(
-        operator_applies,
-        ["apply statefulsets.apps meshery/meshery-broker"],
-        "exactly one apply restores drift"
-    );
+    if let Some(sim) =
+        cluster.require_sim("counting the applies that restore drift needs kube-sim's request log")
+    {
+        let operator_applies: Vec<_> = writes(sim)
+            .into_iter()
+            .filter(|w| w.starts_with("apply statefulsets"))
+            .collect();
+        assert_eq!(
+            operator_applies,
+            ["apply statefulsets.apps meshery/meshery-broker"],
+            "exactly one apply restores drift"
+        );
+    }
 
     // A child deleted by hand comes back.
-    let configmaps = cluster.api::<ConfigMap>("meshery");
+    let configmaps = cluster.api::<ConfigMap>(&ns);
     configmaps
         .delete("meshery-broker-config", &DeleteParams::default())
         .await
@@ -184,19 +227,19 @@ async fn drift_is_restored_with_one_apply_and_a_deleted_child_is_recreated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_to_three_renders_a_routed_cluster_and_back_prunes_the_pdb() {
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
-    let pdbs = cluster.api::<PodDisruptionBudget>("meshery");
+    let (mut cluster, ns, _nats) = ready_broker().await;
+    let pdbs = cluster.api::<PodDisruptionBudget>(&ns);
     assert!(
         pdbs.get_opt("meshery-broker").await.unwrap().is_none(),
         "no PDB for one replica"
     );
 
     cluster
-        .apply_yaml::<Broker>(&BROKER.replace("size: 1", "size: 3"))
+        .apply_yaml::<Broker>(&broker_yaml(&ns).replace("size: 1", "size: 3"))
         .await;
     eventually(WAIT, "three replicas and a PDB", || async {
         let sts = cluster
-            .api::<StatefulSet>("meshery")
+            .api::<StatefulSet>(&ns)
             .get("meshery-broker")
             .await
             .unwrap();
@@ -205,25 +248,24 @@ async fn scaling_to_three_renders_a_routed_cluster_and_back_prunes_the_pdb() {
     })
     .await;
     let config = cluster
-        .api::<ConfigMap>("meshery")
+        .api::<ConfigMap>(&ns)
         .get("meshery-broker-config")
         .await
         .unwrap();
     let nats_conf = &config.data.unwrap()["nats.conf"];
     for ordinal in 0..3 {
-        let route = format!(
-            "meshery-broker-{ordinal}.meshery-broker-headless.meshery.svc.cluster.local:6222"
-        );
+        let route =
+            format!("meshery-broker-{ordinal}.meshery-broker-headless.{ns}.svc.cluster.local:6222");
         assert!(
             nats_conf.contains(&route),
             "route to replica {ordinal} missing:\n{nats_conf}"
         );
     }
     cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
         .await;
 
-    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
     eventually(WAIT, "the PDB is pruned at one replica", || async {
         pdbs.get_opt("meshery-broker").await.unwrap().is_none()
     })
@@ -234,28 +276,33 @@ async fn scaling_to_three_renders_a_routed_cluster_and_back_prunes_the_pdb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_type_change_updates_the_service_in_place() {
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
-    let services = cluster.api::<Service>("meshery");
+    let (mut cluster, ns, _nats) = ready_broker().await;
+    let services = cluster.api::<Service>(&ns);
     let before = services.get("meshery-broker").await.unwrap();
-    cluster.sim.reset_stats();
+    let children_before = cluster.real_resource_versions(&[&ns]).await;
+    if let Some(sim) = cluster.sim() {
+        sim.reset_stats();
+    }
 
     cluster
-        .apply_yaml::<Broker>(&BROKER.replace(
+        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
             "spec: {size: 1}",
             "spec: {size: 1, service: {type: ClusterIP}}",
         ))
         .await;
+    // (Observed at the new generation: without a LoadBalancer implementation the external endpoint
+    // was empty before the change too.)
     let broker = cluster
-        .wait_for("meshery", "meshery-broker", WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| e.external.is_empty())
+        .wait_for(&ns, "meshery-broker", WAIT, |b: &Broker| {
+            b.status.as_ref().is_some_and(|s| {
+                s.observed_generation == b.metadata.generation
+                    && s.endpoint.as_ref().is_some_and(|e| e.external.is_empty())
+            })
         })
         .await;
     assert_eq!(
         broker.status.unwrap().endpoint.unwrap().internal,
-        "meshery-broker.meshery.svc.cluster.local:4222"
+        format!("meshery-broker.{ns}.svc.cluster.local:4222")
     );
     let after = services.get("meshery-broker").await.unwrap();
     assert_eq!(after.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
@@ -263,22 +310,41 @@ async fn a_service_type_change_updates_the_service_in_place() {
         before.metadata.uid, after.metadata.uid,
         "the Service was updated, not recreated"
     );
-    assert!(
-        !writes(&cluster.sim).iter().any(|w| w.starts_with("delete")),
-        "nothing pruned: {:?}",
-        writes(&cluster.sim)
-    );
+    match cluster.sim() {
+        Some(sim) => assert!(
+            !writes(sim).iter().any(|w| w.starts_with("delete")),
+            "nothing pruned: {:?}",
+            writes(sim)
+        ),
+        // No request log on a real cluster: every child that was there still is.
+        None => {
+            let children_after = cluster.resource_versions(&[&ns]).await;
+            let deleted: Vec<_> =
+                changed_objects(children_before.as_ref().unwrap(), &children_after)
+                    .into_iter()
+                    .filter(|c| c.ends_with(" deleted"))
+                    .collect();
+            assert_eq!(deleted, Vec::<String>::new(), "nothing pruned");
+        }
+    }
     cluster.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_outage_degrades_after_the_grace_period_and_recovery_returns_ready() {
+    if skip_whole_test_on_real_cluster(
+        "the outage is a local nats-server stopped and restarted at the sim's LoadBalancer address; \
+         a real broker's NATS pods are kept running by their StatefulSet",
+    ) {
+        return;
+    }
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, nats) = ready_broker().await;
+    let (mut cluster, ns, nats) = ready_broker().await;
+    let nats = nats.expect("a local nats-server against kube-sim");
     let address = nats.address;
     nats.stop();
     let degraded = cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
         .await;
     let status = degraded.status.unwrap();
     let ready = condition(&status.conditions, "Ready");
@@ -289,43 +355,45 @@ async fn nats_outage_degrades_after_the_grace_period_and_recovery_returns_ready(
     assert!(
         !ready
             .message
-            .contains(&cluster.broker_token("meshery", "meshery-broker").await),
+            .contains(&cluster.broker_token(&ns, "meshery-broker").await),
         "token in status"
     );
 
-    let token = cluster.broker_token("meshery", "meshery-broker").await;
+    let token = cluster.broker_token(&ns, "meshery-broker").await;
     let _nats = NatsServer::start(address, &token);
     cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
         .await;
     cluster.stop_operator().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_losing_readiness_degrades_and_recovers() {
+    if skip_whole_test_on_real_cluster(
+        "readiness injection: kube-sim makes the StatefulSet lose its ready replicas on demand",
+    ) {
+        return;
+    }
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
+    let (mut cluster, ns, _nats) = ready_broker().await;
     cluster.sim.set_readiness(
         "statefulsets",
-        "meshery",
+        &ns,
         "meshery-broker",
         Readiness::LoseReadiness,
     );
     let degraded = cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
         .await;
     assert_eq!(
         condition(&degraded.status.unwrap().conditions, "Degraded").status,
         "True"
     );
-    cluster.sim.set_readiness(
-        "statefulsets",
-        "meshery",
-        "meshery-broker",
-        Readiness::Normal,
-    );
     cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Ready, WAIT)
+        .sim
+        .set_readiness("statefulsets", &ns, "meshery-broker", Readiness::Normal);
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
         .await;
     cluster.stop_operator().await;
 }
@@ -333,15 +401,15 @@ async fn workload_losing_readiness_degrades_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_children() {
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
-    let second = BROKER.replace("name: meshery-broker", "name: second-broker");
+    let (mut cluster, ns, _nats) = ready_broker().await;
+    let second = broker_yaml(&ns).replace("name: meshery-broker", "name: second-broker");
     cluster.apply_yaml::<Broker>(&second).await;
-    let _second_nats = start_nats_for(&cluster, "meshery", "second-broker").await;
+    let _second_nats = start_nats_for(&cluster, &ns, "second-broker").await;
     cluster
-        .wait_for_broker_phase("meshery", "second-broker", Phase::Ready, WAIT)
+        .wait_for_broker_phase(&ns, "second-broker", Phase::Ready, WAIT)
         .await;
     let first = cluster
-        .api::<Broker>("meshery")
+        .api::<Broker>(&ns)
         .get("meshery-broker")
         .await
         .unwrap();
@@ -352,7 +420,7 @@ async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_chi
     );
 
     cluster
-        .api::<Broker>("meshery")
+        .api::<Broker>(&ns)
         .delete("second-broker", &DeleteParams::default())
         .await
         .unwrap();
@@ -364,7 +432,7 @@ async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_chi
                 &cluster.client,
                 "apps/v1",
                 "statefulsets",
-                "meshery",
+                &ns,
                 "second-broker",
             )
             .await
@@ -373,7 +441,7 @@ async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_chi
                     &cluster.client,
                     "v1",
                     "configmaps",
-                    "meshery",
+                    &ns,
                     "second-broker-config",
                 )
                 .await
@@ -386,7 +454,7 @@ async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_chi
             &cluster.client,
             "apps/v1",
             "statefulsets",
-            "meshery",
+            &ns,
             "meshery-broker"
         )
         .await
@@ -398,18 +466,21 @@ async fn two_brokers_in_one_namespace_do_not_interfere_and_deletion_collects_chi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_on_a_deployed_broker_degrades_and_leaves_children_alone() {
     let _addresses = NATS_ADDRESSES.lock().await;
-    let (mut cluster, _nats) = ready_broker().await;
+    let (mut cluster, ns, _nats) = ready_broker().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.sim.reset_stats();
+    let children_before = cluster.real_resource_versions(&[&ns]).await;
+    if let Some(sim) = cluster.sim() {
+        sim.reset_stats();
+    }
     // Valid for the schema, invalid for the operator: three unclustered replicas.
     cluster
-        .apply_yaml::<Broker>(&BROKER.replace(
+        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
             "spec: {size: 1}",
             "spec: {size: 3, clustering: {enabled: false}}",
         ))
         .await;
     let degraded = cluster
-        .wait_for_broker_phase("meshery", "meshery-broker", Phase::Degraded, WAIT)
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
         .await;
     let ready = condition(&degraded.status.as_ref().unwrap().conditions, "Ready").clone();
     assert_eq!(ready.reason, "InvalidSpec");
@@ -419,17 +490,27 @@ async fn an_invalid_spec_on_a_deployed_broker_degrades_and_leaves_children_alone
         ready.message
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let child_writes: Vec<_> = writes(&cluster.sim)
+    let child_writes: Vec<_> = match cluster.sim() {
+        Some(sim) => writes(sim)
+            .into_iter()
+            .filter(|w| !w.contains("brokers") && !w.contains("events"))
+            .collect(),
+        // No request log on a real cluster: the children keep their resourceVersions.
+        None => changed_objects(
+            children_before.as_ref().unwrap(),
+            &cluster.resource_versions(&[&ns]).await,
+        )
         .into_iter()
-        .filter(|w| !w.contains("brokers") && !w.contains("events"))
-        .collect();
+        .filter(|c| !c.starts_with("brokers "))
+        .collect(),
+    };
     assert_eq!(
         child_writes,
         Vec::<String>::new(),
         "children untouched while the spec is invalid"
     );
     let sts = cluster
-        .api::<StatefulSet>("meshery")
+        .api::<StatefulSet>(&ns)
         .get("meshery-broker")
         .await
         .unwrap();
@@ -440,17 +521,28 @@ async fn an_invalid_spec_on_a_deployed_broker_degrades_and_leaves_children_alone
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_reconciles_without_writing() {
     let mut cluster = Cluster::start().await;
-    cluster.create_namespace("meshery").await;
-    cluster.apply_yaml::<Broker>(BROKER).await;
-    cluster.sim.reset_stats();
+    let ns = cluster.create_ns("meshery").await;
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    let before = cluster.real_resource_versions(&[&ns]).await;
+    if let Some(sim) = cluster.sim() {
+        sim.reset_stats();
+    }
     cluster.start_operator(harness::Settings {
         dry_run: true,
         ..test_settings()
     });
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(writes(&cluster.sim), Vec::<String>::new(), "dry-run wrote");
+    let written = match cluster.sim() {
+        Some(sim) => writes(sim),
+        // No request log on a real cluster: nothing was created and nothing changed.
+        None => changed_objects(
+            before.as_ref().unwrap(),
+            &cluster.resource_versions(&[&ns]).await,
+        ),
+    };
+    assert_eq!(written, Vec::<String>::new(), "dry-run wrote");
     let broker = cluster
-        .api::<Broker>("meshery")
+        .api::<Broker>(&ns)
         .get("meshery-broker")
         .await
         .unwrap();

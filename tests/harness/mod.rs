@@ -1,9 +1,21 @@
 //! End-to-end harness: a kube-sim API server with the CRDs installed, the operator running
 //! in-process against it, and real `nats-server` processes standing in for the broker pods.
+//!
+//! With `MESHERY_E2E_KUBECONFIG=/path/to/kubeconfig` the same tests run against that (real)
+//! cluster instead: the CRDs are server-side applied, every namespace a test asks for through
+//! [`Cluster::ns`] gets a unique per-test name and is deleted (with its MeshSyncs' cluster-scoped
+//! RBAC) when the `Cluster` drops, tests run one at a time, waits are stretched, and whatever only
+//! kube-sim can do (request accounting, fault and readiness injection, loopback LoadBalancers
+//! served by a local nats-server) is reached through [`Cluster::sim`] / [`Cluster::require_sim`],
+//! which say on a real cluster that the sim-only part is skipped and why.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -13,6 +25,7 @@ use kube_sim::{LoadBalancerMode, Sim, SimOptions};
 use meshery_operator::api::{Broker, MeshSync, Phase};
 pub use meshery_operator::controller::Settings;
 use meshery_operator::controller::{BrokerProbeMode, RunOptions};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -21,10 +34,137 @@ use tokio::task::JoinHandle;
 /// out from the same range: they take this lock so they never share an address.
 pub static NATS_ADDRESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Names the kubeconfig of a real cluster to run the end-to-end suites against (kind, k3d, …).
+pub const REAL_CLUSTER_VAR: &str = "MESHERY_E2E_KUBECONFIG";
+/// Multiplies every `wait_for`/`eventually` timeout on a real cluster (default 6: pods and image
+/// pulls take longer than kube-sim's simulated rollouts).
+pub const TIMEOUT_SCALE_VAR: &str = "MESHERY_E2E_TIMEOUT_SCALE";
+/// On a real cluster: the MeshSync image (`repo:tag`) to run instead of the pinned release, set on
+/// every MeshSync applied through [`Cluster::apply_yaml`] that does not pin `spec.image`.
+pub const MESHSYNC_IMAGE_VAR: &str = "MESHERY_E2E_MESHSYNC_IMAGE";
+/// On a real cluster: `off` runs the in-process operator with `broker_probe: Off`, for clusters whose
+/// LoadBalancer addresses the test host cannot reach (Brokers are then Ready on their children).
+pub const BROKER_PROBE_VAR: &str = "MESHERY_E2E_BROKER_PROBE";
+/// Label on every namespace the harness creates on a real cluster (`kubectl delete ns -l …`).
+pub const NAMESPACE_LABEL: &str = "meshery.io/e2e";
+
+/// The kubeconfig of the real cluster to test against, when [`REAL_CLUSTER_VAR`] names one.
+pub fn real_cluster_kubeconfig() -> Option<PathBuf> {
+    std::env::var_os(REAL_CLUSTER_VAR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Whether the suites run against a real cluster rather than kube-sim.
+pub fn on_real_cluster() -> bool {
+    real_cluster_kubeconfig().is_some()
+}
+
+/// `timeout` as waited for: unchanged against kube-sim, stretched on a real cluster.
+pub fn scaled(timeout: Duration) -> Duration {
+    if !on_real_cluster() {
+        return timeout;
+    }
+    let factor = std::env::var(TIMEOUT_SCALE_VAR)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|f| *f > 0)
+        .unwrap_or(6);
+    timeout * factor
+}
+
+/// Prints the line every skipped (part of a) test leaves in the output (run with `--nocapture` to
+/// see them for passing tests).
+pub fn skip_notice(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    eprintln!("{test}: skipped on a real cluster: {reason}");
+}
+
+/// `true` (after printing `skipped on a real cluster: <reason>`) when the suites run against a
+/// real cluster: for tests that are sim-only as a whole, before they start anything.
+pub fn skip_whole_test_on_real_cluster(reason: &str) -> bool {
+    if on_real_cluster() {
+        skip_notice(reason);
+        return true;
+    }
+    false
+}
+
+/// What changed between two [`Cluster::resource_versions`] fingerprints, one line per object.
+pub fn changed_objects(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (object, version) in before {
+        match after.get(object) {
+            None => changed.push(format!("{object} deleted")),
+            Some(now) if now != version => {
+                changed.push(format!("{object} resourceVersion {version} -> {now}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for object in after.keys().filter(|o| !before.contains_key(*o)) {
+        changed.push(format!("{object} created"));
+    }
+    changed
+}
+
+/// The cluster's kube-sim, when there is one. Dereferences to [`Sim`] so that `cluster.sim.stats()`
+/// and `writes(&cluster.sim)` keep working; on a real cluster dereferencing it panics, naming the
+/// way to declare the sim-only part ([`Cluster::require_sim`]).
+pub struct SimHandle(Option<Sim>);
+
+impl SimHandle {
+    pub fn get(&self) -> Option<&Sim> {
+        self.0.as_ref()
+    }
+}
+
+impl std::ops::Deref for SimHandle {
+    type Target = Sim;
+
+    fn deref(&self) -> &Sim {
+        self.0.as_ref().unwrap_or_else(|| {
+            panic!(
+                "this test uses a kube-sim-only capability (`cluster.sim`) while running against the real \
+                 cluster of {REAL_CLUSTER_VAR}: declare it with `cluster.require_sim(\"why\")` (or \
+                 `cluster.sim()`) and skip that part on a real cluster"
+            )
+        })
+    }
+}
+
+/// Real-cluster tests share one cluster whose operator (started by each test) watches every
+/// namespace: they run one at a time.
+static REAL_CLUSTER_SERIAL: LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+/// Set once a Broker's LoadBalancer stayed without ingress on the real cluster: later tests skip
+/// their NATS-through-the-external-endpoint parts at once instead of waiting again.
+static NO_LOAD_BALANCER: AtomicBool = AtomicBool::new(false);
+static CLUSTER_COUNTER: AtomicU32 = AtomicU32::new(0);
+
 pub struct Cluster {
-    pub sim: Sim,
+    /// kube-sim (empty on a real cluster: see [`SimHandle`]).
+    pub sim: SimHandle,
     pub client: Client,
     operator: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// `Some` on a real cluster: what cleaning up needs.
+    real: Option<RealCluster>,
+    kubeconfig: PathBuf,
+}
+
+struct RealCluster {
+    config: kube::Config,
+    /// Suffix of this test's namespaces, unique per test and process.
+    suffix: String,
+    /// Namespaces to delete on drop (with their MeshSyncs' cluster-scoped RBAC).
+    namespaces: std::sync::Mutex<Vec<String>>,
+    _serial: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// Settings tuned for tests: fast resync and a short probe grace period.
@@ -32,7 +172,13 @@ pub fn test_settings() -> Settings {
     Settings {
         namespace: None,
         dry_run: false,
-        broker_probe: BrokerProbeMode::Auto,
+        broker_probe: if on_real_cluster()
+            && std::env::var(BROKER_PROBE_VAR).is_ok_and(|v| v == "off")
+        {
+            BrokerProbeMode::Off
+        } else {
+            BrokerProbeMode::Auto
+        },
         in_cluster: false,
         api_server_host: "127.0.0.1".into(),
         resync_interval: Duration::from_secs(2),
@@ -44,7 +190,11 @@ pub fn test_settings() -> Settings {
 }
 
 impl Cluster {
+    /// kube-sim in-process, or — with [`REAL_CLUSTER_VAR`] set — the cluster it names.
     pub async fn start() -> Cluster {
+        if let Some(kubeconfig) = real_cluster_kubeconfig() {
+            return Cluster::connect(kubeconfig).await;
+        }
         let crds = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
         let sim = Sim::start(SimOptions {
             load_balancer: LoadBalancerMode::Loopback,
@@ -55,10 +205,224 @@ impl Cluster {
         .await
         .expect("kube-sim starts");
         let client = sim.client();
+        let kubeconfig = sim.kubeconfig_path().to_path_buf();
         Cluster {
-            sim,
+            sim: SimHandle(Some(sim)),
             client,
             operator: None,
+            real: None,
+            kubeconfig,
+        }
+    }
+
+    /// Connects to the real cluster of `kubeconfig` and server-side applies the CRDs.
+    async fn connect(kubeconfig: PathBuf) -> Cluster {
+        let serial = REAL_CLUSTER_SERIAL.clone().lock_owned().await;
+        let parsed = kube::config::Kubeconfig::read_from(&kubeconfig)
+            .unwrap_or_else(|e| panic!("{REAL_CLUSTER_VAR}={}: {e}", kubeconfig.display()));
+        let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{REAL_CLUSTER_VAR}={}: {e}", kubeconfig.display()));
+        let client = Client::try_from(config.clone()).expect("a client for the real cluster");
+        install_crds(&client).await;
+        let suffix = format!(
+            "e2e-{:x}-{}-{}",
+            std::process::id(),
+            CLUSTER_COUNTER.fetch_add(1, Ordering::Relaxed),
+            jiff::Timestamp::now().as_second() % 100_000
+        );
+        eprintln!(
+            "{}: against the real cluster of {REAL_CLUSTER_VAR}={} (namespaces *-{suffix})",
+            std::thread::current().name().unwrap_or("test"),
+            kubeconfig.display()
+        );
+        Cluster {
+            sim: SimHandle(None),
+            client,
+            operator: None,
+            real: Some(RealCluster {
+                config,
+                suffix,
+                namespaces: std::sync::Mutex::new(Vec::new()),
+                _serial: serial,
+            }),
+            kubeconfig,
+        }
+    }
+
+    /// Whether this cluster is a real one (not kube-sim).
+    pub fn is_real(&self) -> bool {
+        self.real.is_some()
+    }
+
+    /// kube-sim, when the cluster is one.
+    pub fn sim(&self) -> Option<&Sim> {
+        self.sim.get()
+    }
+
+    /// kube-sim for a sim-only capability; on a real cluster `None`, after printing
+    /// `skipped on a real cluster: <reason>`.
+    pub fn require_sim(&self, reason: &str) -> Option<&Sim> {
+        if self.sim.get().is_none() {
+            skip_notice(reason);
+        }
+        self.sim.get()
+    }
+
+    /// `true` (after printing why) on a real cluster: the caller skips a sim-only part.
+    pub fn skip_on_real_cluster(&self, reason: &str) -> bool {
+        self.require_sim(reason).is_none()
+    }
+
+    /// The kubeconfig of this cluster (kube-sim's, or the one [`REAL_CLUSTER_VAR`] names).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The namespace a test calls `logical`: the same name against kube-sim, a unique per-test name
+    /// (`<logical>-e2e-…`) on a real cluster.
+    pub fn ns(&self, logical: &str) -> String {
+        match &self.real {
+            None => logical.to_string(),
+            Some(real) => format!("{logical}-{}", real.suffix),
+        }
+    }
+
+    /// Creates the namespace [`Cluster::ns`] names for `logical` and returns its name; on a real
+    /// cluster it is deleted when the `Cluster` drops.
+    pub async fn create_ns(&self, logical: &str) -> String {
+        let name = self.ns(logical);
+        self.create_namespace(&name).await;
+        name
+    }
+
+    /// On a real cluster, deletes `namespace` (and its MeshSyncs' cluster-scoped RBAC) on drop:
+    /// for namespaces a test made some other way (say, with kubectl).
+    pub fn track_namespace(&self, namespace: &str) {
+        if let Some(real) = &self.real {
+            let mut namespaces = real
+                .namespaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !namespaces.iter().any(|n| n == namespace) {
+                namespaces.push(namespace.to_string());
+            }
+        }
+    }
+
+    /// A fingerprint of every object the operator writes for CRs in `namespaces` (the CRs, their
+    /// children, their MeshSyncs' ClusterRoles/Bindings): kind/namespace/name → resourceVersion.
+    /// Equal fingerprints before and after a quiet period mean nothing was written in between —
+    /// what "zero writes" checks on a real cluster, where there is no request accounting.
+    pub async fn resource_versions(&self, namespaces: &[&str]) -> BTreeMap<String, String> {
+        const NAMESPACED: [(&str, &str); 10] = [
+            ("meshery.io/v1alpha1", "brokers"),
+            ("meshery.io/v1alpha1", "meshsyncs"),
+            ("apps/v1", "statefulsets"),
+            ("apps/v1", "deployments"),
+            ("v1", "services"),
+            ("v1", "configmaps"),
+            ("v1", "secrets"),
+            ("v1", "serviceaccounts"),
+            ("policy/v1", "poddisruptionbudgets"),
+            ("rbac.authorization.k8s.io/v1", "rolebindings"),
+        ];
+        let mut versions = BTreeMap::new();
+        for namespace in namespaces {
+            for (api_version, plural) in NAMESPACED {
+                let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    namespace,
+                    &api_resource(api_version, plural),
+                );
+                for object in api.list(&Default::default()).await.expect("listing").items {
+                    // What the cluster itself puts in every namespace, soon after creating it.
+                    if matches!(
+                        (plural, object.name_any().as_str()),
+                        ("configmaps", "kube-root-ca.crt") | ("serviceaccounts", "default")
+                    ) {
+                        continue;
+                    }
+                    versions.insert(
+                        format!("{plural} {namespace}/{}", object.name_any()),
+                        object.resource_version().unwrap_or_default(),
+                    );
+                }
+            }
+            for plural in ["clusterroles", "clusterrolebindings"] {
+                let api: Api<kube::api::DynamicObject> = Api::all_with(
+                    self.client.clone(),
+                    &api_resource("rbac.authorization.k8s.io/v1", plural),
+                );
+                let prefix = format!("meshery-meshsync-{namespace}-");
+                for object in api.list(&Default::default()).await.expect("listing").items {
+                    if object.name_any().starts_with(&prefix) {
+                        versions.insert(
+                            format!("{plural} /{}", object.name_any()),
+                            object.resource_version().unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+        }
+        versions
+    }
+
+    /// On a real cluster [`Cluster::resource_versions`]; against kube-sim `None` (tests read its
+    /// request log instead, which says more).
+    pub async fn real_resource_versions(
+        &self,
+        namespaces: &[&str],
+    ) -> Option<BTreeMap<String, String>> {
+        match self.real {
+            None => None,
+            Some(_) => Some(self.resource_versions(namespaces).await),
+        }
+    }
+
+    /// Waits for the Broker's external endpoint (its LoadBalancer ingress) and returns the Broker.
+    /// On a real cluster without a LoadBalancer implementation the endpoint stays empty: `None`,
+    /// after printing that `what` is skipped (and, once seen, later calls skip at once).
+    pub async fn broker_with_external_endpoint(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+    ) -> Option<Broker> {
+        let has_external = |b: &Broker| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| !e.external.is_empty())
+        };
+        if !self.is_real() {
+            return Some(
+                self.wait_for(namespace, name, Duration::from_secs(20), has_external)
+                    .await,
+            );
+        }
+        let reason = format!(
+            "{what}: the Broker's LoadBalancer got no ingress address (the cluster needs a \
+             LoadBalancer implementation reachable from here: cloud-provider-kind, MetalLB, k3d's servicelb)"
+        );
+        if NO_LOAD_BALANCER.load(Ordering::Relaxed) {
+            skip_notice(&reason);
+            return None;
+        }
+        let api: Api<Broker> = self.api(namespace);
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
+        loop {
+            if let Some(broker) = api.get_opt(name).await.expect("reading the Broker")
+                && has_external(&broker)
+            {
+                return Some(broker);
+            }
+            if Instant::now() > deadline {
+                NO_LOAD_BALANCER.store(true, Ordering::Relaxed);
+                skip_notice(&reason);
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -101,13 +465,20 @@ impl Cluster {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// Creates namespace `name` as given (see [`Cluster::create_ns`] for a per-test name on a real
+    /// cluster); on a real cluster it is labelled [`NAMESPACE_LABEL`] and deleted on drop.
     pub async fn create_namespace(&self, name: &str) {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let metadata = match &self.real {
+            None => serde_json::json!({"name": name}),
+            Some(_) => serde_json::json!({"name": name, "labels": {NAMESPACE_LABEL: "true"}}),
+        };
         let namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+            serde_json::from_value(serde_json::json!({ "metadata": metadata })).unwrap();
         api.create(&PostParams::default(), &namespace)
             .await
             .expect("namespace created");
+        self.track_namespace(name);
     }
 
     /// Applies a CR from YAML as a user would (`kubectl apply --server-side`).
@@ -119,7 +490,18 @@ impl Cluster {
             + serde::Serialize
             + std::fmt::Debug,
     {
-        let value: serde_json::Value = serde_norway::from_str(yaml).expect("test YAML parses");
+        let mut value: serde_json::Value = serde_norway::from_str(yaml).expect("test YAML parses");
+        if self.is_real()
+            && value["kind"] == "MeshSync"
+            && value["spec"].get("image").is_none()
+            && let Some(image) = std::env::var(MESHSYNC_IMAGE_VAR)
+                .ok()
+                .filter(|i| !i.is_empty())
+        {
+            let (repository, tag) = image.rsplit_once(':').unwrap_or((&image, "latest"));
+            value["spec"]["image"] = repository.into();
+            value["spec"]["version"] = tag.into();
+        }
         let namespace = value["metadata"]["namespace"]
             .as_str()
             .unwrap_or("default")
@@ -153,6 +535,7 @@ impl Cluster {
             + std::fmt::Debug,
     {
         let api: Api<K> = self.api(namespace);
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let current = api.get_opt(name).await.expect("reading the object");
@@ -215,6 +598,144 @@ impl Drop for Cluster {
             let _ = stop.send(());
             task.abort();
         }
+        if let Some(real) = &self.real {
+            let namespaces = real
+                .namespaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            clean_up_real_cluster(real.config.clone(), namespaces);
+        }
+    }
+}
+
+/// The CRDs of `crds/`, server-side applied (field manager `meshery-e2e`), then waited Established.
+async fn install_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds/crds.yaml");
+    let text = std::fs::read_to_string(&path).expect("crds/crds.yaml");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(document).expect("a CRD document");
+        if value.is_null() {
+            continue;
+        }
+        let name = value["metadata"]["name"]
+            .as_str()
+            .expect("a CRD name")
+            .to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("meshery-e2e").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("server-side applying CRD {name}: {e}"));
+        names.push(name);
+    }
+    for name in names {
+        eventually(
+            Duration::from_secs(10),
+            &format!("CRD {name} Established"),
+            || async {
+                api.get(&name)
+                    .await
+                    .ok()
+                    .and_then(|crd| crd.status)
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            },
+        )
+        .await;
+    }
+}
+
+/// Deletes a real-cluster test's namespaces and the cluster-scoped RBAC of MeshSyncs in them, and
+/// waits (briefly) until their CRs are gone so that the next test's operator does not see them.
+/// Runs on its own thread and runtime: a `Cluster` may drop while its test's runtime unwinds.
+fn clean_up_real_cluster(config: kube::Config, namespaces: Vec<String>) {
+    if namespaces.is_empty() {
+        return;
+    }
+    let cleanup = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a cleanup runtime");
+        runtime.block_on(async move {
+            let Ok(client) = Client::try_from(config) else {
+                return;
+            };
+            let namespace_api: Api<k8s_openapi::api::core::v1::Namespace> =
+                Api::all(client.clone());
+            for namespace in &namespaces {
+                match namespace_api
+                    .delete(namespace, &kube::api::DeleteParams::background())
+                    .await
+                {
+                    // A test may have deleted it itself.
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => eprintln!("cleanup: deleting namespace {namespace}: {e}"),
+                }
+            }
+            for plural in ["clusterroles", "clusterrolebindings"] {
+                let api: Api<kube::api::DynamicObject> = Api::all_with(
+                    client.clone(),
+                    &api_resource("rbac.authorization.k8s.io/v1", plural),
+                );
+                let Ok(list) = api.list(&Default::default()).await else {
+                    continue;
+                };
+                for object in list.items {
+                    let name = object.name_any();
+                    if namespaces
+                        .iter()
+                        .any(|ns| name.starts_with(&format!("meshery-meshsync-{ns}-")))
+                        && let Err(e) = api.delete(&name, &Default::default()).await
+                    {
+                        eprintln!("cleanup: deleting {plural} {name}: {e}");
+                    }
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for namespace in &namespaces {
+                let brokers: Api<Broker> = Api::namespaced(client.clone(), namespace);
+                let meshsyncs: Api<MeshSync> = Api::namespaced(client.clone(), namespace);
+                while Instant::now() < deadline {
+                    let remaining = brokers
+                        .list(&Default::default())
+                        .await
+                        .map(|l| l.items.len())
+                        .unwrap_or(0)
+                        + meshsyncs
+                            .list(&Default::default())
+                            .await
+                            .map(|l| l.items.len())
+                            .unwrap_or(0);
+                    if remaining == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        });
+    });
+    let _ = cleanup.join();
+}
+
+fn api_resource(api_version: &str, plural: &str) -> kube::discovery::ApiResource {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: String::new(),
+        plural: plural.into(),
     }
 }
 
@@ -333,14 +854,7 @@ pub async fn get_json(
     namespace: &str,
     name: &str,
 ) -> Option<serde_json::Value> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let resource = kube::discovery::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: api_version.into(),
-        kind: String::new(),
-        plural: plural.into(),
-    };
+    let resource = api_resource(api_version, plural);
     let api: Api<kube::api::DynamicObject> =
         Api::namespaced_with(client.clone(), namespace, &resource);
     api.get_opt(name)
@@ -349,12 +863,13 @@ pub async fn get_json(
         .map(|o| serde_json::to_value(o).unwrap())
 }
 
-/// Polls `check` until it holds or `timeout` passes.
+/// Polls `check` until it holds or `timeout` passes (stretched on a real cluster: see [`scaled`]).
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    let timeout = scaled(timeout);
     let deadline = Instant::now() + timeout;
     while !check().await {
         assert!(
