@@ -81,6 +81,8 @@ struct RunResult {
     convergence_requests: BTreeMap<String, u64>,
     convergence_child_applies: u64,
     convergence_status_writes: u64,
+    convergence_status_writes_broker: u64,
+    convergence_status_writes_meshsync: u64,
     convergence_events: u64,
     convergence_deletes: u64,
     convergence_dry_runs: u64,
@@ -96,6 +98,9 @@ struct RunResult {
     total_cpu_seconds: f64,
     peak_rss_mib: f64,
     rendered_objects_per_pair: Option<u64>,
+    /// The machine's 1-minute load average at the start and the end of the run (other work on a
+    /// shared machine shows here).
+    load_average: (f64, f64),
 }
 
 fn main() -> std::process::ExitCode {
@@ -214,6 +219,7 @@ struct Timeline {
 type SharedTimeline = Arc<Mutex<Timeline>>;
 
 async fn run_one(args: &Args, strategy: &str, pairs: usize) -> RunResult {
+    let load_start = load_average();
     let sim = Sim::start(SimOptions {
         ready_after: Duration::from_secs_f64(args.ready_after),
         load_balancer: LoadBalancerMode::Pending,
@@ -329,6 +335,8 @@ async fn run_one(args: &Args, strategy: &str, pairs: usize) -> RunResult {
         convergence_requests: by_verb(&convergence, &own),
         convergence_child_applies: conv_writes.child_applies,
         convergence_status_writes: conv_writes.status,
+        convergence_status_writes_broker: conv_writes.status_broker,
+        convergence_status_writes_meshsync: conv_writes.status - conv_writes.status_broker,
         convergence_events: conv_writes.events,
         convergence_deletes: conv_writes.deletes,
         convergence_dry_runs: conv_writes.dry_runs,
@@ -348,7 +356,15 @@ async fn run_one(args: &Args, strategy: &str, pairs: usize) -> RunResult {
         total_cpu_seconds: cpu_end,
         peak_rss_mib,
         rendered_objects_per_pair: None,
+        load_average: (load_start, load_average()),
     }
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// Creates `pairs` namespaces, each with a Broker `broker` and a MeshSync `meshsync` using it.
@@ -496,6 +512,7 @@ fn by_verb(stats: &RequestStats, own: &BTreeMap<String, u64>) -> BTreeMap<String
 struct Writes {
     child_applies: u64,
     status: u64,
+    status_broker: u64,
     events: u64,
     deletes: u64,
     dry_runs: u64,
@@ -515,6 +532,9 @@ fn classify_writes(stats: &RequestStats) -> Writes {
             writes.events += 1;
         } else if w.resource.ends_with("/status") {
             writes.status += 1;
+            if w.resource.starts_with("brokers.") {
+                writes.status_broker += 1;
+            }
         } else if w.verb == "apply" {
             writes.child_applies += 1;
         } else if w.verb == "delete" {
@@ -629,8 +649,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn markdown(results: &[RunResult]) -> String {
     let mut out = String::new();
     out.push_str("\n### Convergence\n\n");
-    out.push_str("| strategy | N pairs | all Ready | total s | p50 ms | p99 ms | child applies / pair | status writes / CR | events | dry-run applies | requests by verb | operator CPU s |\n");
-    out.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+    out.push_str("| strategy | N pairs | all Ready | total s | p50 ms | p99 ms | child applies / pair | status writes / Broker | status writes / MeshSync | events | dry-run applies | requests by verb | operator CPU s |\n");
+    out.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
     for r in results {
         let verbs = r
             .convergence_requests
@@ -639,7 +659,7 @@ fn markdown(results: &[RunResult]) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         out.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.1} |\n",
             r.strategy,
             r.pairs,
             if r.all_ready {
@@ -651,7 +671,8 @@ fn markdown(results: &[RunResult]) -> String {
             r.p50_ms,
             r.p99_ms,
             r.convergence_child_applies as f64 / r.pairs as f64,
-            r.convergence_status_writes as f64 / (2 * r.pairs) as f64,
+            r.convergence_status_writes_broker as f64 / r.pairs as f64,
+            r.convergence_status_writes_meshsync as f64 / r.pairs as f64,
             r.convergence_events,
             r.convergence_dry_runs,
             verbs,
@@ -659,8 +680,8 @@ fn markdown(results: &[RunResult]) -> String {
         ));
     }
     out.push_str("\n### Steady state\n\n");
-    out.push_str("| strategy | N pairs | window s | reconciles | writes | writes / reconcile | child applies | status writes | dry-run applies | requests by verb | operator CPU s | peak RSS MiB |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
+    out.push_str("| strategy | N pairs | window s | reconciles | writes | writes / reconcile | child applies | status writes | dry-run applies | requests by verb | operator CPU s | peak RSS MiB | load avg |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n");
     for r in results {
         let verbs = r
             .steady_requests
@@ -674,7 +695,7 @@ fn markdown(results: &[RunResult]) -> String {
             format!("{:.2}", r.steady_writes as f64 / r.steady_reconciles as f64)
         };
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |\n",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
             r.strategy,
             r.pairs,
             r.steady_seconds,
@@ -687,6 +708,8 @@ fn markdown(results: &[RunResult]) -> String {
             if verbs.is_empty() { "-".into() } else { verbs },
             r.steady_cpu_seconds,
             r.peak_rss_mib,
+            r.load_average.0,
+            r.load_average.1,
         ));
     }
     out
