@@ -28,7 +28,7 @@ cargo build --release -p meshery-operator -p kube-sim
 } | tee "$out/machine.md"
 
 echo "## render + plan" | tee "$out/render_plan.md"
-cargo bench -p meshery-operator --bench render_plan 2>/dev/null | tee -a "$out/render_plan.md"
+cargo bench -p meshery-operator --bench render_plan | tee -a "$out/render_plan.md"
 
 echo "## operator-bench" | tee "$out/operator_bench.md"
 "$target/release/operator-bench" \
