@@ -11,11 +11,13 @@ WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 COPY kube-sim/Cargo.toml kube-sim/
-RUN mkdir -p src kube-sim/src \
+RUN mkdir -p src kube-sim/src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && echo 'fn main() {}' > benches/render_plan.rs \
  && echo 'fn main() {}' > kube-sim/src/main.rs && touch kube-sim/src/lib.rs \
  && cargo fetch --locked
 COPY src src
+COPY benches benches
 COPY kube-sim kube-sim
 RUN cargo build --release --locked --bin meshery-operator \
  && cp target/release/meshery-operator /meshery-operator

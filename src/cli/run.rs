@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::controller::{BrokerProbeMode, LeaderElection, RunOptions, Settings};
+use crate::controller::{ApplyStrategy, BrokerProbeMode, LeaderElection, RunOptions, Settings};
 use crate::render::{DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION};
 
 #[derive(Debug, Args)]
@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// How long a Broker's NATS handshake may fail before it is Degraded, in seconds.
     #[arg(long, default_value_t = 30)]
     pub probe_grace_seconds: u64,
+    /// How children and status are written (benchmarks only): `diff`, `always-apply`, `dry-run-diff`.
+    #[arg(long, value_enum, default_value_t = ApplyStrategy::Diff, hide = true)]
+    pub apply_strategy: ApplyStrategy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,9 +95,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             leader_election,
             concurrency: args.concurrency,
         };
-        crate::controller::run(client, options, crate::controller::shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?;
+        crate::controller::run_with_strategy(
+            client,
+            options,
+            args.apply_strategy,
+            crate::controller::shutdown_signal(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::kinds::ChildKind;
 use super::metrics::WriteVerb;
-use crate::diff::{Action, Plan, mask};
+use crate::diff::{Action, Entry, Plan, mask};
 use crate::object::{Object, ObjectKey};
 use crate::render::labels::FIELD_MANAGER;
 
@@ -47,6 +47,9 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// The CR allows deleting and recreating a child whose immutable fields must change.
     pub recreate_on_immutable_change: bool,
+    /// Before each apply, GET the live object and server-side dry-run the apply; send the real
+    /// apply only when the dry-run result differs (`--apply-strategy dry-run-diff`).
+    pub verify_with_dry_run: bool,
 }
 
 /// What carrying out a plan did.
@@ -115,7 +118,7 @@ pub async fn apply_plan(
                     info!(object = %entry.key, manifest = %mask::mask_object(&object.0), "dry-run: would create");
                     continue;
                 }
-                apply(&api, &entry.key, object, own_writes, observer).await
+                apply(&api, &entry.key, object, options, own_writes, observer).await
             }
             Action::Update {
                 apply_body,
@@ -151,7 +154,7 @@ pub async fn apply_plan(
                     }
                     report.deleted.push(entry.key.clone());
                 }
-                apply(&api, &entry.key, apply_body, own_writes, observer).await
+                apply(&api, &entry.key, apply_body, options, own_writes, observer).await
             }
             Action::Prune => {
                 if options.dry_run {
@@ -182,26 +185,88 @@ async fn apply(
     api: &Api<DynamicObject>,
     key: &ObjectKey,
     body: &Object,
+    options: ApplyOptions,
     own_writes: &OwnWrites,
     observer: &dyn WriteObserver,
 ) -> Result<Object, ApplyFailure> {
-    observer.observe_write(&key.kind, WriteVerb::Apply);
+    let failure = |message: String| ApplyFailure::Api {
+        object: key.clone(),
+        message,
+    };
+    let to_object = |written: &DynamicObject| {
+        serde_json::to_value(written)
+            .map(Object)
+            .map_err(|e| failure(format!("reading the API server's answer: {e}")))
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    if options.verify_with_dry_run {
+        let live = api
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        let dry_run = api
+            .patch(&key.name, &params.clone().dry_run(), &Patch::Apply(&body.0))
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        if let Some(live) = live {
+            let live = to_object(&live)?;
+            if same_ignoring_bookkeeping(&live, &to_object(&dry_run)?) {
+                return Ok(live);
+            }
+        }
+    }
+    observer.observe_write(&key.kind, WriteVerb::Apply);
     match api.patch(&key.name, &params, &Patch::Apply(&body.0)).await {
         Ok(written) => {
             own_writes.record(&written);
             info!(object = %key, "applied");
-            let value = serde_json::to_value(&written).map_err(|e| ApplyFailure::Api {
-                object: key.clone(),
-                message: format!("reading the API server's answer: {e}"),
-            })?;
-            Ok(Object(value))
+            to_object(&written)
         }
-        Err(e) => Err(ApplyFailure::Api {
-            object: key.clone(),
-            message: e.to_string(),
-        }),
+        Err(e) => Err(failure(e.to_string())),
     }
+}
+
+/// Whether a dry-run apply's result equals the live object, apart from what every write touches
+/// (`managedFields` timestamps, `resourceVersion`, `generation`) and `status`, which an apply of
+/// the main resource never changes (it could only differ by a controller's update in between).
+fn same_ignoring_bookkeeping(live: &Object, dry_run: &Object) -> bool {
+    let strip = |object: &Object| {
+        let mut value = object.0.clone();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("status");
+            if let Some(metadata) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                for field in ["managedFields", "resourceVersion", "generation"] {
+                    metadata.remove(field);
+                }
+            }
+        }
+        value
+    };
+    strip(live) == strip(dry_run)
+}
+
+/// The plan `--apply-strategy always-apply` and `dry-run-diff` carry out: every desired object
+/// the diff engine found unchanged is applied anyway (whole, as rendered).
+pub fn apply_every_desired(plan: Plan, desired: &[Object]) -> Plan {
+    let by_key: HashMap<ObjectKey, &Object> = desired.iter().map(|o| (o.key(), o)).collect();
+    let entries = plan
+        .entries
+        .into_iter()
+        .map(|entry| match (&entry.action, by_key.get(&entry.key)) {
+            (Action::Unchanged { yielded_paths }, Some(object)) => Entry {
+                action: Action::Update {
+                    apply_body: (*object).clone(),
+                    json_patch: json_patch::Patch(Vec::new()),
+                    changed_paths: Vec::new(),
+                    immutable_paths: Vec::new(),
+                    yielded_paths: yielded_paths.clone(),
+                },
+                key: entry.key,
+            },
+            _ => entry,
+        })
+        .collect();
+    Plan { entries }
 }
 
 async fn delete(

@@ -24,6 +24,21 @@ pub enum BrokerProbeMode {
     Off,
 }
 
+/// How a reconcile writes the children the render wants, and its CR's status. Only `diff` is for
+/// production; the others exist so `operator-bench` can measure what the diff engine saves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApplyStrategy {
+    /// Apply only what the diff engine says drifted; write status only when it changed.
+    #[default]
+    Diff,
+    /// Server-side apply every desired child and write status on every reconcile (what the Go
+    /// Meshery Operator and kube-rs' controller-rs example do).
+    AlwaysApply,
+    /// Per child: GET, server-side dry-run apply, and apply for real only if the dry-run result
+    /// differs from the live object (what Flux's `ssa` resource manager does). Status as `diff`.
+    DryRunDiff,
+}
+
 /// The operator's settings, from the `run` command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -60,6 +75,7 @@ pub struct Context {
     pub probe_failing_since: Mutex<HashMap<String, Time>>,
     /// UID of the `meshsyncs.meshery.io` CRD, the owner of MeshSync's cluster-scoped RBAC.
     pub meshsync_crd_uid: Option<String>,
+    pub apply_strategy: ApplyStrategy,
 }
 
 impl WriteObserver for Metrics {

@@ -19,7 +19,7 @@ pub mod token;
 
 pub use apply::api_for;
 pub use caches::{managed_selector, with_type};
-pub use context::{BrokerProbeMode, Settings};
+pub use context::{ApplyStrategy, BrokerProbeMode, Settings};
 pub use error::Error;
 pub use kinds::{CHILD_KINDS, ChildKind};
-pub use run::{LeaderElection, RunError, RunOptions, run, shutdown_signal};
+pub use run::{LeaderElection, RunError, RunOptions, run, run_with_strategy, shutdown_signal};

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use kube::{Resource, ResourceExt};
 
-use super::apply::{ApplyFailure, ApplyOptions, ApplyReport, apply_plan};
-use super::context::Context;
+use super::apply::{ApplyFailure, ApplyOptions, ApplyReport, apply_every_desired, apply_plan};
+use super::context::{ApplyStrategy, Context};
 use super::error::Error;
 use crate::diff::{Owner, plan};
 use crate::lifecycle::{ApplyOutcome, Readiness, child_readiness};
@@ -41,10 +41,14 @@ pub async fn converge(
     observed: Vec<Object>,
     recreate_on_immutable_change: bool,
 ) -> (Vec<Object>, ApplyOutcome) {
-    let plan = plan(desired, &observed, owner, FIELD_MANAGER);
+    let mut plan = plan(desired, &observed, owner, FIELD_MANAGER);
+    if ctx.apply_strategy != ApplyStrategy::Diff {
+        plan = apply_every_desired(plan, desired);
+    }
     let options = ApplyOptions {
         dry_run: ctx.settings.dry_run,
         recreate_on_immutable_change,
+        verify_with_dry_run: ctx.apply_strategy == ApplyStrategy::DryRunDiff,
     };
     let report = apply_plan(&ctx.client, &plan, options, &ctx.own_writes, &ctx.metrics).await;
     let current = after_apply(desired, observed, &report);

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use super::apply::OwnWrites;
 use super::caches::{ChildCaches, Triggers, WatchBackoff};
-use super::context::{Context, Settings};
+use super::context::{ApplyStrategy, Context, Settings};
 use super::error::Error;
 use super::health::{HealthState, Leadership, serve_all};
 use super::metrics::{ControllerKind, Metrics};
@@ -60,6 +60,17 @@ pub enum RunError {
 pub async fn run(
     client: Client,
     options: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), RunError> {
+    run_with_strategy(client, options, ApplyStrategy::Diff, shutdown).await
+}
+
+/// [`run`] with another way of writing children and status (the hidden `--apply-strategy` flag,
+/// for benchmarks only).
+pub async fn run_with_strategy(
+    client: Client,
+    options: RunOptions,
+    apply_strategy: ApplyStrategy,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), RunError> {
     let metrics = Metrics::new();
@@ -157,6 +168,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         probe_failing_since: Mutex::new(Default::default()),
         meshsync_crd_uid,
+        apply_strategy,
     });
 
     // A Broker's status change (it became Ready) or deletion re-reconciles the MeshSyncs that use

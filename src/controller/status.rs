@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::context::Context;
+use super::context::{ApplyStrategy, Context};
 use super::error::Error;
 use super::metrics::WriteVerb;
 use crate::api::{BrokerStatus, MeshSyncStatus, Phase};
@@ -63,7 +63,8 @@ where
         + std::fmt::Debug,
     S: Serialize + StatusSummary,
 {
-    if stored.is_some_and(|stored| status_equal_ignoring_time(stored, status)) {
+    let always = ctx.apply_strategy == ApplyStrategy::AlwaysApply;
+    if !always && stored.is_some_and(|stored| status_equal_ignoring_time(stored, status)) {
         return Ok(false);
     }
     let object = format!(

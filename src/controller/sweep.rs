@@ -49,6 +49,7 @@ pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
     let options = ApplyOptions {
         dry_run: ctx.settings.dry_run,
         recreate_on_immutable_change: false,
+        verify_with_dry_run: false,
     };
     let report = apply_plan(
         &ctx.client,
