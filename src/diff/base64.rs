@@ -1,49 +1,26 @@
-//! Standard base64 (RFC 4648, padded), enough to compare Secret `data` as bytes and to fold
+//! Standard base64 (RFC 4648), through the `base64` crate, to compare Secret `data` as bytes and to fold
 //! `stringData` into `data` the way the API server does.
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::Engine;
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Secret data as clients write it: padding optional, stray trailing bits tolerated.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 pub(crate) fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    LENIENT.encode(bytes)
 }
 
 /// Decodes padded or unpadded base64, ignoring whitespace; `None` when the text is not base64.
 pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
-    let mut sextets = Vec::with_capacity(text.len());
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        if c == b'=' {
-            continue;
-        }
-        sextets.push(ALPHABET.iter().position(|&a| a == c)? as u32);
-    }
-    if sextets.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(sextets.len() * 3 / 4);
-    for chunk in sextets.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, s)| n | (s << (18 - 6 * i)));
-        out.extend(n.to_be_bytes()[1..].iter().take(chunk.len() - 1));
-    }
-    Some(out)
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    LENIENT.decode(compact).ok()
 }
 
 #[cfg(test)]
