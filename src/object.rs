@@ -116,3 +116,21 @@ impl Object {
         self.get(path)?.as_str()
     }
 }
+
+/// An object without the metadata the API server makes up or bumps on every write
+/// (`managedFields`, `resourceVersion`, `generation`, `uid`, `creationTimestamp`): its content.
+pub fn without_server_bookkeeping(object: &Value) -> Value {
+    let mut value = object.clone();
+    if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
+        for field in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "uid",
+            "creationTimestamp",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    value
+}

@@ -21,7 +21,7 @@ use crate::api::{
     validate_meshsync,
 };
 use crate::diff::{self, Action, Counts, Owner, Plan, mask};
-use crate::object::{Object, ObjectKey};
+use crate::object::{Object, ObjectKey, without_server_bookkeeping};
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::labels::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::render::nats_conf::USERS_FILE_NAME;
@@ -606,22 +606,6 @@ fn stored(server: &ServerAnswers, key: &ObjectKey) -> Option<Value> {
         Some(ServerAnswer::Stored(object)) => Some(without_server_bookkeeping(&object.0)),
         _ => None,
     }
-}
-
-fn without_server_bookkeeping(value: &Value) -> Value {
-    let mut value = value.clone();
-    if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
-        for field in [
-            "managedFields",
-            "resourceVersion",
-            "generation",
-            "uid",
-            "creationTimestamp",
-        ] {
-            metadata.remove(field);
-        }
-    }
-    value
 }
 
 struct Style {

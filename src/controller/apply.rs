@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::kinds::ChildKind;
 use super::metrics::WriteVerb;
 use crate::diff::{Action, Entry, Plan, mask};
-use crate::object::{Object, ObjectKey};
+use crate::object::{Object, ObjectKey, without_server_bookkeeping};
 use crate::render::labels::FIELD_MANAGER;
 
 /// The resourceVersions the operator itself produced, per object UID, so the watch events its own
@@ -226,23 +226,18 @@ async fn apply(
     }
 }
 
-/// Whether a dry-run apply's result equals the live object, apart from what every write touches
-/// (`managedFields` timestamps, `resourceVersion`, `generation`) and `status`, which an apply of
-/// the main resource never changes (it could only differ by a controller's update in between).
+/// Whether a dry-run apply's result equals the live object, apart from the server's bookkeeping
+/// and `status`, which an apply of the main resource never changes (it could only differ by a
+/// controller's update in between).
 fn same_ignoring_bookkeeping(live: &Object, dry_run: &Object) -> bool {
-    let strip = |object: &Object| {
-        let mut value = object.0.clone();
+    let content = |object: &Object| {
+        let mut value = without_server_bookkeeping(&object.0);
         if let Some(map) = value.as_object_mut() {
             map.remove("status");
-            if let Some(metadata) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-                for field in ["managedFields", "resourceVersion", "generation"] {
-                    metadata.remove(field);
-                }
-            }
         }
         value
     };
-    strip(live) == strip(dry_run)
+    content(live) == content(dry_run)
 }
 
 /// The plan `--apply-strategy always-apply` and `dry-run-diff` carry out: every desired object
