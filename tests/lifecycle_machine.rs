@@ -909,8 +909,40 @@ fn meshsync_waits_for_its_broker() {
     );
     assert_eq!(
         reconciling.message,
-        "Broker meshery/meshery-broker is Deploying, not Ready"
+        "waiting for Broker meshery/meshery-broker to become Ready"
     );
+}
+
+/// A MeshSync created with its Broker writes `Pending` once, not again at each step of the
+/// Broker's own rollout; only a failed Broker changes what it says.
+#[test]
+fn meshsync_waiting_status_does_not_follow_the_brokers_phase() {
+    let waiting = |broker_phase| {
+        let s = Scenario {
+            prev: None,
+            generation: 1,
+            spec_errors: 0,
+            apply: Apply::NotAttempted,
+            children: vec![],
+            kind: Kind::MeshSync(Dependency::Found(broker_phase)),
+            now: 0,
+        };
+        lifecycle::next(
+            None,
+            &observations(&s, meshsync_facts(Dependency::Found(broker_phase))),
+            time(0),
+        )
+    };
+    let first = waiting(None);
+    assert_eq!(first.phase, Some(Phase::Pending));
+    for broker_phase in [Phase::Pending, Phase::Deploying] {
+        assert!(lifecycle::status_equal_ignoring_time(
+            &first,
+            &waiting(Some(broker_phase))
+        ));
+    }
+    let failed = waiting(Some(Phase::Degraded));
+    assert!(failed.conditions[0].message.ends_with("(it is Degraded)"));
 }
 
 #[test]

@@ -179,6 +179,7 @@ pub async fn run_with_strategy(
     let deleted_broker_tx = meshsync_tx.clone();
     let broker_events = watcher(brokers_api, watcher::Config::default())
         .backoff(WatchBackoff::default())
+        .modify(forget_managed_fields)
         .inspect(move |event| {
             record_watch(&watch_health, "broker", event);
             if let Ok(watcher::Event::Delete(broker)) = event {
@@ -204,6 +205,7 @@ pub async fn run_with_strategy(
     let watch_health = health.clone();
     let meshsync_events = watcher(meshsyncs_api, watcher::Config::default())
         .backoff(WatchBackoff::default())
+        .modify(forget_managed_fields)
         .inspect(move |event| {
             record_watch(&watch_health, "meshsync", event);
             if matches!(event, Ok(watcher::Event::Delete(_))) {
@@ -265,6 +267,12 @@ pub async fn run_with_strategy(
     result
 }
 
+/// The CR caches drop `managedFields`: nothing reads them, and as `serde_json` trees they are most
+/// of a cached CR's memory.
+fn forget_managed_fields<K: kube::Resource>(cr: &mut K) {
+    cr.meta_mut().managed_fields = None;
+}
+
 /// Stops taking part in leader election: closing the channel makes the lease task release the
 /// Lease (when held) so a standby need not wait for it to expire; bounded, as shutdown must finish.
 async fn release_lease(
@@ -286,7 +294,7 @@ async fn housekeeping(ctx: Arc<Context>, sweep_now: Arc<Notify>, health: HealthS
     let ready = async {
         ctx.brokers.wait_until_ready().await.is_ok()
             && ctx.meshsyncs.wait_until_ready().await.is_ok()
-            && ctx.children.wait_until_ready().await.is_ok()
+            && ctx.children.wait_until_ready().await
     };
     if !ready.await {
         warn!("a cache stopped before its first listing; not sweeping");

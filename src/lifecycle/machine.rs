@@ -422,13 +422,21 @@ impl Kind for MeshSyncFacts {
             ResolvedBroker::NotFound { namespace, name } => {
                 Some(format!("Broker {namespace}/{name} not found"))
             }
+            // The Broker's phase only when it failed: following its every step while it rolls out
+            // would rewrite this status each time, and the Broker's own status tells that story.
             ResolvedBroker::Found {
                 namespace,
                 name,
                 phase,
             } => {
-                let phase = phase.map_or("without a status yet", Phase::as_str);
-                Some(format!("Broker {namespace}/{name} is {phase}, not Ready"))
+                let failed = if *phase == Some(Phase::Degraded) {
+                    " (it is Degraded)"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "waiting for Broker {namespace}/{name} to become Ready{failed}"
+                ))
             }
         }
     }
