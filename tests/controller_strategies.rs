@@ -149,3 +149,100 @@ async fn always_apply_converges_and_writes_on_every_reconcile() {
 async fn dry_run_diff_converges_and_only_dry_runs_in_steady_state() {
     converges_and_repairs(ApplyStrategy::DryRunDiff).await;
 }
+
+/// Status writes the API server saw for one CR (`brokers` or `meshsyncs`) since the last reset.
+fn status_writes(cluster: &Cluster, plural: &str, name: &str) -> usize {
+    let resource = format!("{plural}.meshery.io/status");
+    cluster
+        .sim
+        .stats()
+        .real_writes()
+        .iter()
+        .filter(|w| w.resource == resource && w.name.as_deref() == Some(name))
+        .count()
+}
+
+/// The convergence cost the benchmark reports, per CR: one apply per rendered child, and one
+/// status write per phase the CR goes through — Deploying and Ready, plus Pending for a MeshSync
+/// whose Broker is not Ready yet (never one per step of the Broker's own rollout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convergence_writes_each_child_once_and_status_once_per_phase() {
+    let cluster = Cluster::start().await;
+    // As in the benchmark: no load-balancer controller, so no external address arrives mid-rollout.
+    cluster
+        .sim
+        .set_load_balancer_mode(kube_sim::LoadBalancerMode::Pending);
+    cluster.create_namespace("bench").await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let options = RunOptions {
+        settings: harness::Settings {
+            broker_probe: BrokerProbeMode::Off,
+            ..test_settings()
+        },
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: "127.0.0.1:0".parse().unwrap(),
+        leader_election: None,
+        concurrency: 4,
+    };
+    let client = cluster.client.clone();
+    let operator = tokio::spawn(async move {
+        run_with_strategy(client, options, ApplyStrategy::Diff, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("the operator runs");
+    });
+    let timeout = Duration::from_secs(30);
+    let meshsync_for = |name: &str, broker: &str| {
+        format!(
+            "apiVersion: meshery.io/v1alpha1\nkind: MeshSync\nmetadata: {{name: {name}, namespace: bench}}\n\
+             spec: {{size: 1, broker: {{native: {{name: {broker}, namespace: bench}}}}}}\n"
+        )
+    };
+
+    // A MeshSync created once its Broker is Ready: Deploying, Ready.
+    cluster.sim.reset_stats();
+    cluster.apply_yaml::<Broker>(BROKER).await;
+    cluster
+        .wait_for_broker_phase("bench", "broker", Phase::Ready, timeout)
+        .await;
+    cluster
+        .apply_yaml::<MeshSync>(&meshsync_for("after", "broker"))
+        .await;
+    cluster
+        .wait_for_meshsync_phase("bench", "after", Phase::Ready, timeout)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (children, _, _) = counts(&cluster);
+    assert_eq!(children, 10, "one apply per rendered object of the pair");
+    let broker_writes = status_writes(&cluster, "brokers", "broker");
+    let meshsync_writes = status_writes(&cluster, "meshsyncs", "after");
+    assert!((1..=2).contains(&broker_writes), "{broker_writes}");
+    assert!((1..=2).contains(&meshsync_writes), "{meshsync_writes}");
+
+    // A MeshSync created together with its Broker: Pending first, once, however many steps the
+    // Broker's rollout takes.
+    cluster.sim.reset_stats();
+    cluster
+        .apply_yaml::<Broker>(&BROKER.replace("name: broker", "name: second"))
+        .await;
+    cluster
+        .apply_yaml::<MeshSync>(&meshsync_for("together", "second"))
+        .await;
+    cluster
+        .wait_for_meshsync_phase("bench", "together", Phase::Ready, timeout)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (children, _, _) = counts(&cluster);
+    assert_eq!(children, 10, "one apply per rendered object of the pair");
+    let broker_writes = status_writes(&cluster, "brokers", "second");
+    let meshsync_writes = status_writes(&cluster, "meshsyncs", "together");
+    assert!((1..=2).contains(&broker_writes), "{broker_writes}");
+    assert!((2..=3).contains(&meshsync_writes), "{meshsync_writes}");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), operator)
+        .await
+        .expect("the operator stops")
+        .expect("no panic");
+}

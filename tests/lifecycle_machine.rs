@@ -856,6 +856,48 @@ fn load_balancer_pending_is_ready_and_visible() {
     );
 }
 
+/// A rollout's progress (replica counts, which check is pending) does not rewrite a Deploying
+/// status at every step; a workload that loses readiness after Ready says exactly how far it is.
+#[test]
+fn deploying_names_the_lagging_children_and_degraded_says_how_far_they_are() {
+    let lagging = |message: &str| {
+        let mut obs = ready_broker_obs();
+        let statefulset = obs.children.keys().next().unwrap().clone();
+        obs.children.insert(
+            statefulset,
+            Readiness::InProgress {
+                reason: "LessReady",
+                message: message.into(),
+            },
+        );
+        obs
+    };
+    let first = lifecycle::next(
+        None,
+        &lagging("not yet observed by its controller"),
+        time(0),
+    );
+    assert_eq!(first.phase, Some(Phase::Deploying));
+    assert_eq!(
+        first.conditions[0].message,
+        "rolling out: StatefulSet child-0"
+    );
+    let later = lifecycle::next(Some(&first), &lagging("1/3 replicas ready"), time(5));
+    assert!(lifecycle::status_equal_ignoring_time(&first, &later));
+
+    let ready = lifecycle::next(Some(&later), &ready_broker_obs(), time(10));
+    assert_eq!(ready.phase, Some(Phase::Ready));
+    let lost = lifecycle::next(Some(&ready), &lagging("2/3 replicas ready"), time(20));
+    assert_eq!(lost.phase, Some(Phase::Degraded));
+    assert!(
+        lost.conditions[0]
+            .message
+            .contains("StatefulSet child-0: 2/3 replicas ready"),
+        "{}",
+        lost.conditions[0].message
+    );
+}
+
 #[test]
 fn broker_unreachable_after_grace() {
     let mut obs = ready_broker_obs();

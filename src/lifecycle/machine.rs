@@ -149,6 +149,10 @@ pub fn next<K: Kind>(previous: Option<&K::Status>, obs: &Observations<K>, now: T
     let new_generation = previous.observed_generation != Some(obs.generation);
     let (situation, message) = assess(obs, new_generation, &now);
     let (phase, reason) = transition(from, situation);
+    let message = match (situation, phase) {
+        (Situation::RollingOut { .. }, Phase::Deploying) => rolling_out(obs).unwrap_or(message),
+        _ => message,
+    };
     let conditions = conditions(
         phase,
         reason,
@@ -338,6 +342,20 @@ fn assess<K: Kind>(obs: &Observations<K>, new_generation: bool, now: &Time) -> (
             )
         }
     }
+}
+
+/// While Deploying, the message names the children still rolling out but not how far they got:
+/// their progress (replica counts, which kstatus check is pending) changes several times in one
+/// rollout, each change would be another status write, and the child's own status shows it. A
+/// rollout that is stuck or lost (Degraded) gets the details.
+fn rolling_out<K>(obs: &Observations<K>) -> Option<String> {
+    let children: Vec<String> = obs
+        .children
+        .iter()
+        .filter(|(_, readiness)| matches!(readiness, Readiness::InProgress { .. }))
+        .map(|(key, _)| child(key))
+        .collect();
+    (!children.is_empty()).then(|| format!("rolling out: {}", children.join(", ")))
 }
 
 /// A child as messages name it: children share the CR's namespace, so kind and name say enough.
