@@ -1,11 +1,12 @@
 //! In-memory caches of the objects the operator owns, kept by watches, so a reconcile observes its
 //! children without a single API read; and the triggers that map a child's change to its CR.
 //!
-//! Children are kept as compact JSON text and parsed when a reconcile reads them. A watched object
+//! Children are kept as LZ4-compressed JSON and parsed when a reconcile reads them. A watched object
 //! decoded into a `serde_json` tree costs about ten times its JSON size on the heap (every small
 //! map, and `managedFields` is made of them, is a B-tree node), which at a thousand Broker and
-//! MeshSync pairs was most of the operator's memory; a reconcile reads only its own few children,
-//! so parsing them on demand costs less than keeping every tree.
+//! MeshSync pairs was most of the operator's memory; compressed, it is about a fifth of that JSON.
+//! A reconcile reads only its own few children, and decompressing and parsing those costs less
+//! than keeping every tree.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -22,7 +23,7 @@ use super::apply::OwnWrites;
 use super::kinds::{CHILD_KINDS, ChildKind};
 use crate::api::{Broker, MeshSync};
 use crate::object::{Object, ObjectKey};
-use crate::render::labels::{MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
+use crate::render::labels::{INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
 
 /// Every child the operator manages, by key and by the UID of the CR that owns it.
 #[derive(Clone)]
@@ -40,7 +41,20 @@ struct CacheState {
 
 struct CachedChild {
     owner_uid: Option<String>,
-    json: Box<str>,
+    /// The instance label, kept for cluster-scoped children only: the orphan sweep reads it.
+    instance: Option<String>,
+    /// The object's JSON, LZ4-compressed.
+    json: Box<[u8]>,
+}
+
+/// What the orphan sweep needs to know of a cluster-scoped child, read without parsing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterChild {
+    pub key: ObjectKey,
+    /// The owner-UID label: the MeshSync it was rendered for.
+    pub owner_uid: Option<String>,
+    /// The instance label: that MeshSync's name.
+    pub instance: Option<String>,
 }
 
 /// Where a child's change should trigger a reconcile.
@@ -167,12 +181,16 @@ impl ChildCaches {
     }
 
     /// Every cached cluster-scoped child, for the sweep that removes orphans.
-    pub fn cluster_scoped(&self) -> Vec<Object> {
+    pub fn cluster_scoped(&self) -> Vec<ClusterChild> {
         read(&self.state)
             .objects
             .iter()
             .filter(|(key, _)| key.namespace.is_none())
-            .filter_map(|(_, child)| parse(&child.json))
+            .map(|(key, child)| ClusterChild {
+                key: key.clone(),
+                owner_uid: child.owner_uid.clone(),
+                instance: child.instance.clone(),
+            })
             .collect()
     }
 }
@@ -260,16 +278,27 @@ impl KindWriter {
     fn entry(&self, object: &DynamicObject) -> Option<(ObjectKey, CachedChild)> {
         let key = self.key(object)?;
         let json = compact_json(&self.resource, object)?;
-        let owner_uid = if self.kind.namespaced {
-            object
+        let (owner_uid, instance) = if self.kind.namespaced {
+            let controller = object
                 .owner_references()
                 .iter()
-                .find(|r| r.controller == Some(true))
-                .map(|r| r.uid.clone())
+                .find(|r| r.controller == Some(true));
+            (controller.map(|r| r.uid.clone()), None)
         } else {
-            object.labels().get(OWNER_UID_LABEL).cloned()
+            let labels = object.labels();
+            (
+                labels.get(OWNER_UID_LABEL).cloned(),
+                labels.get(INSTANCE_LABEL).cloned(),
+            )
         };
-        Some((key, CachedChild { owner_uid, json }))
+        Some((
+            key,
+            CachedChild {
+                owner_uid,
+                instance,
+                json,
+            },
+        ))
     }
 }
 
@@ -311,8 +340,8 @@ fn write(state: &RwLock<CacheState>) -> std::sync::RwLockWriteGuard<'_, CacheSta
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The object as JSON text with `apiVersion` and `kind` restored (watch items carry neither).
-fn compact_json(resource: &ApiResource, object: &DynamicObject) -> Option<Box<str>> {
+/// The object as compressed JSON with `apiVersion` and `kind` restored (watch items carry neither).
+fn compact_json(resource: &ApiResource, object: &DynamicObject) -> Option<Box<[u8]>> {
     #[derive(serde::Serialize)]
     struct Typed<'a> {
         #[serde(rename = "apiVersion")]
@@ -328,13 +357,13 @@ fn compact_json(resource: &ApiResource, object: &DynamicObject) -> Option<Box<st
         metadata: &object.metadata,
         data: &object.data,
     };
-    serde_json::to_string(&typed)
-        .ok()
-        .map(String::into_boxed_str)
+    let json = serde_json::to_vec(&typed).ok()?;
+    Some(lz4_flex::block::compress_prepend_size(&json).into_boxed_slice())
 }
 
-fn parse(json: &str) -> Option<Object> {
-    serde_json::from_str(json).ok().map(Object)
+fn parse(compressed: &[u8]) -> Option<Object> {
+    let json = lz4_flex::block::decompress_size_prepended(compressed).ok()?;
+    serde_json::from_slice(&json).ok().map(Object)
 }
 
 /// A dynamic object (a watch or list item, which carries no `apiVersion`/`kind`) as the diff engine
@@ -383,5 +412,123 @@ fn fire_trigger(object: &DynamicObject, triggers: &Triggers, own_writes: &OwnWri
         let _ = triggers
             .meshsyncs
             .unbounded_send(ObjectRef::from_obj(&*meshsync));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kind(name: &str) -> &'static ChildKind {
+        CHILD_KINDS.iter().find(|k| k.kind == name).unwrap()
+    }
+
+    fn writer(kind: &'static ChildKind, caches: &ChildCaches) -> KindWriter {
+        KindWriter {
+            kind,
+            resource: kind.api_resource(),
+            state: caches.state.clone(),
+            relisting: None,
+            listed_once: false,
+            listed: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    fn caches() -> ChildCaches {
+        ChildCaches {
+            state: Arc::default(),
+            listed: watch::channel(0).1,
+        }
+    }
+
+    fn config_map(name: &str, owner: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": name, "namespace": "meshery", "resourceVersion": "7",
+                "ownerReferences": [{"apiVersion": "meshery.io/v1alpha1", "kind": "Broker",
+                    "name": "b", "uid": owner, "controller": true}],
+                "managedFields": [{"manager": "meshery-operator", "operation": "Apply",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:k": {}}}}]
+            },
+            "data": {"k": "v"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_child_reads_back_whole_with_its_type_and_only_under_its_owner() {
+        let caches = caches();
+        let mut writer = writer(kind("ConfigMap"), &caches);
+        writer.record(watcher::Event::Apply(config_map("a", "uid-1")));
+        writer.record(watcher::Event::Apply(config_map("b", "uid-2")));
+        let children = caches.children_of("uid-1");
+        assert_eq!(children.len(), 1);
+        let mut expected = serde_json::to_value(config_map("a", "uid-1")).unwrap();
+        expected["apiVersion"] = json!("v1");
+        expected["kind"] = json!("ConfigMap");
+        assert_eq!(children[0].0, expected);
+        assert_eq!(caches.get(&children[0].key()), Some(children[0].clone()));
+        assert!(caches.children_of("uid-3").is_empty());
+    }
+
+    #[test]
+    fn deletes_and_relistings_leave_no_stale_child() {
+        let caches = caches();
+        let mut writer = writer(kind("ConfigMap"), &caches);
+        writer.record(watcher::Event::Apply(config_map("a", "uid-1")));
+        writer.record(watcher::Event::Apply(config_map("b", "uid-1")));
+        writer.record(watcher::Event::Delete(config_map("a", "uid-1")));
+        assert_eq!(caches.children_of("uid-1").len(), 1);
+        // "b" was deleted and "c" created while the watch was down: the relisting says so.
+        writer.record(watcher::Event::Init);
+        writer.record(watcher::Event::InitApply(config_map("c", "uid-1")));
+        assert_eq!(caches.children_of("uid-1")[0].name(), "b");
+        writer.record(watcher::Event::InitDone);
+        let names: Vec<String> = caches
+            .children_of("uid-1")
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        assert_eq!(names, ["c"]);
+    }
+
+    #[test]
+    fn a_child_moved_to_another_owner_leaves_the_first() {
+        let caches = caches();
+        let mut writer = writer(kind("ConfigMap"), &caches);
+        writer.record(watcher::Event::Apply(config_map("a", "uid-1")));
+        writer.record(watcher::Event::Apply(config_map("a", "uid-2")));
+        assert!(caches.children_of("uid-1").is_empty());
+        assert_eq!(caches.children_of("uid-2").len(), 1);
+    }
+
+    #[test]
+    fn cluster_scoped_children_are_owned_by_label_and_listed_for_the_sweep() {
+        let caches = caches();
+        let mut writer = writer(kind("ClusterRole"), &caches);
+        let role: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "meshery-meshsync-meshery-m", "labels": {
+                OWNER_UID_LABEL: "uid-9", INSTANCE_LABEL: "m", MANAGED_BY_LABEL: MANAGED_BY}},
+            "rules": []
+        }))
+        .unwrap();
+        writer.record(watcher::Event::Apply(role));
+        assert_eq!(caches.children_of("uid-9").len(), 1);
+        let listed = caches.cluster_scoped();
+        assert_eq!(
+            listed,
+            [ClusterChild {
+                key: ObjectKey {
+                    group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    namespace: None,
+                    name: "meshery-meshsync-meshery-m".into(),
+                },
+                owner_uid: Some("uid-9".into()),
+                instance: Some("m".into()),
+            }]
+        );
     }
 }

@@ -9,12 +9,11 @@ use kube::ResourceExt;
 use tracing::info;
 
 use super::apply::{ApplyOptions, apply_plan};
+use super::caches::ClusterChild;
 use super::context::Context;
 use crate::diff::{Action, Entry, Plan};
-use crate::object::Object;
-use crate::render::labels::{INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL};
 
-/// Deletes every labelled cluster-scoped child whose owner UID is not a live MeshSync's; returns how
+/// Deletes every cached (so labelled as ours) cluster-scoped child whose owner UID is not a live MeshSync's; returns how
 /// many. Call only once the MeshSync cache is complete, or live objects would look orphaned. An
 /// operator scoped to one namespace (`--namespace`) sees only that namespace's MeshSyncs, so it
 /// sweeps only the children of MeshSyncs from that namespace: another namespace's belong to another
@@ -30,15 +29,15 @@ pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
         .children
         .cluster_scoped()
         .into_iter()
-        .filter(|object| object.label(MANAGED_BY_LABEL) == Some(MANAGED_BY))
-        .filter(|object| in_scope(object, ctx.settings.namespace.as_deref()))
-        .filter(|object| {
-            object
-                .label(OWNER_UID_LABEL)
+        .filter(|child| in_scope(child, ctx.settings.namespace.as_deref()))
+        .filter(|child| {
+            child
+                .owner_uid
+                .as_ref()
                 .is_some_and(|uid| !live.contains(uid))
         })
-        .map(|object| Entry {
-            key: object.key(),
+        .map(|child| Entry {
+            key: child.key,
             action: Action::Prune,
         })
         .collect();
@@ -70,11 +69,11 @@ pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
 /// Whether a cluster-scoped child belongs to a MeshSync in `namespace` (every one when unscoped). Its
 /// name is `meshery-meshsync-<namespace>-<instance>` and it carries its MeshSync's name as the
 /// instance label, so name and label together tell the namespace without ambiguity.
-fn in_scope(object: &Object, namespace: Option<&str>) -> bool {
+fn in_scope(child: &ClusterChild, namespace: Option<&str>) -> bool {
     let Some(namespace) = namespace else {
         return true;
     };
-    object
-        .label(INSTANCE_LABEL)
-        .is_some_and(|instance| object.name() == format!("meshery-meshsync-{namespace}-{instance}"))
+    child.instance.as_ref().is_some_and(|instance| {
+        child.key.name == format!("meshery-meshsync-{namespace}-{instance}")
+    })
 }
