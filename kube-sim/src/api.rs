@@ -1068,7 +1068,7 @@ fn watch(
         } else {
             for ev in st.history.iter().filter(|e| e.rv > rv) {
                 if let Some(v) = filter_event(ev, &gr, &in_scope, &matches) {
-                    backlog.push_back(encode(v.0, &v.1));
+                    backlog.push_back(encode(v.0, v.1));
                 }
             }
             start_rv = st.rv.max(rv);
@@ -1133,7 +1133,7 @@ fn watch(
                             let in_scope = |ons: &str| ns.as_deref().is_none_or(|n| n == ons);
                             let matches = |obj: &Value| sel.matches(obj) && fsel.matches(obj);
                             if let Some((typ, obj)) = filter_event(&ev, &gr, &in_scope, &matches) {
-                                s.backlog.push_back(encode(typ, &obj));
+                                s.backlog.push_back(encode(typ, obj));
                             }
                         }
                         // Lagged or closed: end the stream; the client re-watches from its last RV.
@@ -1152,12 +1152,12 @@ fn watch(
 }
 
 /// Selector-aware event translation: leaving the selector is DELETED, entering it is ADDED.
-fn filter_event(
-    ev: &WatchEvent,
+fn filter_event<'e>(
+    ev: &'e WatchEvent,
     gr: &str,
     in_scope: &dyn Fn(&str) -> bool,
     matches: &dyn Fn(&Value) -> bool,
-) -> Option<(&'static str, Value)> {
+) -> Option<(&'static str, &'e Value)> {
     if ev.gr != gr || !in_scope(&ev.ns) {
         return None;
     }
@@ -1166,13 +1166,13 @@ fn filter_event(
             let now = matches(&ev.obj);
             let before = ev.prev.as_ref().is_some_and(matches);
             match (before, now) {
-                (true, true) => Some(("MODIFIED", ev.obj.clone())),
-                (false, true) => Some(("ADDED", ev.obj.clone())),
-                (true, false) => Some(("DELETED", ev.obj.clone())),
+                (true, true) => Some(("MODIFIED", &ev.obj)),
+                (false, true) => Some(("ADDED", &ev.obj)),
+                (true, false) => Some(("DELETED", &ev.obj)),
                 (false, false) => None,
             }
         }
-        t => matches(&ev.obj).then(|| (t, ev.obj.clone())),
+        t => matches(&ev.obj).then_some((t, &ev.obj)),
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::resources::ResourceInfo;
 use crate::sim::{LoadBalancerMode, Readiness, Shared, lock_shared as lock};
-use crate::store::Store;
+use crate::store::{Key, Store};
 use crate::util::{now_rfc3339, short_hash};
 
 const TICK: Duration = Duration::from_millis(50);
@@ -94,30 +94,32 @@ fn workloads(
         let ri = st.builtin("apps", plural).expect("apps");
         let gr = ri.gr();
         let mut writes: Vec<(String, String, Value)> = Vec::new();
-        for (_, o) in st
-            .objects
-            .range((gr.clone(), String::new(), String::new())..)
-            .take_while(|(k, _)| k.0 == gr)
-        {
+        let mut settled = lock(&shared.settled);
+        for ((_, ns, name), o) in st.range_gr(&gr) {
             if o.pointer("/metadata/deletionTimestamp").is_some() {
                 continue;
             }
-            let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let ns = o["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
+            let uid = o["metadata"]["uid"].as_str().unwrap_or("");
             let rv = o["metadata"]["resourceVersion"].as_str().unwrap_or("");
-            let mode = overrides
-                .get(&(gr.clone(), ns.clone(), name.clone()))
-                .copied()
-                .unwrap_or_default();
+            let mode = if overrides.is_empty() {
+                Readiness::default()
+            } else {
+                overrides
+                    .get(&(gr.clone(), ns.clone(), name.clone()))
+                    .copied()
+                    .unwrap_or_default()
+            };
             // Settled workloads (status final for this RV and readiness mode) cost nothing per tick.
-            if lock(&shared.settled).get(&uid) == Some(&(rv.to_string(), mode)) {
+            if settled
+                .get(uid)
+                .is_some_and(|(srv, smode)| srv == rv && *smode == mode)
+            {
                 continue;
             }
+            let uid = uid.to_string();
+            let ns = ns.clone();
+            let name = name.clone();
+            let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
             // (generation, first seen at it, pod-template hash), so the hash is computed once per generation
             let (first_seen, hash) = {
                 let mut r = lock(&shared.rollouts);
@@ -156,9 +158,10 @@ fn workloads(
             if status != *old_status {
                 writes.push((ns, name, status));
             } else if rolled || mode != Readiness::Normal || replicas == 0 {
-                lock(&shared.settled).insert(uid, (rv.to_string(), mode));
+                settled.insert(uid, (rv.to_string(), mode));
             }
         }
+        drop(settled);
         for (ns, name, status) in writes {
             st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
         }
@@ -360,24 +363,13 @@ fn statefulset_status(
 fn services(shared: &Shared, st: &mut Store, mode: LoadBalancerMode) {
     let ri = st.builtin("", "services").expect("services");
     let gr = ri.gr();
-    let objs: Vec<Value> = st
-        .objects
-        .range((gr.clone(), String::new(), String::new())..)
-        .take_while(|(k, _)| k.0 == gr)
-        .filter(|(_, v)| {
-            v.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
-                || v.pointer("/status/loadBalancer/ingress").is_some()
-        })
-        .map(|(_, v)| v.clone())
-        .collect();
-    for o in objs {
+    let mut writes: Vec<(String, String, Value)> = Vec::new();
+    for ((_, ns, name), o) in st.range_gr(&gr) {
         let is_lb = o.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
-        let ingress = o.pointer("/status/loadBalancer/ingress").cloned();
-        let ns = o["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let ingress = o.pointer("/status/loadBalancer/ingress");
+        if !is_lb && ingress.is_none() {
+            continue;
+        }
         let desired = if is_lb && mode == LoadBalancerMode::Loopback {
             let uid = o["metadata"]["uid"].as_str().unwrap_or("").to_string();
             let mut ips = lock(&shared.lb_ips);
@@ -388,17 +380,20 @@ fn services(shared: &Shared, st: &mut Store, mode: LoadBalancerMode) {
             });
             Some(json!([{"ip": format!("127.0.1.{octet}"), "ipMode": "VIP"}]))
         } else if is_lb {
-            ingress.clone()
+            ingress.cloned()
         } else {
             None
         };
-        if desired != ingress {
+        if desired.as_ref() != ingress {
             let status = match desired {
                 Some(i) => json!({"loadBalancer": {"ingress": i}}),
                 None => json!({"loadBalancer": {}}),
             };
-            st.controller_status(&ri, &ns, &name, status, "service-controller");
+            writes.push((ns.clone(), name.clone(), status));
         }
+    }
+    for (ns, name, status) in writes {
+        st.controller_status(&ri, &ns, &name, status, "service-controller");
     }
 }
 
@@ -436,30 +431,48 @@ fn remove_finalizer(st: &mut Store, gr: &str, ns: &str, name: &str, f: &str) {
 }
 
 /// Background garbage collection by ownerReference uid; foreground and orphan finalizers.
+///
+/// Driven by the store's indexes (uid → key, the objects that have owners, the objects being
+/// deleted, reference counts per owner uid), so a pass costs O(dependents), not O(objects).
 fn garbage_collect(st: &mut Store) {
-    let live: HashMap<String, (String, String, String, bool, bool)> = st
-        .objects
-        .iter()
-        .filter_map(|(k, v)| {
-            let uid = v.pointer("/metadata/uid")?.as_str()?.to_string();
-            Some((
-                uid,
-                (
-                    k.0.clone(),
-                    k.1.clone(),
-                    k.2.clone(),
-                    has_finalizer(v, "foregroundDeletion")
-                        && v.pointer("/metadata/deletionTimestamp").is_some(),
-                    has_finalizer(v, "orphan")
-                        && v.pointer("/metadata/deletionTimestamp").is_some(),
-                ),
-            ))
-        })
-        .collect();
+    // (namespace, waits on foreground deletion, being orphaned) of a live owner
+    let owner = |st: &Store, uid: &str| -> Option<(String, bool, bool)> {
+        let k = st.uids.get(uid)?;
+        let v = st.objects.get(k)?;
+        let deleting = v.pointer("/metadata/deletionTimestamp").is_some();
+        Some((
+            k.1.clone(),
+            deleting && has_finalizer(v, "foregroundDeletion"),
+            deleting && has_finalizer(v, "orphan"),
+        ))
+    };
+    let dirty = std::mem::take(&mut st.gc_dirty);
+    // Owners waiting on foreground deletion / orphaning whose dependents are all handled, as seen
+    // before this pass's deletions (released on a later pass otherwise).
+    let mut release: Vec<(Key, bool, bool)> = Vec::new();
+    for k in &dirty {
+        let Some(v) = st.objects.get(k) else { continue };
+        if v.pointer("/metadata/deletionTimestamp").is_none() {
+            continue;
+        }
+        let Some(uid) = v.pointer("/metadata/uid").and_then(Value::as_str) else {
+            continue;
+        };
+        let (fg, orphan) = (
+            has_finalizer(v, "foregroundDeletion"),
+            has_finalizer(v, "orphan"),
+        );
+        if (fg || orphan) && !st.dependents.contains_key(uid) {
+            release.push((k.clone(), fg, orphan));
+        }
+    }
     let mut to_delete = Vec::new();
-    let mut to_strip: Vec<((String, String, String), HashSet<String>)> = Vec::new();
-    let mut has_dependents: HashSet<String> = HashSet::new();
-    for (k, v) in st.objects.iter() {
+    let mut to_strip: Vec<(Key, HashSet<String>)> = Vec::new();
+    for k in dirty.iter().filter(|k| st.owned.contains(*k)) {
+        let Some(v) = st.objects.get(k) else { continue };
+        if v.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
         let Some(refs) = v
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
@@ -474,27 +487,23 @@ fn garbage_collect(st: &mut Store) {
         let mut orphaned = HashSet::new();
         for r in refs {
             let uid = r["uid"].as_str().unwrap_or("");
-            has_dependents.insert(uid.to_string());
-            match live.get(uid) {
+            match owner(st, uid) {
                 None => {
                     absent.insert(uid.to_string());
                 }
                 Some(o) => {
                     // a namespaced owner must live in the dependent's namespace
-                    if !o.1.is_empty() && o.1 != k.1 {
+                    if !o.0.is_empty() && o.0 != k.1 {
                         absent.insert(uid.to_string());
                     }
-                    if o.3 {
+                    if o.1 {
                         foreground = true;
                     }
-                    if o.4 {
+                    if o.2 {
                         orphaned.insert(uid.to_string());
                     }
                 }
             }
-        }
-        if v.pointer("/metadata/deletionTimestamp").is_some() {
-            continue;
         }
         if absent.len() == refs.len() || foreground {
             to_delete.push(k.clone());
@@ -502,23 +511,50 @@ fn garbage_collect(st: &mut Store) {
             to_strip.push((k.clone(), absent.union(&orphaned).cloned().collect()));
         }
     }
-    for (gr, ns, name) in to_delete {
-        if let Some(ri) = resource_for(st, &gr) {
+    // Work that changes nothing (a failed write) is tried again on the next pass, as before.
+    let retry = |st: &mut Store, rv: u64, k: Key| {
+        if st.rv == rv {
+            st.gc_dirty.insert(k);
+        }
+    };
+    for k in to_delete {
+        let rv = st.rv;
+        if let Some(ri) = resource_for(st, &k.0) {
             let _ = st.delete(
                 &ri,
-                &ns,
-                &name,
+                &k.1,
+                &k.2,
                 &json!({"propagationPolicy": "Background"}),
                 false,
             );
         }
+        retry(st, rv, k);
     }
-    for ((gr, ns, name), uids) in to_strip {
-        let Some(ri) = resource_for(st, &gr) else {
-            continue;
+    for (k, uids) in to_strip {
+        let rv = st.rv;
+        strip_owners(st, &k, &uids);
+        retry(st, rv, k);
+    }
+    for (k, fg, orphan) in release {
+        let rv = st.rv;
+        let (gr, ns, name) = &k;
+        if fg {
+            remove_finalizer(st, gr, ns, name, "foregroundDeletion");
+        }
+        if orphan {
+            remove_finalizer(st, gr, ns, name, "orphan");
+        }
+        retry(st, rv, k);
+    }
+}
+
+fn strip_owners(st: &mut Store, (gr, ns, name): &Key, uids: &HashSet<String>) {
+    {
+        let Some(ri) = resource_for(st, gr) else {
+            return;
         };
-        let Some(o) = st.get(&ri, &ns, &name).cloned() else {
-            continue;
+        let Some(o) = st.get(&ri, ns, name).cloned() else {
+            return;
         };
         let mut new = o.clone();
         if let Some(a) = new
@@ -527,18 +563,7 @@ fn garbage_collect(st: &mut Store) {
         {
             a.retain(|r| !uids.contains(r["uid"].as_str().unwrap_or("")));
         }
-        st.controller_update(&ri, &ns, &name, new, "generic-garbage-collector");
-    }
-    // Owners waiting on foreground deletion / orphaning: release when their dependents are handled.
-    for (uid, (gr, ns, name, fg, orphan)) in live {
-        if (fg || orphan) && !has_dependents.contains(&uid) {
-            if fg {
-                remove_finalizer(st, &gr, &ns, &name, "foregroundDeletion");
-            }
-            if orphan {
-                remove_finalizer(st, &gr, &ns, &name, "orphan");
-            }
-        }
+        st.controller_update(&ri, ns, name, new, "generic-garbage-collector");
     }
 }
 
@@ -546,10 +571,10 @@ fn garbage_collect(st: &mut Store) {
 fn namespaces(st: &mut Store) {
     let nsri = st.builtin("", "namespaces").expect("ns");
     let terminating: Vec<String> = st
-        .objects
+        .deleting
         .iter()
-        .filter(|(k, v)| k.0 == "/namespaces" && v.pointer("/metadata/deletionTimestamp").is_some())
-        .map(|(k, _)| k.2.clone())
+        .filter(|k| k.0 == "/namespaces")
+        .map(|k| k.2.clone())
         .collect();
     for ns in terminating {
         let content: Vec<(String, String)> = st
@@ -594,9 +619,7 @@ fn crd_cleanup(st: &mut Store) {
             .to_string();
         let gr = format!("{group}/{plural}");
         let items: Vec<(String, String, bool)> = st
-            .objects
-            .iter()
-            .filter(|(k, _)| k.0 == gr)
+            .range_gr(&gr)
             .map(|(k, v)| {
                 (
                     k.1.clone(),
@@ -631,11 +654,14 @@ fn crd_cleanup(st: &mut Store) {
 
 /// What the service-account and root-CA publisher controllers create in every namespace.
 fn namespace_defaults(st: &mut Store) {
-    let active: Vec<String> = st
-        .objects
-        .iter()
-        .filter(|(k, v)| k.0 == "/namespaces" && v.pointer("/metadata/deletionTimestamp").is_none())
-        .map(|(k, _)| k.2.clone())
+    let dirty = std::mem::take(&mut st.ns_defaults_dirty);
+    let nsri = st.builtin("", "namespaces").expect("ns");
+    let active: Vec<String> = dirty
+        .into_iter()
+        .filter(|ns| {
+            st.get(&nsri, "", ns)
+                .is_some_and(|v| v.pointer("/metadata/deletionTimestamp").is_none())
+        })
         .collect();
     let sa = st.builtin("", "serviceaccounts").expect("sa");
     let cm = st.builtin("", "configmaps").expect("cm");
@@ -651,6 +677,10 @@ fn namespace_defaults(st: &mut Store) {
                        "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nkube-sim has no CA; this placeholder is not a certificate\n-----END CERTIFICATE-----\n"}}),
                 "kube-controller-manager",
             );
+        }
+        // a failed create is tried again on the next pass, as before
+        if st.get(&sa, &ns, "default").is_none() || st.get(&cm, &ns, "kube-root-ca.crt").is_none() {
+            st.ns_defaults_dirty.insert(ns);
         }
     }
 }
@@ -671,47 +701,41 @@ fn disruption_budgets(st: &mut Store) {
     let Some(ri) = st.builtin("policy", "poddisruptionbudgets") else {
         return;
     };
-    let pdbs: Vec<Value> = st
-        .objects
-        .iter()
-        .filter(|(k, _)| k.0 == "policy/poddisruptionbudgets")
-        .map(|(_, v)| v.clone())
-        .collect();
     let now = now_rfc3339();
-    for pdb in pdbs {
-        let ns = pdb["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let name = pdb["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let dirty = std::mem::take(&mut st.pdb_dirty);
+    let mut writes: Vec<(String, String, Value)> = Vec::new();
+    for ((_, ns, name), pdb) in dirty
+        .iter()
+        .flat_map(|ns| st.range_ns("policy/poddisruptionbudgets", ns))
+    {
+        let empty = serde_json::Map::new();
         let sel = pdb
             .pointer("/spec/selector/matchLabels")
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+            .unwrap_or(&empty);
         let (mut expected, mut healthy) = (0i64, 0i64);
-        for (k, w) in st.objects.iter() {
-            if !(k.0 == "apps/deployments" || k.0 == "apps/statefulsets") || k.1 != ns {
-                continue;
+        if !sel.is_empty() {
+            for gr in ["apps/deployments", "apps/statefulsets"] {
+                for (_, w) in st.range_ns(gr, ns) {
+                    let labels = w
+                        .pointer("/spec/template/metadata/labels")
+                        .and_then(Value::as_object);
+                    if !sel
+                        .iter()
+                        .all(|(lk, lv)| labels.and_then(|l| l.get(lk)) == Some(lv))
+                    {
+                        continue;
+                    }
+                    expected += w
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
+                    healthy += w
+                        .pointer("/status/readyReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                }
             }
-            let labels = w
-                .pointer("/spec/template/metadata/labels")
-                .and_then(Value::as_object);
-            if sel.is_empty()
-                || !sel
-                    .iter()
-                    .all(|(lk, lv)| labels.and_then(|l| l.get(lk)) == Some(lv))
-            {
-                continue;
-            }
-            expected += w
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            healthy += w
-                .pointer("/status/readyReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
         }
         let desired = if let Some(m) = pdb.pointer("/spec/minAvailable") {
             scaled(m, expected).unwrap_or(0)
@@ -727,7 +751,8 @@ fn disruption_budgets(st: &mut Store) {
         } else {
             json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods", "message": "", "observedGeneration": generation, "lastTransitionTime": now})
         };
-        let old_status = pdb.get("status").cloned().unwrap_or(json!({}));
+        let empty_status = json!({});
+        let old_status = pdb.get("status").unwrap_or(&empty_status);
         if let Some(o) = old_status["conditions"].as_array().and_then(|a| a.first())
             && o["status"] == c["status"]
         {
@@ -735,8 +760,16 @@ fn disruption_budgets(st: &mut Store) {
         }
         let status = json!({"observedGeneration": generation, "disruptionsAllowed": allowed, "currentHealthy": healthy,
                             "desiredHealthy": desired, "expectedPods": expected, "conditions": [c]});
-        if status != old_status {
-            st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
+        if status != *old_status {
+            writes.push((ns.clone(), name.clone(), status));
+        }
+    }
+    for (ns, name, status) in writes {
+        let rv = st.rv;
+        st.controller_status(&ri, &ns, &name, status, "kube-controller-manager");
+        if st.rv == rv {
+            // a failed write is tried again on the next pass, as before
+            st.pdb_dirty.insert(ns);
         }
     }
 }

@@ -467,7 +467,7 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
             ));
         }
         if let Some(p) = schema["pattern"].as_str() {
-            match regex::Regex::new(p) {
+            match compiled_pattern(p) {
                 Ok(re) if !re.is_match(s) => causes.push(Cause::invalid(
                     path,
                     obj,
@@ -668,4 +668,19 @@ fn format_ok(format: &str, s: &str) -> bool {
         // Formats kube-openapi does not check are accepted by the real server too.
         _ => true,
     }
+}
+
+/// Schema `pattern`s compiled once per distinct pattern (validation runs on every write).
+fn compiled_pattern(p: &str) -> Result<regex::Regex, ()> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<String, Result<regex::Regex, ()>>>> =
+        LazyLock::new(Mutex::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = cache.get(p) {
+        return r.clone();
+    }
+    let r = regex::Regex::new(p).map_err(|_| ());
+    cache.insert(p.to_string(), r.clone());
+    r
 }

@@ -61,11 +61,13 @@ impl Allocator {
 /// Returns None when `s` is not a valid quantity.
 pub fn canonical_quantity(s: &str) -> Option<String> {
     let s = s.trim();
-    let re = regex::Regex::new(
-        r"^([+-]?)(\d*)(?:\.(\d*))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$",
-    )
-    .expect("regex");
-    let c = re.captures(s)?;
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^([+-]?)(\d*)(?:\.(\d*))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$",
+        )
+        .expect("regex")
+    });
+    let c = RE.captures(s)?;
     let neg = &c[1] == "-";
     let int = c.get(2).map(|m| m.as_str()).unwrap_or("");
     let frac = c.get(3).map(|m| m.as_str()).unwrap_or("");

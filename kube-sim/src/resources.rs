@@ -456,8 +456,10 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
 
 /// Kubernetes version priority ordering (GA > beta > alpha, higher numbers first, then others alphabetically).
 pub fn version_priority_key(v: &str) -> (u8, i64, i64, String) {
-    let re = regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("regex");
-    if let Some(c) = re.captures(v) {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^v(\d+)(?:(alpha|beta)(\d+))?$").expect("regex")
+    });
+    if let Some(c) = RE.captures(v) {
         let major: i64 = c[1].parse().unwrap_or(0);
         match c.get(2).map(|m| m.as_str()) {
             None => (0, -major, 0, String::new()),

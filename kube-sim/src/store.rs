@@ -1,7 +1,7 @@
 //! Storage: objects, the global resourceVersion, the bounded watch history, and the write pipeline
 //! (metadata, generation, defaulting, schema, managedFields, no-op detection, finalizers).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -32,7 +32,25 @@ pub struct WatchEvent {
 
 pub struct Store {
     pub rv: u64,
+    /// Every object by (group/plural, namespace, name). Only `commit` and `remove` change it, which
+    /// keep the indexes below in step.
     pub objects: BTreeMap<Key, Value>,
+    /// uid → key of every stored object.
+    pub uids: HashMap<String, Key>,
+    /// Objects with at least one ownerReference (the garbage collector's dependents).
+    pub owned: BTreeSet<Key>,
+    /// Owner uid → the stored objects whose ownerReferences name it.
+    pub dependents: HashMap<String, BTreeSet<Key>>,
+    /// Objects with a deletionTimestamp.
+    pub deleting: BTreeSet<Key>,
+    /// Work for the simulated controllers, marked by every write so that a controller pass looks
+    /// only at what changed: objects whose garbage-collection state may have changed (as
+    /// dependents or as owners) …
+    pub gc_dirty: BTreeSet<Key>,
+    /// … namespaces whose `default` ServiceAccount / `kube-root-ca.crt` ConfigMap may be missing …
+    pub ns_defaults_dirty: BTreeSet<String>,
+    /// … and namespaces whose PodDisruptionBudgets' status may have changed.
+    pub pdb_dirty: BTreeSet<String>,
     pub history: VecDeque<Arc<WatchEvent>>,
     pub history_cap: usize,
     /// Events with `rv > oldest_rv` are all in `history`.
@@ -59,29 +77,47 @@ pub struct WriteCtx<'a> {
     pub field_validation: &'a str,
 }
 
-fn strip_times(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(mf) = v
-        .pointer_mut("/metadata/managedFields")
-        .and_then(Value::as_array_mut)
-    {
-        for e in mf {
-            if let Some(o) = e.as_object_mut() {
-                o.remove("time");
+/// `a == b` with the `time` of every managedFields entry ignored (no copies).
+fn eq_ignoring_times(a: &Value, b: &Value) -> bool {
+    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    ao.len() == bo.len()
+        && ao.iter().all(|(k, av)| {
+            let Some(bv) = bo.get(k) else { return false };
+            if k != "metadata" {
+                return av == bv;
             }
-        }
-    }
-    v
+            let (Some(am), Some(bm)) = (av.as_object(), bv.as_object()) else {
+                return av == bv;
+            };
+            am.len() == bm.len()
+                && am.iter().all(|(mk, amv)| {
+                    let Some(bmv) = bm.get(mk) else { return false };
+                    match (mk.as_str(), amv.as_array(), bmv.as_array()) {
+                        ("managedFields", Some(ae), Some(be)) => {
+                            ae.len() == be.len()
+                                && ae.iter().zip(be).all(|(x, y)| eq_without(x, y, &["time"]))
+                        }
+                        _ => amv == bmv,
+                    }
+                })
+        })
 }
 
-fn without(v: &Value, keys: &[&str]) -> Value {
-    let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        for k in keys {
-            o.remove(*k);
-        }
-    }
-    v
+/// `a == b` with the top-level `keys` of objects ignored (no copies).
+fn eq_without(a: &Value, b: &Value, keys: &[&str]) -> bool {
+    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |m: &'_ serde_json::Map<String, Value>| {
+        m.keys().filter(|k| !keys.contains(&k.as_str())).count()
+    };
+    kept(ao) == kept(bo)
+        && ao
+            .iter()
+            .filter(|(k, _)| !keys.contains(&k.as_str()))
+            .all(|(k, av)| bo.get(k) == Some(av))
 }
 
 pub fn schema_for(ri: &ResourceInfo) -> Arc<dyn Schema> {
@@ -97,6 +133,13 @@ impl Store {
         let mut s = Store {
             rv: 1,
             objects: BTreeMap::new(),
+            uids: HashMap::new(),
+            owned: BTreeSet::new(),
+            dependents: HashMap::new(),
+            deleting: BTreeSet::new(),
+            gc_dirty: BTreeSet::new(),
+            ns_defaults_dirty: BTreeSet::new(),
+            pdb_dirty: BTreeSet::new(),
             history: VecDeque::new(),
             history_cap,
             oldest_rv: 1,
@@ -172,6 +215,98 @@ impl Store {
             .find(|r| r.version == version)
     }
 
+    /// The objects of one resource (`group/plural`), in key order.
+    pub fn range_gr<'a>(&'a self, gr: &'a str) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        self.objects
+            .range((gr.to_string(), String::new(), String::new())..)
+            .take_while(move |(k, _)| k.0 == gr)
+    }
+
+    /// The objects of one resource in one namespace, in name order.
+    pub fn range_ns<'a>(
+        &'a self,
+        gr: &'a str,
+        ns: &'a str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        self.objects
+            .range((gr.to_string(), ns.to_string(), String::new())..)
+            .take_while(move |(k, _)| k.0 == gr && k.1 == ns)
+    }
+
+    fn unindex(&mut self, key: &Key, obj: &Value) {
+        if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str)
+            && self.uids.get(uid) == Some(key)
+        {
+            self.uids.remove(uid);
+        }
+        if let Some(refs) = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        {
+            for r in refs {
+                let uid = r["uid"].as_str().unwrap_or("");
+                if let Some(set) = self.dependents.get_mut(uid) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.dependents.remove(uid);
+                        // an owner waiting for its dependents may be released now
+                        if let Some(k) = self.uids.get(uid) {
+                            self.gc_dirty.insert(k.clone());
+                        }
+                    }
+                }
+            }
+        }
+        self.owned.remove(key);
+        self.deleting.remove(key);
+    }
+
+    fn index(&mut self, key: &Key, obj: &Value) {
+        if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
+            self.uids.insert(uid.to_string(), key.clone());
+        }
+        if let Some(refs) = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            && !refs.is_empty()
+        {
+            for r in refs {
+                let uid = r["uid"].as_str().unwrap_or("");
+                self.dependents
+                    .entry(uid.to_string())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            self.owned.insert(key.clone());
+        }
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            self.deleting.insert(key.clone());
+        }
+    }
+
+    /// Mark the controllers' work after `key` was written (`obj`, its latest state) or removed.
+    fn mark_dirty(&mut self, key: &Key, obj: &Value) {
+        self.gc_dirty.insert(key.clone());
+        // as an owner: its dependents see its new state (or its absence)
+        if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str)
+            && let Some(deps) = self.dependents.get(uid)
+        {
+            self.gc_dirty.extend(deps.iter().cloned());
+        }
+        match (key.0.as_str(), key.2.as_str()) {
+            ("/namespaces", _) => {
+                self.ns_defaults_dirty.insert(key.2.clone());
+            }
+            ("/serviceaccounts", "default") | ("/configmaps", "kube-root-ca.crt") => {
+                self.ns_defaults_dirty.insert(key.1.clone());
+            }
+            ("policy/poddisruptionbudgets" | "apps/deployments" | "apps/statefulsets", _) => {
+                self.pdb_dirty.insert(key.1.clone());
+            }
+            _ => {}
+        }
+    }
+
     pub fn get(&self, ri: &ResourceInfo, ns: &str, name: &str) -> Option<&Value> {
         self.objects
             .get(&(ri.gr(), ns.to_string(), name.to_string()))
@@ -222,8 +357,12 @@ impl Store {
     ) -> Value {
         self.rv += 1;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.objects
-            .insert((ri.gr(), ns.into(), name.into()), obj.clone());
+        let key: Key = (ri.gr(), ns.into(), name.into());
+        if let Some(old) = self.objects.insert(key.clone(), obj.clone()) {
+            self.unindex(&key, &old);
+        }
+        self.index(&key, &obj);
+        self.mark_dirty(&key, &obj);
         let typ = if prev.is_some() { "MODIFIED" } else { "ADDED" };
         self.push_event(&ri.gr(), ns, typ, obj.clone(), prev);
         obj
@@ -231,7 +370,10 @@ impl Store {
 
     /// Remove an object for good (the DELETED event carries a new RV).
     pub fn remove(&mut self, gr: &str, ns: &str, name: &str) -> Option<Value> {
-        let mut obj = self.objects.remove(&(gr.into(), ns.into(), name.into()))?;
+        let key: Key = (gr.into(), ns.into(), name.into());
+        let mut obj = self.objects.remove(&key)?;
+        self.unindex(&key, &obj);
+        self.mark_dirty(&key, &obj);
         self.rv += 1;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
         if gr == "/services" {
@@ -780,7 +922,7 @@ impl Store {
             // Deployments also bump on annotation changes (they are copied to ReplicaSets).
             let annotations_changed = ri.kind == "Deployment"
                 && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations");
-            if without(old, skip) != without(&new, skip) || annotations_changed {
+            if !eq_without(old, &new, skip) || annotations_changed {
                 let g = old
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
@@ -807,7 +949,7 @@ impl Store {
             }
         }
         // No-op: nothing changed (managedFields timestamps aside) → no RV bump, no event.
-        if strip_times(old) == strip_times(&new) {
+        if eq_ignoring_times(old, &new) {
             return Ok(old.clone());
         }
         if serde_json::to_vec(&new).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES {
