@@ -7,20 +7,60 @@ use serde_json::{Map, Value};
 use crate::api::Quantity;
 
 use super::base64;
-use super::managed::{FieldSet, ManagedEntry, keys_match};
+use super::managed::{FieldSet, ManagedEntry, key_values_match};
 use super::path::{FieldPath, PathElement};
+
+/// One step of the path the comparison is at, borrowed from the values being compared (or from a
+/// managed-fields set): the walk pushes and pops these, and only a path that is reported is turned
+/// into an owned [`FieldPath`].
+#[derive(Clone, Copy, Debug)]
+enum Step<'a> {
+    /// A field of an object.
+    Field(&'a str),
+    /// The item of a keyed list, identified by the values of its merge-key fields `names`.
+    Item(&'a Value, &'static [&'static str]),
+    /// A position in a list compared as a whole.
+    Index(usize),
+    /// A step read from a managed-fields set.
+    Element(&'a PathElement),
+}
+
+impl Step<'_> {
+    fn field(&self) -> Option<&str> {
+        match self {
+            Step::Field(name) => Some(name),
+            Step::Element(PathElement::Field(name)) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether this step selects a keyed list item (a `k:` element).
+    fn is_keyed_item(&self) -> bool {
+        matches!(self, Step::Item(..) | Step::Element(PathElement::Key(_)))
+    }
+
+    fn to_element(self) -> PathElement {
+        match self {
+            Step::Field(name) => PathElement::Field(name.to_string()),
+            Step::Item(item, names) => PathElement::Key(item_key(item, names)),
+            Step::Index(index) => PathElement::Index(index),
+            Step::Element(element) => element.clone(),
+        }
+    }
+}
+
+fn field_path(steps: &[Step]) -> FieldPath {
+    FieldPath(steps.iter().map(|step| step.to_element()).collect())
+}
 
 /// The merge keys of the list at `path` in an object of `kind`, as the Kubernetes OpenAPI schema
 /// declares them (`x-kubernetes-list-map-keys`); `None` for lists compared as a whole.
-pub(crate) fn merge_keys(kind: &str, path: &[PathElement]) -> Option<&'static [&'static str]> {
-    let field = |i: usize| match path.len().checked_sub(i).and_then(|at| path.get(at)) {
-        Some(PathElement::Field(name)) => Some(name.as_str()),
-        _ => None,
-    };
-    let in_container = matches!(
-        path.len().checked_sub(2).and_then(|at| path.get(at)),
-        Some(PathElement::Key(_))
-    );
+fn merge_keys(kind: &str, path: &[Step]) -> Option<&'static [&'static str]> {
+    let field = |i: usize| path.len().checked_sub(i).and_then(|at| path[at].field());
+    let in_container = path
+        .len()
+        .checked_sub(2)
+        .is_some_and(|at| path[at].is_keyed_item());
     match field(1)? {
         "containers"
         | "initContainers"
@@ -54,16 +94,25 @@ pub(crate) fn item_key(item: &Value, names: &[&str]) -> Map<String, Value> {
         .collect()
 }
 
+/// Whether two list items have the same merge key: what `keys_match` says of their `item_key`s,
+/// without building them.
+fn same_item(a: &Value, b: &Value, names: &[&str]) -> bool {
+    names
+        .iter()
+        .all(|name| key_values_match(a.get(*name), b.get(*name), name))
+}
+
+/// Whether a list item is the one a `k:` element's merge key selects.
+fn item_has_key(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter()
+        .all(|(name, value)| key_values_match(item.get(name), Some(value), name))
+}
+
 /// The position of the list item a (non-field) path element selects.
 fn position(items: &[Value], element: &PathElement) -> Option<usize> {
     match element {
         PathElement::Field(_) => None,
-        PathElement::Key(key) => {
-            let names: Vec<&str> = key.keys().map(String::as_str).collect();
-            items
-                .iter()
-                .position(|item| keys_match(&item_key(item, &names), key))
-        }
+        PathElement::Key(key) => items.iter().position(|item| item_has_key(item, key)),
         PathElement::Value(member) => items.iter().position(|item| item == member),
         PathElement::Index(index) => (*index < items.len()).then_some(*index),
     }
@@ -128,18 +177,16 @@ fn step<'v>(value: &'v Value, element: &PathElement) -> Option<(String, &'v Valu
 pub(crate) struct Ownership {
     /// Our manager's `Apply` entry; `None` when we never applied this object (then we own nothing yet).
     ours: Option<FieldSet>,
-    /// Entries that deliberately took fields over: other managers' applies and writes through a
-    /// subresource (an HPA scaling through `/scale`). An imperative edit of the main resource is not one.
-    takers: Vec<FieldSet>,
-    /// Every entry other than ours.
-    others: Vec<FieldSet>,
+    /// Every entry other than ours, each marked whether it deliberately took fields over: other
+    /// managers' applies and writes through a subresource (an HPA scaling through `/scale`). An
+    /// imperative edit of the main resource is not one.
+    others: Vec<(FieldSet, bool)>,
 }
 
 impl Ownership {
     pub(crate) fn new(entries: Vec<ManagedEntry>, field_manager: &str) -> Ownership {
         let mut ownership = Ownership {
             ours: None,
-            takers: Vec::new(),
             others: Vec::new(),
         };
         for entry in entries {
@@ -149,10 +196,8 @@ impl Ownership {
             {
                 ownership.ours = Some(entry.fields);
             } else {
-                if entry.operation == "Apply" || !entry.subresource.is_empty() {
-                    ownership.takers.push(entry.fields.clone());
-                }
-                ownership.others.push(entry.fields);
+                let taker = entry.operation == "Apply" || !entry.subresource.is_empty();
+                ownership.others.push((entry.fields, taker));
             }
         }
         ownership
@@ -161,11 +206,14 @@ impl Ownership {
     /// A field we want but another manager took from us after we applied: not ours to fight over.
     fn yielded(&self, path: &FieldPath) -> bool {
         self.ours.as_ref().is_some_and(|ours| !ours.contains(path))
-            && self.takers.iter().any(|set| set.contains(path))
+            && self
+                .others
+                .iter()
+                .any(|(set, taker)| *taker && set.contains(path))
     }
 
     fn others_own(&self, path: &FieldPath) -> bool {
-        self.others.iter().any(|set| set.contains(path))
+        self.others.iter().any(|(set, _)| set.contains(path))
     }
 }
 
@@ -184,6 +232,8 @@ pub(crate) struct Comparer<'a> {
     kind: &'a str,
     secret: bool,
     ownership: &'a Ownership,
+    /// Where the walk is: pushed on the way down, popped on the way back.
+    path: Vec<Step<'a>>,
     result: Comparison,
 }
 
@@ -192,134 +242,136 @@ impl<'a> Comparer<'a> {
         kind: &'a str,
         secret: bool,
         ownership: &'a Ownership,
-        desired: &Value,
-        observed: &Value,
+        desired: &'a Value,
+        observed: &'a Value,
     ) -> Comparison {
         let mut comparer = Comparer {
             kind,
             secret,
             ownership,
+            path: Vec::with_capacity(16),
             result: Comparison::default(),
         };
-        let root = FieldPath::default();
         if let (Some(desired), Some(observed)) = (desired.as_object(), observed.as_object()) {
             for (name, value) in desired {
                 if matches!(name.as_str(), "apiVersion" | "kind" | "status") {
                     continue;
                 }
-                let path = root.child(PathElement::Field(name.clone()));
-                comparer.walk(&path, value, observed.get(name));
+                comparer.path.push(Step::Field(name));
+                comparer.walk(value, observed.get(name));
+                comparer.path.pop();
             }
         }
         if let Some(ours) = &ownership.ours {
-            comparer.stale(ours, &root, Some(desired), observed);
+            comparer.stale(ours, Some(desired), observed);
         }
         comparer.result
     }
 
-    fn report(&mut self, path: &FieldPath) {
-        if self.ownership.yielded(path) {
-            self.result.yielded.push(path.clone());
+    /// Records the current path as changed, or as yielded when another manager took it over.
+    fn report(&mut self) {
+        let path = field_path(&self.path);
+        if self.ownership.yielded(&path) {
+            self.result.yielded.push(path);
         } else {
-            self.result.changed.push(path.clone());
+            self.result.changed.push(path);
         }
     }
 
-    fn walk(&mut self, path: &FieldPath, desired: &Value, observed: Option<&Value>) {
+    fn walk(&mut self, desired: &'a Value, observed: Option<&'a Value>) {
         if desired.is_null() {
             return;
         }
         let Some(observed) = observed.filter(|o| !o.is_null()) else {
             if !is_empty(desired) {
-                self.report(path);
+                self.report();
             }
             return;
         };
         match desired {
-            Value::Object(_) if is_atomic_map(path) => {
+            Value::Object(_) if is_atomic_map(&self.path) => {
                 if desired != observed {
-                    self.report(path);
+                    self.report();
                 }
             }
             Value::Object(fields) => {
                 let Some(observed) = observed.as_object() else {
-                    self.report(path);
+                    self.report();
                     return;
                 };
                 for (name, value) in fields {
-                    self.walk(
-                        &path.child(PathElement::Field(name.clone())),
-                        value,
-                        observed.get(name),
-                    );
+                    self.path.push(Step::Field(name));
+                    self.walk(value, observed.get(name));
+                    self.path.pop();
                 }
             }
-            Value::Array(items) => match merge_keys(self.kind, path.elements()) {
+            Value::Array(items) => match merge_keys(self.kind, &self.path) {
                 Some(names) => {
                     let Some(observed_items) = observed.as_array() else {
-                        self.report(path);
+                        self.report();
                         return;
                     };
                     for item in items {
-                        let key = item_key(item, names);
-                        let found = observed_items
-                            .iter()
-                            .find(|o| keys_match(&item_key(o, names), &key));
-                        let item_path = path.child(PathElement::Key(key));
+                        let found = observed_items.iter().find(|o| same_item(o, item, names));
+                        self.path.push(Step::Item(item, names));
                         match found {
-                            Some(found) => self.walk(&item_path, item, Some(found)),
-                            None => self.report(&item_path),
+                            Some(found) => self.walk(item, Some(found)),
+                            None => self.report(),
                         }
+                        self.path.pop();
                     }
                 }
                 None => {
-                    if !self.covers(path, desired, observed) {
-                        self.report(path);
+                    if !self.covers(desired, observed) {
+                        self.report();
                     }
                 }
             },
             _ => {
-                if !self.covers(path, desired, observed) {
-                    self.report(path);
+                if !self.covers(desired, observed) {
+                    self.report();
                 }
             }
         }
     }
 
-    /// Whether `observed` means what `desired` says: equal scalars (by meaning for quantities,
-    /// int-or-string fields and Secret bytes), and inside whole-compared lists every desired field
-    /// present, extra observed fields being server defaults.
-    fn covers(&self, path: &FieldPath, desired: &Value, observed: &Value) -> bool {
+    /// Whether `observed` means what `desired` says (at the current path): equal scalars (by
+    /// meaning for quantities, int-or-string fields and Secret bytes), and inside whole-compared
+    /// lists every desired field present, extra observed fields being server defaults.
+    fn covers(&mut self, desired: &'a Value, observed: &'a Value) -> bool {
         if desired == observed {
             return true;
         }
         match (desired, observed) {
             (Value::Null, _) => true,
-            (Value::Object(d), Value::Object(o)) => {
-                d.iter().all(|(name, value)| match o.get(name) {
-                    Some(found) => {
-                        self.covers(&path.child(PathElement::Field(name.clone())), value, found)
-                    }
-                    None => is_empty(value),
-                })
-            }
+            (Value::Object(d), Value::Object(o)) => d.iter().all(|(name, value)| match o.get(name) {
+                Some(found) => {
+                    self.path.push(Step::Field(name));
+                    let covered = self.covers(value, found);
+                    self.path.pop();
+                    covered
+                }
+                None => is_empty(value),
+            }),
             (Value::Array(d), Value::Array(o)) => {
                 d.len() == o.len()
-                    && d.iter()
-                        .zip(o)
-                        .enumerate()
-                        .all(|(i, (d, o))| self.covers(&path.child(PathElement::Index(i)), d, o))
+                    && d.iter().zip(o).enumerate().all(|(i, (d, o))| {
+                        self.path.push(Step::Index(i));
+                        let covered = self.covers(d, o);
+                        self.path.pop();
+                        covered
+                    })
             }
             (Value::Number(d), Value::Number(o)) => d.as_f64() == o.as_f64(),
-            (Value::String(d), Value::String(o)) if self.is_secret_data(path) => {
+            (Value::String(d), Value::String(o)) if self.is_secret_data() => {
                 base64::decode(d).is_some_and(|d| base64::decode(o) == Some(d))
             }
-            _ if is_quantity(path) => match (quantity(desired), quantity(observed)) {
+            _ if is_quantity(&self.path) => match (quantity(desired), quantity(observed)) {
                 (Some(d), Some(o)) => d == o,
                 _ => false,
             },
             (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n))
-                if is_int_or_string(path) =>
+                if is_int_or_string(&self.path) =>
             {
                 *s == n.to_string()
             }
@@ -327,61 +379,56 @@ impl<'a> Comparer<'a> {
         }
     }
 
-    fn is_secret_data(&self, path: &FieldPath) -> bool {
-        self.secret && matches!(path.elements(), [PathElement::Field(data), _] if data == "data")
+    fn is_secret_data(&self) -> bool {
+        self.secret && matches!(self.path.as_slice(), [data, _] if data.field() == Some("data"))
     }
 
-    /// Finds fields our manager owns that are no longer desired and that would really go away.
-    fn stale(
-        &mut self,
-        set: &FieldSet,
-        path: &FieldPath,
-        desired: Option<&Value>,
-        observed: &Value,
-    ) {
+    /// Finds fields our manager owns (below the current path) that are no longer desired and that
+    /// would really go away.
+    fn stale(&mut self, set: &'a FieldSet, desired: Option<&'a Value>, observed: &'a Value) {
         for (element, child) in set.children() {
             let Some(observed_child) = resolve(observed, element) else {
                 continue;
             };
-            let child_path = path.child(element.clone());
-            if path.elements().is_empty()
-                && matches!(element, PathElement::Field(f) if f == "status")
-            {
+            if self.path.is_empty() && matches!(element, PathElement::Field(f) if f == "status") {
                 continue;
             }
+            self.path.push(Step::Element(element));
             match desired
                 .and_then(|d| resolve(d, element))
                 .filter(|d| !d.is_null())
             {
                 None => {
-                    if !self.ownership.others_own(&child_path) {
-                        self.result.stale.push(child_path);
+                    let path = field_path(&self.path);
+                    if !self.ownership.others_own(&path) {
+                        self.result.stale.push(path);
                     }
                 }
                 Some(desired_child) => {
                     if !child.children().is_empty()
-                        && !is_atomic(self.kind, &child_path, desired_child)
+                        && !is_atomic(self.kind, &self.path, desired_child)
                     {
-                        self.stale(child, &child_path, Some(desired_child), observed_child);
+                        self.stale(child, Some(desired_child), observed_child);
                     }
                 }
             }
+            self.path.pop();
         }
     }
 }
 
 /// A desired list without merge keys is owned as a whole: its insides are not tracked separately.
-fn is_atomic(kind: &str, path: &FieldPath, desired: &Value) -> bool {
-    (desired.is_array() && merge_keys(kind, path.elements()).is_none()) || is_atomic_map(path)
+fn is_atomic(kind: &str, path: &[Step], desired: &Value) -> bool {
+    (desired.is_array() && merge_keys(kind, path).is_none()) || is_atomic_map(path)
 }
 
 /// Maps the schema marks `x-kubernetes-map-type: atomic`: label selectors and node selectors. They
 /// are replaced whole by an apply, so a key we no longer set disappears and an extra key is drift;
 /// nothing defaults inside them, so they compare exactly.
-fn is_atomic_map(path: &FieldPath) -> bool {
+fn is_atomic_map(path: &[Step]) -> bool {
     matches!(
-        path.elements().last(),
-        Some(PathElement::Field(name)) if matches!(name.as_str(), "selector" | "podSelector" | "namespaceSelector" | "nodeSelector")
+        path.last().and_then(Step::field),
+        Some("selector" | "podSelector" | "namespaceSelector" | "nodeSelector")
     )
 }
 
@@ -397,23 +444,18 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-fn field_names(path: &FieldPath) -> impl Iterator<Item = &str> {
-    path.elements().iter().filter_map(|e| match e {
-        PathElement::Field(name) => Some(name.as_str()),
-        _ => None,
-    })
+fn field_names<'p>(path: &'p [Step]) -> impl DoubleEndedIterator<Item = &'p str> + Clone {
+    path.iter().filter_map(|step| step.field())
 }
 
 /// Resource quantities: `resources.requests`/`limits` (also in claim templates), `sizeLimit`, `capacity`.
-fn is_quantity(path: &FieldPath) -> bool {
-    let names: Vec<&str> = field_names(path).collect();
+fn is_quantity(path: &[Step]) -> bool {
+    let names = field_names(path);
     let resources = names
-        .windows(2)
-        .any(|w| w[0] == "resources" && matches!(w[1], "requests" | "limits"));
-    resources
-        || names
-            .iter()
-            .any(|n| matches!(*n, "sizeLimit" | "capacity" | "hard"))
+        .clone()
+        .zip(names.clone().skip(1))
+        .any(|(a, b)| a == "resources" && matches!(b, "requests" | "limits"));
+    resources || names.clone().any(|n| matches!(n, "sizeLimit" | "capacity" | "hard"))
 }
 
 fn quantity(value: &Value) -> Option<Quantity> {
@@ -425,13 +467,11 @@ fn quantity(value: &Value) -> Option<Quantity> {
 }
 
 /// Fields typed `IntOrString` where `8222` and `"8222"` are the same value.
-fn is_int_or_string(path: &FieldPath) -> bool {
-    let names: Vec<&str> = field_names(path).collect();
-    matches!(
-        names.as_slice(),
-        [
-            ..,
-            "targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"
-        ] | [.., "httpGet" | "tcpSocket", "port"]
-    )
+fn is_int_or_string(path: &[Step]) -> bool {
+    let mut names = field_names(path).rev();
+    match (names.next(), names.next()) {
+        (Some("targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"), _) => true,
+        (Some("port"), Some("httpGet" | "tcpSocket")) => true,
+        _ => false,
+    }
 }

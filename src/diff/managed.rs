@@ -1,6 +1,8 @@
 //! Reading `metadata.managedFields`: which manager owns which field, decoded from the `FieldsV1`
 //! trie (`f:<field>`, `k:<merge key json>`, `v:<value json>`, `i:<index>`, and `.` for "the item itself").
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::path::{FieldPath, PathElement};
@@ -83,16 +85,28 @@ pub(crate) fn keys_match(a: &Map<String, Value>, b: &Map<String, Value>) -> bool
     let names = a.keys().chain(b.keys());
     names
         .into_iter()
-        .all(|name| key_value(a, name) == key_value(b, name))
+        .all(|name| key_values_match(a.get(name), b.get(name), name))
+}
+
+/// Whether two values of the merge-key field `name` mean the same: protocols default to TCP,
+/// numbers compare as text.
+pub(crate) fn key_values_match(a: Option<&Value>, b: Option<&Value>, name: &str) -> bool {
+    match (a, b) {
+        (Some(Value::String(a)), Some(Value::String(b))) => a == b,
+        (Some(Value::Number(a)), Some(Value::Number(b))) if a.is_i64() && b.is_i64() => {
+            a.as_i64() == b.as_i64()
+        }
+        _ => key_text(a, name) == key_text(b, name),
+    }
 }
 
 /// A merge-key value normalised for comparison: protocols default to TCP, numbers compare as text.
-fn key_value(keys: &Map<String, Value>, name: &str) -> Option<String> {
-    match keys.get(name) {
-        None | Some(Value::Null) if name == "protocol" => Some("TCP".into()),
+fn key_text<'v>(value: Option<&'v Value>, name: &str) -> Option<Cow<'v, str>> {
+    match value {
+        None | Some(Value::Null) if name == "protocol" => Some(Cow::Borrowed("TCP")),
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => Some(other.to_string()),
+        Some(Value::String(s)) => Some(Cow::Borrowed(s)),
+        Some(other) => Some(Cow::Owned(other.to_string())),
     }
 }
 

@@ -18,6 +18,7 @@ mod managed;
 pub mod mask;
 mod path;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
@@ -252,13 +253,13 @@ fn edit(
 }
 
 /// The desired object as the server will store it: a Secret's `stringData` folded into `data`.
-fn normalise_desired(desired: &Object) -> Value {
-    let mut value = desired.0.clone();
+fn normalise_desired(desired: &Object) -> Cow<'_, Value> {
     if !desired.is_secret() {
-        return value;
+        return Cow::Borrowed(&desired.0);
     }
+    let mut value = desired.0.clone();
     let Some(map) = value.as_object_mut() else {
-        return value;
+        return Cow::Owned(value);
     };
     if let Some(Value::Object(strings)) = map.remove("stringData") {
         let data = map
@@ -271,7 +272,7 @@ fn normalise_desired(desired: &Object) -> Value {
             }
         }
     }
-    value
+    Cow::Owned(value)
 }
 
 /// Apply order: what others reference first (credentials, config, identities, RBAC, Services),

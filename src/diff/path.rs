@@ -44,6 +44,7 @@ impl FieldPath {
         self.0.len() >= prefix.0.len() && self.0[..prefix.0.len()] == prefix.0[..]
     }
 
+    #[cfg(test)]
     pub(crate) fn child(&self, element: PathElement) -> FieldPath {
         let mut elements = self.0.clone();
         elements.push(element);
