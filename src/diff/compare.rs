@@ -344,15 +344,17 @@ impl<'a> Comparer<'a> {
         }
         match (desired, observed) {
             (Value::Null, _) => true,
-            (Value::Object(d), Value::Object(o)) => d.iter().all(|(name, value)| match o.get(name) {
-                Some(found) => {
-                    self.path.push(Step::Field(name));
-                    let covered = self.covers(value, found);
-                    self.path.pop();
-                    covered
-                }
-                None => is_empty(value),
-            }),
+            (Value::Object(d), Value::Object(o)) => {
+                d.iter().all(|(name, value)| match o.get(name) {
+                    Some(found) => {
+                        self.path.push(Step::Field(name));
+                        let covered = self.covers(value, found);
+                        self.path.pop();
+                        covered
+                    }
+                    None => is_empty(value),
+                })
+            }
             (Value::Array(d), Value::Array(o)) => {
                 d.len() == o.len()
                     && d.iter().zip(o).enumerate().all(|(i, (d, o))| {
@@ -455,7 +457,10 @@ fn is_quantity(path: &[Step]) -> bool {
         .clone()
         .zip(names.clone().skip(1))
         .any(|(a, b)| a == "resources" && matches!(b, "requests" | "limits"));
-    resources || names.clone().any(|n| matches!(n, "sizeLimit" | "capacity" | "hard"))
+    resources
+        || names
+            .clone()
+            .any(|n| matches!(n, "sizeLimit" | "capacity" | "hard"))
 }
 
 fn quantity(value: &Value) -> Option<Quantity> {
@@ -469,9 +474,11 @@ fn quantity(value: &Value) -> Option<Quantity> {
 /// Fields typed `IntOrString` where `8222` and `"8222"` are the same value.
 fn is_int_or_string(path: &[Step]) -> bool {
     let mut names = field_names(path).rev();
-    match (names.next(), names.next()) {
-        (Some("targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"), _) => true,
-        (Some("port"), Some("httpGet" | "tcpSocket")) => true,
-        _ => false,
-    }
+    matches!(
+        (names.next(), names.next()),
+        (
+            Some("targetPort" | "maxUnavailable" | "maxSurge" | "minAvailable"),
+            _
+        ) | (Some("port"), Some("httpGet" | "tcpSocket"))
+    )
 }
