@@ -48,28 +48,49 @@ fn counts(cluster: &Cluster) -> (usize, usize, usize) {
     (children, status, dry_runs)
 }
 
+/// The operator running in this test with `strategy`, until stopped.
+struct OperatorTask {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OperatorTask {
+    fn start(cluster: &Cluster, strategy: ApplyStrategy) -> OperatorTask {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = RunOptions {
+            settings: harness::Settings {
+                broker_probe: BrokerProbeMode::Off,
+                ..test_settings()
+            },
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            health_addr: "127.0.0.1:0".parse().unwrap(),
+            leader_election: None,
+            concurrency: 4,
+        };
+        let client = cluster.client.clone();
+        let task = tokio::spawn(async move {
+            run_with_strategy(client, options, strategy, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the operator runs");
+        });
+        OperatorTask { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the operator stops")
+            .expect("no panic");
+    }
+}
+
 async fn converges_and_repairs(strategy: ApplyStrategy) {
     let cluster = Cluster::start().await;
     cluster.create_namespace("bench").await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let options = RunOptions {
-        settings: harness::Settings {
-            broker_probe: BrokerProbeMode::Off,
-            ..test_settings()
-        },
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: "127.0.0.1:0".parse().unwrap(),
-        leader_election: None,
-        concurrency: 4,
-    };
-    let client = cluster.client.clone();
-    let operator = tokio::spawn(async move {
-        run_with_strategy(client, options, strategy, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the operator runs");
-    });
+    let operator = OperatorTask::start(&cluster, strategy);
 
     cluster.apply_yaml::<Broker>(BROKER).await;
     cluster.apply_yaml::<MeshSync>(MESHSYNC).await;
@@ -128,11 +149,7 @@ async fn converges_and_repairs(strategy: ApplyStrategy) {
     })
     .await;
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), operator)
-        .await
-        .expect("the operator stops")
-        .expect("no panic");
+    operator.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,25 +190,7 @@ async fn convergence_writes_each_child_once_and_status_once_per_phase() {
         .sim
         .set_load_balancer_mode(kube_sim::LoadBalancerMode::Pending);
     cluster.create_namespace("bench").await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let options = RunOptions {
-        settings: harness::Settings {
-            broker_probe: BrokerProbeMode::Off,
-            ..test_settings()
-        },
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: "127.0.0.1:0".parse().unwrap(),
-        leader_election: None,
-        concurrency: 4,
-    };
-    let client = cluster.client.clone();
-    let operator = tokio::spawn(async move {
-        run_with_strategy(client, options, ApplyStrategy::Diff, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the operator runs");
-    });
+    let operator = OperatorTask::start(&cluster, ApplyStrategy::Diff);
     let timeout = Duration::from_secs(30);
     let meshsync_for = |name: &str, broker: &str| {
         format!(
@@ -240,9 +239,5 @@ async fn convergence_writes_each_child_once_and_status_once_per_phase() {
     assert!((1..=2).contains(&broker_writes), "{broker_writes}");
     assert!((2..=3).contains(&meshsync_writes), "{meshsync_writes}");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), operator)
-        .await
-        .expect("the operator stops")
-        .expect("no panic");
+    operator.stop().await;
 }
