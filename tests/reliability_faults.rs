@@ -182,15 +182,7 @@ fn operator_writes(sim: &Sim) -> Vec<String> {
         .writes
         .iter()
         .filter(|w| !w.dry_run && w.field_manager.as_deref() != Some("fault-test"))
-        .map(|w| {
-            format!(
-                "{} {} {}/{}",
-                w.verb,
-                w.resource,
-                w.namespace.as_deref().unwrap_or(""),
-                w.name.as_deref().unwrap_or("")
-            )
-        })
+        .map(harness::describe_write)
         .collect()
 }
 

@@ -1246,17 +1246,7 @@ fn scale(
             ));
         }
     };
-    if let Some(rv) = desired
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        && !rv.is_empty()
-        && Some(rv)
-            != old
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-    {
-        return Err(ApiError::conflict(ri, name));
-    }
+    crate::store::check_resource_version(ri, name, &desired, &old)?;
     let replicas = desired
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)

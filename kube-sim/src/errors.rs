@@ -77,6 +77,25 @@ impl ApiError {
         )
         .with_details(details(ri, name))
     }
+    /// A write or delete whose UID precondition names another incarnation of the object.
+    pub fn uid_precondition_failed(
+        ri: &ResourceInfo,
+        name: &str,
+        wanted: &str,
+        actual: &str,
+    ) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                ri.qualified(),
+                name,
+                wanted,
+                actual
+            ),
+        )
+    }
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }

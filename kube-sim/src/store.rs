@@ -803,33 +803,16 @@ impl Store {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        if let Some(rv) = new
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            && !rv.is_empty()
-            && Some(rv)
-                != old
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-        {
-            return Err(ApiError::conflict(ri, name));
-        }
+        check_resource_version(ri, name, &new, old)?;
         if let Some(uid) = new.pointer("/metadata/uid").and_then(Value::as_str)
             && !uid.is_empty()
             && Some(uid) != old.pointer("/metadata/uid").and_then(Value::as_str)
         {
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
-                    ri.qualified(),
-                    name,
-                    uid,
-                    old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
-                ),
-            )
-            .with_details(json!({"name": name, "kind": ri.plural})));
+            let actual = old.pointer("/metadata/uid").and_then(Value::as_str);
+            return Err(
+                ApiError::uid_precondition_failed(ri, name, uid, actual.unwrap_or(""))
+                    .with_details(json!({"name": name, "kind": ri.plural})),
+            );
         }
         // Subresource isolation.
         if ctx.subresource == Some("status") {
@@ -986,18 +969,12 @@ impl Store {
         if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
             && Some(uid) != old.pointer("/metadata/uid").and_then(Value::as_str)
         {
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
-                    ri.qualified(),
-                    name,
-                    uid,
-                    old.pointer("/metadata/uid")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                ),
+            let actual = old.pointer("/metadata/uid").and_then(Value::as_str);
+            return Err(ApiError::uid_precondition_failed(
+                ri,
+                name,
+                uid,
+                actual.unwrap_or(""),
             ));
         }
         if let Some(rv) = opts
@@ -1259,5 +1236,24 @@ fn validate_object_meta(obj: &Value, causes: &mut Vec<Cause>) {
                 "Only one reference can have Controller set to true",
             ));
         }
+    }
+}
+
+/// Optimistic concurrency: a write that names a resourceVersion must name the stored one.
+pub(crate) fn check_resource_version(
+    ri: &ResourceInfo,
+    name: &str,
+    new: &Value,
+    old: &Value,
+) -> Result<(), ApiError> {
+    let stored = old
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
+    match new
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        Some(rv) if !rv.is_empty() && Some(rv) != stored => Err(ApiError::conflict(ri, name)),
+        _ => Ok(()),
     }
 }

@@ -833,17 +833,20 @@ pub fn name_of<K: ResourceExt>(object: &K) -> String {
 pub fn writes(sim: &Sim) -> Vec<String> {
     sim.stats()
         .real_writes()
-        .iter()
-        .map(|w| {
-            format!(
-                "{} {} {}/{}",
-                w.verb,
-                w.resource,
-                w.namespace.as_deref().unwrap_or(""),
-                w.name.as_deref().unwrap_or("")
-            )
-        })
+        .into_iter()
+        .map(describe_write)
         .collect()
+}
+
+/// One write as `verb resource namespace/name`.
+pub fn describe_write(w: &kube_sim::WriteRecord) -> String {
+    format!(
+        "{} {} {}/{}",
+        w.verb,
+        w.resource,
+        w.namespace.as_deref().unwrap_or(""),
+        w.name.as_deref().unwrap_or("")
+    )
 }
 
 /// A namespaced object's data as the API server returns it.
