@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Starts the real test cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and a
+# node agent) in the foreground: builds any missing Go binary first (test-cluster/build.sh, cached
+# in ~/.cache/meshery-operator-test-cluster), writes the admin kubeconfig to --kubeconfig FILE once
+# /readyz is ok, and stops every process and removes its state on SIGTERM or SIGINT.
+#   scripts/control-plane.sh --kubeconfig /tmp/test-cluster.kubeconfig [--audit-log FILE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+test-cluster/build.sh >/dev/null
+cargo build --quiet --locked -p test-cluster --bin control-plane
+exec target/debug/control-plane "$@"
