@@ -40,6 +40,17 @@ build_kubernetes() {
         k8s.io/kubernetes/cmd/kube-scheduler)
 }
 
+# kubectl of the same release: Debian's is older than the API server's supported skew.
+build_kubectl() {
+    local minor=${KUBERNETES_VERSION#v1.}
+    minor=${minor%%.*}
+    local pkg=k8s.io/client-go/pkg/version
+    local base=k8s.io/component-base/version
+    (cd go/kubernetes && go build -o "$out/" \
+        -ldflags "-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $base.gitVersion=$KUBERNETES_VERSION -X $base.gitMajor=1 -X $base.gitMinor=$minor" \
+        k8s.io/kubernetes/cmd/kubectl)
+}
+
 build_etcd() {
     (cd go/etcd && go build -o "$out/etcd" -ldflags "-s -w" .)
 }
@@ -51,6 +62,7 @@ build_helm() {
 
 mkdir -p "$cache/bin"
 build_into "$cache/kubernetes-$KUBERNETES_VERSION" build_kubernetes
+build_into "$cache/kubectl-$KUBERNETES_VERSION" build_kubectl
 build_into "$cache/etcd-$ETCD_VERSION" build_etcd
 build_into "$cache/helm-$HELM_VERSION" build_helm
 
@@ -58,6 +70,7 @@ build_into "$cache/helm-$HELM_VERSION" build_helm
 for bin in kube-apiserver kube-controller-manager kube-scheduler; do
     ln -sfn "../kubernetes-$KUBERNETES_VERSION/$bin" "$cache/bin/$bin"
 done
+ln -sfn "../kubectl-$KUBERNETES_VERSION/kubectl" "$cache/bin/kubectl"
 ln -sfn "../etcd-$ETCD_VERSION/etcd" "$cache/bin/etcd"
 ln -sfn "../helm-$HELM_VERSION/helm" "$cache/bin/helm"
 echo "$cache/bin"

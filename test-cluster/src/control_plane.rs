@@ -25,10 +25,11 @@ const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// The controllers a cluster needs for what the operator renders: workloads, their pods'
 /// service accounts and tokens, garbage collection, namespace deletion, endpoints, PDBs and
-/// the aggregated ClusterRoles.
+/// the aggregated ClusterRoles; node lifecycle lifts the not-ready taint that admission puts on
+/// a new Node once it reports Ready.
 const CONTROLLERS: &str = "garbagecollector,namespace,deployment,replicaset,statefulset,endpoint,\
 endpointslice,serviceaccount,serviceaccount-token,root-ca-cert-publisher,disruption,\
-clusterrole-aggregation,podgc";
+clusterrole-aggregation,podgc,nodelifecycle";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -55,8 +56,8 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts the control plane and returns once the API server's `/readyz` answers `ok`, the
-    /// node is registered and Ready, and the controllers have made the `default` namespace's
-    /// ServiceAccount (so pods can be created at once).
+    /// node is registered and Ready with its not-ready taint lifted, and the controllers have made
+    /// the `default` namespace's ServiceAccount (so pods can be created and scheduled at once).
     pub fn start(options: Options) -> Result<ControlPlane, Error> {
         let binaries = match options.binaries.clone() {
             Some(binaries) => binaries,
@@ -477,30 +478,24 @@ async fn start(
                 format!("--controllers={CONTROLLERS}"),
                 format!("--service-account-private-key-file={}", sa_key.display()),
                 format!("--root-ca-file={}", ca.display()),
-                "--use-service-account-credentials=false".into(),
+                // Each controller as its own ServiceAccount, with its bootstrap role, as kubeadm runs it.
+                "--use-service-account-credentials=true".into(),
             ]);
         }
-        processes.push(Process::spawn(
-            name,
-            &binaries.path(name),
-            &args,
-            state,
-        )?);
+        processes.push(Process::spawn(name, &binaries.path(name), &args, state)?);
     }
 
-    let node_credential = pki.client(&format!("system:node:{}", node::NODE_NAME), &["system:nodes"])?;
-    let node_config = client_config(&kubeconfig(
-        &server,
-        &pki.ca_pem,
-        "node",
-        &node_credential,
-    ))
-    .await?;
+    let node_credential = pki.client(
+        &format!("system:node:{}", node::NODE_NAME),
+        &["system:nodes"],
+    )?;
+    let node_config =
+        client_config(&kubeconfig(&server, &pki.ca_pem, "node", &node_credential)).await?;
     let node_client = kube::Client::try_from(node_config)?;
     node::register(&node_client).await?;
     let node_task = tokio::spawn(node::run(node_client, node_stop));
 
-    wait_for_default_service_account(&client, processes, deadline).await?;
+    wait_for_pods_to_be_schedulable(&client, processes, deadline).await?;
     Ok((
         Started {
             server,
@@ -570,19 +565,35 @@ async fn wait_for_readyz(
     }
 }
 
-async fn wait_for_default_service_account(
+/// Until a pod can be created and scheduled at once: the controllers made the `default`
+/// namespace's ServiceAccount and lifted the new Node's `not-ready` taint.
+async fn wait_for_pods_to_be_schedulable(
     client: &kube::Client,
     processes: &mut [Process],
     deadline: Instant,
 ) -> Result<(), Error> {
-    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::core::v1::{Node, ServiceAccount};
     let began = Instant::now();
     let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     loop {
         for process in processes.iter_mut() {
             process.check_running()?;
         }
-        if accounts.get_opt("default").await.ok().flatten().is_some() {
+        let account = accounts.get_opt("default").await.ok().flatten().is_some();
+        let schedulable = nodes
+            .get_opt(node::NODE_NAME)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|n| {
+                n.spec
+                    .and_then(|s| s.taints)
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|t| t.key != "node.kubernetes.io/not-ready")
+            });
+        if account && schedulable {
             return Ok(());
         }
         if Instant::now() > deadline {

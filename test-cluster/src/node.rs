@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -73,7 +73,6 @@ pub(crate) async fn register(client: &Client) -> Result<(), Error> {
             "kubernetes.io/hostname": NODE_NAME,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            "node-role.kubernetes.io/test-cluster": "",
         }},
     }))
     .expect("a Node");
@@ -109,7 +108,9 @@ async fn renew_lease(client: &Client) -> Result<(), Error> {
     match leases.get_opt(NODE_NAME).await? {
         Some(mut lease) => {
             lease.spec = Some(spec);
-            leases.replace(NODE_NAME, &PostParams::default(), &lease).await?;
+            leases
+                .replace(NODE_NAME, &PostParams::default(), &lease)
+                .await?;
         }
         None => {
             let lease = Lease {
@@ -174,9 +175,9 @@ impl PodAddresses {
             .and_then(|r| r.parse::<Ipv4Addr>().ok())
             .filter(|ip| !self.used.contains(ip))
             .or_else(|| {
-                (Self::FIRST..=Self::LAST)
-                    .map(Ipv4Addr::from)
-                    .find(|ip| ip.octets()[3] != 0 && ip.octets()[3] != 255 && !self.used.contains(ip))
+                (Self::FIRST..=Self::LAST).map(Ipv4Addr::from).find(|ip| {
+                    ip.octets()[3] != 0 && ip.octets()[3] != 255 && !self.used.contains(ip)
+                })
             })?;
         self.by_uid.insert(uid.to_string(), ip);
         self.used.insert(ip);
@@ -224,8 +225,10 @@ async fn sync_pod(
     addresses: &mut PodAddresses,
 ) -> Result<(), kube::Error> {
     let uid = pod.uid().unwrap_or_default();
-    let namespaced: Api<Pod> =
-        Api::namespaced(pods.clone().into_client(), &pod.namespace().unwrap_or_default());
+    let namespaced: Api<Pod> = Api::namespaced(
+        pods.clone().into_client(),
+        &pod.namespace().unwrap_or_default(),
+    );
     if pod.metadata.deletion_timestamp.is_some() {
         // The containers are gone at once: confirm the deletion as the kubelet does.
         let params = DeleteParams {
@@ -245,7 +248,10 @@ async fn sync_pod(
         return Ok(());
     }
     let Some(ip) = addresses.for_pod(&uid, current.pod_ip.as_deref()) else {
-        eprintln!("test-cluster node: no free pod address for {}", pod.name_any());
+        eprintln!(
+            "test-cluster node: no free pod address for {}",
+            pod.name_any()
+        );
         return Ok(());
     };
     let desired = desired_status(pod, &current, ip);
@@ -257,7 +263,11 @@ async fn sync_pod(
         "status": desired,
     });
     namespaced
-        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await?;
     Ok(())
 }
@@ -275,7 +285,9 @@ fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
         ip: "127.0.0.1".into(),
     }]);
     status.pod_ip = Some(ip.to_string());
-    status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip: ip.to_string() }]);
+    status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+        ip: ip.to_string(),
+    }]);
     status.start_time = Some(started.clone());
     status.container_statuses = Some(container_statuses(
         &spec.containers,
