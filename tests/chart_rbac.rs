@@ -1,8 +1,10 @@
-//! Least privilege, checked both ways: the operator runs (in-process, against kube-sim, with leader
-//! election) through Broker and MeshSync create/update/prune/status/sweep/events; every
-//! (verb, resource) it sent is allowed by the chart's ClusterRole/Role, and every permission the
-//! chart grants was used or is needed for a documented reason — chiefly Kubernetes' RBAC
-//! escalation check, emulated here against the ClusterRole the operator really created for MeshSync.
+//! Least privilege, checked both ways: the operator runs (in-process, with leader election)
+//! through Broker and MeshSync create/update/prune/status/sweep/events; every (verb, resource) it
+//! sent is allowed by the chart's ClusterRole/Role, and every permission the chart grants was used
+//! or is needed for a documented reason — chiefly Kubernetes' RBAC escalation check. On a real
+//! cluster the operator authenticates as the chart's ServiceAccount, so the real authorizer (and
+//! its escalation check) refuses whatever the chart does not grant, in both
+//! `rbac.meshsyncGrants` modes.
 
 mod chart_support;
 mod harness;
@@ -12,8 +14,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chart_support::{Rule, allowed, render, rules, split_resource};
-use harness::{Cluster, test_settings};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use harness::{
+    Cluster, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, REAL_CLUSTER_VAR, Settings,
+    install_chart_rbac, on_real_cluster, rbac_mode, scaled, skip_notice, test_settings,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
@@ -24,7 +30,8 @@ use meshery_operator::render::rbac::meshsync_rules;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
-const RELEASE_NAMESPACE: &str = "meshery";
+/// On a real cluster: the API server's audit log (JSON lines), for the calls the operator made.
+const AUDIT_LOG_VAR: &str = "MESHERY_E2E_AUDIT_LOG";
 
 /// The test's own API requests, counted under kube-sim's names so they can be told from the operator's.
 struct Own {
@@ -40,16 +47,6 @@ impl Own {
             .unwrap()
             .entry(format!("{verb} {resource}"))
             .or_default() += 1;
-    }
-
-    async fn namespace(&self, name: &str) {
-        self.count("create", "namespaces");
-        let namespace: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
     }
 
     async fn secret(&self, namespace: &str, name: &str, token: &str) {
@@ -113,7 +110,7 @@ impl Own {
         S: HasPhase,
     {
         let api = Api::<K>::namespaced(self.client.clone(), namespace);
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + scaled(WAIT);
         loop {
             self.count("get", &Self::plural::<K>());
             let cr = api.get(name).await.unwrap();
@@ -178,155 +175,61 @@ fn meshsync(namespace: &str, name: &str, spec: Value) -> Value {
            "metadata": {"name": name, "namespace": namespace}, "spec": spec})
 }
 
-/// Whether `granted` covers every permission of `role` (Kubernetes' escalation check, for rules
-/// without non-resource URLs).
-fn uncovered(granted: &[Rule], role: &[PolicyRule]) -> Vec<String> {
-    let mut missing = Vec::new();
-    for rule in role {
-        let names = rule.resource_names.clone().unwrap_or_default();
-        for group in rule.api_groups.iter().flatten() {
-            for resource in rule.resources.iter().flatten() {
-                for verb in &rule.verbs {
-                    let covered = granted.iter().any(|g| {
-                        g.namespace.is_none()
-                            && g.verbs.contains(verb)
-                            && g.groups.contains(group)
-                            && g.resources.contains(resource)
-                            && (g.names.is_empty()
-                                || (!names.is_empty() && names.iter().all(|n| g.names.contains(n))))
-                    });
-                    if !covered {
-                        missing.push(format!("{verb} {group}/{resource} {names:?}"));
-                    }
-                }
-            }
+/// The API calls a real cluster's audit log ([`AUDIT_LOG_VAR`]) shows `user` made since `since`,
+/// as (verb, group, resource[/subresource]) → count, and every request of theirs that was denied.
+fn audited_calls(
+    user: &str,
+    since: jiff::Timestamp,
+) -> Option<(BTreeMap<(String, String, String), u64>, Vec<String>)> {
+    let path = std::env::var_os(AUDIT_LOG_VAR).filter(|p| !p.is_empty())?;
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{AUDIT_LOG_VAR}={}: {e}", path.display()));
+    let mut used = BTreeMap::new();
+    let mut denied = Vec::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
+            continue;
         }
+        let received: Option<jiff::Timestamp> = event["requestReceivedTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse().ok());
+        if received.is_none_or(|t| t < since) {
+            continue;
+        }
+        let object = &event["objectRef"];
+        let Some(resource) = object["resource"].as_str() else {
+            continue; // discovery (non-resource URLs), allowed to every authenticated user
+        };
+        let resource = match object["subresource"].as_str() {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        };
+        let group = object["apiGroup"].as_str().unwrap_or("").to_string();
+        let verb = event["verb"].as_str().unwrap_or("").to_string();
+        let code = event["responseStatus"]["code"].as_i64().unwrap_or(0);
+        if code == 403 {
+            denied.push(format!(
+                "{verb} {group}/{resource} {}/{}",
+                object["namespace"].as_str().unwrap_or(""),
+                object["name"].as_str().unwrap_or("")
+            ));
+        }
+        // Server-side apply of an object that does not exist yet is authorized as `create` too.
+        if verb == "patch" && code == 201 {
+            *used
+                .entry(("create".to_string(), group.clone(), resource.clone()))
+                .or_insert(0) += 1;
+        }
+        *used.entry((verb, group, resource)).or_insert(0) += 1;
     }
-    missing
+    Some((used, denied))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chart_grants_exactly_what_the_operator_uses() {
-    let chart_rules = rules(&render(None));
-    let cluster = Cluster::start().await;
-    let own = Own {
-        client: cluster.client.clone(),
-        counts: Mutex::new(BTreeMap::new()),
-    };
-    own.namespace(RELEASE_NAMESPACE).await;
-    own.namespace("other").await;
-
-    // The operator, with leader election as the chart runs it.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        settings: meshery_operator::controller::Settings {
-            broker_probe: BrokerProbeMode::Off,
-            ..test_settings()
-        },
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        health_addr: "127.0.0.1:0".parse().unwrap(),
-        leader_election: Some(LeaderElection {
-            namespace: RELEASE_NAMESPACE.into(),
-            lease_name: "meshery-operator".into(),
-            identity: "meshery-operator-0".into(),
-        }),
-        concurrency: 4,
-    };
-    let client = cluster.client.clone();
-    let operator = tokio::spawn(async move {
-        meshery_operator::controller::run(client, options, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the operator runs");
-    });
-
-    // Create: the chart's default CRs.
-    let defaults = render(None);
-    for cr in &defaults {
-        match cr["kind"].as_str().unwrap() {
-            "Broker" => drop(own.apply::<Broker>(cr.clone()).await),
-            "MeshSync" => drop(own.apply::<MeshSync>(cr.clone()).await),
-            _ => {}
-        }
-    }
-    own.ready("meshery", "meshery-broker", broker_status).await;
-    own.ready("meshery", "meshery-meshsync", meshsync_status)
-        .await;
-
-    // Escalation: the ClusterRole the operator created for MeshSync grants nothing the chart
-    // does not give the operator (so the API server lets it create and bind that role).
-    let meshsync_role = own
-        .cluster_role("meshery-meshsync-meshery-meshery-meshsync")
-        .await
-        .expect("MeshSync's ClusterRole");
-    let missing = uncovered(
-        &chart_rules,
-        meshsync_role.rules.as_deref().unwrap_or_default(),
-    );
-    assert!(
-        missing.is_empty(),
-        "the operator could not grant MeshSync: {missing:?}"
-    );
-
-    // Update: a routed cluster with a PodDisruptionBudget and a NetworkPolicy; then back (prune).
-    let spec = json!({"size": 3, "networkPolicy": {"enabled": true}});
-    own.apply::<Broker>(broker("meshery", "meshery-broker", spec))
-        .await;
-    own.ready("meshery", "meshery-broker", broker_status).await;
-    own.apply::<Broker>(broker("meshery", "meshery-broker", json!({"size": 1})))
-        .await;
-    own.ready("meshery", "meshery-broker", broker_status).await;
-
-    // A user's auth Secret (read with a GET) in another namespace.
-    own.secret("other", "user-auth", &format!("t{}", "a".repeat(64)))
-        .await;
-    let spec = json!({"size": 1, "service": {"type": "ClusterIP"}, "auth": {"secretRef": {"name": "user-auth"}}});
-    own.apply::<Broker>(broker("other", "custom-auth", spec))
-        .await;
-    own.ready("other", "custom-auth", broker_status).await;
-
-    // A MeshSync publishing to a Broker in another namespace (its credential is copied), with a
-    // blacklist; then moved to a Broker beside it (the copy is pruned).
-    let spec = json!({
-        "size": 1,
-        "broker": {"native": {"name": "meshery-broker", "namespace": "meshery"}},
-        "watch-list": {"data": {"blacklist": "[\"secrets.v1.\"]"}},
-    });
-    own.apply::<MeshSync>(meshsync("other", "other-sync", spec))
-        .await;
-    own.ready("other", "other-sync", meshsync_status).await;
-    let spec = json!({
-        "size": 1,
-        "broker": {"native": {"name": "custom-auth"}},
-        "watch-list": {"data": {"whitelist": "[{\"Resource\":\"pods.v1.\",\"Events\":[\"ADDED\"]}]"}},
-    });
-    own.apply::<MeshSync>(meshsync("other", "other-sync", spec))
-        .await;
-    own.ready("other", "other-sync", meshsync_status).await;
-
-    // Delete: its cluster-scoped RBAC is swept.
-    own.delete::<MeshSync>("other", "other-sync").await;
-    let deadline = Instant::now() + WAIT;
-    while own
-        .cluster_role("meshery-meshsync-other-other-sync")
-        .await
-        .is_some()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "MeshSync's ClusterRole was not swept"
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), operator)
-        .await
-        .expect("the operator stops")
-        .expect("no panic");
-
-    // What the operator sent: everything kube-sim saw, minus the test's own requests.
+/// What the operator sent according to kube-sim's request log, minus the test's own requests.
+fn simulated_calls(cluster: &Cluster, own: &Own) -> BTreeMap<(String, String, String), u64> {
     let stats = cluster.sim.stats();
     let own_counts = own.counts.lock().unwrap().clone();
     let mut used: BTreeMap<(String, String, String), u64> = BTreeMap::new();
@@ -356,25 +259,222 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
             }
         }
         if write.resource.starts_with("leases") {
-            assert_eq!(write.namespace.as_deref(), Some(RELEASE_NAMESPACE));
+            assert_eq!(write.namespace.as_deref(), Some(OPERATOR_NAMESPACE));
             assert_eq!(write.name.as_deref(), Some("meshery-operator"));
         }
     }
+    used
+}
+
+/// The chart's default CRs, moved to namespace `namespace` (with the Broker MeshSync names).
+fn default_crs(namespace: &str) -> Vec<Value> {
+    render(None)
+        .into_iter()
+        .filter(|o| matches!(o["kind"].as_str(), Some("Broker" | "MeshSync")))
+        .map(|mut cr| {
+            cr["metadata"]["namespace"] = namespace.into();
+            if let Some(native) = cr
+                .pointer_mut("/spec/broker/native")
+                .and_then(Value::as_object_mut)
+                && native.contains_key("namespace")
+            {
+                native.insert("namespace".into(), namespace.into());
+            }
+            cr
+        })
+        .collect()
+}
+
+/// The operator (with leader election, as the chart runs it, as the chart's ServiceAccount on a
+/// real cluster) through create, update, prune, a foreign auth Secret, a cross-namespace Broker,
+/// a watch-list change and delete with the sweep of MeshSync's cluster-scoped RBAC; returns the
+/// ClusterRole it made for the default MeshSync.
+async fn run_scenario(cluster: &Cluster, own: &Own, release: &str, other: &str) -> ClusterRole {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        settings: meshery_operator::controller::Settings {
+            broker_probe: BrokerProbeMode::Off,
+            ..test_settings()
+        },
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: "127.0.0.1:0".parse().unwrap(),
+        leader_election: Some(LeaderElection {
+            namespace: OPERATOR_NAMESPACE.into(),
+            lease_name: "meshery-operator".into(),
+            identity: "meshery-operator-0".into(),
+        }),
+        concurrency: 4,
+    };
+    let client = cluster.operator_client.clone();
+    let operator = tokio::spawn(async move {
+        meshery_operator::controller::run(client, options, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("the operator runs");
+    });
+
+    // Create: the chart's default CRs.
+    for cr in default_crs(release) {
+        match cr["kind"].as_str().unwrap() {
+            "Broker" => drop(own.apply::<Broker>(cr).await),
+            _ => drop(own.apply::<MeshSync>(cr).await),
+        }
+    }
+    own.ready(release, "meshery-broker", broker_status).await;
+    own.ready(release, "meshery-meshsync", meshsync_status)
+        .await;
+    let meshsync_role = own
+        .cluster_role(&format!("meshery-meshsync-{release}-meshery-meshsync"))
+        .await
+        .expect("MeshSync's ClusterRole");
+
+    // Update: a routed cluster with a PodDisruptionBudget and a NetworkPolicy; then back (prune).
+    let spec = json!({"size": 3, "networkPolicy": {"enabled": true}});
+    own.apply::<Broker>(broker(release, "meshery-broker", spec))
+        .await;
+    own.ready(release, "meshery-broker", broker_status).await;
+    own.apply::<Broker>(broker(release, "meshery-broker", json!({"size": 1})))
+        .await;
+    own.ready(release, "meshery-broker", broker_status).await;
+
+    // A user's auth Secret (read with a GET) in another namespace.
+    own.secret(other, "user-auth", &format!("t{}", "a".repeat(64)))
+        .await;
+    let spec = json!({"size": 1, "service": {"type": "ClusterIP"}, "auth": {"secretRef": {"name": "user-auth"}}});
+    own.apply::<Broker>(broker(other, "custom-auth", spec)).await;
+    own.ready(other, "custom-auth", broker_status).await;
+
+    // A MeshSync publishing to a Broker in another namespace (its credential is copied), with a
+    // blacklist; then moved to a Broker beside it (the copy is pruned).
+    let spec = json!({
+        "size": 1,
+        "broker": {"native": {"name": "meshery-broker", "namespace": release}},
+        "watch-list": {"data": {"blacklist": "[\"secrets.v1.\"]"}},
+    });
+    own.apply::<MeshSync>(meshsync(other, "other-sync", spec))
+        .await;
+    own.ready(other, "other-sync", meshsync_status).await;
+    let spec = json!({
+        "size": 1,
+        "broker": {"native": {"name": "custom-auth"}},
+        "watch-list": {"data": {"whitelist": "[{\"Resource\":\"pods.v1.\",\"Events\":[\"ADDED\"]}]"}},
+    });
+    own.apply::<MeshSync>(meshsync(other, "other-sync", spec))
+        .await;
+    own.ready(other, "other-sync", meshsync_status).await;
+
+    // Delete: its cluster-scoped RBAC is swept.
+    own.delete::<MeshSync>(other, "other-sync").await;
+    let deadline = Instant::now() + scaled(WAIT);
+    while own
+        .cluster_role(&format!("meshery-meshsync-{other}-other-sync"))
+        .await
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "MeshSync's ClusterRole was not swept"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), operator)
+        .await
+        .expect("the operator stops")
+        .expect("no panic");
+    meshsync_role
+}
+
+/// Least privilege both ways. On a real cluster the operator authenticates as the chart's
+/// ServiceAccount in each `rbac.meshsyncGrants` mode, so the real authorizer (and its escalation
+/// check on the ClusterRoles the operator creates for MeshSync) refuses any missing grant, and
+/// the API server's audit log says which calls it made; against kube-sim its request log does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_grants_exactly_what_the_operator_uses() {
+    let modes: &[&str] = if on_real_cluster() {
+        &["hold", "escalate"]
+    } else {
+        &["hold"]
+    };
+    for mode in modes {
+        let cluster = Cluster::start().await;
+        if cluster.is_real() {
+            install_chart_rbac(&cluster.client, &grants(mode)).await;
+        }
+        let chart_rules = rules(&render(Some(&grants(mode))));
+        let own = Own {
+            client: cluster.client.clone(),
+            counts: Mutex::new(BTreeMap::new()),
+        };
+        // Against kube-sim the CRs live in the release namespace; on a real cluster (where the
+        // release namespace holds the chart's ServiceAccount already) in per-test namespaces.
+        let (release, other) = (cluster.ns(OPERATOR_NAMESPACE), cluster.ns("other"));
+        for namespace in [&release, &other] {
+            own.count("create", "namespaces");
+            cluster.create_namespace(namespace).await;
+        }
+        if cluster.is_real() {
+            // The release namespace outlives tests: start without the Lease, as a new install does.
+            let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), OPERATOR_NAMESPACE);
+            match leases.delete("meshery-operator", &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => panic!("deleting the leader-election Lease: {e}"),
+            }
+        }
+        let since = jiff::Timestamp::now();
+        let meshsync_role = run_scenario(&cluster, &own, &release, &other).await;
+
+        let used = if cluster.is_real() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let user =
+                format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+            match audited_calls(&user, since) {
+                Some((used, denied)) => {
+                    assert!(
+                        denied.is_empty(),
+                        "mode {mode}: the API server denied the operator: {denied:#?}"
+                    );
+                    used
+                }
+                None => {
+                    skip_notice(&format!(
+                        "mode {mode}: every grant used or documented (needs the API server's audit log in {AUDIT_LOG_VAR}); \
+                         the operator converged as the chart's ServiceAccount, so no grant is missing"
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            simulated_calls(&cluster, &own)
+        };
+        check_least_privilege(mode, &chart_rules, &used, &meshsync_role);
+    }
+}
+
+/// 1. Everything the operator did, the chart allows. 2. Everything the chart grants was used, or
+/// is needed for a documented reason.
+fn check_least_privilege(
+    mode: &str,
+    chart_rules: &[Rule],
+    used: &BTreeMap<(String, String, String), u64>,
+    meshsync_role: &ClusterRole,
+) {
     let used_summary: Vec<String> = used
         .iter()
         .map(|((v, g, r), c)| format!("{v} {g}/{r} ×{c}"))
         .collect();
     eprintln!(
-        "API calls the operator made:\n  {}",
+        "mode {mode}: API calls the operator made:\n  {}",
         used_summary.join("\n  ")
     );
-
-    // 1. Everything the operator did, the chart allows.
     for (verb, group, resource) in used.keys() {
-        let namespace = (resource == "leases").then_some(RELEASE_NAMESPACE);
+        let namespace = (resource == "leases").then_some(OPERATOR_NAMESPACE);
         assert!(
-            allowed(&chart_rules, verb, group, resource, namespace).is_some(),
-            "the operator used `{verb} {group}/{resource}` but the chart does not grant it"
+            allowed(chart_rules, verb, group, resource, namespace).is_some(),
+            "mode {mode}: the operator used `{verb} {group}/{resource}` but the chart does not grant it"
         );
     }
     for expected in [
@@ -397,11 +497,10 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
         );
         assert!(
             used.contains_key(&key),
-            "the scenario should exercise {expected:?}: {used_summary:?}"
+            "mode {mode}: the scenario should exercise {expected:?}: {used_summary:?}"
         );
     }
 
-    // 2. Everything the chart grants was used, or is needed for a documented reason.
     // What MeshSync may be granted in hold mode: every built-in resource (a blacklist's role).
     let escalation: BTreeSet<(String, String, String)> =
         triples(&meshsync_rules(&WatchList::Blacklist(vec![]), "any"))
@@ -416,6 +515,9 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
             );
         }
         match (verb, group, resource) {
+            ("escalate" | "bind", "rbac.authorization.k8s.io", "clusterroles") => {
+                Some("rbac.meshsyncGrants=escalate: MeshSync's ClusterRole grants what the operator does not hold")
+            }
             ("update", "meshery.io", "brokers/finalizers" | "meshsyncs/finalizers") => {
                 Some("blockOwnerDeletion on children, under OwnerReferencesPermissionEnforcement")
             }
@@ -431,7 +533,7 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
         }
     };
     let mut unexplained = Vec::new();
-    for rule in &chart_rules {
+    for rule in chart_rules {
         for group in &rule.groups {
             for resource in &rule.resources {
                 for verb in &rule.verbs {
@@ -441,7 +543,7 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
                     }
                     match documented(verb, group, resource) {
                         Some(reason) => {
-                            eprintln!("granted, unused here: {verb} {group}/{resource}: {reason}")
+                            eprintln!("mode {mode}: granted, unused here: {verb} {group}/{resource}: {reason}")
                         }
                         None => unexplained.push(format!("{verb} {group}/{resource}")),
                     }
@@ -451,7 +553,7 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     }
     assert!(
         unexplained.is_empty(),
-        "granted but neither used nor documented: {unexplained:?}"
+        "mode {mode}: granted but neither used nor documented: {unexplained:?}"
     );
 }
 
@@ -470,31 +572,100 @@ fn triples(rules: &[PolicyRule]) -> Vec<(String, String, String)> {
     out
 }
 
-#[test]
-fn hold_mode_can_grant_every_builtin_watch_list_but_not_custom_resources() {
-    let held = rules(&render(None));
-    // A blacklist watches every built-in resource MeshSync knows but the listed ones.
-    let everything = meshsync_rules(&WatchList::Blacklist(vec![]), "meshery-meshsync");
-    assert_eq!(uncovered(&held, &everything), Vec::<String>::new());
-    let default = meshsync_rules(&WatchList::default(), "meshery-meshsync");
-    assert_eq!(uncovered(&held, &default), Vec::<String>::new());
-    // A custom resource needs rbac.meshsyncReadableResources (or rbac.meshsyncGrants=escalate).
-    let custom = WatchList::parse(
-        Some(r#"[{"Resource":"widgets.v1.example.com","Events":["ADDED"]}]"#),
-        None,
-    )
-    .expect("a valid whitelist");
-    let missing = uncovered(&held, &meshsync_rules(&custom, "meshery-meshsync"));
-    assert_eq!(missing.len(), 3, "{missing:?}");
-    let extended = rules(&render(Some(
-        &json!({"rbac": {"meshsyncReadableResources": [
-            {"apiGroups": ["example.com"], "resources": ["widgets"]},
-        ]}}),
-    )));
-    assert_eq!(
-        uncovered(&extended, &meshsync_rules(&custom, "meshery-meshsync")),
-        Vec::<String>::new()
+/// The chart's values for `rbac.meshsyncGrants=<mode>`.
+fn grants(mode: &str) -> Value {
+    json!({"rbac": {"meshsyncGrants": mode}})
+}
+
+/// A watch-list of a custom resource the chart's defaults do not let the operator read.
+const WIDGETS: &str = r#"[{"Resource":"widgets.v1.example.com","Events":["ADDED"]}]"#;
+
+async fn apply_meshsync(cluster: &Cluster, namespace: &str, name: &str, watch_list: Value) {
+    let spec = json!({"size": 1, "broker": {"native": {"name": "meshery-broker"}}, "watch-list": {"data": watch_list}});
+    let yaml = serde_json::to_string(&meshsync(namespace, name, spec)).unwrap();
+    cluster.apply_yaml::<MeshSync>(&yaml).await;
+}
+
+fn ready_at_generation(m: &MeshSync) -> bool {
+    m.status.as_ref().is_some_and(|s| {
+        s.phase == Some(Phase::Ready) && s.observed_generation == m.metadata.generation
+    })
+}
+
+/// The API server's escalation check, for real: in `hold` mode the operator may grant MeshSync
+/// every built-in resource (a blacklist's role) but not a custom resource until
+/// `rbac.meshsyncReadableResources` lists it — the CR says so with `ApplyFailed` — and in
+/// `escalate` mode it may grant both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_operator_may_grant_meshsync_is_decided_by_the_api_servers_escalation_check() {
+    if skip_whole_test_on_real_cluster_only() {
+        return;
+    }
+    for mode in ["hold", "escalate"] {
+        let mut cluster = Cluster::start().await;
+        install_chart_rbac(&cluster.client, &grants(mode)).await;
+        let namespace = cluster.create_ns("grants").await;
+        cluster.start_operator(Settings {
+            broker_probe: BrokerProbeMode::Off,
+            ..test_settings()
+        });
+        let broker = serde_json::to_string(&broker(&namespace, "meshery-broker", json!({"size": 1}))).unwrap();
+        cluster.apply_yaml::<Broker>(&broker).await;
+        cluster
+            .wait_for_broker_phase(&namespace, "meshery-broker", Phase::Ready, WAIT)
+            .await;
+
+        apply_meshsync(&cluster, &namespace, "everything", json!({"blacklist": "[]"})).await;
+        cluster
+            .wait_for(&namespace, "everything", WAIT, ready_at_generation)
+            .await;
+
+        apply_meshsync(&cluster, &namespace, "widgets", json!({"whitelist": WIDGETS})).await;
+        if mode == "escalate" {
+            cluster
+                .wait_for(&namespace, "widgets", WAIT, ready_at_generation)
+                .await;
+        } else {
+            let refused = cluster
+                .wait_for(&namespace, "widgets", WAIT, |m: &MeshSync| {
+                    m.status.as_ref().is_some_and(|s| {
+                        s.conditions.iter().any(|c| {
+                            c.reason == "ApplyFailed" && c.message.contains("forbidden")
+                        })
+                    })
+                })
+                .await;
+            assert_ne!(phase_of(&refused), Some(Phase::Ready));
+            // The fix the chart documents: let the operator read the custom resource.
+            let mut values = grants("hold");
+            values["rbac"]["meshsyncReadableResources"] =
+                json!([{"apiGroups": ["example.com"], "resources": ["widgets"]}]);
+            install_chart_rbac(&cluster.client, &values).await;
+            cluster
+                .wait_for(&namespace, "widgets", WAIT, ready_at_generation)
+                .await;
+        }
+        cluster.stop_operator().await;
+    }
+    // The next suite's operator runs with the mode it asks for.
+    let cluster = Cluster::start().await;
+    install_chart_rbac(&cluster.client, &grants(&rbac_mode())).await;
+}
+
+fn phase_of(m: &MeshSync) -> Option<Phase> {
+    m.status.as_ref().and_then(|s| s.phase)
+}
+
+/// `true` (after printing why) against kube-sim, which has no authorizer.
+fn skip_whole_test_on_real_cluster_only() -> bool {
+    if on_real_cluster() {
+        return false;
+    }
+    eprintln!(
+        "{}: needs a real API server (its authorizer): set {REAL_CLUSTER_VAR} (scripts/install-and-test.sh does)",
+        std::thread::current().name().unwrap_or("this test")
     );
+    true
 }
 
 /// The kinds the operator renders (src/controller/kinds.rs), as (group, plural).

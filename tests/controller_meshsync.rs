@@ -1074,7 +1074,7 @@ async fn namespace_scoped_operators_do_not_sweep_each_others_rbac() {
         ..settings()
     };
     cluster.start_operator(scoped(&team_a));
-    let second = ExtraOperator::start(cluster.client.clone(), scoped(&team_b));
+    let second = ExtraOperator::start(cluster.operator_client.clone(), scoped(&team_b));
     for namespace in teams {
         cluster
             .apply_yaml::<MeshSync>(&custom_meshsync(

@@ -268,7 +268,14 @@ async fn events_about(
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|event| event["regarding"]["name"] == regarding)
+        // About the CR, not the StatefulSet of the same name (whose controller reports too on a
+        // real cluster).
+        .filter(|event| {
+            event["regarding"]["name"] == regarding
+                && event["regarding"]["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("meshery.io/"))
+        })
         .collect()
 }
 
@@ -918,8 +925,11 @@ async fn a_leader_that_loses_its_lease_exits_with_an_error() {
         lease_holder(&cluster, &ns).await.as_deref() == Some("operator-a")
     })
     .await;
-    // Another holder, as after a network partition: it renewed just now.
-    let now = jiff::Timestamp::now().to_string();
+    // Another holder, as after a network partition: it renewed just now. A Lease's times are
+    // MicroTime: the API server accepts exactly six fractional digits.
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     let takeover = serde_json::json!({"spec": {
         "holderIdentity": "someone-else",
         "acquireTime": now,

@@ -45,8 +45,19 @@ pub const MESHSYNC_IMAGE_VAR: &str = "MESHERY_E2E_MESHSYNC_IMAGE";
 /// On a real cluster: `off` runs the in-process operator with `broker_probe: Off`, for clusters whose
 /// LoadBalancer addresses the test host cannot reach (Brokers are then Ready on their children).
 pub const BROKER_PROBE_VAR: &str = "MESHERY_E2E_BROKER_PROBE";
+/// On a real cluster: `none` says it has no LoadBalancer implementation (the local test cluster), so
+/// the parts that need a Broker's external address are skipped at once instead of after a wait.
+pub const LOAD_BALANCER_VAR: &str = "MESHERY_E2E_LOAD_BALANCER";
 /// Label on every namespace the harness creates on a real cluster (`kubectl delete ns -l …`).
 pub const NAMESPACE_LABEL: &str = "meshery.io/e2e";
+/// On a real cluster: the chart's `rbac.meshsyncGrants` mode (`hold`, the default, or `escalate`)
+/// whose ClusterRole the operator under test runs with.
+pub const RBAC_MODE_VAR: &str = "MESHERY_E2E_RBAC";
+/// The chart's release namespace and ServiceAccount on a real cluster: the operator under test
+/// authenticates as this account (a TokenRequest token), so the real authorizer enforces the
+/// chart's ClusterRole and Role.
+pub const OPERATOR_NAMESPACE: &str = "meshery";
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "meshery-operator";
 
 /// The kubeconfig of the real cluster to test against, when [`REAL_CLUSTER_VAR`] names one.
 pub fn real_cluster_kubeconfig() -> Option<PathBuf> {
@@ -151,7 +162,11 @@ static CLUSTER_COUNTER: AtomicU32 = AtomicU32::new(0);
 pub struct Cluster {
     /// kube-sim (empty on a real cluster: see [`SimHandle`]).
     pub sim: SimHandle,
+    /// The test's own client (admin).
     pub client: Client,
+    /// What the operator under test talks with: on a real cluster the chart's ServiceAccount
+    /// (see [`OPERATOR_SERVICE_ACCOUNT`]), against kube-sim the same as `client`.
+    pub operator_client: Client,
     operator: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// `Some` on a real cluster: what cleaning up needs.
     real: Option<RealCluster>,
@@ -208,6 +223,7 @@ impl Cluster {
         let kubeconfig = sim.kubeconfig_path().to_path_buf();
         Cluster {
             sim: SimHandle(Some(sim)),
+            operator_client: client.clone(),
             client,
             operator: None,
             real: None,
@@ -225,6 +241,7 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{REAL_CLUSTER_VAR}={}: {e}", kubeconfig.display()));
         let client = Client::try_from(config.clone()).expect("a client for the real cluster");
         install_crds(&client).await;
+        let operator_client = operator_client(&client, &config, &rbac_mode()).await;
         let suffix = format!(
             "e2e-{:x}-{}-{}",
             std::process::id(),
@@ -239,6 +256,7 @@ impl Cluster {
         Cluster {
             sim: SimHandle(None),
             client,
+            operator_client,
             operator: None,
             real: Some(RealCluster {
                 config,
@@ -405,7 +423,9 @@ impl Cluster {
             "{what}: the Broker's LoadBalancer got no ingress address (the cluster needs a \
              LoadBalancer implementation reachable from here: cloud-provider-kind, MetalLB, k3d's servicelb)"
         );
-        if NO_LOAD_BALANCER.load(Ordering::Relaxed) {
+        if NO_LOAD_BALANCER.load(Ordering::Relaxed)
+            || std::env::var(LOAD_BALANCER_VAR).is_ok_and(|v| v == "none")
+        {
             skip_notice(&reason);
             return None;
         }
@@ -436,7 +456,7 @@ impl Cluster {
             leader_election: None,
             concurrency: 4,
         };
-        let client = self.client.clone();
+        let client = self.operator_client.clone();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
@@ -652,6 +672,132 @@ async fn install_crds(client: &Client) {
         )
         .await;
     }
+}
+
+/// The chart's `rbac.meshsyncGrants` mode named by [`RBAC_MODE_VAR`] (default `hold`).
+pub fn rbac_mode() -> String {
+    match std::env::var(RBAC_MODE_VAR) {
+        Ok(mode) if !mode.is_empty() => {
+            assert!(
+                mode == "hold" || mode == "escalate",
+                "{RBAC_MODE_VAR}={mode}: use hold or escalate"
+            );
+            mode
+        }
+        _ => "hold".into(),
+    }
+}
+
+/// The chart's RBAC objects (ServiceAccount, ClusterRole, ClusterRoleBinding, Role, RoleBinding)
+/// rendered by real Helm with `values`, in install order.
+pub fn chart_rbac_objects(values: &serde_json::Value) -> Vec<serde_json::Value> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("HELM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join(".venv/bin/python"));
+    let values = values.to_string();
+    let output = Command::new(&python)
+        .arg(repo.join("scripts/helm-render.py"))
+        .args(["render", &values, "--namespace", OPERATOR_NAMESPACE])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {} scripts/helm-render.py (scripts/install-and-test.sh makes .venv): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "rendering the chart: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8 manifests");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| serde_json::Value::deserialize(document).expect("a manifest"))
+        .filter(|object| {
+            matches!(
+                object["kind"].as_str(),
+                Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
+            )
+        })
+        .collect()
+}
+
+/// Server-side applies the chart's RBAC rendered with `values` (field manager `meshery-e2e`),
+/// creating the release namespace if needed: the rules are replaced as a whole, so switching
+/// modes leaves nothing of the other behind.
+pub async fn install_chart_rbac(client: &Client, values: &serde_json::Value) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(OPERATOR_NAMESPACE)
+        .await
+        .expect("reading the release namespace")
+        .is_none()
+    {
+        let namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": OPERATOR_NAMESPACE}}))
+                .unwrap();
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("creating namespace {OPERATOR_NAMESPACE}: {e}"),
+        }
+    }
+    for object in chart_rbac_objects(values) {
+        let api_version = object["apiVersion"].as_str().expect("an apiVersion");
+        let kind = object["kind"].as_str().expect("a kind");
+        let plural = format!("{}s", kind.to_lowercase());
+        let name = object["metadata"]["name"].as_str().expect("a name");
+        let resource = api_resource(api_version, &plural);
+        let api: Api<kube::api::DynamicObject> = match object["metadata"]["namespace"].as_str() {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None if kind.starts_with("Cluster") => Api::all_with(client.clone(), &resource),
+            None => Api::namespaced_with(client.clone(), OPERATOR_NAMESPACE, &resource),
+        };
+        api.patch(
+            name,
+            &PatchParams::apply("meshery-e2e").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying the chart's {kind} {name}: {e}"));
+    }
+}
+
+/// A client that authenticates as `namespace/service_account` with a token from the TokenRequest
+/// API, on the server (and CA) of `config`.
+pub async fn service_account_client(
+    client: &Client,
+    config: &kube::Config,
+    namespace: &str,
+    service_account: &str,
+) -> Client {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({
+        "spec": {"audiences": [], "expirationSeconds": 7200},
+    }))
+    .unwrap();
+    let token = accounts
+        .create_token_request(service_account, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("a token for {namespace}/{service_account}: {e}"))
+        .status
+        .expect("a TokenRequest status")
+        .token;
+    let mut config = config.clone();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Client::try_from(config).expect("a client with the ServiceAccount's token")
+}
+
+/// The chart's RBAC installed for `mode`, and a client of its ServiceAccount.
+async fn operator_client(client: &Client, config: &kube::Config, mode: &str) -> Client {
+    install_chart_rbac(client, &serde_json::json!({"rbac": {"meshsyncGrants": mode}})).await;
+    service_account_client(client, config, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await
 }
 
 /// Deletes a real-cluster test's namespaces and the cluster-scoped RBAC of MeshSyncs in them, and
