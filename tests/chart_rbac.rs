@@ -175,12 +175,15 @@ fn meshsync(namespace: &str, name: &str, spec: Value) -> Value {
            "metadata": {"name": name, "namespace": namespace}, "spec": spec})
 }
 
+/// (verb, API group, resource[/subresource]) → how often the operator called it.
+type Calls = BTreeMap<(String, String, String), u64>;
+
 /// The API calls a real cluster's audit log ([`AUDIT_LOG_VAR`]) shows `user` made since `since`,
 /// as (verb, group, resource[/subresource]) → count, and every request of theirs that was denied.
 fn audited_calls(
     user: &str,
     since: jiff::Timestamp,
-) -> Option<(BTreeMap<(String, String, String), u64>, Vec<String>)> {
+) -> Option<(Calls, Vec<String>)> {
     let path = std::env::var_os(AUDIT_LOG_VAR).filter(|p| !p.is_empty())?;
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{AUDIT_LOG_VAR}={}: {e}", path.display()));
@@ -229,10 +232,10 @@ fn audited_calls(
 }
 
 /// What the operator sent according to kube-sim's request log, minus the test's own requests.
-fn simulated_calls(cluster: &Cluster, own: &Own) -> BTreeMap<(String, String, String), u64> {
+fn simulated_calls(cluster: &Cluster, own: &Own) -> Calls {
     let stats = cluster.sim.stats();
     let own_counts = own.counts.lock().unwrap().clone();
-    let mut used: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut used = Calls::new();
     for (key, count) in &stats.counts {
         let (verb, resource) = key.split_once(' ').unwrap();
         if verb == "discovery" {
@@ -454,12 +457,12 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
     }
 }
 
-/// 1. Everything the operator did, the chart allows. 2. Everything the chart grants was used, or
-/// is needed for a documented reason.
+/// Everything the operator did, the chart allows; and everything the chart grants was used, or is
+/// needed for a documented reason.
 fn check_least_privilege(
     mode: &str,
     chart_rules: &[Rule],
-    used: &BTreeMap<(String, String, String), u64>,
+    used: &Calls,
     meshsync_role: &ClusterRole,
 ) {
     let used_summary: Vec<String> = used
