@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 test-cluster/build.sh >/dev/null
-cargo build --quiet --locked -p test-cluster --bin control-plane
-exec target/debug/control-plane "$@"
+# cargo run replaces itself with the launcher, so SIGTERM and SIGINT reach it directly.
+exec cargo run --quiet --locked -p test-cluster --bin control-plane -- "$@"

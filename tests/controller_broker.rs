@@ -15,7 +15,6 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube_sim::Readiness;
 use meshery_operator::api::{Broker, Phase};
 use meshery_operator::controller::BrokerProbeMode;
 
@@ -369,19 +368,20 @@ async fn nats_outage_degrades_after_the_grace_period_and_recovery_returns_ready(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_losing_readiness_degrades_and_recovers() {
-    if skip_whole_test_on_real_cluster(
-        "readiness injection: kube-sim makes the StatefulSet lose its ready replicas on demand",
-    ) {
-        return;
-    }
     let _addresses = NATS_ADDRESSES.lock().await;
     let (mut cluster, ns, _nats) = ready_broker().await;
-    cluster.sim.set_readiness(
-        "statefulsets",
-        &ns,
-        "meshery-broker",
-        Readiness::LoseReadiness,
-    );
+    if !cluster
+        .set_workload_ready(
+            "statefulsets",
+            &ns,
+            "meshery-broker",
+            false,
+            "the whole test",
+        )
+        .await
+    {
+        return;
+    }
     let degraded = cluster
         .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
         .await;
@@ -390,8 +390,8 @@ async fn workload_losing_readiness_degrades_and_recovers() {
         "True"
     );
     cluster
-        .sim
-        .set_readiness("statefulsets", &ns, "meshery-broker", Readiness::Normal);
+        .set_workload_ready("statefulsets", &ns, "meshery-broker", true, "recovery")
+        .await;
     cluster
         .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
         .await;

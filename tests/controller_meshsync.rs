@@ -11,8 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::{
-    Cluster, changed_objects, condition, eventually, get_json, skip_notice,
-    skip_whole_test_on_real_cluster, test_settings, writes,
+    Cluster, changed_objects, condition, eventually, get_json, skip_notice, test_settings, writes,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Event, Secret, ServiceAccount};
@@ -1403,11 +1402,6 @@ async fn a_broker_with_users_json_auth_gives_meshsync_a_copy_of_the_first_user()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meshsync_follows_its_broker_losing_and_regaining_readiness() {
-    if skip_whole_test_on_real_cluster(
-        "readiness injection: kube-sim makes the Broker's StatefulSet lose its ready replicas on demand",
-    ) {
-        return;
-    }
     let mut cluster = Cluster::start().await;
     let ns = cluster.create_ns("meshery").await;
     // A long resync: the MeshSync must follow the Broker's status changes, not a timer.
@@ -1426,12 +1420,18 @@ async fn meshsync_follows_its_broker_losing_and_regaining_readiness() {
         .await
         .unwrap();
 
-    cluster.sim.set_readiness(
-        "statefulsets",
-        &ns,
-        "meshery-broker",
-        kube_sim::Readiness::LoseReadiness,
-    );
+    if !cluster
+        .set_workload_ready(
+            "statefulsets",
+            &ns,
+            "meshery-broker",
+            false,
+            "the whole test",
+        )
+        .await
+    {
+        return;
+    }
     cluster
         .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
         .await;
@@ -1461,12 +1461,9 @@ async fn meshsync_follows_its_broker_losing_and_regaining_readiness() {
         deployment.metadata.generation
     );
 
-    cluster.sim.set_readiness(
-        "statefulsets",
-        &ns,
-        "meshery-broker",
-        kube_sim::Readiness::Normal,
-    );
+    cluster
+        .set_workload_ready("statefulsets", &ns, "meshery-broker", true, "recovery")
+        .await;
     cluster
         .wait_for_meshsync_phase(
             &ns,

@@ -13,7 +13,7 @@ mod pki;
 
 pub use binaries::{Binaries, ensure_built};
 pub use control_plane::{ControlPlane, Options};
-pub use node::NODE_NAME;
+pub use node::{CONTAINER_RUNTIME, NODE_NAME, UNREADY_ANNOTATION};
 
 /// Why the control plane could not be built or started.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,8 @@
 //! the pod's servers there), Ready once every readiness gate is `True`; a pod being deleted is
 //! removed the way a kubelet removes it once its containers stopped (grace period 0, UID
 //! precondition). What runs in the pods is decided in one place, [`container_statuses`], so
-//! a runtime that starts real processes replaces only that.
+//! a runtime that starts real processes replaces only that. Tests make a pod's containers
+//! unready with [`UNREADY_ANNOTATION`], as a failing readiness probe would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -29,6 +30,11 @@ use crate::Error;
 
 /// The one node's name (its identity is `system:node:test-node` in `system:nodes`).
 pub const NODE_NAME: &str = "test-node";
+/// The node's `containerRuntimeVersion`: how a test tells this node agent from a real kubelet.
+pub const CONTAINER_RUNTIME: &str = "test-cluster://1";
+/// Fault injection for tests: a pod annotated `"true"` reports its containers not ready, as a
+/// failing readiness probe would, until the annotation is removed.
+pub const UNREADY_ANNOTATION: &str = "test-cluster.meshery.io/unready";
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 const LEASE_SECONDS: i32 = 40;
 const LEASE_RENEW: Duration = Duration::from_secs(10);
@@ -55,7 +61,7 @@ fn node_status() -> serde_json::Value {
         }],
         "nodeInfo": {
             "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
-            "containerRuntimeVersion": "test-cluster://1", "operatingSystem": "linux",
+            "containerRuntimeVersion": CONTAINER_RUNTIME, "operatingSystem": "linux",
             "architecture": "amd64", "osImage": "meshery-operator test cluster",
             "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
         },
@@ -289,18 +295,23 @@ fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
         ip: ip.to_string(),
     }]);
     status.start_time = Some(started.clone());
+    let containers_ready = pod
+        .annotations()
+        .get(UNREADY_ANNOTATION)
+        .map(String::as_str)
+        != Some("true");
     status.container_statuses = Some(container_statuses(
         &spec.containers,
         current.container_statuses.as_deref(),
         &started,
-        false,
+        Some(containers_ready),
     ));
     if let Some(init) = spec.init_containers.as_deref().filter(|c| !c.is_empty()) {
         status.init_container_statuses = Some(container_statuses(
             init,
             current.init_container_statuses.as_deref(),
             &started,
-            true,
+            None,
         ));
     }
 
@@ -311,22 +322,38 @@ fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
             .any(|c| c.type_ == gate.condition_type && c.status == "True")
     });
     let mut conditions = conditions;
+    let not_ready_because = if !containers_ready {
+        (
+            "ContainersNotReady",
+            "containers with unready status: [all]",
+        )
+    } else {
+        (
+            "ReadinessGatesNotReady",
+            "the pod's readiness gates are not all True",
+        )
+    };
     for (type_, ready) in [
         ("PodReadyToStartContainers", true),
         ("Initialized", true),
-        ("ContainersReady", true),
-        ("Ready", gates_open),
+        ("ContainersReady", containers_ready),
+        ("Ready", containers_ready && gates_open),
     ] {
-        set_condition(&mut conditions, type_, ready);
+        set_condition(&mut conditions, type_, ready, not_ready_because);
     }
     status.conditions = Some(conditions);
     status
 }
 
-fn set_condition(conditions: &mut Vec<PodCondition>, type_: &str, ready: bool) {
+fn set_condition(
+    conditions: &mut Vec<PodCondition>,
+    type_: &str,
+    ready: bool,
+    (not_ready_reason, not_ready_message): (&str, &str),
+) {
     let status = if ready { "True" } else { "False" };
-    let reason = (!ready).then(|| "ReadinessGatesNotReady".to_string());
-    let message = (!ready).then(|| "the pod's readiness gates are not all True".to_string());
+    let reason = (!ready).then(|| not_ready_reason.to_string());
+    let message = (!ready).then(|| not_ready_message.to_string());
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) if existing.status == status => {
             existing.reason = reason;
@@ -349,14 +376,15 @@ fn set_condition(conditions: &mut Vec<PodCondition>, type_: &str, ready: bool) {
     }
 }
 
-/// Every container running and ready (init containers: completed), keeping the start times
-/// already reported.
+/// Every container running, ready as `ready` says (`None`: init containers, completed), keeping
+/// the start times already reported.
 fn container_statuses(
     containers: &[k8s_openapi::api::core::v1::Container],
     reported: Option<&[ContainerStatus]>,
     started: &Time,
-    init: bool,
+    ready: Option<bool>,
 ) -> Vec<ContainerStatus> {
+    let init = ready.is_none();
     containers
         .iter()
         .map(|container| {
@@ -394,7 +422,7 @@ fn container_statuses(
                 image_id: format!("test-cluster://{image}"),
                 image,
                 container_id: Some(format!("test-cluster://{}", container.name)),
-                ready: !init,
+                ready: ready.unwrap_or(false),
                 started: Some(!init),
                 restart_count: 0,
                 state: Some(state),

@@ -1,5 +1,6 @@
 //! The test cluster behaves like a cluster: the node is Ready with a Lease heartbeat, pods are
-//! scheduled and reported Running and Ready with a pod IP (readiness gates honoured), deleted pods
+//! scheduled and reported Running and Ready with a pod IP (readiness gates and injected readiness
+//! failures honoured), deleted pods
 //! go away, service-account tokens from the TokenRequest API authenticate and the real authorizer
 //! enforces RBAC, and dropping the control plane stops every process and deletes its state.
 //!
@@ -14,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use test_cluster::{ControlPlane, NODE_NAME, Options};
+use test_cluster::{ControlPlane, NODE_NAME, Options, UNREADY_ANNOTATION};
 
 const NAMESPACE: &str = "checks";
 

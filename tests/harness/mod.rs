@@ -398,6 +398,77 @@ impl Cluster {
         }
     }
 
+    /// Makes the pods of workload `plural` (`statefulsets`, `deployments`) `namespace/name` lose
+    /// their readiness (`ready: false`) or regain it. Against kube-sim through its readiness
+    /// injection; on the local test cluster through its node agent, which reports the containers
+    /// of annotated pods not ready, as a failing readiness probe would. `false` (after printing
+    /// that `what` is skipped) on any other real cluster, where nothing can fail a probe on demand.
+    pub async fn set_workload_ready(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        what: &str,
+    ) -> bool {
+        if let Some(sim) = self.sim.get() {
+            let readiness = if ready {
+                kube_sim::Readiness::Normal
+            } else {
+                kube_sim::Readiness::LoseReadiness
+            };
+            sim.set_readiness(plural, namespace, name, readiness);
+            return true;
+        }
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let test_cluster = nodes
+            .get_opt(test_cluster::NODE_NAME)
+            .await
+            .expect("reading the nodes")
+            .and_then(|n| n.status?.node_info)
+            .is_some_and(|info| info.container_runtime_version == test_cluster::CONTAINER_RUNTIME);
+        if !test_cluster {
+            skip_notice(&format!(
+                "{what}: readiness injection needs kube-sim or the local test cluster's node agent"
+            ));
+            return false;
+        }
+        let workload: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &api_resource("apps/v1", plural),
+        );
+        let workload = workload.get(name).await.expect("reading the workload");
+        let selector = workload.data["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("a workload with matchLabels")
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = self.api(namespace);
+        let value = if ready {
+            serde_json::Value::Null
+        } else {
+            "true".into()
+        };
+        let patch = serde_json::json!({"metadata": {"annotations": {test_cluster::UNREADY_ANNOTATION: value}}});
+        for pod in pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .expect("listing the workload's pods")
+        {
+            pods.patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect("annotating a pod");
+        }
+        true
+    }
+
     /// Waits for the Broker's external endpoint (its LoadBalancer ingress) and returns the Broker.
     /// On a real cluster without a LoadBalancer implementation the endpoint stays empty: `None`,
     /// after printing that `what` is skipped (and, once seen, later calls skip at once).
@@ -717,7 +788,13 @@ pub fn chart_rbac_objects(values: &serde_json::Value) -> Vec<serde_json::Value> 
         .filter(|object| {
             matches!(
                 object["kind"].as_str(),
-                Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
+                Some(
+                    "ServiceAccount"
+                        | "ClusterRole"
+                        | "ClusterRoleBinding"
+                        | "Role"
+                        | "RoleBinding"
+                )
             )
         })
         .collect()
@@ -796,7 +873,11 @@ pub async fn service_account_client(
 
 /// The chart's RBAC installed for `mode`, and a client of its ServiceAccount.
 async fn operator_client(client: &Client, config: &kube::Config, mode: &str) -> Client {
-    install_chart_rbac(client, &serde_json::json!({"rbac": {"meshsyncGrants": mode}})).await;
+    install_chart_rbac(
+        client,
+        &serde_json::json!({"rbac": {"meshsyncGrants": mode}}),
+    )
+    .await;
     service_account_client(client, config, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await
 }
 
