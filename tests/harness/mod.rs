@@ -2,7 +2,9 @@
 //! in-process against it, and real `nats-server` processes standing in for the broker pods.
 //!
 //! With `MESHERY_E2E_KUBECONFIG=/path/to/kubeconfig` the same tests run against that (real)
-//! cluster instead: the CRDs are server-side applied, every namespace a test asks for through
+//! cluster instead: the CRDs and the chart's RBAC are server-side applied, the operator under test
+//! authenticates as the chart's ServiceAccount (a TokenRequest token: the real authorizer applies
+//! the chart's rules), every namespace a test asks for through
 //! [`Cluster::ns`] gets a unique per-test name and is deleted (with its MeshSyncs' cluster-scoped
 //! RBAC) when the `Cluster` drops, tests run one at a time, waits are stretched, and whatever only
 //! kube-sim can do (request accounting, fault and readiness injection, loopback LoadBalancers
