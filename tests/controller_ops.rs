@@ -16,9 +16,10 @@ use harness::{Cluster, changed_objects, eventually, scaled, skip_whole_test_on_r
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::Api;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, DeleteParams};
 use kube_sim::Fault;
-use meshery_operator::api::{Broker, Phase};
+use meshery_operator::api::{Broker, MeshSync, Phase};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -982,4 +983,54 @@ async fn a_short_api_outage_keeps_healthz_and_reconciling_resumes() {
         .await;
     let (code, body) = operator.get("/healthz").await;
     assert_eq!(code, 200, "/healthz after the outage: {body}");
+}
+
+/// A sweep the API server refuses (here a 403 on deleting a deleted MeshSync's ClusterRole, as
+/// when the operator's own RBAC went first) says why in a warning and counts a `SweepFailed`
+/// error; the next sweep deletes what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sweep_warns_with_the_reason_and_the_next_sweep_finishes_it() {
+    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
+    let Some(sim) = cluster.require_sim("the refused delete: kube-sim injects the 403") else {
+        return;
+    };
+    let operator = Operator::start(&kubeconfig, &[], &[]);
+    let meshsync = format!(
+        "
+apiVersion: meshery.io/v1alpha1
+kind: MeshSync
+metadata: {{name: swept, namespace: {ns}}}
+spec:
+  size: 1
+  broker: {{custom: {{url: 'nats://nats.example:4222'}}}}
+"
+    );
+    cluster.apply_yaml::<MeshSync>(&meshsync).await;
+    cluster
+        .wait_for_meshsync_phase(&ns, "swept", Phase::Ready, WAIT)
+        .await;
+    let rbac = format!("meshery-meshsync-{ns}-swept");
+    sim.inject(Fault::status(Some("delete"), &format!("/clusterroles/{rbac}"), 403).times(2));
+    cluster
+        .api::<MeshSync>(&ns)
+        .delete("swept", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, "a warning that names the refused delete", || async {
+        operator.logs().lines().any(|line| {
+            line.contains("could not sweep") && line.contains("WARN") && line.contains(&rbac)
+        })
+    })
+    .await;
+    let errors =
+        r#"meshery_operator_reconcile_errors_total{controller="meshsync",error="SweepFailed"}"#;
+    assert!(
+        sample(&operator.metrics().await, errors).is_some_and(|n| n >= 1.0),
+        "{errors} counts the refused sweep"
+    );
+    let roles: Api<ClusterRole> = Api::all(cluster.client.clone());
+    eventually(WAIT, "a later sweep deletes the ClusterRole", || async {
+        roles.get_opt(&rbac).await.unwrap().is_none()
+    })
+    .await;
 }

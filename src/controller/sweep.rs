@@ -6,11 +6,12 @@
 use std::collections::HashSet;
 
 use kube::ResourceExt;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::apply::{ApplyOptions, apply_plan};
 use super::caches::ClusterChild;
 use super::context::Context;
+use super::metrics::ControllerKind;
 use crate::diff::{Action, Entry, Plan};
 
 /// Deletes every cached (so labelled as ours) cluster-scoped child whose owner UID is not a live MeshSync's; returns how
@@ -58,11 +59,23 @@ pub async fn sweep_orphaned_cluster_children(ctx: &Context) -> usize {
         &ctx.metrics,
     )
     .await;
-    info!(
-        orphans = count,
-        deleted = report.deleted.len(),
-        "swept cluster-scoped children of deleted MeshSyncs"
-    );
+    match &report.failure {
+        None => info!(
+            orphans = count,
+            deleted = report.deleted.len(),
+            "swept cluster-scoped children of deleted MeshSyncs"
+        ),
+        Some(failure) => {
+            ctx.metrics
+                .reconcile_failed(ControllerKind::MeshSync, "SweepFailed");
+            warn!(
+                orphans = count,
+                deleted = report.deleted.len(),
+                error = %failure,
+                "could not sweep the cluster-scoped children of deleted MeshSyncs; retrying at the next sweep"
+            );
+        }
+    }
     report.deleted.len()
 }
 
