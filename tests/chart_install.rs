@@ -1,175 +1,79 @@
 //! The chart installed as a user would: rendered by real Helm, applied with real
-//! `kubectl apply --server-side` to kube-sim (CRDs first, as Helm installs `crds/`), then the
-//! operator binary started with exactly the rendered Deployment's command, args and env (the
-//! downward API resolved, KUBECONFIG instead of the in-cluster config) brings the default Broker
-//! and MeshSync to Ready.
+//! `kubectl apply --server-side` (CRDs first, as Helm installs `crds/`), then the operator binary
+//! started with exactly the rendered Deployment's command, args and env (the downward API resolved,
+//! KUBECONFIG instead of the in-cluster config) brings the default Broker and MeshSync to Ready.
+//!
+//! Against kube-sim (started without CRDs), or with `MESHERY_E2E_KUBECONFIG` against that real
+//! cluster: there the chart goes into the real release namespace `meshery` — the harness's
+//! ServiceAccount and RBAC are removed first so the install starts from scratch, and put back when
+//! the test ends — and the operator authenticates as the chart's ServiceAccount (a TokenRequest
+//! token), as its pod would, so the real authorizer enforces the installed RBAC.
 
 mod chart_support;
+mod harness;
+mod real_cluster_support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chart_support::{get, render, render_yaml, repo};
+use harness::Cluster;
 use kube_sim::{LoadBalancerMode, Sim, SimOptions};
+use real_cluster_support::{
+    Operator, RestoreHarnessOnDrop, http_status, kubectl, kubectl_ok, kubectl_timeout,
+    remove_operator_installation, service_account_kubeconfig,
+};
 use serde_json::{Value, json};
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl is installed (scripts/install-and-test.sh installs it)")
+/// Where the chart is installed.
+struct Target {
+    /// The admin kubeconfig the user's kubectl uses.
+    kubeconfig: PathBuf,
+    /// On a real cluster: puts the harness's release namespace back; declared before `cluster` so
+    /// that it runs while the harness's serial lock is still held.
+    _restore: Option<RestoreHarnessOnDrop>,
+    cluster: Option<Cluster>,
+    _sim: Option<Sim>,
 }
 
-fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let output = kubectl(kubeconfig, args);
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The operator process; its log is printed when the test fails.
-struct Operator {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Operator {
-    /// SIGTERM, as the kubelet stops the container: the operator exits 0 within the grace period.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "the operator exited with {status} on SIGTERM"
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "the operator ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
+impl Target {
+    /// The real cluster of `MESHERY_E2E_KUBECONFIG` without the operator installed, or a kube-sim
+    /// without CRDs (the test installs them from `crds/`, as Helm does).
+    async fn start() -> Target {
+        if harness::on_real_cluster() {
+            let cluster = Cluster::start().await;
+            remove_operator_installation(&cluster.client).await;
+            return Target {
+                kubeconfig: cluster.kubeconfig_path().to_path_buf(),
+                _restore: Some(RestoreHarnessOnDrop::new(cluster.kubeconfig_path())),
+                cluster: Some(cluster),
+                _sim: None,
+            };
         }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "operator log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-/// Starts the operator binary as the rendered Deployment's `manager` container would run, with
-/// the metrics/health listeners on free local ports (returned) and `extra_args` appended.
-fn start_operator(
-    deployment: &Value,
-    kubeconfig: &Path,
-    log: &Path,
-    pod_name: &str,
-    extra_args: &[&str],
-) -> (Operator, u16, u16) {
-    let manager = &deployment["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(manager["name"], "manager");
-    assert_eq!(manager["command"], json!(["/meshery-operator"]));
-    let (metrics_port, health_port) = (free_port(), free_port());
-    let mut args: Vec<String> = manager["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .map(|arg| {
-            if arg.starts_with("--metrics-addr=") {
-                format!("--metrics-addr=127.0.0.1:{metrics_port}")
-            } else if arg.starts_with("--health-addr=") {
-                format!("--health-addr=127.0.0.1:{health_port}")
-            } else {
-                arg
-            }
+        let sim = Sim::start(SimOptions {
+            load_balancer: LoadBalancerMode::Loopback,
+            ready_after: Duration::from_millis(300),
+            crds_dir: None,
+            ..SimOptions::default()
         })
-        .collect();
-    for extra in extra_args {
-        let flag = extra.split('=').next().unwrap();
-        args.retain(|a| a.split('=').next() != Some(flag));
-        args.push(extra.to_string());
+        .await
+        .expect("kube-sim starts");
+        Target {
+            kubeconfig: sim.kubeconfig_path().to_path_buf(),
+            _restore: None,
+            cluster: None,
+            _sim: Some(sim),
+        }
     }
-    let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_meshery-operator"));
-    command
-        .args(&args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap());
-    for var in manager["env"].as_array().unwrap() {
-        let name = var["name"].as_str().unwrap();
-        let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            Some("metadata.name") => pod_name.to_string(),
-            Some("metadata.namespace") => namespace.to_string(),
-            Some(other) => panic!("unexpected downward API field {other}"),
-            None => var["value"].as_str().unwrap().to_string(),
-        };
-        command.env(name, value);
-    }
-    let child = command.spawn().expect("starting the operator binary");
-    let operator = Operator {
-        child,
-        log: log.to_path_buf(),
-    };
-    (operator, metrics_port, health_port)
-}
 
-async fn sim() -> Sim {
-    Sim::start(SimOptions {
-        load_balancer: LoadBalancerMode::Loopback,
-        ready_after: Duration::from_millis(300),
-        crds_dir: None,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("kube-sim starts")
+    /// What the operator's pod would authenticate with: on a real cluster a kubeconfig for the
+    /// chart's ServiceAccount (written into `dir`); kube-sim authorizes everything.
+    fn operator_kubeconfig(&self, dir: &Path) -> PathBuf {
+        match &self.cluster {
+            Some(_) => service_account_kubeconfig(&self.kubeconfig, dir),
+            None => self.kubeconfig.clone(),
+        }
+    }
 }
 
 fn write(dir: &Path, name: &str, yaml: &str) -> String {
@@ -180,8 +84,8 @@ fn write(dir: &Path, name: &str, yaml: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready() {
-    let sim = sim().await;
-    let kubeconfig = sim.kubeconfig_path().to_path_buf();
+    let target = Target::start().await;
+    let kubeconfig = target.kubeconfig.clone();
     let dir = tempfile::tempdir().unwrap();
     let crds = repo().join("crds");
     tokio::task::block_in_place(|| {
@@ -301,8 +205,8 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
     });
 
     // The operator as the Deployment runs it (NATS is not reachable here: probe off).
-    let installed: Value = serde_json::from_str(&tokio::task::block_in_place(|| {
-        kubectl_ok(
+    let (installed, operator_kubeconfig): (Value, PathBuf) = tokio::task::block_in_place(|| {
+        let installed = kubectl_ok(
             &kubeconfig,
             &[
                 "get",
@@ -313,28 +217,26 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
                 "-o",
                 "json",
             ],
+        );
+        (
+            serde_json::from_str(&installed).unwrap(),
+            target.operator_kubeconfig(dir.path()),
         )
-    }))
-    .unwrap();
+    });
     let pod_name = "meshery-operator-5c7d8f9b6-x2x7q";
     let log = dir.path().join("operator.log");
-    let (operator, metrics_port, health_port) = start_operator(
+    let mut operator = Operator::start_as(
         &installed,
-        &kubeconfig,
+        &operator_kubeconfig,
         &log,
         pod_name,
         &["--broker-probe=off"],
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_status(health_port, "/readyz") != Some(200) {
-        assert!(Instant::now() < deadline, "/readyz never answered 200");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(http_status(health_port, "/healthz"), Some(200));
-    assert_eq!(http_status(metrics_port, "/metrics"), Some(200));
-
     tokio::task::block_in_place(|| {
+        operator.wait_ready();
+        assert_eq!(http_status(operator.health_port, "/healthz"), Some(200));
+        assert_eq!(http_status(operator.metrics_port, "/metrics"), Some(200));
         kubectl_ok(
             &kubeconfig,
             &[
@@ -344,7 +246,7 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
                 "meshsync/meshery-meshsync",
                 "-n",
                 "meshery",
-                "--timeout=60s",
+                &kubectl_timeout(Duration::from_secs(60)),
             ],
         );
         let phases = kubectl_ok(
@@ -376,14 +278,15 @@ async fn helm_rendered_chart_applied_with_kubectl_runs_the_default_crs_to_ready(
             ],
         );
         assert_eq!(holder, pod_name);
+        // Structured logs, as --log-format=json asks.
+        let log = operator.log();
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with('{') && l.contains("\"level\"")),
+            "{log}"
+        );
         operator.terminate();
     });
-    // Structured logs, as --log-format=json asks.
-    let log = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        log.lines()
-            .any(|l| l.starts_with('{') && l.contains("\"level\"")),
-        "{log}"
-    );
-    drop(sim);
+    // On a real cluster this puts the harness's release namespace back.
+    tokio::task::block_in_place(|| drop(target));
 }
