@@ -180,10 +180,7 @@ type Calls = BTreeMap<(String, String, String), u64>;
 
 /// The API calls a real cluster's audit log ([`AUDIT_LOG_VAR`]) shows `user` made since `since`,
 /// as (verb, group, resource[/subresource]) → count, and every request of theirs that was denied.
-fn audited_calls(
-    user: &str,
-    since: jiff::Timestamp,
-) -> Option<(Calls, Vec<String>)> {
+fn audited_calls(user: &str, since: jiff::Timestamp) -> Option<(Calls, Vec<String>)> {
     let path = std::env::var_os(AUDIT_LOG_VAR).filter(|p| !p.is_empty())?;
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{AUDIT_LOG_VAR}={}: {e}", path.display()));
@@ -345,7 +342,8 @@ async fn run_scenario(cluster: &Cluster, own: &Own, release: &str, other: &str) 
     own.secret(other, "user-auth", &format!("t{}", "a".repeat(64)))
         .await;
     let spec = json!({"size": 1, "service": {"type": "ClusterIP"}, "auth": {"secretRef": {"name": "user-auth"}}});
-    own.apply::<Broker>(broker(other, "custom-auth", spec)).await;
+    own.apply::<Broker>(broker(other, "custom-auth", spec))
+        .await;
     own.ready(other, "custom-auth", broker_status).await;
 
     // A MeshSync publishing to a Broker in another namespace (its credential is copied), with a
@@ -421,7 +419,10 @@ async fn the_chart_grants_exactly_what_the_operator_uses() {
         if cluster.is_real() {
             // The release namespace outlives tests: start without the Lease, as a new install does.
             let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), OPERATOR_NAMESPACE);
-            match leases.delete("meshery-operator", &DeleteParams::default()).await {
+            match leases
+                .delete("meshery-operator", &DeleteParams::default())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(e) => panic!("deleting the leader-election Lease: {e}"),
@@ -518,9 +519,9 @@ fn check_least_privilege(
             );
         }
         match (verb, group, resource) {
-            ("escalate" | "bind", "rbac.authorization.k8s.io", "clusterroles") => {
-                Some("rbac.meshsyncGrants=escalate: MeshSync's ClusterRole grants what the operator does not hold")
-            }
+            ("escalate" | "bind", "rbac.authorization.k8s.io", "clusterroles") => Some(
+                "rbac.meshsyncGrants=escalate: MeshSync's ClusterRole grants what the operator does not hold",
+            ),
             ("update", "meshery.io", "brokers/finalizers" | "meshsyncs/finalizers") => {
                 Some("blockOwnerDeletion on children, under OwnerReferencesPermissionEnforcement")
             }
@@ -546,7 +547,9 @@ fn check_least_privilege(
                     }
                     match documented(verb, group, resource) {
                         Some(reason) => {
-                            eprintln!("mode {mode}: granted, unused here: {verb} {group}/{resource}: {reason}")
+                            eprintln!(
+                                "mode {mode}: granted, unused here: {verb} {group}/{resource}: {reason}"
+                            )
                         }
                         None => unexplained.push(format!("{verb} {group}/{resource}")),
                     }
@@ -612,18 +615,32 @@ async fn what_the_operator_may_grant_meshsync_is_decided_by_the_api_servers_esca
             broker_probe: BrokerProbeMode::Off,
             ..test_settings()
         });
-        let broker = serde_json::to_string(&broker(&namespace, "meshery-broker", json!({"size": 1}))).unwrap();
+        let broker =
+            serde_json::to_string(&broker(&namespace, "meshery-broker", json!({"size": 1})))
+                .unwrap();
         cluster.apply_yaml::<Broker>(&broker).await;
         cluster
             .wait_for_broker_phase(&namespace, "meshery-broker", Phase::Ready, WAIT)
             .await;
 
-        apply_meshsync(&cluster, &namespace, "everything", json!({"blacklist": "[]"})).await;
+        apply_meshsync(
+            &cluster,
+            &namespace,
+            "everything",
+            json!({"blacklist": "[]"}),
+        )
+        .await;
         cluster
             .wait_for(&namespace, "everything", WAIT, ready_at_generation)
             .await;
 
-        apply_meshsync(&cluster, &namespace, "widgets", json!({"whitelist": WIDGETS})).await;
+        apply_meshsync(
+            &cluster,
+            &namespace,
+            "widgets",
+            json!({"whitelist": WIDGETS}),
+        )
+        .await;
         if mode == "escalate" {
             cluster
                 .wait_for(&namespace, "widgets", WAIT, ready_at_generation)
@@ -632,9 +649,9 @@ async fn what_the_operator_may_grant_meshsync_is_decided_by_the_api_servers_esca
             let refused = cluster
                 .wait_for(&namespace, "widgets", WAIT, |m: &MeshSync| {
                     m.status.as_ref().is_some_and(|s| {
-                        s.conditions.iter().any(|c| {
-                            c.reason == "ApplyFailed" && c.message.contains("forbidden")
-                        })
+                        s.conditions
+                            .iter()
+                            .any(|c| c.reason == "ApplyFailed" && c.message.contains("forbidden"))
                     })
                 })
                 .await;
