@@ -341,3 +341,36 @@ fn creates_come_in_apply_order() {
         "Plan: 4 to create, 0 to update, 0 to prune, 0 unchanged."
     );
 }
+
+/// Atomic structs (here an env var's `secretKeyRef`) are replaced whole by an apply: a field added
+/// by hand inside one is drift, as the real API server would drop it on our next apply (kube-sim's
+/// check against the real server found the diff engine treating them as mergeable maps).
+#[test]
+fn a_field_added_inside_an_atomic_struct_is_drift() {
+    let desired = find(
+        &load("desired/meshsync.yaml"),
+        "Deployment",
+        "meshery-meshsync",
+    )
+    .clone();
+    let mut observed = find(
+        &load("observed/meshsync.yaml"),
+        "Deployment",
+        "meshery-meshsync",
+    )
+    .clone();
+    let env = observed.0["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap();
+    let token = env.iter_mut().find(|e| e["name"] == "NATS_TOKEN").unwrap();
+    token["valueFrom"]["secretKeyRef"]["optional"] = json!(true);
+    let Action::Update { changed_paths, .. } = compare(&desired, &observed, MANAGER) else {
+        panic!("a hand edit inside secretKeyRef is drift")
+    };
+    assert_eq!(
+        strings(&changed_paths),
+        [
+            "spec.template.spec.containers[name=meshsync].env[name=NATS_TOKEN].valueFrom.secretKeyRef"
+        ]
+    );
+}

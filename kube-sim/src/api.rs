@@ -17,7 +17,7 @@ use crate::resources::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::sim::{Shared, lock_shared as lock};
 use crate::ssa;
-use crate::store::{Op, WatchEvent, WriteCtx, schema_for};
+use crate::store::{Op, Store, WatchEvent, WriteCtx, schema_for};
 use crate::table::{Columns, wants_table};
 use crate::util::{meta_mut, now_rfc3339};
 
@@ -81,6 +81,9 @@ fn parse_route(shared: &Shared, path: &str) -> Option<ApiResult<Route>> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return None,
     };
+    if !lock(&shared.store).serves_group(group) {
+        return None;
+    }
     if rest.is_empty() {
         return Some(Ok(Route::GroupVersion(group.into(), version.into())));
     }
@@ -340,11 +343,7 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
             crate::discovery::api_group(shared, &p["/apis/".len()..])
         }
         p if p.starts_with("/openapi") => crate::discovery::openapi(shared, p),
-        _ => error_response(&ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )),
+        _ => crate::discovery::page_not_found(),
     }
 }
 
@@ -473,14 +472,9 @@ async fn resource_request(
         }
         "list" => list(shared, req, &ri, t.ns.as_deref()),
         "watch" => watch(shared, req, &ri, t.ns.clone(), t.name.as_deref()),
+        "create" if t.name.is_some() => Err(method_not_allowed()),
+        "update" | "patch" if t.name.is_none() => Err(method_not_allowed()),
         "create" => {
-            if t.name.is_some() {
-                return Err(ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    "the server does not allow this method on the requested resource",
-                ));
-            }
             let body = parse_body(req)?;
             let manager = field_manager(req)?;
             let ctx = WriteCtx {
@@ -552,7 +546,7 @@ async fn resource_request(
             let return_object = !ri.is_custom()
                 && matches!(
                     ri.kind.as_str(),
-                    "Namespace" | "Pod" | "ServiceAccount" | "CustomResourceDefinition"
+                    "Namespace" | "Pod" | "Service" | "ServiceAccount" | "CustomResourceDefinition"
                 );
             if removed && !return_object {
                 let mut d = json!({"name": name, "kind": ri.plural, "uid": obj["metadata"]["uid"]});
@@ -575,7 +569,7 @@ async fn resource_request(
                 .unwrap_or_default();
             let fsel = req
                 .q("fieldSelector")
-                .map(|s| FieldSelector::parse(s, &ri.kind))
+                .map(|s| FieldSelector::parse(s, &ri.kind, ri.is_custom()))
                 .transpose()?
                 .unwrap_or_default();
             let mut st = lock(&shared.store);
@@ -594,19 +588,66 @@ async fn resource_request(
             let mut items = Vec::new();
             for (ns, name) in keys {
                 let (obj, _) = st.delete(&ri, &ns, &name, &json!({}), dry)?;
-                items.push(at_version(&ri, obj));
+                items.push(list_item(&ri, obj));
             }
             Ok(json_response(
                 200,
                 &json!({"kind": format!("{}List", ri.kind), "apiVersion": ri.api_version(), "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
             ))
         }
-        _ => Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-        )),
+        _ => Err(method_not_allowed()),
     }
+}
+
+/// A collection takes no PUT or PATCH, a named object no POST.
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+    )
+}
+
+/// Apply a JSON patch as the real server (evanphx/json-patch) does: a `replace` of a missing
+/// member of an object adds it. All or nothing.
+fn apply_json_patch(
+    doc: &mut Value,
+    patch: json_patch::Patch,
+) -> Result<(), json_patch::PatchError> {
+    use json_patch::{AddOperation, PatchOperation};
+    let mut patched = doc.clone();
+    for op in patch.0 {
+        let op = match op {
+            PatchOperation::Replace(r)
+                if patched.pointer(r.path.as_str()).is_none()
+                    && r.path
+                        .parent()
+                        .and_then(|parent| patched.pointer(parent.as_str()))
+                        .is_some_and(Value::is_object) =>
+            {
+                PatchOperation::Add(AddOperation {
+                    path: r.path,
+                    value: r.value,
+                })
+            }
+            other => other,
+        };
+        json_patch::patch(&mut patched, std::slice::from_ref(&op))?;
+    }
+    *doc = patched;
+    Ok(())
+}
+
+/// An object as a list's item: typed lists from the real server carry no apiVersion/kind on items.
+fn list_item(ri: &ResourceInfo, obj: Value) -> Value {
+    let mut o = at_version(ri, obj);
+    if !ri.is_custom()
+        && let Some(m) = o.as_object_mut()
+    {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    o
 }
 
 fn patch(
@@ -692,9 +733,17 @@ fn patch(
         {
             return Err(ApiError::conflict(ri, name));
         }
-        // Unknown fields are dropped (or refused) while decoding, before the merge.
+        // The real server converts an apply patch to a typed object first; a field the schema
+        // does not declare fails that conversion, whatever fieldValidation says.
         let mut config = config;
-        st.strip_unknown(ri, &mut config, validation)?;
+        let undeclared = Store::remove_undeclared(ri, &mut config)?;
+        if !undeclared.is_empty() {
+            return Err(undeclared_in_apply_error(
+                &config,
+                &undeclared,
+                schema.as_ref(),
+            ));
+        }
         let live_for_apply = old.as_ref().map(|o| at_version(ri, o.clone()));
         let merged = match ssa::apply(
             live_for_apply.as_ref(),
@@ -706,6 +755,9 @@ fn patch(
             &now,
         ) {
             Ok(v) => v,
+            Err(e @ ssa::ApplyError::Invalid(_)) if e.http_status() == 500 => {
+                return Err(ApiError::unclassified(e.to_string()));
+            }
             Err(ssa::ApplyError::Invalid(m)) => return Err(ApiError::bad_request(m)),
             Err(ssa::ApplyError::Conflicts(cs)) => return Err(conflict_error(ri, name, &cs)),
         };
@@ -738,6 +790,26 @@ fn patch(
             req.content_type
         )));
     }
+    // The media type is checked before anything else, the object's existence included.
+    match ct.as_str() {
+        "application/merge-patch+json" | "application/json-patch+json" => {}
+        "application/strategic-merge-patch+json" if !ri.is_custom() => {}
+        "application/strategic-merge-patch+json" => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: {supported}"
+                ),
+            ));
+        }
+        _ => {
+            return Err(
+                ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+                    .with_details(json!({})),
+            );
+        }
+    }
     let patch_body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let manager = field_manager(req)?;
@@ -758,35 +830,17 @@ fn patch(
         "application/json-patch+json" => {
             let p: json_patch::Patch = serde_json::from_value(patch_body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding json patch: {e}")))?;
-            json_patch::patch(&mut cand, &p).map_err(|e| {
+            // The real server names no cause for a JSON patch that does not apply.
+            apply_json_patch(&mut cand, p).map_err(|_| {
                 ApiError::new(
                     422,
                     "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
+                    "the server rejected our request due to an error in our request",
                 )
+                .with_details(json!({}))
             })?;
         }
-        "application/strategic-merge-patch+json" => {
-            if ri.is_custom() {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!(
-                        "the body of the request was in an unknown format - accepted media types include: {supported}"
-                    ),
-                ));
-            }
-            cand = crate::smp::apply(&cand, &patch_body, schema.as_ref())?;
-        }
-        _ => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: {supported}, application/strategic-merge-patch+json"
-                ),
-            ));
-        }
+        _ => cand = crate::smp::apply(&cand, &patch_body, schema.as_ref())?,
     }
     let ctx = WriteCtx {
         manager: &manager,
@@ -800,40 +854,76 @@ fn patch(
     Ok(with_warnings(json_response(200, &at_version(ri, out)), w))
 }
 
-fn conflict_error(ri: &ResourceInfo, name: &str, cs: &[ssa::Conflict]) -> ApiError {
-    let av = ri.api_version();
-    let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
-    for c in cs {
-        match by_manager.iter_mut().find(|(m, _)| *m == c.manager) {
-            Some((_, fs)) => fs.push(c.field.clone()),
-            None => by_manager.push((c.manager.clone(), vec![c.field.clone()])),
-        }
-    }
-    let parts: Vec<String> = by_manager
+/// The real server's error for an apply patch with fields its schema does not declare: a 500
+/// without a reason, naming the fields as structured-merge-diff paths (`.spec.ports[name="a"].x`).
+fn undeclared_in_apply_error(
+    config: &Value,
+    undeclared: &[String],
+    schema: &dyn crate::list_keys::Schema,
+) -> ApiError {
+    let mut errors: Vec<String> = undeclared
         .iter()
-        .map(|(m, fs)| {
-            if fs.len() == 1 {
-                format!("conflict with {m:?} using {av}: {}", fs[0])
-            } else {
-                format!("conflicts with {m:?} using {av}:\n- {}", fs.join("\n- "))
-            }
+        .map(|p| {
+            format!(
+                "{}: field not declared in schema",
+                structured_merge_path(config, p, schema)
+            )
         })
         .collect();
-    let n = cs.len();
-    let msg = format!(
-        "Apply failed with {n} conflict{}: {}",
-        if n == 1 { "" } else { "s" },
-        parts.join("\n")
-    );
+    errors.sort();
+    let detail = match errors.as_slice() {
+        [one] => one.clone(),
+        many => format!("errors:\n  {}", many.join("\n  ")),
+    };
+    ApiError::unclassified(format!(
+        "{} ({}): {detail}",
+        ssa::TYPED_PATCH_ERROR_PREFIX,
+        ssa::object_label(config)
+    ))
+}
+
+/// `spec.ports[0].x` as structured-merge-diff prints it: list elements by their keys
+/// (`[name="a"]`), set elements by value (`[="v"]`), atomic list elements by index.
+fn structured_merge_path(obj: &Value, path: &str, schema: &dyn crate::list_keys::Schema) -> String {
+    use crate::list_keys::ListType;
+    let mut out = String::new();
+    let mut fields: Vec<&str> = Vec::new();
+    let mut cur = Some(obj);
+    for part in path.split('.') {
+        let (key, indices) = part.split_at(part.find('[').unwrap_or(part.len()));
+        out.push('.');
+        out.push_str(key);
+        fields.push(key);
+        cur = cur.and_then(|v| v.get(key));
+        for index in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let element = index.parse::<usize>().ok().and_then(|i| cur?.get(i));
+            match (schema.list_type(&fields), element) {
+                (ListType::Map(keys), Some(e)) => {
+                    let parts: Vec<String> = keys
+                        .iter()
+                        .filter_map(|k| Some(format!("{k}={}", e.get(k)?)))
+                        .collect();
+                    out.push_str(&format!("[{}]", parts.join(",")));
+                }
+                (ListType::Set, Some(e)) => out.push_str(&format!("[={e}]")),
+                _ => out.push_str(&format!("[{index}]")),
+            }
+            cur = element;
+        }
+    }
+    out
+}
+
+fn conflict_error(ri: &ResourceInfo, name: &str, cs: &[ssa::Conflict]) -> ApiError {
     let mut d = json!({
         "name": name,
         "kind": ri.plural,
-        "causes": cs.iter().map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?} using {}", c.manager, av), "field": c.field})).collect::<Vec<_>>(),
+        "causes": cs.iter().map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", c.manager_label()), "field": c.field})).collect::<Vec<_>>(),
     });
     if !ri.group.is_empty() {
         d["group"] = json!(ri.group);
     }
-    ApiError::new(409, "Conflict", msg).with_details(d)
+    ApiError::new(409, "Conflict", ssa::conflicts_message(cs)).with_details(d)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -856,7 +946,7 @@ fn list(
         .unwrap_or_default();
     let fsel = req
         .q("fieldSelector")
-        .map(|s| FieldSelector::parse(s, &ri.kind))
+        .map(|s| FieldSelector::parse(s, &ri.kind, ri.is_custom()))
         .transpose()?
         .unwrap_or_default();
     let limit: usize = req
@@ -925,20 +1015,7 @@ fn list(
         );
         list_meta["remainingItemCount"] = json!(more);
     }
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|o| {
-            let mut o = at_version(ri, o);
-            if !ri.is_custom()
-                && let Some(m) = o.as_object_mut()
-            {
-                // Typed lists from the real server carry no apiVersion/kind on items.
-                m.remove("apiVersion");
-                m.remove("kind");
-            }
-            o
-        })
-        .collect();
+    let items: Vec<Value> = items.into_iter().map(|o| list_item(ri, o)).collect();
     if wants_table(&req.accept) {
         let cols = Columns::for_resource(ri);
         let full: Vec<Value> = items
@@ -995,7 +1072,7 @@ fn watch(
     };
     let fsel = field_selector
         .as_deref()
-        .map(|s| FieldSelector::parse(s, &ri.kind))
+        .map(|s| FieldSelector::parse(s, &ri.kind, ri.is_custom()))
         .transpose()?
         .unwrap_or_default();
     let timeout = req

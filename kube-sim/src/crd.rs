@@ -484,11 +484,15 @@ pub fn validate(obj: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>
         if let Some(f) = schema["format"].as_str()
             && !format_ok(f, s)
         {
-            causes.push(Cause::invalid(
-                path,
-                obj,
-                &format!("{} must be of type {}: {:?}", in_body(path), f, s),
-            ));
+            // A format is a type to the validator: a mismatch is a type error.
+            causes.push(Cause {
+                reason: "FieldValueTypeInvalid",
+                ..Cause::invalid(
+                    path,
+                    obj,
+                    &format!("{} must be of type {}: {:?}", in_body(path), f, s),
+                )
+            });
         }
     }
     if let Some(a) = obj.as_array() {

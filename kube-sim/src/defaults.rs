@@ -339,6 +339,63 @@ fn check_selector_matches(obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// `created` as the real server's field manager sees a create: after defaulting, but before the
+/// registry strategy and the REST allocators (a Service's cluster IPs, IP families and node
+/// ports, a Namespace's finalizers) add what the request left out. The create's Update entry owns
+/// only what this view sets.
+pub fn before_strategy(group: &str, kind: &str, created: &Value, requested: &Value) -> Value {
+    let mut view = created.clone();
+    let mut restore = |path: &[&str]| {
+        let pointer = format!("/{}", path.join("/"));
+        if requested.pointer(&pointer).is_none()
+            && let Some((field, parent)) = path.split_last()
+            && let Some(parent) = view
+                .pointer_mut(&format!("/{}", parent.join("/")))
+                .and_then(Value::as_object_mut)
+        {
+            parent.remove(*field);
+        }
+    };
+    match (group, kind) {
+        ("", "Service") => {
+            for field in [
+                "clusterIP",
+                "clusterIPs",
+                "ipFamilies",
+                "ipFamilyPolicy",
+                "healthCheckNodePort",
+            ] {
+                restore(&["spec", field]);
+            }
+            let ports = created
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            for i in 0..ports {
+                restore(&["spec", "ports", &i.to_string(), "nodePort"]);
+            }
+        }
+        ("", "Namespace") => restore(&["spec", "finalizers"]),
+        _ => {}
+    }
+    view
+}
+
+/// The status a created workload starts with: its Go status struct at zero, whose fields without
+/// omitempty show (the registry strategies reset status on create).
+fn initial_status(group: &str, kind: &str) -> Option<Value> {
+    Some(match (group, kind) {
+        ("apps", "Deployment") => json!({}),
+        ("apps", "StatefulSet") => json!({"replicas": 0, "availableReplicas": 0}),
+        ("apps", "ReplicaSet") => json!({"replicas": 0}),
+        ("apps", "DaemonSet") => json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0, "numberReady": 0}),
+        ("policy", "PodDisruptionBudget") => json!({"disruptionsAllowed": 0, "currentHealthy": 0,
+            "desiredHealthy": 0, "expectedPods": 0}),
+        _ => return None,
+    })
+}
+
 /// Default and validate a built-in object in place. `old` is the stored object on update.
 pub fn default_builtin(
     group: &str,
@@ -348,6 +405,11 @@ pub fn default_builtin(
     alloc: &mut Allocator,
 ) -> Vec<Cause> {
     let mut causes = Vec::new();
+    if old.is_none()
+        && let Some(status) = initial_status(group, kind)
+    {
+        obj["status"] = status;
+    }
     match (group, kind) {
         ("", "Secret") => {
             default_field(obj, "type", json!("Opaque"));
@@ -506,7 +568,36 @@ pub fn default_builtin(
                 }
             }
         }
-        ("apps", "DaemonSet") | ("apps", "ReplicaSet") => {
+        ("apps", "ReplicaSet") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                default_field(spec, "replicas", json!(1));
+            }
+            default_template(obj, "spec", &mut causes);
+        }
+        ("apps", "DaemonSet") => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                default_field(spec, "revisionHistoryLimit", json!(10));
+                default_field(spec, "updateStrategy", json!({}));
+                let us = &mut spec["updateStrategy"];
+                default_field(us, "type", json!("RollingUpdate"));
+                if us["type"] == "RollingUpdate" {
+                    default_field(us, "rollingUpdate", json!({}));
+                    default_field(&mut us["rollingUpdate"], "maxUnavailable", json!(1));
+                    default_field(&mut us["rollingUpdate"], "maxSurge", json!(0));
+                }
+            }
+            // The v1 face of the internal templateGeneration, 1 on create.
+            if old.is_none() {
+                crate::util::set_path(
+                    obj,
+                    &[
+                        "metadata",
+                        "annotations",
+                        "deprecated.daemonset.template.generation",
+                    ],
+                    json!("1"),
+                );
+            }
             default_template(obj, "spec", &mut causes);
         }
         ("policy", "PodDisruptionBudget")

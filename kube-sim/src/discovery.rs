@@ -77,8 +77,19 @@ pub fn api_group(shared: &Shared, group: &str) -> Response<Body> {
             j["apiVersion"] = json!("v1");
             json_response(200, &j)
         }
-        None => not_found(),
+        None => page_not_found(),
     }
+}
+
+/// What the real server's mux answers for a path no API serves.
+pub fn page_not_found() -> Response<Body> {
+    let mut r = Response::new(Body::from("404 page not found\n"));
+    *r.status_mut() = http::StatusCode::NOT_FOUND;
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 fn not_found() -> Response<Body> {

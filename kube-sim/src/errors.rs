@@ -137,6 +137,11 @@ impl ApiError {
         .with_details(d)
     }
 
+    /// An error the real server reports without a reason (a plain Go error turned into a 500).
+    pub fn unclassified(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     pub fn to_status(&self) -> Value {
         let mut s = json!({
             "kind": "Status",
@@ -144,9 +149,11 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        if !self.reason.is_empty() {
+            s["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

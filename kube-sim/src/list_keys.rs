@@ -102,8 +102,10 @@ impl TableSchema {
 
     /// ObjectMeta at `prefix` ("metadata" or "spec.template.metadata").
     fn object_meta(&mut self, prefix: &str) {
-        // ObjectMeta.ownerReferences: +listType=map +listMapKey=uid (patchMergeKey uid).
+        // ObjectMeta.ownerReferences: +listType=map +listMapKey=uid (patchMergeKey uid), of
+        // OwnerReference: +structType=atomic.
         self.map_list(&format!("{prefix}.ownerReferences"), &["uid"]);
+        self.atomic_struct(&format!("{prefix}.ownerReferences"));
         // ObjectMeta.finalizers: +listType=set.
         self.set_list(&format!("{prefix}.finalizers"));
         // managedFields: no marker -> atomic (it is also never owned: the server strips it).
@@ -135,6 +137,16 @@ impl TableSchema {
             self.set_key_default(&format!("{c}.ports"), "protocol", Value::from("TCP"));
             // Container.env: +listType=map +listMapKey=name. envFrom: +listType=atomic.
             self.map_list(&format!("{c}.env"), &["name"]);
+            // EnvVarSource's selectors are all +structType=atomic.
+            for selector in [
+                "fieldRef",
+                "resourceFieldRef",
+                "configMapKeyRef",
+                "secretKeyRef",
+                "fileKeyRef",
+            ] {
+                self.atomic_struct(&format!("{c}.env.valueFrom.{selector}"));
+            }
             // Container.volumeMounts: +listType=map +listMapKey=mountPath.
             self.map_list(&format!("{c}.volumeMounts"), &["mountPath"]);
             // Container.volumeDevices: +listType=map +listMapKey=devicePath.
@@ -147,8 +159,15 @@ impl TableSchema {
         }
         // PodSpec.volumes: +listType=map +listMapKey=name.
         self.map_list(&format!("{p}.volumes"), &["name"]);
-        // PodSpec.imagePullSecrets: +listType=map +listMapKey=name.
+        // PodSpec.imagePullSecrets: +listType=map +listMapKey=name, of LocalObjectReference:
+        // +structType=atomic.
         self.map_list(&format!("{p}.imagePullSecrets"), &["name"]);
+        self.atomic_struct(&format!("{p}.imagePullSecrets"));
+        // NodeSelector and LabelSelector: +structType=atomic.
+        self.atomic_struct(&format!(
+            "{p}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        ));
+        self.label_selector(&format!("{p}.topologySpreadConstraints.labelSelector"));
         // PodSpec.hostAliases: +listType=map +listMapKey=ip.
         self.map_list(&format!("{p}.hostAliases"), &["ip"]);
         // PodSpec.topologySpreadConstraints: +listType=map +listMapKey=topologyKey +listMapKey=whenUnsatisfiable.
@@ -268,8 +287,8 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
         ("rbac.authorization.k8s.io", "Role") => {}
         ("rbac.authorization.k8s.io", "ClusterRoleBinding")
         | ("rbac.authorization.k8s.io", "RoleBinding") => {
-            // subjects: +listType=atomic. roleRef carries no structType marker (granular; it is
-            // immutable anyway).
+            // subjects: +listType=atomic; RoleRef: +structType=atomic.
+            t.atomic_struct("roleRef");
         }
         ("coordination.k8s.io", "Lease") => {}
         ("", "Event") | ("events.k8s.io", "Event") => {}
@@ -293,15 +312,21 @@ pub fn builtin_schema(group: &str, kind: &str) -> Arc<dyn Schema> {
         }
         _ => return Arc::new(t),
     }
-    // A known built-in kind: typed, so its empty object has the non-pointer structs.
-    // `containers` is not omitempty: null (present) in the typed empty object.
-    let template = serde_json::json!({"metadata": {}, "spec": {"containers": null}});
+    // A known built-in kind: typed, so its empty object has the non-pointer structs and the
+    // fields without omitempty: a PodSpec's `containers` (null), ObjectMeta's `creationTimestamp`
+    // (a zero time, null), a NetworkPolicy's `podSelector` (an empty LabelSelector), a PVC's
+    // `resources`.
+    let pod_spec = serde_json::json!({"containers": null});
+    let template = serde_json::json!({"metadata": {"creationTimestamp": null}, "spec": pod_spec});
     let spec = match kind {
         "Deployment" => serde_json::json!({"strategy": {}, "template": template}),
         "StatefulSet" | "DaemonSet" => {
             serde_json::json!({"updateStrategy": {}, "template": template})
         }
         "ReplicaSet" => serde_json::json!({"template": template}),
+        "Pod" => pod_spec,
+        "NetworkPolicy" => serde_json::json!({"podSelector": {}}),
+        "PersistentVolumeClaim" => serde_json::json!({"resources": {}}),
         _ => serde_json::json!({}),
     };
     let mut empty = serde_json::json!({"metadata": {}});

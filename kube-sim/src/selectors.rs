@@ -103,9 +103,11 @@ impl LabelSelector {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
-    /// Supports `metadata.name` and `metadata.namespace` with `=`, `==`, `!=` (what every kind supports);
-    /// other fields are rejected as the real server rejects unsupported field labels.
-    pub fn parse(s: &str, kind: &str) -> ApiResult<Self> {
+    /// Supports `metadata.name` and `metadata.namespace` with `=`, `==`, `!=` (what every kind
+    /// supports) and the kind's own field labels; other fields are rejected as the real server
+    /// rejects them: kinds with field labels of their own (and custom resources) say "field label
+    /// not supported", the others list the two every kind has.
+    pub fn parse(s: &str, kind: &str, custom: bool) -> ApiResult<Self> {
         let mut out = Vec::new();
         for part in split_top(s) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -120,13 +122,15 @@ impl FieldSelector {
                 )));
             };
             let k = k.trim();
-            if k != "metadata.name"
-                && k != "metadata.namespace"
-                && !extra_field_labels(kind).contains(&k)
-            {
-                return Err(ApiError::bad_request(format!(
-                    "unable to parse requirement: field label not supported: {k}"
-                )));
+            let extra = extra_field_labels(kind);
+            if k != "metadata.name" && k != "metadata.namespace" && !extra.contains(&k) {
+                return Err(ApiError::bad_request(if custom || !extra.is_empty() {
+                    format!("field label not supported: {k}")
+                } else {
+                    format!(
+                        "\"{k}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )
+                }));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
         }
@@ -180,8 +184,10 @@ fn extra_field_labels(kind: &str) -> &'static [&'static str] {
             "spec.serviceAccountName",
             "status.phase",
             "status.podIP",
+            "status.nominatedNodeName",
         ],
-        "ReplicaSet" | "StatefulSet" | "ReplicationController" => &["status.replicas"],
+        "Service" => &["spec.clusterIP", "spec.type"],
+        "ReplicationController" => &["status.replicas"],
         _ => &[],
     }
 }

@@ -453,8 +453,59 @@ impl FieldSet {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conflict {
     pub manager: String,
+    /// The apiVersion of the conflicting entry when it is an Update (the real server names it:
+    /// `"m" using apps/v1`); None when the manager applied.
+    pub update_api_version: Option<String>,
     /// Human path like `.spec.replicas` or `.spec.template.spec.containers[name="nats"].image`.
     pub field: String,
+}
+
+impl Conflict {
+    /// The conflicting manager as the real server prints it.
+    pub fn manager_label(&self) -> String {
+        match &self.update_api_version {
+            Some(av) => format!("{:?} using {av}", self.manager),
+            None => format!("{:?}", self.manager),
+        }
+    }
+}
+
+/// The real server's wording: `Apply failed with 1 conflict: conflict with "m": .spec.replicas`;
+/// for several, per manager (sorted): `Apply failed with 3 conflicts: conflicts with "a":\n- .x\n
+/// conflicts with "b" using v1:\n- .y\n- .z`.
+pub fn conflicts_message(cs: &[Conflict]) -> String {
+    if let [c] = cs {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager_label(),
+            c.field
+        );
+    }
+    let mut by_manager: Vec<(&Conflict, Vec<&str>)> = Vec::new();
+    for c in cs {
+        let same = |(m, _): &&mut (&Conflict, Vec<&str>)| {
+            m.manager == c.manager && m.update_api_version == c.update_api_version
+        };
+        match by_manager.iter_mut().find(same) {
+            Some((_, fs)) => fs.push(&c.field),
+            None => by_manager.push((c, vec![&c.field])),
+        }
+    }
+    by_manager.sort_by(|(a, _), (b, _)| {
+        (&a.manager, &a.update_api_version).cmp(&(&b.manager, &b.update_api_version))
+    });
+    let lines: Vec<String> = by_manager
+        .iter()
+        .flat_map(|(m, fs)| {
+            std::iter::once(format!("conflicts with {}:", m.manager_label()))
+                .chain(fs.iter().map(|f| format!("- {f}")))
+        })
+        .collect();
+    format!(
+        "Apply failed with {} conflicts: {}",
+        cs.len(),
+        lines.join("\n")
+    )
 }
 
 #[derive(Debug, PartialEq)]
@@ -483,38 +534,10 @@ impl ApplyError {
 }
 
 impl fmt::Display for ApplyError {
-    /// The real server's wording: `Apply failed with 1 conflict: conflict with "m": .spec.replicas`,
-    /// and for several: `Apply failed with 2 conflicts: conflicts with "m":\n- .a\n- .b`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApplyError::Invalid(m) => write!(f, "{m}"),
-            ApplyError::Conflicts(cs) => {
-                let n = cs.len();
-                write!(
-                    f,
-                    "Apply failed with {n} conflict{}: ",
-                    if n == 1 { "" } else { "s" }
-                )?;
-                let mut by_manager: Vec<(&str, Vec<&str>)> = Vec::new();
-                for c in cs {
-                    match by_manager.iter_mut().find(|(m, _)| *m == c.manager) {
-                        Some((_, fs)) => fs.push(&c.field),
-                        None => by_manager.push((&c.manager, vec![&c.field])),
-                    }
-                }
-                let parts: Vec<String> = by_manager
-                    .iter()
-                    .map(|(m, fs)| {
-                        if fs.len() == 1 {
-                            format!("conflict with \"{m}\": {}", fs[0])
-                        } else {
-                            let lines: Vec<String> = fs.iter().map(|f| format!("- {f}")).collect();
-                            format!("conflicts with \"{m}\":\n{}", lines.join("\n"))
-                        }
-                    })
-                    .collect();
-                write!(f, "{}", parts.join("\n"))
-            }
+            ApplyError::Conflicts(cs) => write!(f, "{}", conflicts_message(cs)),
         }
     }
 }
@@ -1263,15 +1286,11 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
-fn object_label(config: &Value) -> String {
+/// How the real server names an applied configuration in its errors: `ns/name; group/version,
+/// Kind=K` from the configuration itself (`/name` when it names no namespace).
+pub fn object_label(config: &Value) -> String {
     let s = |p: &str| config.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let ns = s("/metadata/namespace");
-    let name = s("/metadata/name");
-    let id = if ns.is_empty() {
-        name.to_string()
-    } else {
-        format!("{ns}/{name}")
-    };
+    let id = format!("{}/{}", s("/metadata/namespace"), s("/metadata/name"));
     let av = s("/apiVersion");
     let (group, version) = match av.split_once('/') {
         Some((g, v)) => (g, v),
@@ -1452,6 +1471,7 @@ pub fn apply(
             for p in c.paths() {
                 conflicts.push(Conflict {
                     manager: e.manager.clone(),
+                    update_api_version: (e.operation == "Update").then(|| e.api_version.clone()),
                     field: path_to_string(&p),
                 });
             }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::crd;
-use crate::defaults::{Allocator, default_builtin};
+use crate::defaults::{Allocator, before_strategy, default_builtin};
 use crate::errors::{ApiError, ApiResult, Cause};
 use crate::list_keys::{self, Schema};
 use crate::resources::{ResourceInfo, builtins, crd_established, crd_resources};
@@ -179,6 +179,15 @@ impl Store {
             }
         }
         out
+    }
+
+    /// Whether any version of `group` is served (the real server's mux answers paths of other
+    /// groups with a plain-text 404).
+    pub fn serves_group(&self, group: &str) -> bool {
+        self.builtins.iter().any(|r| r.group == group)
+            || self
+                .crds()
+                .any(|crd| crd["spec"]["group"] == group && crd_established(crd))
     }
 
     pub fn crds(&self) -> impl Iterator<Item = &Value> {
@@ -463,15 +472,10 @@ impl Store {
         Ok(())
     }
 
-    /// Decode-time handling of unknown fields (CRD pruning; built-ins via their typed model):
-    /// `Strict` → 400, `Warn` → warnings, `Ignore` → dropped silently. Type errors → 400.
-    pub fn strip_unknown(
-        &mut self,
-        ri: &ResourceInfo,
-        obj: &mut Value,
-        validation: &str,
-    ) -> ApiResult<()> {
-        let removed = match &ri.crd {
+    /// Remove the fields the kind's schema does not declare from `obj`, returning their paths
+    /// (`spec.a[0].b`); a value of the wrong type for a built-in is a 400, as a failed decode is.
+    pub fn remove_undeclared(ri: &ResourceInfo, obj: &mut Value) -> ApiResult<Vec<String>> {
+        Ok(match &ri.crd {
             Some(crd) => match &crd.schema {
                 Some(schema) => crd::prune(obj, schema, true),
                 None => Vec::new(),
@@ -482,7 +486,18 @@ impl Store {
                     ri.kind, ri.version, ri.kind
                 ))
             })?,
-        };
+        })
+    }
+
+    /// Decode-time handling of unknown fields (CRD pruning; built-ins via their typed model):
+    /// `Strict` → 400, `Warn` → warnings, `Ignore` → dropped silently. Type errors → 400.
+    pub fn strip_unknown(
+        &mut self,
+        ri: &ResourceInfo,
+        obj: &mut Value,
+        validation: &str,
+    ) -> ApiResult<()> {
+        let removed = Self::remove_undeclared(ri, obj)?;
         if !removed.is_empty() {
             match validation {
                 "Strict" => {
@@ -663,15 +678,19 @@ impl Store {
             if let Some(o) = obj.pointer_mut("/metadata").and_then(Value::as_object_mut) {
                 o.remove("managedFields");
             }
+            let requested = obj.clone();
             self.process(ri, &name, &mut obj, None, ctx.field_validation)?;
-            obj = ssa::record_update(
+            let recorded = ssa::record_update(
                 None,
-                &obj,
+                &before_strategy(&ri.group, &ri.kind, &obj, &requested),
                 ctx.manager,
                 schema.as_ref(),
                 ctx.subresource,
                 &now,
             );
+            if let Some(entries) = recorded.pointer("/metadata/managedFields") {
+                meta_mut(&mut obj).insert("managedFields".into(), entries.clone());
+            }
         }
         if ri.kind == "CustomResourceDefinition" {
             let fins = obj

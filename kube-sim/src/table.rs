@@ -191,6 +191,96 @@ fn external_ip(o: &Value) -> Value {
     })
 }
 
+/// `metav1.FormatLabelSelector`: requirements sorted by key, `<none>` for an empty selector.
+fn label_selector_str(sel: &Value) -> String {
+    let mut reqs: Vec<(String, String)> = Vec::new();
+    for (k, v) in sel["matchLabels"].as_object().into_iter().flatten() {
+        reqs.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))));
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("").to_string();
+        let mut values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let text = match e["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            _ => format!("!{key}"),
+        };
+        reqs.push((key, text));
+    }
+    reqs.sort();
+    if reqs.is_empty() {
+        "<none>".into()
+    } else {
+        reqs.into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// `labels.FormatLabels` of a Service selector: `k=v` pairs sorted by key, `<none>` when empty.
+fn service_selector_str(o: &Value) -> Value {
+    let pairs: Vec<String> = o
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    json!(if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    })
+}
+
+/// One field of every container of a pod template, comma-separated (the wide Containers/Images columns).
+fn template_containers(o: &Value, field: &str) -> Value {
+    let values: Vec<&str> = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c[field].as_str())
+        .collect();
+    json!(values.join(","))
+}
+
+/// A PodDisruptionBudget bound (`IntOrString.String()`), `N/A` when unset.
+fn pdb_bound(o: &Value, field: &str) -> Value {
+    json!(match o.pointer(&format!("/spec/{field}")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "N/A".to_string(),
+    })
+}
+
+/// The subjects of a (Cluster)RoleBinding of one kind, as `rbac.SubjectsStrings` lists them.
+fn subjects_of(o: &Value, kind: &str) -> Value {
+    let names: Vec<String> = o["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["kind"] == kind)
+        .map(|s| {
+            let name = s["name"].as_str().unwrap_or("");
+            if kind == "ServiceAccount" {
+                format!("{}/{name}", s["namespace"].as_str().unwrap_or(""))
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    json!(names.join(", "))
+}
+
 impl Columns {
     pub fn for_resource(ri: &ResourceInfo) -> Columns {
         let name_def = col(
@@ -234,6 +324,8 @@ impl Columns {
         }
         let mut defs = vec![name_def];
         let mut cells = vec![Cell::Name];
+        // Columns after Age: the wide ones (priority 1), which kubectl shows with `-o wide`.
+        let mut wide: Vec<(Value, Cell)> = Vec::new();
         let mut add = |d: Value, c: Cell| {
             defs.push(d);
             cells.push(c);
@@ -258,6 +350,7 @@ impl Columns {
                     Cell::Builtin(|o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0))),
                 );
             }
+            // v1.33 still counts the secrets (the column went in v1.35).
             ("", "serviceaccounts") => add(
                 col("Secrets", "string", "", "", 0),
                 Cell::Builtin(|o| json!(o["secrets"].as_array().map(|a| a.len()).unwrap_or(0))),
@@ -291,6 +384,10 @@ impl Columns {
                     col("Port(s)", "string", "", "", 0),
                     Cell::Builtin(ports_str),
                 );
+                wide.push((
+                    col("Selector", "string", "", "", 1),
+                    Cell::Builtin(service_selector_str),
+                ));
             }
             ("apps", "deployments") => {
                 add(
@@ -327,6 +424,18 @@ impl Columns {
                         )
                     }),
                 );
+                wide.push((
+                    col("Containers", "string", "", "", 1),
+                    Cell::Builtin(|o| template_containers(o, "name")),
+                ));
+                wide.push((
+                    col("Images", "string", "", "", 1),
+                    Cell::Builtin(|o| template_containers(o, "image")),
+                ));
+                wide.push((
+                    col("Selector", "string", "", "", 1),
+                    Cell::Builtin(|o| json!(label_selector_str(&o["spec"]["selector"]))),
+                ));
             }
             ("apps", "statefulsets") => {
                 add(
@@ -343,8 +452,74 @@ impl Columns {
                         ))
                     }),
                 );
+                wide.push((
+                    col("Containers", "string", "", "", 1),
+                    Cell::Builtin(|o| template_containers(o, "name")),
+                ));
+                wide.push((
+                    col("Images", "string", "", "", 1),
+                    Cell::Builtin(|o| template_containers(o, "image")),
+                ));
             }
-            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            ("policy", "poddisruptionbudgets") => {
+                add(
+                    col("Min Available", "string", "", "", 0),
+                    Cell::Builtin(|o| pdb_bound(o, "minAvailable")),
+                );
+                add(
+                    col("Max Unavailable", "string", "", "", 0),
+                    Cell::Builtin(|o| pdb_bound(o, "maxUnavailable")),
+                );
+                add(
+                    col("Allowed Disruptions", "integer", "", "", 0),
+                    Cell::Builtin(|o| {
+                        json!(
+                            o.pointer("/status/disruptionsAllowed")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(0)
+                        )
+                    }),
+                );
+            }
+            ("networking.k8s.io", "networkpolicies") => add(
+                col("Pod-Selector", "string", "", "", 0),
+                Cell::Builtin(|o| json!(label_selector_str(&o["spec"]["podSelector"]))),
+            ),
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+                add(
+                    col("Role", "string", "", "", 0),
+                    Cell::Builtin(|o| {
+                        json!(format!(
+                            "{}/{}",
+                            o["roleRef"]["kind"].as_str().unwrap_or(""),
+                            o["roleRef"]["name"].as_str().unwrap_or("")
+                        ))
+                    }),
+                );
+                wide.push((
+                    col("Users", "string", "", "", 1),
+                    Cell::Builtin(|o| subjects_of(o, "User")),
+                ));
+                wide.push((
+                    col("Groups", "string", "", "", 1),
+                    Cell::Builtin(|o| subjects_of(o, "Group")),
+                ));
+                wide.push((
+                    col("ServiceAccounts", "string", "", "", 1),
+                    Cell::Builtin(|o| subjects_of(o, "ServiceAccount")),
+                ));
+            }
+            ("coordination.k8s.io", "leases") => add(
+                col("Holder", "string", "", "", 0),
+                Cell::Builtin(|o| {
+                    o.pointer("/spec/holderIdentity")
+                        .cloned()
+                        .unwrap_or(json!(""))
+                }),
+            ),
+            // Kinds without a printer of their own get the default table: name and creation time.
+            ("apiextensions.k8s.io", "customresourcedefinitions")
+            | ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
                 defs.push(col("Created At", "date", "", "", 0));
                 cells.push(Cell::Builtin(|o| {
                     o.pointer("/metadata/creationTimestamp")
@@ -357,6 +532,10 @@ impl Columns {
         }
         defs.push(age_def);
         cells.push(Cell::Age);
+        for (d, c) in wide {
+            defs.push(d);
+            cells.push(c);
+        }
         Columns { defs, cells }
     }
 

@@ -1,4 +1,5 @@
-//! kube::Client against the sim: typed (k8s-openapi) and dynamic CRUD, apply, status, watcher recovery.
+//! kube::Client against the server under test (a kube-sim, or the real API server of
+//! `KUBE_SIM_REFERENCE_KUBECONFIG`): typed (k8s-openapi) and dynamic CRUD, apply, status, watches.
 
 mod common;
 
@@ -15,6 +16,8 @@ use kube::discovery::ApiResource;
 use kube::runtime::watcher;
 use serde_json::json;
 
+use common::Crds;
+
 fn widgets_ar() -> ApiResource {
     ApiResource {
         group: "example.com".into(),
@@ -27,8 +30,8 @@ fn widgets_ar() -> ApiResource {
 
 #[tokio::test]
 async fn typed_crud_and_defaulting() {
-    let sim = common::sim().await;
-    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let server = common::server("typed-crud", Crds::Installed).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let cm: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "c1", "labels": {"app": "x"}}, "data": {"a": "1"}
     }))
@@ -86,13 +89,16 @@ async fn typed_crud_and_defaulting() {
         .unwrap();
     assert_eq!(p2.items.len(), 1);
     assert_ne!(p1.items[0].metadata.name, p2.items[0].metadata.name);
-    // a continue token from before a compaction is 410 Gone
-    sim.compact();
-    let err = cms
-        .list(&ListParams::default().limit(1).continue_token(&cont))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(s) if s.code == 410));
+    if let Some(sim) =
+        server.sim_only("a continue token from before a compaction (Sim::compact) is 410 Gone")
+    {
+        sim.compact();
+        let err = cms
+            .list(&ListParams::default().limit(1).continue_token(&cont))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, kube::Error::Api(s) if s.code == 410));
+    }
     // delete collection by label
     let gone = cms
         .delete_collection(
@@ -129,7 +135,7 @@ async fn typed_crud_and_defaulting() {
         e => panic!("{e}"),
     }
     // Secret stringData is folded into data
-    let secrets: Api<Secret> = Api::default_namespaced(sim.client());
+    let secrets: Api<Secret> = Api::default_namespaced(server.client());
     let s = secrets
         .create(
             &PostParams::default(),
@@ -150,8 +156,8 @@ async fn typed_crud_and_defaulting() {
 
 #[tokio::test]
 async fn typed_apply_workloads_and_services() {
-    let sim = common::sim().await;
-    let client = sim.client();
+    let server = common::server("typed-apply", Crds::Installed).await;
+    let client = server.client();
     let deps: Api<Deployment> = Api::default_namespaced(client.clone());
     let pp = PatchParams::apply("operator").force();
     let dep = json!({
@@ -189,7 +195,7 @@ async fn typed_apply_workloads_and_services() {
         "{fields}"
     );
     // rollout status appears after the readiness delay
-    let ready = common::eventually(10, "deployment rolled out", || async {
+    let ready = common::eventually(60, "deployment rolled out", || async {
         let d = deps.get_status("d").await.ok()?;
         let s = d.status?;
         (s.ready_replicas == Some(2) && s.observed_generation == Some(1)).then_some(s)
@@ -210,47 +216,56 @@ async fn typed_apply_workloads_and_services() {
     // a spec change bumps generation and re-rolls
     let mut dep2 = dep.clone();
     dep2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nats:2.10.2");
-    sim.set_ready_after(Duration::from_secs(600));
+    let held_rollout = server.sim_only(
+        "holding a rolling update midway (Sim::set_ready_after) to see the old pods keep it available",
+    );
+    if let Some(sim) = held_rollout {
+        sim.set_ready_after(Duration::from_secs(600));
+    }
     let d2 = deps.patch("d", &pp, &Patch::Apply(&dep2)).await.unwrap();
     assert_eq!(d2.metadata.generation, Some(2));
-    // while the new generation rolls, the old pods keep the Deployment available
-    common::eventually(10, "rolling update in progress", || async {
-        let s = deps.get_status("d").await.ok()?.status?;
-        let conds = s.conditions.unwrap_or_default();
-        let available = conds
-            .iter()
-            .any(|c| c.type_ == "Available" && c.status == "True");
-        let updating = conds
-            .iter()
-            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ReplicaSetUpdated"));
-        (s.observed_generation == Some(2) && available && updating && s.updated_replicas.is_none())
+    if let Some(sim) = held_rollout {
+        common::eventually(10, "rolling update in progress", || async {
+            let s = deps.get_status("d").await.ok()?.status?;
+            let conds = s.conditions.unwrap_or_default();
+            let available = conds
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True");
+            let updating = conds.iter().any(|c| {
+                c.type_ == "Progressing" && c.reason.as_deref() == Some("ReplicaSetUpdated")
+            });
+            (s.observed_generation == Some(2)
+                && available
+                && updating
+                && s.updated_replicas.is_none())
             .then_some(())
-    })
-    .await;
-    sim.set_ready_after(Duration::from_millis(100));
-    common::eventually(10, "re-rolled", || async {
+        })
+        .await;
+        sim.set_ready_after(Duration::from_millis(100));
+    }
+    common::eventually(60, "re-rolled", || async {
         let s = deps.get_status("d").await.ok()?.status?;
         (s.observed_generation == Some(2) && s.ready_replicas == Some(2)).then_some(())
     })
     .await;
 
-    // StatefulSet
+    // StatefulSet: defaulting of claim templates shown by a dry run (no cluster here provisions
+    // volumes, so pods with claims would never start), the rollout by one without claims.
     let sts: Api<StatefulSet> = Api::default_namespaced(client.clone());
     let s = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "b"},
         "spec": {"serviceName": "b-headless", "replicas": 3, "selector": {"matchLabels": {"app": "b"}},
-                 "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "nats", "image": "nats:2.10"}]}},
-                 "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}]}
+                 "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "nats", "image": "nats:2.10"}]}}}
     });
-    let created = sts.patch("b", &pp, &Patch::Apply(&s)).await.unwrap();
-    let spec = created.spec.unwrap();
-    assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
+    let mut with_claims = s.clone();
+    with_claims["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}]);
+    let dry = sts
+        .patch("b", &pp.clone().dry_run(), &Patch::Apply(&with_claims))
+        .await
+        .unwrap();
     assert_eq!(
-        spec.update_strategy.unwrap().type_.as_deref(),
-        Some("RollingUpdate")
-    );
-    assert_eq!(
-        spec.volume_claim_templates.unwrap()[0]
+        dry.spec.unwrap().volume_claim_templates.unwrap()[0]
             .spec
             .as_ref()
             .unwrap()
@@ -258,7 +273,14 @@ async fn typed_apply_workloads_and_services() {
             .as_deref(),
         Some("Filesystem")
     );
-    let st = common::eventually(10, "sts ready", || async {
+    let created = sts.patch("b", &pp, &Patch::Apply(&s)).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
+    assert_eq!(
+        spec.update_strategy.unwrap().type_.as_deref(),
+        Some("RollingUpdate")
+    );
+    let st = common::eventually(60, "sts ready", || async {
         let s = sts.get_status("b").await.ok()?.status?;
         (s.ready_replicas == Some(3)).then_some(s)
     })
@@ -305,8 +327,12 @@ async fn typed_apply_workloads_and_services() {
     let lb = svcs.get("lb").await.unwrap();
     assert!(
         lb.status.unwrap().load_balancer.unwrap().ingress.is_none(),
-        "pending mode leaves ingress empty"
+        "without a load balancer implementation ingress stays empty"
     );
+    let Some(sim) = server.sim_only("LoadBalancer ingress (Sim::set_load_balancer_mode Loopback)")
+    else {
+        return;
+    };
     sim.set_load_balancer_mode(kube_sim::LoadBalancerMode::Loopback);
     let ing = common::eventually(5, "lb ingress", || async {
         svcs.get("lb").await.ok()?.status?.load_balancer?.ingress
@@ -331,8 +357,8 @@ async fn typed_apply_workloads_and_services() {
 
 #[tokio::test]
 async fn dynamic_crud_apply_and_status() {
-    let sim = common::sim().await;
-    let api: Api<DynamicObject> = Api::namespaced_with(sim.client(), "default", &widgets_ar());
+    let server = common::server("dynamic-crud", Crds::Installed).await;
+    let api: Api<DynamicObject> = Api::default_namespaced_with(server.client(), &widgets_ar());
     let obj: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "example.com/v1", "kind": "Widget",
         "metadata": {"name": "w"}, "spec": {"version": "1.0", "unknown": true},
@@ -422,14 +448,17 @@ async fn dynamic_crud_apply_and_status() {
         .unwrap();
     assert_eq!(forced.data["spec"]["size"], 8);
     // JSON patch
-    let (code, j) = common::raw(
-        &sim,
-        "PATCH",
-        "/apis/example.com/v1/namespaces/default/widgets/w",
-        Some("application/json-patch+json"),
-        Some(json!([{"op": "replace", "path": "/spec/version", "value": "2.0"}])),
-    )
-    .await;
+    let (code, j) = server
+        .raw(
+            "PATCH",
+            &format!(
+                "/apis/example.com/v1/namespaces/{}/widgets/w",
+                server.namespace()
+            ),
+            Some("application/json-patch+json"),
+            Some(json!([{"op": "replace", "path": "/spec/version", "value": "2.0"}])),
+        )
+        .await;
     assert_eq!(code, 200, "{j}");
     assert_eq!(j["spec"]["version"], "2.0");
     // strategic merge patch is refused for custom resources, as on a real server
@@ -455,21 +484,23 @@ async fn dynamic_crud_apply_and_status() {
         api_version: "example.com/v1beta1".into(),
         ..gadgets_v1.clone()
     };
-    let g1: Api<DynamicObject> = Api::all_with(sim.client(), &gadgets_v1);
-    let gb: Api<DynamicObject> = Api::all_with(sim.client(), &gadgets_b1);
-    g1.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {}})).unwrap())
+    let g1: Api<DynamicObject> = Api::all_with(server.client(), &gadgets_v1);
+    let gb: Api<DynamicObject> = Api::all_with(server.client(), &gadgets_b1);
+    let gadget = server.cluster_name("g");
+    g1.create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": gadget}, "spec": {}})).unwrap())
         .await
         .unwrap();
-    let viab = gb.get("g").await.unwrap();
+    let viab = gb.get(&gadget).await.unwrap();
     assert_eq!(viab.types.unwrap().api_version, "example.com/v1beta1");
     assert_eq!(viab.data["spec"]["mode"], "fast");
+    g1.delete(&gadget, &DeleteParams::default()).await.unwrap();
     api.delete("w", &DeleteParams::default()).await.unwrap();
 }
 
 #[tokio::test]
 async fn watcher_survives_dropped_streams_and_410() {
-    let sim = common::sim().await;
-    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let server = common::server("watcher-recovery", Crds::Installed).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let stream = watcher(cms.clone(), watcher::Config::default());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -511,21 +542,25 @@ async fn watcher_survives_dropped_streams_and_410() {
     wait_for(&mut rx, &mut seen, "initdone").await;
     cms.create(&PostParams::default(), &mk("a")).await.unwrap();
     wait_for(&mut rx, &mut seen, "apply a").await;
-    // 1. the server drops every watch stream: the watcher re-watches from its last RV
-    sim.drop_watches();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    cms.create(&PostParams::default(), &mk("b")).await.unwrap();
-    wait_for(&mut rx, &mut seen, "apply b").await;
-    // 2. history compacted and stream dropped: the re-watch gets 410 Gone, the watcher relists
-    seen.clear();
-    sim.compact();
-    sim.drop_watches();
-    cms.create(&PostParams::default(), &mk("c")).await.unwrap();
-    wait_for(&mut rx, &mut seen, "apply c").await;
-    assert!(
-        seen.iter().any(|s| s == "init"),
-        "a 410 makes the watcher relist: {seen:?}"
-    );
+    if let Some(sim) = server
+        .sim_only("dropped watch streams and 410 on re-watch (Sim::drop_watches, Sim::compact)")
+    {
+        // 1. the server drops every watch stream: the watcher re-watches from its last RV
+        sim.drop_watches();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cms.create(&PostParams::default(), &mk("b")).await.unwrap();
+        wait_for(&mut rx, &mut seen, "apply b").await;
+        // 2. history compacted and stream dropped: the re-watch gets 410 Gone, the watcher relists
+        seen.clear();
+        sim.compact();
+        sim.drop_watches();
+        cms.create(&PostParams::default(), &mk("c")).await.unwrap();
+        wait_for(&mut rx, &mut seen, "apply c").await;
+        assert!(
+            seen.iter().any(|s| s == "init"),
+            "a 410 makes the watcher relist: {seen:?}"
+        );
+    }
     cms.delete("a", &DeleteParams::default()).await.unwrap();
     wait_for(&mut rx, &mut seen, "delete a").await;
     task.abort();
@@ -533,8 +568,8 @@ async fn watcher_survives_dropped_streams_and_410() {
 
 #[tokio::test]
 async fn raw_watch_semantics() {
-    let sim = common::sim().await;
-    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let server = common::server("raw-watch", Crds::Installed).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let c = cms
         .create(
             &PostParams::default(),
@@ -593,28 +628,35 @@ async fn raw_watch_semantics() {
     }
     assert!(got_bookmark);
     // a too-old RV gets an ERROR event carrying a 410 Status
-    sim.compact();
-    let mut stream = cms
-        .watch(&WatchParams::default().timeout(2), &rv)
-        .await
-        .unwrap()
-        .boxed();
-    match stream.next().await.unwrap().unwrap() {
-        WatchEvent::Error(e) => {
-            assert_eq!(e.code, 410);
-            assert_eq!(e.reason, "Expired");
+    if let Some(sim) = server.sim_only(
+        "a watch from a compacted RV gets a 410 ERROR event (Sim::compact; the real server compacts every 5 minutes)",
+    ) {
+        sim.compact();
+        let mut stream = cms
+            .watch(&WatchParams::default().timeout(2), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        match stream.next().await.unwrap().unwrap() {
+            WatchEvent::Error(e) => {
+                assert_eq!(e.code, 410);
+                assert_eq!(e.reason, "Expired");
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
     // the deprecated watch of one named object
-    let (code, _, body) = common::raw_full(
-        &sim,
-        "GET",
-        "/api/v1/namespaces/default/configmaps/kube-root-ca.crt?watch=1&timeoutSeconds=1",
-        None,
-        None,
-    )
-    .await;
+    let (code, _, body) = server
+        .raw_full(
+            "GET",
+            &format!(
+                "/api/v1/namespaces/{}/configmaps/kube-root-ca.crt?watch=1&timeoutSeconds=1",
+                server.namespace()
+            ),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(code, 200);
     let text = body.to_string();
     assert!(
@@ -622,12 +664,11 @@ async fn raw_watch_semantics() {
         "{text}"
     );
     // timeoutSeconds ends the stream
+    let current = cms.list(&ListParams::default()).await.unwrap();
+    let current_rv = current.metadata.resource_version.unwrap();
     let start = std::time::Instant::now();
     let mut stream = cms
-        .watch(
-            &WatchParams::default().timeout(1),
-            &sim.resource_version().to_string(),
-        )
+        .watch(&WatchParams::default().timeout(1), &current_rv)
         .await
         .unwrap()
         .boxed();
@@ -637,8 +678,8 @@ async fn raw_watch_semantics() {
 
 #[tokio::test]
 async fn server_side_apply_through_the_server() {
-    let sim = common::sim().await;
-    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let server = common::server("ssa-through-server", Crds::Installed).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let cfg = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
     cms.patch(
         "ssa",
@@ -666,9 +707,55 @@ async fn server_side_apply_through_the_server() {
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 409);
+            assert_eq!(
+                s.message,
+                "Apply failed with 1 conflict: conflict with \"a\": .data.x"
+            );
             let d = s.details.unwrap();
             assert_eq!(d.causes[0].field, ".data.x");
-            assert!(d.causes[0].message.contains("\"a\""));
+            assert_eq!(d.causes[0].message, "conflict with \"a\"");
+        }
+        e => panic!("{e}"),
+    }
+    // conflicts with several managers: grouped by manager, Update managers named with their
+    // apiVersion
+    cms.patch(
+        "ssa",
+        &PatchParams {
+            field_manager: Some("edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(json!({"data": {"e": "1"}})),
+    )
+    .await
+    .unwrap();
+    let err = cms
+        .patch(
+            "ssa",
+            &PatchParams::apply("c"),
+            &Patch::Apply(cfg(json!({"e": "2", "x": "2", "shared": "2"}))),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(
+                s.message,
+                "Apply failed with 4 conflicts: conflicts with \"a\":\n- .data.shared\n- .data.x\nconflicts with \"b\":\n- .data.shared\nconflicts with \"edit\" using v1:\n- .data.e"
+            );
+            let causes: Vec<(&str, &str)> = s
+                .details
+                .as_ref()
+                .unwrap()
+                .causes
+                .iter()
+                .map(|c| (c.field.as_str(), c.message.as_str()))
+                .collect();
+            assert!(
+                causes.contains(&(".data.e", "conflict with \"edit\" using v1")),
+                "{causes:?}"
+            );
         }
         e => panic!("{e}"),
     }
@@ -686,7 +773,7 @@ async fn server_side_apply_through_the_server() {
     assert_eq!(data.get("y").map(String::as_str), Some("2"));
     assert!(!data.contains_key("x"));
     // managedFields encoding for an associative list, through the server
-    let deps: Api<Deployment> = Api::default_namespaced(sim.client());
+    let deps: Api<Deployment> = Api::default_namespaced(server.client());
     let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "mf"},
         "spec": {"selector": {"matchLabels": {"app": "mf"}}, "template": {"metadata": {"labels": {"app": "mf"}},
         "spec": {"containers": [{"name": "nats", "image": "nats:2.10", "ports": [{"containerPort": 4222, "name": "client"}]}]}}}});
@@ -735,8 +822,8 @@ async fn event_recorder_and_status_apply() {
     use k8s_openapi::api::events::v1::Event as K8sEvent;
     use kube::Resource;
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-    let sim = common::sim().await;
-    let client = sim.client();
+    let server = common::server("events-status-apply", Crds::Installed).await;
+    let client = server.client();
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let c = cms
         .create(
@@ -772,7 +859,7 @@ async fn event_recorder_and_status_apply() {
     assert!(matches!(err, kube::Error::Api(s) if s.code == 422));
 
     // status through server-side apply on the status subresource
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &widgets_ar());
+    let api: Api<DynamicObject> = Api::default_namespaced_with(client.clone(), &widgets_ar());
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "sa"}, "spec": {"version": "1"}});
     api.patch("sa", &PatchParams::apply("op"), &Patch::Apply(&w))
         .await
@@ -805,52 +892,94 @@ async fn event_recorder_and_status_apply() {
 
 #[tokio::test]
 async fn strategic_merge_patch_merges_by_key() {
-    let sim = common::sim().await;
-    let deps: Api<Deployment> = Api::default_namespaced(sim.client());
-    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "smp", "finalizers": ["a/b"]},
+    let server = common::server("smp-by-key", Crds::Installed).await;
+    let deps: Api<Deployment> = Api::default_namespaced(server.client());
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "smp", "finalizers": ["a/b", "x/y"]},
         "spec": {"selector": {"matchLabels": {"app": "smp"}}, "template": {"metadata": {"labels": {"app": "smp"}},
-        "spec": {"containers": [{"name": "a", "image": "x:1", "env": [{"name": "E1", "value": "1"}]}, {"name": "b", "image": "y:1"}]}}}});
+        "spec": {"containers": [{"name": "a", "image": "x:1", "env": [{"name": "E1", "value": "1"}, {"name": "E3", "value": "3"}]},
+                                {"name": "b", "image": "y:1"}, {"name": "c", "image": "z:1"}]}}}});
     deps.create(&PostParams::default(), &serde_json::from_value(d).unwrap())
         .await
         .unwrap();
-    let p = json!({"metadata": {"finalizers": ["c/d"]},
-        "spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y:2"}, {"name": "a", "env": [{"name": "E2", "value": "2"}]}]}}}});
-    let out = deps
-        .patch("smp", &PatchParams::default(), &Patch::Strategic(p))
-        .await
-        .unwrap();
+    let smp = |p: serde_json::Value| {
+        let deps = deps.clone();
+        async move {
+            deps.patch("smp", &PatchParams::default(), &Patch::Strategic(p))
+                .await
+        }
+    };
+    let names = |d: &Deployment| -> Vec<String> {
+        let cs = &d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers;
+        cs.iter().map(|c| c.name.clone()).collect()
+    };
+    let out = smp(json!({"metadata": {"finalizers": ["c/d", "x/y"]},
+        "spec": {"template": {"spec": {"containers": [{"name": "b", "image": "y:2"}, {"name": "new", "image": "n:1"},
+            {"name": "a", "env": [{"name": "E2", "value": "2"}, {"name": "E3", "value": "33"}]}]}}}}))
+    .await
+    .unwrap();
+    // merged lists: the patch's elements in its order, a live-only element before the patch
+    // elements it preceded, new elements before live-only ones
+    assert_eq!(names(&out), ["b", "new", "a", "c"]);
     let cs = out.spec.unwrap().template.spec.unwrap().containers;
-    assert_eq!(cs.len(), 2);
     let a = cs.iter().find(|c| c.name == "a").unwrap();
     assert_eq!(
         a.image.as_deref(),
         Some("x:1"),
         "unmentioned fields of a merged element are kept"
     );
-    let env: Vec<&str> = a
+    let env: Vec<(&str, &str)> = a
         .env
         .as_ref()
         .unwrap()
         .iter()
-        .map(|e| e.name.as_str())
+        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
         .collect();
-    assert_eq!(env, ["E1", "E2"]);
+    assert_eq!(env, [("E2", "2"), ("E1", "1"), ("E3", "33")]);
     assert_eq!(
         cs.iter().find(|c| c.name == "b").unwrap().image.as_deref(),
         Some("y:2")
     );
     assert_eq!(
         out.metadata.finalizers.unwrap(),
-        ["a/b", "c/d"],
-        "finalizers merge as a set"
+        ["c/d", "a/b", "x/y"],
+        "finalizers merge as a set, ordered like merged lists"
     );
-    // $patch: delete removes one element by key
-    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}});
-    let out = deps
-        .patch("smp", &PatchParams::default(), &Patch::Strategic(p))
+    // $setElementOrder orders the list, also when the patch changes one element or none
+    let out = smp(json!({"metadata": {"$setElementOrder/finalizers": ["x/y", "c/d", "a/b"]},
+        "spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}, {"name": "new"}],
+            "containers": [{"name": "a", "image": "x:2"}]}}}}))
+    .await
+    .unwrap();
+    assert_eq!(names(&out), ["c", "a", "b", "new"]);
+    assert_eq!(out.metadata.finalizers.unwrap(), ["x/y", "c/d", "a/b"]);
+    let out = smp(json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "new"}, {"name": "a"}]}}}}))
         .await
         .unwrap();
-    assert_eq!(out.spec.unwrap().template.spec.unwrap().containers.len(), 1);
+    assert_eq!(names(&out), ["c", "b", "new", "a"]);
+    // a patch list that its $setElementOrder does not list is refused (a 500, as on a real server)
+    let err = smp(
+        json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "b"}],
+        "containers": [{"name": "q", "image": "q:1"}]}}}}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 500 && s.message.starts_with("The order in patch list:")),
+        "{err}"
+    );
+    // $patch: delete removes one element by key
+    let out = smp(json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}}))
+        .await
+        .unwrap();
+    assert_eq!(names(&out), ["c", "new", "a"]);
     deps.patch(
         "smp",
         &PatchParams::default(),
@@ -862,9 +991,9 @@ async fn strategic_merge_patch_merges_by_key() {
 
 #[tokio::test]
 async fn discovery_legacy_and_aggregated() {
-    let sim = common::sim().await;
+    let server = common::server("discovery", Crds::Installed).await;
     for aggregated in [false, true] {
-        let d = kube::Discovery::new(sim.client());
+        let d = kube::Discovery::new(server.client());
         let d = if aggregated {
             d.run_aggregated().await.unwrap()
         } else {
@@ -895,6 +1024,373 @@ async fn discovery_legacy_and_aggregated() {
                 .any(|(ar, _)| ar.plural == "configmaps")
         );
     }
-    let v = sim.client().apiserver_version().await.unwrap();
-    assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
+    // kube-sim says v1.33, the API its built-in types and defaults follow (see README.md,
+    // "Deliberate divergences"); the reference server says its own version.
+    let v = server.client().apiserver_version().await.unwrap();
+    if server.is_reference() {
+        let minor: u32 = v.minor.parse().unwrap();
+        assert!(v.major == "1" && minor >= 33, "{v:?}");
+        assert!(!v.git_version.contains("kube-sim"), "{v:?}");
+    } else {
+        assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "33"));
+        assert_eq!(v.git_version, "v1.33.0+kube-sim");
+    }
+}
+
+/// The fields of the first managedFields entry of `obj`.
+fn first_entry_fields(obj: &serde_json::Value) -> serde_json::Value {
+    obj["metadata"]["managedFields"][0]["fieldsV1"].clone()
+}
+
+#[tokio::test]
+async fn creates_own_what_the_request_and_defaulting_set() {
+    let server = common::server("create-ownership", Crds::Installed).await;
+    let ns = server.namespace().to_string();
+    let create = |path: String, body: serde_json::Value| {
+        let server = &server;
+        async move {
+            let (code, v) = server
+                .raw(
+                    "POST",
+                    &format!("{path}?dryRun=All&fieldManager=creator"),
+                    Some("application/json"),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(code, 201, "{v}");
+            v
+        }
+    };
+    // Selectors of an env var source are atomic; the template's null creationTimestamp is not
+    // owned; a created workload starts with its zero status.
+    let d = create(
+        format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
+            "spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "P", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}}}),
+    )
+    .await;
+    let template = &first_entry_fields(&d)["f:spec"]["f:template"];
+    assert_eq!(
+        template["f:metadata"],
+        json!({"f:labels": {".": {}, "f:app": {}}})
+    );
+    assert_eq!(
+        template["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:env"]["k:{\"name\":\"P\"}"]["f:valueFrom"],
+        json!({".": {}, "f:fieldRef": {}})
+    );
+    assert_eq!(d["status"], json!({}));
+    let s = create(
+        format!("/apis/apps/v1/namespaces/{ns}/statefulsets"),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+            "spec": {"selector": {"matchLabels": {"app": "s"}}, "template": {"metadata": {"labels": {"app": "s"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+    )
+    .await;
+    assert_eq!(s["status"], json!({"replicas": 0, "availableReplicas": 0}));
+    let p = create(
+        format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "s"}}}}),
+    )
+    .await;
+    assert_eq!(
+        p["status"],
+        json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+    );
+    // What the Service allocators add (cluster IPs, IP families, node ports) is nobody's.
+    let svc = create(
+        format!("/api/v1/namespaces/{ns}/services"),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np"},
+            "spec": {"type": "NodePort", "selector": {"app": "s"}, "ports": [{"name": "a", "port": 80}]}}),
+    )
+    .await;
+    assert_eq!(
+        first_entry_fields(&svc),
+        json!({"f:spec": {"f:externalTrafficPolicy": {}, "f:internalTrafficPolicy": {},
+            "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
+            "f:selector": {}, "f:sessionAffinity": {}, "f:type": {}}})
+    );
+    // A Namespace's finalizers come from its strategy, after the request's fields are recorded.
+    let namespace = create(
+        "/api/v1/namespaces".to_string(),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": server.cluster_name("owned")}}),
+    )
+    .await;
+    assert_eq!(
+        first_entry_fields(&namespace),
+        json!({"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}})
+    );
+    assert_eq!(namespace["spec"]["finalizers"], json!(["kubernetes"]));
+    // A RoleBinding's roleRef is atomic; a NetworkPolicy's empty podSelector is the zero value.
+    let rb = create(
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default"}]}),
+    )
+    .await;
+    assert_eq!(
+        first_entry_fields(&rb),
+        json!({"f:roleRef": {}, "f:subjects": {}})
+    );
+    let np = create(
+        format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np"},
+            "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 4222}]}]}}),
+    )
+    .await;
+    assert_eq!(
+        first_entry_fields(&np),
+        json!({"f:spec": {"f:ingress": {}, "f:policyTypes": {}}})
+    );
+}
+
+#[tokio::test]
+async fn custom_resource_validation_causes() {
+    let server = common::server("cr-validation", Crds::Installed).await;
+    let (code, v) = server
+        .raw(
+            "POST",
+            &format!(
+                "/apis/example.com/v1/namespaces/{}/widgets?dryRun=All",
+                server.namespace()
+            ),
+            Some("application/json"),
+            Some(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad"},
+                "spec": {"version": "NOPE!", "size": 1.5, "serviceType": "X", "cidrs": ["x", "10.0.0.0/8", "a", "b"],
+                         "ports": [{"name": "a"}, {"name": "a"}], "extra": "str"}})),
+        )
+        .await;
+    assert_eq!((code, v["reason"].as_str()), (422, Some("Invalid")), "{v}");
+    // The real server lists the causes in no fixed order.
+    let mut causes: Vec<(String, String, String)> = v["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("field"), s("reason"), s("message"))
+        })
+        .collect();
+    causes.sort();
+    let want = [
+        ("spec.cidrs", "FieldValueTooMany", "Too many: 4: must have at most 3 items"),
+        ("spec.cidrs[0]", "FieldValueTypeInvalid", "Invalid value: \"x\": spec.cidrs[0] in body must be of type cidr: \"x\""),
+        ("spec.cidrs[2]", "FieldValueTypeInvalid", "Invalid value: \"a\": spec.cidrs[2] in body must be of type cidr: \"a\""),
+        ("spec.cidrs[3]", "FieldValueTypeInvalid", "Invalid value: \"b\": spec.cidrs[3] in body must be of type cidr: \"b\""),
+        ("spec.extra", "FieldValueTypeInvalid", "Invalid value: \"string\": spec.extra in body must be of type object: \"string\""),
+        ("spec.ports[1]", "FieldValueDuplicate", "Duplicate value: {\"name\":\"a\"}"),
+        ("spec.serviceType", "FieldValueNotSupported", "Unsupported value: \"X\": supported values: \"ClusterIP\", \"NodePort\", \"LoadBalancer\""),
+        ("spec.size", "FieldValueTypeInvalid", "Invalid value: \"number\": spec.size in body must be of type integer: \"number\""),
+        ("spec.version", "FieldValueInvalid", "Invalid value: \"NOPE!\": spec.version in body should match '^[0-9a-z.-]+$'"),
+    ]
+    .map(|(f, r, m)| (f.to_string(), r.to_string(), m.to_string()));
+    assert_eq!(causes, want);
+}
+
+#[tokio::test]
+async fn error_statuses_and_delete_responses() {
+    let server = common::server("error-statuses", Crds::Installed).await;
+    let ns = server.namespace().to_string();
+    let cms = format!("/api/v1/namespaces/{ns}/configmaps");
+    let status = |v: &serde_json::Value| {
+        (
+            v["code"].as_u64().unwrap_or_default(),
+            v["reason"].as_str().unwrap_or_default().to_string(),
+            v["message"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let s =
+        |code: u64, reason: &str, message: &str| (code, reason.to_string(), message.to_string());
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "e", "labels": {"set": "e"}}, "data": {"a": "1"}});
+    let (code, _) = server
+        .raw("POST", &cms, Some("application/json"), Some(cm.clone()))
+        .await;
+    assert_eq!(code, 201);
+    let (_, v) = server
+        .raw("POST", &cms, Some("application/json"), Some(cm))
+        .await;
+    assert_eq!(
+        status(&v),
+        s(409, "AlreadyExists", "configmaps \"e\" already exists")
+    );
+    let (_, v) = server.raw("GET", &format!("{cms}/none"), None, None).await;
+    assert_eq!(
+        status(&v),
+        s(404, "NotFound", "configmaps \"none\" not found")
+    );
+    let (_, v) = server
+        .raw("PUT", &cms, Some("application/json"), Some(json!({})))
+        .await;
+    assert_eq!(
+        status(&v),
+        s(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource"
+        )
+    );
+    // The media type is checked first: a strategic merge patch of a custom resource is a 415
+    // even when there is no such object.
+    let (_, v) = server
+        .raw(
+            "PATCH",
+            &format!("/apis/example.com/v1/namespaces/{ns}/widgets/none"),
+            Some("application/strategic-merge-patch+json"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status(&v),
+        s(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        )
+    );
+    let (_, v) = server
+        .raw(
+            "PATCH",
+            &format!("{cms}/e"),
+            Some("text/plain"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status(&v),
+        s(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+    );
+    // JSON patch: a failed test names no cause; a replace of a missing member adds it.
+    let (_, v) = server
+        .raw(
+            "PATCH",
+            &format!("{cms}/e"),
+            Some("application/json-patch+json"),
+            Some(json!([{"op": "test", "path": "/data/a", "value": "2"}])),
+        )
+        .await;
+    assert_eq!(
+        status(&v),
+        s(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request"
+        )
+    );
+    let (code, v) = server
+        .raw(
+            "PATCH",
+            &format!("{cms}/e"),
+            Some("application/json-patch+json"),
+            Some(json!([{"op": "replace", "path": "/data/b", "value": "2"}])),
+        )
+        .await;
+    assert_eq!(
+        (code, &v["data"]),
+        (200, &json!({"a": "1", "b": "2"})),
+        "{v}"
+    );
+    // Field selectors: kinds with field labels of their own word the refusal differently.
+    let (_, v) = server
+        .raw(
+            "GET",
+            &format!("{cms}?fieldSelector=data.a%3D1"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        status(&v),
+        s(
+            400,
+            "BadRequest",
+            "\"data.a\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        )
+    );
+    let (_, v) = server
+        .raw(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/secrets?fieldSelector=data.a%3D1"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        status(&v),
+        s(400, "BadRequest", "field label not supported: data.a")
+    );
+    let (code, _) = server
+        .raw(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/services?fieldSelector=spec.type%3DNodePort"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    // A group nobody serves is the mux's plain-text 404; an unknown version of a served group a Status.
+    let (code, _, body) = server
+        .raw_full("GET", "/apis/nothing.example.com/v1/things", None, None)
+        .await;
+    assert_eq!((code, body), (404, json!("404 page not found\n")));
+    let (_, v) = server.raw("GET", "/apis/apps/v0", None, None).await;
+    assert_eq!(
+        status(&v),
+        s(
+            404,
+            "NotFound",
+            "the server could not find the requested resource"
+        )
+    );
+    // Delete collection answers the deleted items (without apiVersion/kind, as list items);
+    // deleting a ConfigMap answers a Status, deleting a Service the Service.
+    let (code, v) = server
+        .raw(
+            "DELETE",
+            &format!("{cms}?labelSelector=set%3De"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["kind"], "ConfigMapList");
+    let item = &v["items"][0];
+    assert!(
+        item.get("kind").is_none() && item["metadata"]["name"] == "e",
+        "{v}"
+    );
+    let (_, v) = server
+        .raw(
+            "POST",
+            &cms,
+            Some("application/json"),
+            Some(json!({"metadata": {"name": "gone"}})),
+        )
+        .await;
+    let (_, v2) = server
+        .raw("DELETE", &format!("{cms}/gone"), None, None)
+        .await;
+    assert_eq!(
+        (&v2["kind"], &v2["status"], &v2["details"]["uid"]),
+        (&json!("Status"), &json!("Success"), &v["metadata"]["uid"]),
+        "{v2}"
+    );
+    let svcs = format!("/api/v1/namespaces/{ns}/services");
+    server
+        .raw(
+            "POST",
+            &svcs,
+            Some("application/json"),
+            Some(json!({"metadata": {"name": "gone"}, "spec": {"ports": [{"port": 80}]}})),
+        )
+        .await;
+    let (_, v) = server
+        .raw("DELETE", &format!("{svcs}/gone"), None, None)
+        .await;
+    assert_eq!(
+        (&v["kind"], &v["metadata"]["name"]),
+        (&json!("Service"), &json!("gone")),
+        "{v}"
+    );
 }

@@ -59,6 +59,7 @@ fn deployment_applied_by_operator_then_server() {
         err,
         ApplyError::Conflicts(vec![Conflict {
             manager: "meshery-operator".into(),
+            update_api_version: None,
             field: ".spec.template.spec.containers[name=\"nats\"].args".into(),
         }])
     );

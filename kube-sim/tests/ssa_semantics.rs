@@ -81,14 +81,17 @@ fn conflicts_name_every_field_and_manager_and_force_moves_ownership() {
         vec![
             Conflict {
                 manager: "alpha".into(),
+                update_api_version: None,
                 field: ".data.x".into()
             },
             Conflict {
                 manager: "alpha".into(),
+                update_api_version: None,
                 field: ".data.y".into()
             },
             Conflict {
                 manager: "beta".into(),
+                update_api_version: None,
                 field: ".data.w".into()
             },
         ]
@@ -691,6 +694,7 @@ fn crd_markers_and_status_subresource() {
         err,
         ApplyError::Conflicts(vec![Conflict {
             manager: "controller-a".into(),
+            update_api_version: None,
             field: ".status.conditions[type=\"Ready\"].status".into()
         }])
     );
@@ -776,6 +780,7 @@ fn update_entries_are_per_manager_and_version_and_take_fields() {
         err,
         ApplyError::Conflicts(vec![Conflict {
             manager: "kubectl".into(),
+            update_api_version: Some("v1".into()),
             field: ".data.a".into()
         }])
     );
@@ -823,6 +828,7 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
         err,
         ApplyError::Conflicts(vec![Conflict {
             manager: "before-first-apply".into(),
+            update_api_version: Some("v1".into()),
             field: ".data.a".into()
         }])
     );
@@ -894,6 +900,7 @@ fn null_in_config_removes_the_field_and_owns_it() {
         err,
         ApplyError::Conflicts(vec![Conflict {
             manager: "op".into(),
+            update_api_version: None,
             field: ".data.a".into()
         }])
     );

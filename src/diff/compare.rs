@@ -424,14 +424,35 @@ fn is_atomic(kind: &str, path: &[Step], desired: &Value) -> bool {
     (desired.is_array() && merge_keys(kind, path).is_none()) || is_atomic_map(path)
 }
 
-/// Maps the schema marks `x-kubernetes-map-type: atomic`: label selectors and node selectors. They
-/// are replaced whole by an apply, so a key we no longer set disappears and an extra key is drift;
-/// nothing defaults inside them, so they compare exactly.
+/// Maps and structs the schema marks atomic (`x-kubernetes-map-type: atomic`,
+/// `+structType=atomic`): label and node selectors, a binding's `roleRef`, the env-var selectors
+/// (`fieldRef`, `resourceFieldRef`, `secretKeyRef`, `configMapKeyRef`), and the items of
+/// `ownerReferences` and `imagePullSecrets`. An apply replaces them whole, so a key we no longer
+/// set disappears and an extra key is drift; nothing defaults inside them, so they compare exactly.
 fn is_atomic_map(path: &[Step]) -> bool {
-    matches!(
-        path.last().and_then(Step::field),
-        Some("selector" | "podSelector" | "namespaceSelector" | "nodeSelector")
-    )
+    match path.split_last() {
+        Some((last, parents)) if last.is_keyed_item() || matches!(last, Step::Index(_)) => {
+            matches!(
+                parents.last().and_then(Step::field),
+                Some("ownerReferences" | "imagePullSecrets")
+            )
+        }
+        Some((last, _)) => matches!(
+            last.field(),
+            Some(
+                "selector"
+                    | "podSelector"
+                    | "namespaceSelector"
+                    | "nodeSelector"
+                    | "roleRef"
+                    | "fieldRef"
+                    | "resourceFieldRef"
+                    | "secretKeyRef"
+                    | "configMapKeyRef"
+            )
+        ),
+        None => false,
+    }
 }
 
 /// Zero values an API server drops on the way in (Go's `omitempty`): absent and empty mean the same.

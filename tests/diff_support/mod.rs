@@ -81,14 +81,27 @@ pub fn list_keys(kind: &str, path: &[String]) -> Option<Vec<&'static str>> {
     }
 }
 
-/// Maps the schema marks atomic (label and node selectors): owned and compared as a whole.
+/// Maps and structs the schema marks atomic (selectors, `roleRef`, env-var selectors, the items of
+/// `ownerReferences` and `imagePullSecrets`): owned and compared as a whole.
 pub fn is_atomic_map(path: &[String]) -> bool {
-    path.last().is_some_and(|last| {
-        matches!(
+    match path.split_last() {
+        Some((last, parents)) if last.starts_with('[') => parents
+            .last()
+            .is_some_and(|p| matches!(p.as_str(), "ownerReferences" | "imagePullSecrets")),
+        Some((last, _)) => matches!(
             last.as_str(),
-            "selector" | "podSelector" | "namespaceSelector" | "nodeSelector"
-        )
-    })
+            "selector"
+                | "podSelector"
+                | "namespaceSelector"
+                | "nodeSelector"
+                | "roleRef"
+                | "fieldRef"
+                | "resourceFieldRef"
+                | "secretKeyRef"
+                | "configMapKeyRef"
+        ),
+        None => false,
+    }
 }
 
 /// A list item's key with the server's `protocol: TCP` default.
@@ -205,12 +218,22 @@ fn collect_leaves(
 ) {
     match value {
         Value::Null => {}
-        Value::Object(_) if is_atomic_map(path) => out.push(OwnedLeaf {
-            pointer: pointer.into(),
-            reported: display.into(),
-            removable: false,
-            scope: pointer.into(),
-        }),
+        Value::Object(_) if is_atomic_map(path) => {
+            // An atomic list item changes its identity (merge key) with it: the list is touched.
+            let scope = match path.last() {
+                Some(step) if step.starts_with('[') => pointer
+                    .rsplit_once('/')
+                    .map(|(list, _)| list.to_string())
+                    .unwrap_or_default(),
+                _ => pointer.into(),
+            };
+            out.push(OwnedLeaf {
+                pointer: pointer.into(),
+                reported: display.into(),
+                removable: false,
+                scope,
+            })
+        }
         Value::Object(map) => {
             for (name, child) in map {
                 let child_pointer = format!("{pointer}/{}", escape(name));
