@@ -191,6 +191,24 @@ async fn check_readiness_gate(client: &Client) {
         ready_pod(&p).then_some(())
     })
     .await;
+
+    // A failing readiness probe, injected: the containers go unready, and back.
+    for (value, ready) in [(json!("true"), false), (serde_json::Value::Null, true)] {
+        let patch = json!({"metadata": {"annotations": {UNREADY_ANNOTATION: value}}});
+        pods.patch("gated", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotating the pod");
+        eventually(
+            "the injected readiness",
+            Duration::from_secs(30),
+            || async {
+                let p = pods.get("gated").await.ok()?;
+                let containers = condition(&p, "ContainersReady")?;
+                (ready_pod(&p) == ready && (containers == "True") == ready).then_some(())
+            },
+        )
+        .await;
+    }
     pods.delete("gated", &DeleteParams::default())
         .await
         .expect("deleting the pod");
