@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use chart_support::{Rule, allowed, render, rules, split_resource};
 use harness::{
-    Cluster, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, REAL_CLUSTER_VAR, Settings,
-    install_chart_rbac, on_real_cluster, rbac_mode, scaled, skip_notice, test_settings,
+    AUDIT_LOG_VAR, Cluster, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, REAL_CLUSTER_VAR,
+    Settings, audited_requests, install_chart_rbac, on_real_cluster, rbac_mode, scaled,
+    skip_notice, test_settings,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
@@ -30,8 +31,6 @@ use meshery_operator::render::rbac::meshsync_rules;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
-/// On a real cluster: the API server's audit log (JSON lines), for the calls the operator made.
-const AUDIT_LOG_VAR: &str = "MESHERY_E2E_AUDIT_LOG";
 
 /// The test's own API requests, counted under kube-sim's names so they can be told from the operator's.
 struct Own {
@@ -181,49 +180,28 @@ type Calls = BTreeMap<(String, String, String), u64>;
 /// The API calls a real cluster's audit log ([`AUDIT_LOG_VAR`]) shows `user` made since `since`,
 /// as (verb, group, resource[/subresource]) → count, and every request of theirs that was denied.
 fn audited_calls(user: &str, since: jiff::Timestamp) -> Option<(Calls, Vec<String>)> {
-    let path = std::env::var_os(AUDIT_LOG_VAR).filter(|p| !p.is_empty())?;
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{AUDIT_LOG_VAR}={}: {e}", path.display()));
     let mut used = BTreeMap::new();
     let mut denied = Vec::new();
-    for line in text.lines() {
-        let Ok(event) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
-            continue;
-        }
-        let received: Option<jiff::Timestamp> = event["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse().ok());
-        if received.is_none_or(|t| t < since) {
-            continue;
-        }
-        let object = &event["objectRef"];
-        let Some(resource) = object["resource"].as_str() else {
-            continue; // discovery (non-resource URLs), allowed to every authenticated user
-        };
-        let resource = match object["subresource"].as_str() {
-            Some(sub) => format!("{resource}/{sub}"),
-            None => resource.to_string(),
-        };
-        let group = object["apiGroup"].as_str().unwrap_or("").to_string();
-        let verb = event["verb"].as_str().unwrap_or("").to_string();
-        let code = event["responseStatus"]["code"].as_i64().unwrap_or(0);
-        if code == 403 {
+    for request in audited_requests(user, since)? {
+        if request.code == 403 {
             denied.push(format!(
-                "{verb} {group}/{resource} {}/{}",
-                object["namespace"].as_str().unwrap_or(""),
-                object["name"].as_str().unwrap_or("")
+                "{} {}/{} {}/{}",
+                request.verb, request.group, request.resource, request.namespace, request.name
             ));
         }
         // Server-side apply of an object that does not exist yet is authorized as `create` too.
-        if verb == "patch" && code == 201 {
+        if request.verb == "patch" && request.code == 201 {
             *used
-                .entry(("create".to_string(), group.clone(), resource.clone()))
+                .entry((
+                    "create".to_string(),
+                    request.group.clone(),
+                    request.resource.clone(),
+                ))
                 .or_insert(0) += 1;
         }
-        *used.entry((verb, group, resource)).or_insert(0) += 1;
+        *used
+            .entry((request.verb, request.group, request.resource))
+            .or_insert(0) += 1;
     }
     Some((used, denied))
 }

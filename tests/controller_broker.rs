@@ -8,8 +8,8 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    Cluster, NATS_ADDRESSES, NatsServer, changed_objects, condition, eventually, external_address,
-    get_json, skip_notice, skip_whole_test_on_real_cluster, test_settings, writes,
+    Cluster, NATS_ADDRESSES, NatsServer, condition, eventually, external_address, get_json,
+    skip_notice, skip_whole_test_on_real_cluster, test_settings, writes,
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -130,23 +130,18 @@ async fn steady_state_sends_zero_writes_across_sixty_seconds_of_resyncs() {
     let (mut cluster, ns, _nats) = ready_broker().await;
     // Let the rollout's last status updates settle, then count from a clean slate.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let count = cluster.count_writes(&[&ns]).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        cluster.writes_since(&count).await,
+        Vec::<String>::new(),
+        "writes in steady state"
+    );
     let Some(sim) = cluster.sim() else {
-        // No request log on a real cluster: every object the operator writes keeps its resourceVersion.
-        let before = cluster.resource_versions(&[&ns]).await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        let after = cluster.resource_versions(&[&ns]).await;
-        assert_eq!(
-            changed_objects(&before, &after),
-            Vec::<String>::new(),
-            "writes in steady state"
-        );
         skip_notice("counting reads: the API server's request accounting is kube-sim's");
         cluster.stop_operator().await;
         return;
     };
-    sim.reset_stats();
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(writes(sim), Vec::<String>::new(), "writes in steady state");
     let reads = sim.stats().verb_total("get") + sim.stats().verb_total("list");
     assert!(
         reads <= 5,
@@ -278,10 +273,7 @@ async fn a_service_type_change_updates_the_service_in_place() {
     let (mut cluster, ns, _nats) = ready_broker().await;
     let services = cluster.api::<Service>(&ns);
     let before = services.get("meshery-broker").await.unwrap();
-    let children_before = cluster.real_resource_versions(&[&ns]).await;
-    if let Some(sim) = cluster.sim() {
-        sim.reset_stats();
-    }
+    let count = cluster.count_writes(&[&ns]).await;
 
     cluster
         .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
@@ -309,23 +301,13 @@ async fn a_service_type_change_updates_the_service_in_place() {
         before.metadata.uid, after.metadata.uid,
         "the Service was updated, not recreated"
     );
-    match cluster.sim() {
-        Some(sim) => assert!(
-            !writes(sim).iter().any(|w| w.starts_with("delete")),
-            "nothing pruned: {:?}",
-            writes(sim)
-        ),
-        // No request log on a real cluster: every child that was there still is.
-        None => {
-            let children_after = cluster.resource_versions(&[&ns]).await;
-            let deleted: Vec<_> =
-                changed_objects(children_before.as_ref().unwrap(), &children_after)
-                    .into_iter()
-                    .filter(|c| c.ends_with(" deleted"))
-                    .collect();
-            assert_eq!(deleted, Vec::<String>::new(), "nothing pruned");
-        }
-    }
+    let deletes: Vec<_> = cluster
+        .writes_since(&count)
+        .await
+        .into_iter()
+        .filter(|w| w.starts_with("delete") || w.ends_with(" deleted"))
+        .collect();
+    assert_eq!(deletes, Vec::<String>::new(), "nothing pruned");
     cluster.stop_operator().await;
 }
 
@@ -468,10 +450,7 @@ async fn an_invalid_spec_on_a_deployed_broker_degrades_and_leaves_children_alone
     let _addresses = NATS_ADDRESSES.lock().await;
     let (mut cluster, ns, _nats) = ready_broker().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let children_before = cluster.real_resource_versions(&[&ns]).await;
-    if let Some(sim) = cluster.sim() {
-        sim.reset_stats();
-    }
+    let count = cluster.count_writes(&[&ns]).await;
     // Valid for the schema, invalid for the operator: three unclustered replicas.
     cluster
         .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
@@ -490,20 +469,12 @@ async fn an_invalid_spec_on_a_deployed_broker_degrades_and_leaves_children_alone
         ready.message
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let child_writes: Vec<_> = match cluster.sim() {
-        Some(sim) => writes(sim)
-            .into_iter()
-            .filter(|w| !w.contains("brokers") && !w.contains("events"))
-            .collect(),
-        // No request log on a real cluster: the children keep their resourceVersions.
-        None => changed_objects(
-            children_before.as_ref().unwrap(),
-            &cluster.resource_versions(&[&ns]).await,
-        )
+    let child_writes: Vec<_> = cluster
+        .writes_since(&count)
+        .await
         .into_iter()
-        .filter(|c| !c.starts_with("brokers "))
-        .collect(),
-    };
+        .filter(|w| !w.contains("brokers") && !w.contains("events"))
+        .collect();
     assert_eq!(
         child_writes,
         Vec::<String>::new(),
@@ -523,23 +494,13 @@ async fn dry_run_reconciles_without_writing() {
     let mut cluster = Cluster::start().await;
     let ns = cluster.create_ns("meshery").await;
     cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
-    let before = cluster.real_resource_versions(&[&ns]).await;
-    if let Some(sim) = cluster.sim() {
-        sim.reset_stats();
-    }
+    let count = cluster.count_writes(&[&ns]).await;
     cluster.start_operator(harness::Settings {
         dry_run: true,
         ..test_settings()
     });
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let written = match cluster.sim() {
-        Some(sim) => writes(sim),
-        // No request log on a real cluster: nothing was created and nothing changed.
-        None => changed_objects(
-            before.as_ref().unwrap(),
-            &cluster.resource_versions(&[&ns]).await,
-        ),
-    };
+    let written = cluster.writes_since(&count).await;
     assert_eq!(written, Vec::<String>::new(), "dry-run wrote");
     let broker = cluster
         .api::<Broker>(&ns)

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::{
-    Cluster, changed_objects, condition, eventually, get_json, skip_notice, test_settings, writes,
+    Cluster, WriteCount, condition, eventually, get_json, skip_notice, test_settings, writes,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Event, Secret, ServiceAccount};
@@ -231,43 +231,14 @@ async fn namespaced_children_gone(client: &Client, ns: &str, name: &str) -> bool
         && accounts.get_opt(name).await.unwrap().is_none()
 }
 
-/// Writes other than the operator's status writes and Events (what "nothing applied" means). On a
-/// real cluster (no request log): the objects of `before` (from `start_counting`) other than the
-/// CRs that changed, appeared or went.
-async fn child_writes(
-    cluster: &Cluster,
-    namespaces: &[&str],
-    before: &Option<std::collections::BTreeMap<String, String>>,
-) -> Vec<String> {
-    match cluster.sim() {
-        Some(sim) => writes(sim)
-            .into_iter()
-            .filter(|w| {
-                !w.contains(" meshsyncs") && !w.contains(" brokers") && !w.contains(" events")
-            })
-            .collect(),
-        None => changed_objects(
-            before
-                .as_ref()
-                .expect("a fingerprint taken on the real cluster"),
-            &cluster.resource_versions(namespaces).await,
-        )
+/// Writes other than the operator's status writes and Events (what "nothing applied" means).
+async fn child_writes(cluster: &Cluster, count: &WriteCount) -> Vec<String> {
+    cluster
+        .writes_since(count)
+        .await
         .into_iter()
-        .filter(|c| !c.starts_with("meshsyncs ") && !c.starts_with("brokers "))
-        .collect(),
-    }
-}
-
-/// Starts counting writes: against kube-sim its request log restarts; on a real cluster the
-/// resourceVersions of everything the operator writes in `namespaces` are noted.
-async fn start_counting(
-    cluster: &Cluster,
-    namespaces: &[&str],
-) -> Option<std::collections::BTreeMap<String, String>> {
-    if let Some(sim) = cluster.sim() {
-        sim.reset_stats();
-    }
-    cluster.real_resource_versions(namespaces).await
+        .filter(|w| !w.contains("meshsyncs") && !w.contains("brokers") && !w.contains("events"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,10 +262,10 @@ async fn meshsync_waits_for_its_broker_then_publishes_to_it_with_the_brokers_tok
     assert_eq!(status(&waiting).publishing_to, None);
 
     // Across a few resyncs nothing is applied while the broker is missing.
-    let before = start_counting(&cluster, &[&ns]).await;
+    let count = cluster.count_writes(&[&ns]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        child_writes(&cluster, &[&ns], &before).await,
+        child_writes(&cluster, &count).await,
         Vec::<String>::new(),
         "writes while waiting"
     );
@@ -657,7 +628,7 @@ async fn a_watch_list_change_rolls_meshsync_and_resizes_its_rbac_in_place() {
     assert_eq!(binding.role_ref.name, rbac);
     let (role_uid, binding_uid) = (role.uid(), binding.uid());
     let mut last_checksum = checksum(&deployments.get(name).await.unwrap());
-    let before = start_counting(&cluster, &[&ns]).await;
+    let count = cluster.count_writes(&[&ns]).await;
 
     // Narrower: the role shrinks to pods only, and MeshSync restarts to read the new list.
     let steps: [(&str, Vec<(String, String)>); 2] = [
@@ -733,20 +704,12 @@ async fn a_watch_list_change_rolls_meshsync_and_resizes_its_rbac_in_place() {
     assert_eq!(role.uid(), role_uid, "the ClusterRole keeps its identity");
     let binding = cluster_role_bindings(&cluster).get(&rbac).await.unwrap();
     assert_eq!(binding.uid(), binding_uid);
-    let deletes: Vec<_> = match cluster.sim() {
-        Some(sim) => writes(sim)
-            .into_iter()
-            .filter(|w| w.starts_with("delete"))
-            .collect(),
-        // No request log on a real cluster: every object that was there still is.
-        None => changed_objects(
-            before.as_ref().unwrap(),
-            &cluster.resource_versions(&[&ns]).await,
-        )
+    let deletes: Vec<_> = cluster
+        .writes_since(&count)
+        .await
         .into_iter()
-        .filter(|c| c.ends_with(" deleted"))
-        .collect(),
-    };
+        .filter(|w| w.starts_with("delete") || w.ends_with(" deleted"))
+        .collect();
     assert_eq!(deletes, Vec::<String>::new(), "nothing pruned");
 }
 
@@ -909,7 +872,7 @@ async fn an_invalid_watch_list_on_a_deployed_meshsync_degrades_and_leaves_childr
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = start_counting(&cluster, &[&ns]).await;
+    let count = cluster.count_writes(&[&ns]).await;
 
     // A core resource without its trailing dot, and an entry with no events.
     let invalid = r#"whitelist: '[{"Resource":"pods.v1","Events":["ADDED"]},{"Resource":"services.v1.","Events":[]}]'"#;
@@ -957,7 +920,7 @@ async fn an_invalid_watch_list_on_a_deployed_meshsync_degrades_and_leaves_childr
     // Several resyncs later the children are exactly as they were.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        child_writes(&cluster, &[&ns], &before).await,
+        child_writes(&cluster, &count).await,
         Vec::<String>::new(),
         "children untouched while the spec is invalid"
     );
@@ -991,16 +954,9 @@ async fn a_converged_broker_and_meshsync_send_zero_writes() {
         .await;
     // Let the rollout's last status updates settle, then count from a clean slate.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = start_counting(&cluster, &[&ns]).await;
+    let count = cluster.count_writes(&[&ns]).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let written = match cluster.sim() {
-        Some(sim) => writes(sim),
-        // No request log on a real cluster: every object the operator writes kept its resourceVersion.
-        None => changed_objects(
-            before.as_ref().unwrap(),
-            &cluster.resource_versions(&[&ns]).await,
-        ),
-    };
+    let written = cluster.writes_since(&count).await;
     assert_eq!(written, Vec::<String>::new(), "writes in steady state");
     let meshsync = cluster
         .api::<MeshSync>(&ns)
@@ -1090,16 +1046,9 @@ async fn namespace_scoped_operators_do_not_sweep_each_others_rbac() {
             .await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = start_counting(&cluster, &teams).await;
+    let count = cluster.count_writes(&teams).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let written = match cluster.sim() {
-        Some(sim) => writes(sim),
-        // No request log on a real cluster: both teams' objects and RBAC kept their resourceVersions.
-        None => changed_objects(
-            before.as_ref().unwrap(),
-            &cluster.resource_versions(&teams).await,
-        ),
-    };
+    let written = cluster.writes_since(&count).await;
     assert_eq!(
         written,
         Vec::<String>::new(),

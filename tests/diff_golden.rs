@@ -374,3 +374,58 @@ fn a_field_added_inside_an_atomic_struct_is_drift() {
         ]
     );
 }
+
+/// The API server fills `apiVersion: v1` into a `fieldRef` and `divisor: "0"` into a
+/// `resourceFieldRef`; read back that way they are not drift. Before this was handled, the
+/// broker's `POD_NAME` env var made every resync re-apply the StatefulSet.
+#[test]
+fn server_defaults_inside_env_var_selectors_are_not_drift() {
+    let mut desired = find(
+        &load("desired/broker.yaml"),
+        "StatefulSet",
+        "meshery-broker",
+    )
+    .clone();
+    let mut observed = find(
+        &load("observed/broker.yaml"),
+        "StatefulSet",
+        "meshery-broker",
+    )
+    .clone();
+    let set_env = |object: &mut Object, pod_name: Value, memory: Value| {
+        object.0["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": pod_name}},
+            {"name": "MEMORY", "valueFrom": {"resourceFieldRef": memory}},
+        ]);
+    };
+    set_env(
+        &mut desired,
+        json!({"fieldPath": "metadata.name"}),
+        json!({"resource": "limits.memory"}),
+    );
+    set_env(
+        &mut observed,
+        json!({"apiVersion": "v1", "fieldPath": "metadata.name"}),
+        json!({"resource": "limits.memory", "divisor": "0"}),
+    );
+    assert!(
+        matches!(
+            compare(&desired, &observed, MANAGER),
+            Action::Unchanged { .. }
+        ),
+        "server-defaulted selectors must not be drift"
+    );
+
+    set_env(
+        &mut observed,
+        json!({"apiVersion": "v1", "fieldPath": "metadata.namespace"}),
+        json!({"resource": "limits.memory", "divisor": "0"}),
+    );
+    let Action::Update { changed_paths, .. } = compare(&desired, &observed, MANAGER) else {
+        panic!("a changed fieldPath is drift")
+    };
+    assert_eq!(
+        strings(&changed_paths),
+        ["spec.template.spec.containers[name=nats].env[name=POD_NAME].valueFrom.fieldRef"]
+    );
+}

@@ -7,6 +7,7 @@ mod diff_support;
 mod support;
 
 use diff_support::{MANAGER, mutate, owned_leaves};
+use kube_sim::defaults;
 use kube_sim::list_keys::builtin_schema;
 use kube_sim::ssa;
 use meshery_operator::diff::{Action, compare};
@@ -29,8 +30,9 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// A forced server-side apply by `manager`, followed by what the Secret strategy does on the real
-/// server (fold `stringData` into base64 `data`).
+/// A forced server-side apply by `manager`, followed by the server's defaulting (a `fieldRef`'s
+/// `apiVersion`, pod-template defaults, allocated IPs) and what the Secret strategy does on the
+/// real server (fold `stringData` into base64 `data`).
 fn server_apply(live: Option<&Object>, body: &Object, manager: &str) -> Object {
     let schema = builtin_schema(body.group(), body.kind());
     let mut result = ssa::apply(
@@ -43,6 +45,15 @@ fn server_apply(live: Option<&Object>, body: &Object, manager: &str) -> Object {
         NOW,
     )
     .unwrap_or_else(|e| panic!("apply of {} failed: {e:?}", body.key()));
+    // Only the defaulting matters here: a repair may touch an immutable field such as `roleRef`,
+    // which the operator handles by recreating (tested in the controller suites).
+    defaults::default_builtin(
+        body.group(),
+        body.kind(),
+        &mut result,
+        live.map(|o| &o.0),
+        &mut defaults::Allocator::default(),
+    );
     if let Some(Value::Object(strings)) =
         result.as_object_mut().and_then(|o| o.remove("stringData"))
     {
@@ -82,9 +93,18 @@ fn content(object: &Object) -> Value {
     value
 }
 
+/// The plan's prediction, as the server would store it: a dropped field the server defaults (a
+/// Service's `type`) comes back.
 fn predicted(observed: &Object, patch: &json_patch::Patch) -> Object {
     let mut value = observed.0.clone();
     json_patch::patch(&mut value, patch).unwrap();
+    defaults::default_builtin(
+        observed.group(),
+        observed.kind(),
+        &mut value,
+        Some(&observed.0),
+        &mut defaults::Allocator::default(),
+    );
     Object(value)
 }
 

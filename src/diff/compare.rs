@@ -2,6 +2,8 @@
 //! operator owns: what differs, what another manager has taken over, and what our manager applied
 //! before but no longer wants.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::api::Quantity;
@@ -290,7 +292,7 @@ impl<'a> Comparer<'a> {
         };
         match desired {
             Value::Object(_) if is_atomic_map(&self.path) => {
-                if desired != observed {
+                if *with_atomic_defaults(&self.path, desired) != *observed {
                     self.report();
                 }
             }
@@ -428,7 +430,8 @@ fn is_atomic(kind: &str, path: &[Step], desired: &Value) -> bool {
 /// `+structType=atomic`): label and node selectors, a binding's `roleRef`, the env-var selectors
 /// (`fieldRef`, `resourceFieldRef`, `secretKeyRef`, `configMapKeyRef`), and the items of
 /// `ownerReferences` and `imagePullSecrets`. An apply replaces them whole, so a key we no longer
-/// set disappears and an extra key is drift; nothing defaults inside them, so they compare exactly.
+/// set disappears and an extra key is drift; they compare exactly once the server's defaults are in
+/// (see [`with_atomic_defaults`]).
 fn is_atomic_map(path: &[Step]) -> bool {
     match path.split_last() {
         Some((last, parents)) if last.is_keyed_item() || matches!(last, Step::Index(_)) => {
@@ -452,6 +455,25 @@ fn is_atomic_map(path: &[Step]) -> bool {
             )
         ),
         None => false,
+    }
+}
+
+/// `desired` with what the API server fills in inside an atomic struct: a `fieldRef` without
+/// `apiVersion` reads back as `v1`, and a `resourceFieldRef` without `divisor` reads back as `"0"`
+/// (a zero Quantity is serialised). Without these, every resync would see drift and re-apply.
+fn with_atomic_defaults<'v>(path: &[Step], desired: &'v Value) -> Cow<'v, Value> {
+    let default = match path.last().and_then(Step::field) {
+        Some("fieldRef") => ("apiVersion", "v1"),
+        Some("resourceFieldRef") => ("divisor", "0"),
+        _ => return Cow::Borrowed(desired),
+    };
+    match desired.as_object() {
+        Some(fields) if !fields.contains_key(default.0) => {
+            let mut filled = fields.clone();
+            filled.insert(default.0.to_string(), Value::from(default.1));
+            Cow::Owned(Value::Object(filled))
+        }
+        _ => Cow::Borrowed(desired),
     }
 }
 

@@ -106,6 +106,92 @@ pub fn skip_whole_test_on_real_cluster(reason: &str) -> bool {
     false
 }
 
+/// Names the real cluster's API server audit log (JSON lines, `--audit-log-path`), when the suites
+/// can read it: the operator's requests are then counted there, as in kube-sim's request log.
+pub const AUDIT_LOG_VAR: &str = "MESHERY_E2E_AUDIT_LOG";
+
+fn audit_log_path() -> Option<PathBuf> {
+    std::env::var_os(AUDIT_LOG_VAR)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Where [`Cluster::writes_since`] counts from.
+pub struct WriteCount {
+    since: jiff::Timestamp,
+    namespaces: Vec<String>,
+    /// Without an audit log on a real cluster: the fingerprint to compare with.
+    versions: Option<BTreeMap<String, String>>,
+}
+
+/// One completed request from the API server's audit log.
+pub struct AuditedRequest {
+    pub verb: String,
+    /// The API group, empty for the core group.
+    pub group: String,
+    /// The plural, with `/subresource` when there is one.
+    pub resource: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+    pub code: i64,
+    /// `?dryRun=All`: validated and answered, but nothing stored.
+    pub dry_run: bool,
+}
+
+impl AuditedRequest {
+    /// `plural[.group][/subresource]`, as kube-sim's request log names resources.
+    pub fn resource_name(&self) -> String {
+        let (plural, sub) = match self.resource.split_once('/') {
+            Some((plural, sub)) => (plural, format!("/{sub}")),
+            None => (self.resource.as_str(), String::new()),
+        };
+        match self.group.as_str() {
+            "" => format!("{plural}{sub}"),
+            group => format!("{plural}.{group}{sub}"),
+        }
+    }
+}
+
+/// The resource requests `user` made since `since` according to the audit log
+/// ([`AUDIT_LOG_VAR`]); `None` when there is none to read. Discovery (non-resource URLs) is left out.
+pub fn audited_requests(user: &str, since: jiff::Timestamp) -> Option<Vec<AuditedRequest>> {
+    let path = audit_log_path()?;
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{AUDIT_LOG_VAR}={}: {e}", path.display()));
+    let text_of = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+    let requests = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["user"]["username"] == user && event["stage"] == "ResponseComplete")
+        .filter(|event| {
+            event["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|t| t >= since)
+        })
+        .filter_map(|event| {
+            let object = &event["objectRef"];
+            let plural = object["resource"].as_str()?;
+            Some(AuditedRequest {
+                verb: text_of(&event["verb"]),
+                group: text_of(&object["apiGroup"]),
+                resource: match object["subresource"].as_str() {
+                    Some(sub) => format!("{plural}/{sub}"),
+                    None => plural.to_string(),
+                },
+                namespace: text_of(&object["namespace"]),
+                name: text_of(&object["name"]),
+                code: event["responseStatus"]["code"].as_i64().unwrap_or(0),
+                dry_run: event["requestURI"]
+                    .as_str()
+                    .is_some_and(|uri| uri.contains("dryRun=All")),
+            })
+        })
+        .collect();
+    Some(requests)
+}
+
 /// What changed between two [`Cluster::resource_versions`] fingerprints, one line per object.
 pub fn changed_objects(
     before: &BTreeMap<String, String>,
@@ -386,6 +472,62 @@ impl Cluster {
             }
         }
         versions
+    }
+
+    /// Starts counting writes in `namespaces` (and to cluster-scoped objects): kube-sim's request
+    /// log restarts; on a real cluster the API server's audit log ([`AUDIT_LOG_VAR`]) is read from
+    /// now on, or, without one, the resourceVersions there are noted.
+    pub async fn count_writes(&self, namespaces: &[&str]) -> WriteCount {
+        if let Some(sim) = self.sim() {
+            sim.reset_stats();
+        }
+        let versions = match (&self.real, audit_log_path()) {
+            (Some(_), None) => Some(self.resource_versions(namespaces).await),
+            _ => None,
+        };
+        WriteCount {
+            since: jiff::Timestamp::now(),
+            namespaces: namespaces.iter().map(ToString::to_string).collect(),
+            versions,
+        }
+    }
+
+    /// The writes since `count`, one `verb resource namespace/name` per request: kube-sim's
+    /// request log (every client's), or the audit log's requests by the operator under test. A
+    /// real cluster without an audit log can only say which objects changed:
+    /// `resource namespace/name resourceVersion a -> b` (a write that changed nothing is missed).
+    pub async fn writes_since(&self, count: &WriteCount) -> Vec<String> {
+        if let Some(sim) = self.sim() {
+            return writes(sim);
+        }
+        if let Some(before) = &count.versions {
+            let namespaces: Vec<&str> = count.namespaces.iter().map(String::as_str).collect();
+            return changed_objects(before, &self.resource_versions(&namespaces).await);
+        }
+        // The log backend writes each event as the request completes; give the last one a moment.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+        audited_requests(&user, count.since)
+            .expect("an audit log, as count_writes found")
+            .into_iter()
+            .filter(|r| {
+                !r.dry_run
+                    && matches!(
+                        r.verb.as_str(),
+                        "create" | "update" | "patch" | "delete" | "deletecollection"
+                    )
+                    && (r.namespace.is_empty() || count.namespaces.contains(&r.namespace))
+            })
+            .map(|r| {
+                format!(
+                    "{} {} {}/{}",
+                    r.verb,
+                    r.resource_name(),
+                    r.namespace,
+                    r.name
+                )
+            })
+            .collect()
     }
 
     /// On a real cluster [`Cluster::resource_versions`]; against kube-sim `None` (tests read its
