@@ -234,6 +234,10 @@ fn default_container(c: &mut Value, path: &str, causes: &mut Vec<Cause>) {
             if let Some(fr) = e.pointer_mut("/valueFrom/fieldRef") {
                 default_field(fr, "apiVersion", json!("v1"));
             }
+            // A zero Quantity is serialised, not omitted.
+            if let Some(rf) = e.pointer_mut("/valueFrom/resourceFieldRef") {
+                default_field(rf, "divisor", json!("0"));
+            }
         }
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {

@@ -1067,9 +1067,20 @@ async fn creates_own_what_the_request_and_defaulting_set() {
         format!("/apis/apps/v1/namespaces/{ns}/deployments"),
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
             "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {"metadata": {"labels": {"app": "d"}},
-            "spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "P", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}}}),
+            "spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "P", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "M", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}}]}]}}}}),
     )
     .await;
+    // Defaults inside the atomic selectors: the diff engine must not take them for drift.
+    let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env[0]["valueFrom"]["fieldRef"],
+        json!({"apiVersion": "v1", "fieldPath": "metadata.name"})
+    );
+    assert_eq!(
+        env[1]["valueFrom"]["resourceFieldRef"],
+        json!({"divisor": "0", "resource": "limits.memory"})
+    );
     let template = &first_entry_fields(&d)["f:spec"]["f:template"];
     assert_eq!(
         template["f:metadata"],
