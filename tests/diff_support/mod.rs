@@ -534,6 +534,20 @@ fn default_pod_spec(spec: &mut Value) {
                 }
             }
         }
+        for var in c
+            .get_mut("env")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(Value::Object(field_ref)) = var.pointer_mut("/valueFrom/fieldRef") {
+                field_ref.entry("apiVersion").or_insert(json!("v1"));
+            }
+            if let Some(Value::Object(resource_ref)) = var.pointer_mut("/valueFrom/resourceFieldRef")
+            {
+                resource_ref.entry("divisor").or_insert(json!("0"));
+            }
+        }
         if let Some(Value::Object(resources)) = c.get_mut("resources") {
             for list in resources.values_mut() {
                 for quantity in list
