@@ -292,7 +292,8 @@ impl<'a> Comparer<'a> {
         };
         match desired {
             Value::Object(_) if is_atomic_map(&self.path) => {
-                if *with_atomic_defaults(&self.path, desired) != *observed {
+                let field = self.path.last().and_then(Step::field);
+                if *with_atomic_defaults(field, desired) != *observed {
                     self.report();
                 }
             }
@@ -460,9 +461,10 @@ fn is_atomic_map(path: &[Step]) -> bool {
 
 /// `desired` with what the API server fills in inside an atomic struct: a `fieldRef` without
 /// `apiVersion` reads back as `v1`, and a `resourceFieldRef` without `divisor` reads back as `"0"`
-/// (a zero Quantity is serialised). Without these, every resync would see drift and re-apply.
-fn with_atomic_defaults<'v>(path: &[Step], desired: &'v Value) -> Cow<'v, Value> {
-    let default = match path.last().and_then(Step::field) {
+/// (a zero Quantity is serialised). Without these, every resync would see drift and re-apply, and a
+/// repair's predicted object would differ from what the server stores.
+pub(crate) fn with_atomic_defaults<'v>(field: Option<&str>, desired: &'v Value) -> Cow<'v, Value> {
+    let default = match field {
         Some("fieldRef") => ("apiVersion", "v1"),
         Some("resourceFieldRef") => ("divisor", "0"),
         _ => return Cow::Borrowed(desired),

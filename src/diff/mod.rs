@@ -196,7 +196,12 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
     let mut operations = Vec::new();
     for path in &comparison.changed {
         if let Some(value) = compare::lookup(&desired_value, path) {
-            edit(&mut expected, &mut operations, path, Some(value.clone()));
+            let field = match path.elements().last() {
+                Some(PathElement::Field(name)) => Some(name.as_str()),
+                _ => None,
+            };
+            let stored = compare::with_atomic_defaults(field, value).into_owned();
+            edit(&mut expected, &mut operations, path, Some(stored));
         }
     }
     for path in &comparison.stale {

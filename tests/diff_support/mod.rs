@@ -543,7 +543,8 @@ fn default_pod_spec(spec: &mut Value) {
             if let Some(Value::Object(field_ref)) = var.pointer_mut("/valueFrom/fieldRef") {
                 field_ref.entry("apiVersion").or_insert(json!("v1"));
             }
-            if let Some(Value::Object(resource_ref)) = var.pointer_mut("/valueFrom/resourceFieldRef")
+            if let Some(Value::Object(resource_ref)) =
+                var.pointer_mut("/valueFrom/resourceFieldRef")
             {
                 resource_ref.entry("divisor").or_insert(json!("0"));
             }
