@@ -4,7 +4,10 @@
 //! NATS, probed through the Broker's LoadBalancer address; no local nats-server is started.
 
 mod harness;
+mod real_cluster_support;
 
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::{
@@ -17,6 +20,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use meshery_operator::api::{Broker, Phase};
 use meshery_operator::controller::BrokerProbeMode;
+use real_cluster_support::{kubectl_ok, succeeded};
 
 const BROKER: &str = "
 apiVersion: meshery.io/v1alpha1
@@ -147,6 +151,110 @@ async fn steady_state_sends_zero_writes_across_sixty_seconds_of_resyncs() {
         reads <= 5,
         "steady state should read from caches, not the API: {reads} reads"
     );
+    cluster.stop_operator().await;
+}
+
+/// What the operator renders is authoritative: the broker's replicas changed by `kubectl scale`,
+/// `kubectl patch`, `kubectl edit` or another manager's server-side apply go back to the Broker's
+/// size (the Go operator's bug: five unclustered NATS servers behind a Broker that says size 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_changed_by_any_client_go_back_to_the_brokers_size() {
+    let _addresses = NATS_ADDRESSES.lock().await;
+    let (mut cluster, ns, _nats) = ready_broker().await;
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    let statefulsets = cluster.api::<StatefulSet>(&ns);
+    let editor_dir = tempfile::tempdir().unwrap();
+    let editor = editor_dir.path().join("set-replicas-3");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/^  replicas: 1$/  replicas: 3/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let foreign_apply = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: meshery-broker, namespace: {ns}}}\nspec: {{replicas: 2}}\n"
+    );
+
+    for edit in [
+        "kubectl scale",
+        "kubectl patch",
+        "kubectl edit",
+        "server-side apply",
+    ] {
+        let args: Vec<String> = match edit {
+            "kubectl scale" => vec![
+                "scale".into(),
+                "statefulset/meshery-broker".into(),
+                "--replicas=5".into(),
+            ],
+            "kubectl patch" => vec![
+                "patch".into(),
+                "statefulset".into(),
+                "meshery-broker".into(),
+                "-p".into(),
+                r#"{"spec":{"replicas":4}}"#.into(),
+            ],
+            "kubectl edit" => vec!["edit".into(), "statefulset".into(), "meshery-broker".into()],
+            _ => vec![
+                "apply".into(),
+                "--server-side".into(),
+                "--force-conflicts".into(),
+                "--field-manager=platform-team".into(),
+                "-f".into(),
+                "-".into(),
+            ],
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut all = vec!["-n", ns.as_str()];
+        all.extend(&args);
+        let printed = if edit == "server-side apply" {
+            let mut child = Command::new("kubectl")
+                .env("KUBECONFIG", &kubeconfig)
+                .args(&all)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("kubectl is installed");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(foreign_apply.as_bytes())
+                .unwrap();
+            succeeded("kubectl", &all, child.wait_with_output().unwrap())
+        } else if edit == "kubectl edit" {
+            let output = Command::new("kubectl")
+                .env("KUBECONFIG", &kubeconfig)
+                .env("KUBE_EDITOR", &editor)
+                .args(&all)
+                .output()
+                .expect("kubectl is installed");
+            succeeded("kubectl", &all, output)
+        } else {
+            kubectl_ok(&kubeconfig, &all)
+        };
+        // The edit really changed the object (the operator may have reverted it already).
+        assert!(
+            ["scaled", "patched", "edited", "serverside-applied"]
+                .iter()
+                .any(|verb| printed.trim_end().ends_with(verb)),
+            "{edit} changed nothing: {printed}"
+        );
+        eventually(
+            WAIT,
+            &format!("replicas back to 1 after {edit}"),
+            || async {
+                let sts = statefulsets.get("meshery-broker").await.unwrap();
+                sts.spec.unwrap().replicas == Some(1)
+            },
+        )
+        .await;
+    }
+    let broker = cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    assert_eq!(broker.spec.size, 1);
     cluster.stop_operator().await;
 }
 

@@ -73,11 +73,9 @@ fn nothing_changed_although_the_server_added_many_fields() {
             ),
             (
                 "Deployment.apps meshery/meshery-meshsync".to_string(),
-                // The HPA took `replicas` through /scale: left to it, not fought over.
+                // The HPA's `replicas` are not rendered (`autoscaled`), so not compared.
                 &Action::Unchanged {
-                    yielded_paths: vec![meshery_operator::diff::FieldPath::fields(&[
-                        "spec", "replicas"
-                    ])]
+                    yielded_paths: vec![]
                 }
             ),
         ]
@@ -119,18 +117,14 @@ fn an_image_bump_patches_only_the_image_and_leaves_other_managers_alone() {
         ["spec.template.spec.containers[name=meshsync].image"]
     );
     assert!(immutable_paths.is_empty());
-    assert_eq!(strings(&yielded_paths), ["spec.replicas"]);
+    assert!(yielded_paths.is_empty());
     assert_eq!(
         serde_json::to_value(&json_patch).unwrap(),
         json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "meshery/meshsync:v1.0.4"}])
     );
-    // The body never carries the HPA's replicas nor Meshery Server's env vars, args or annotation.
-    let mut expected_body = desired.0.clone();
-    expected_body["spec"]
-        .as_object_mut()
-        .unwrap()
-        .remove("replicas");
-    assert_eq!(apply_body.0, expected_body);
+    // The body is the render: it never carries the HPA's replicas nor Meshery Server's env vars,
+    // args or annotation.
+    assert_eq!(apply_body.0, desired.0);
 }
 
 #[test]
@@ -427,5 +421,91 @@ fn server_defaults_inside_env_var_selectors_are_not_drift() {
     assert_eq!(
         strings(&changed_paths),
         ["spec.template.spec.containers[name=nats].env[name=POD_NAME].valueFrom.fieldRef"]
+    );
+}
+
+/// What the operator renders is authoritative: replicas another client changed — `kubectl scale`
+/// (an Update through `/scale`), a foreign server-side apply, `kubectl edit` — are drift.
+#[test]
+fn replicas_another_client_changed_are_drift_unless_autoscaled() {
+    let mut desired = find(
+        &load("desired/meshsync.yaml"),
+        "Deployment",
+        "meshery-meshsync",
+    )
+    .clone();
+    desired.0["spec"]["replicas"] = json!(1);
+    let observed = find(
+        &load("observed/meshsync.yaml"),
+        "Deployment",
+        "meshery-meshsync",
+    )
+    .clone();
+    for (manager, operation, subresource) in [
+        ("kubectl", "Update", "scale"),
+        ("kube-controller-manager", "Update", "scale"),
+        ("platform-team", "Apply", ""),
+        ("kubectl-edit", "Update", ""),
+    ] {
+        let mut observed = observed.clone();
+        let entries = observed.0["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap();
+        let scaler = entries
+            .iter_mut()
+            .find(|e| e["subresource"] == "scale")
+            .unwrap();
+        scaler["manager"] = json!(manager);
+        scaler["operation"] = json!(operation);
+        if subresource.is_empty() {
+            scaler.as_object_mut().unwrap().remove("subresource");
+        }
+        let Action::Update {
+            changed_paths,
+            yielded_paths,
+            ..
+        } = compare(&desired, &observed, MANAGER)
+        else {
+            panic!("replicas 3 set by {manager} ({operation} {subresource}) must be drift")
+        };
+        assert_eq!(strings(&changed_paths), ["spec.replicas"], "{manager}");
+        assert!(yielded_paths.is_empty(), "{manager}: {yielded_paths:?}");
+    }
+}
+
+/// The one deliberate exception: Meshery Server's own apply of an env entry we also render wins.
+#[test]
+fn meshery_servers_apply_of_a_rendered_env_entry_is_left_to_it() {
+    let mut desired = find(
+        &load("desired/meshsync.yaml"),
+        "Deployment",
+        "meshery-meshsync",
+    )
+    .clone();
+    let observed = find(
+        &load("observed/meshsync.yaml"),
+        "Deployment",
+        "meshery-meshsync",
+    )
+    .clone();
+    let servers = observed.0["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "MESHSYNC_REDACT_SECRETS")
+        .unwrap()
+        .clone();
+    let mut ours = servers.clone();
+    ours["value"] = json!("operator's value");
+    desired.0["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(ours);
+    let Action::Unchanged { yielded_paths } = compare(&desired, &observed, MANAGER) else {
+        panic!("Meshery Server's env entry must not be fought over")
+    };
+    assert_eq!(
+        strings(&yielded_paths),
+        ["spec.template.spec.containers[name=meshsync].env[name=MESHSYNC_REDACT_SECRETS].value"]
     );
 }

@@ -206,13 +206,18 @@ proptest! {
         prop_assert!(is_unchanged(&compare(&reduced, &applied, MANAGER)));
     }
 
-    /// Meshery Server's apply and an HPA's scaling are not drift, and the operator's next apply
-    /// (for an unrelated change) leaves them in place.
+    /// Meshery Server's apply and an HPA's scaling of a workload rendered without replicas (an
+    /// `autoscaled` MeshSync) are not drift, and the operator's next apply (for an unrelated
+    /// change) leaves them in place; with replicas rendered, the scaling is drift and one apply
+    /// restores them.
     #[test]
     fn other_managers_keep_their_fields_through_our_apply(desired in diff_support::desired_set(), tag in "v[0-9]\\.[0-9]\\.[0-9]") {
-        let Some(deployment) = desired.iter().find(|o| o.kind() == "Deployment" || o.kind() == "StatefulSet") else {
+        let Some(rendered) = desired.iter().find(|o| o.kind() == "Deployment" || o.kind() == "StatefulSet") else {
             return Ok(());
         };
+        let mut autoscaled = rendered.clone();
+        autoscaled.0["spec"].as_object_mut().unwrap().remove("replicas");
+        let deployment = &autoscaled;
         let live = server_apply(None, deployment, MANAGER);
         let container = deployment.0["spec"]["template"]["spec"]["containers"][0]["name"].clone();
         let meshery_server = Object(json!({
@@ -229,6 +234,14 @@ proptest! {
         let live = server_update(&live, scaled, "kube-controller-manager", Some("scale"));
         let action = compare(deployment, &live, MANAGER);
         prop_assert!(is_unchanged(&action), "{:?}", action);
+        if let Some(replicas) = rendered.0["spec"].get("replicas") {
+            let Action::Update { apply_body, changed_paths, .. } = compare(rendered, &live, MANAGER) else {
+                return Err(TestCaseError::fail("scaled replicas of a rendered workload are drift"));
+            };
+            prop_assert_eq!(changed_paths.len(), 1);
+            let restored = server_apply(Some(&live), &apply_body, MANAGER);
+            prop_assert_eq!(&restored.0["spec"]["replicas"], replicas);
+        }
 
         let mut bumped = deployment.clone();
         bumped.0["spec"]["template"]["spec"]["containers"][0]["image"] = json!(format!("example/bumped:{tag}"));

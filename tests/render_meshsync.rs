@@ -432,3 +432,18 @@ fn a_new_broker_credential_rolls_meshsync_without_revealing_it() {
     );
     assert_eq!(checksum(&before), checksum(&before.clone()));
 }
+
+/// With an autoscaler in charge the Deployment is rendered without replicas, so the operator never
+/// fights the HPA (and `size` is not used).
+#[test]
+fn an_autoscaled_meshsync_renders_no_replicas() {
+    let mut spec = native_spec("meshery-broker");
+    spec.size = 3;
+    spec.autoscaled = true;
+    let objects = render(&meshsync("ms", "meshery", spec));
+    assert!(
+        deployment(&objects)["spec"].get("replicas").is_none(),
+        "{}",
+        deployment(&objects)["spec"]
+    );
+}

@@ -59,6 +59,11 @@ pub struct MeshSyncSpec {
     /// Allow the operator to delete and recreate a child whose immutable fields must change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recreate_on_immutable_change: bool,
+    /// A HorizontalPodAutoscaler (or another scaler) sets the Deployment's replicas: the operator
+    /// leaves `replicas` out of what it applies, so `size` is not used. Without it the operator's
+    /// replicas are authoritative and a `kubectl scale` is reverted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub autoscaled: bool,
 }
 
 /// Which broker MeshSync publishes to: exactly one of `native` and `custom`.

@@ -179,9 +179,8 @@ fn step<'v>(value: &'v Value, element: &PathElement) -> Option<(String, &'v Valu
 pub(crate) struct Ownership {
     /// Our manager's `Apply` entry; `None` when we never applied this object (then we own nothing yet).
     ours: Option<FieldSet>,
-    /// Every entry other than ours, each marked whether it deliberately took fields over: other
-    /// managers' applies and writes through a subresource (an HPA scaling through `/scale`). An
-    /// imperative edit of the main resource is not one.
+    /// Every entry other than ours, each marked whether the product lets it take our fields (see
+    /// [`may_take_over`]).
     others: Vec<(FieldSet, bool)>,
 }
 
@@ -198,16 +197,19 @@ impl Ownership {
             {
                 ownership.ours = Some(entry.fields);
             } else {
-                let taker = entry.operation == "Apply" || !entry.subresource.is_empty();
+                let taker = entry.manager == MESHERY_SERVER_MANAGER
+                    && entry.operation == "Apply"
+                    && entry.subresource.is_empty();
                 ownership.others.push((entry.fields, taker));
             }
         }
         ownership
     }
 
-    /// A field we want but another manager took from us after we applied: not ours to fight over.
+    /// A field we want but that the product deliberately leaves to the manager that took it.
     fn yielded(&self, path: &FieldPath) -> bool {
         self.ours.as_ref().is_some_and(|ours| !ours.contains(path))
+            && may_take_over(path)
             && self
                 .others
                 .iter()
@@ -216,6 +218,44 @@ impl Ownership {
 
     fn others_own(&self, path: &FieldPath) -> bool {
         self.others.iter().any(|(set, _)| set.contains(path))
+    }
+}
+
+/// The field manager Meshery Server server-side-applies its MeshSync settings with.
+pub const MESHERY_SERVER_MANAGER: &str = "meshery-server";
+
+/// What the operator renders is authoritative: a field another client changed (`kubectl scale`,
+/// `edit`, `patch`, a foreign server-side apply) is drift and is restored. The one deliberate
+/// exception is Meshery Server's own apply of container `env` entries and `args` and pod-template
+/// annotations (`meshery-compat.md`); an autoscaler gets `replicas` by the MeshSync's
+/// `spec.autoscaled`, which leaves them out of the render instead.
+fn may_take_over(path: &FieldPath) -> bool {
+    let names: Vec<Option<&str>> = path
+        .elements()
+        .iter()
+        .map(|element| match element {
+            PathElement::Field(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    match names.as_slice() {
+        [
+            Some("spec"),
+            Some("template"),
+            Some("metadata"),
+            Some("annotations"),
+            ..,
+        ] => true,
+        [
+            Some("spec"),
+            Some("template"),
+            Some("spec"),
+            Some("containers"),
+            None,
+            Some("env" | "args"),
+            ..,
+        ] => true,
+        _ => false,
     }
 }
 

@@ -202,7 +202,7 @@ fn deployment(
     Deployment {
         metadata: owner.namespaced_meta(owner.name),
         spec: Some(DeploymentSpec {
-            replicas: Some(spec.size),
+            replicas: (!spec.autoscaled).then_some(spec.size),
             selector: owner.selector(),
             template: PodTemplateSpec {
                 metadata: Some(owner.pod_template_meta(watch_list_checksum)),

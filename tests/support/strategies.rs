@@ -443,6 +443,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
             prop::option::of("[A-Za-z0-9]{16,24}"),
             prop::option::of("[0-9a-f]{8}"),
         ),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -456,6 +457,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                 data,
                 resources,
                 (token, users_password, crd_uid),
+                autoscaled,
             )| {
                 let own_namespace = namespace.clone().unwrap_or_else(|| "default".to_string());
                 let mut secrets = Vec::new();
@@ -552,6 +554,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             watch_list,
                             resources,
                             recreate_on_immutable_change: false,
+                            autoscaled,
                         },
                         status: None,
                     },
