@@ -238,25 +238,24 @@ fn may_take_over(path: &FieldPath) -> bool {
             _ => None,
         })
         .collect();
-    match names.as_slice() {
+    matches!(
+        names.as_slice(),
         [
             Some("spec"),
             Some("template"),
             Some("metadata"),
             Some("annotations"),
-            ..,
-        ] => true,
-        [
+            ..
+        ] | [
             Some("spec"),
             Some("template"),
             Some("spec"),
             Some("containers"),
             None,
             Some("env" | "args"),
-            ..,
-        ] => true,
-        _ => false,
-    }
+            ..
+        ]
+    )
 }
 
 /// The outcome of comparing one object.
