@@ -44,7 +44,8 @@ struct Operator {
 
 impl Operator {
     /// Starts `meshery-operator run` against `kubeconfig` on free loopback ports, with
-    /// `--broker-probe off --resync-seconds 2 --log-format json` and `extra` flags; `env` is added
+    /// `--broker-probe off --resync-seconds 2 --log-format json` (unless `extra` sets the resync
+    /// or the format) and `extra` flags; `env` is added
     /// to a clean environment (no in-cluster variables, no `RUST_LOG`, no `POD_NAME`).
     fn start(kubeconfig: &Path, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let dir = tempfile::tempdir().expect("a temp dir");
@@ -56,8 +57,17 @@ impl Operator {
             .arg("run")
             .args(["--metrics-addr", &metrics.to_string()])
             .args(["--health-addr", &health.to_string()])
-            .args(["--broker-probe", "off", "--resync-seconds", "2"])
-            .args(["--log-format", "json"])
+            .args(["--broker-probe", "off"])
+            .args(if extra.contains(&"--resync-seconds") {
+                &[][..]
+            } else {
+                &["--resync-seconds", "2"][..]
+            })
+            .args(if extra.contains(&"--log-format") {
+                &[][..]
+            } else {
+                &["--log-format", "json"][..]
+            })
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("RUST_LOG")
@@ -606,6 +616,61 @@ async fn a_new_broker_with_an_invalid_spec_gets_a_warning_event_naming_the_field
 
 /// The generated token stays in its Secret: not in the logs (JSON, debug level), the Events, the
 /// Broker's status or the metrics — and dry-run logs show none either.
+/// The CRs-by-phase gauge follows phase changes within moments, not at the next resync (five
+/// minutes by default; it used to be refreshed only then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phase_gauge_follows_phase_changes_between_resyncs() {
+    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
+    let operator = Operator::start(&kubeconfig, &["--resync-seconds", "300"], &[]);
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    let gauge = |phase: &str| {
+        format!(r#"meshery_operator_resources{{controller="broker",phase="{phase}"}}"#)
+    };
+    eventually(
+        Duration::from_secs(5),
+        "the Ready gauge counts the Broker",
+        || async { sample(&operator.metrics().await, &gauge("Ready")) == Some(1.0) },
+    )
+    .await;
+    cluster
+        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
+            "spec: {size: 1}",
+            "spec: {size: 3, clustering: {enabled: false}}",
+        ))
+        .await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
+        .await;
+    eventually(
+        Duration::from_secs(5),
+        "the gauge moves to Degraded",
+        || async {
+            let metrics = operator.metrics().await;
+            sample(&metrics, &gauge("Degraded")) == Some(1.0)
+                && sample(&metrics, &gauge("Ready")) == Some(0.0)
+        },
+    )
+    .await;
+}
+
+/// Text logs written to a file (as `kubectl logs` and log collectors read them) carry no colour
+/// escape codes; they used to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_file_carry_no_colour_codes() {
+    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
+    let operator = Operator::start(&kubeconfig, &["--log-format", "text"], &[]);
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    let logs = operator.logs();
+    assert!(logs.contains("applied"), "{logs}");
+    assert!(!logs.contains('\x1b'), "escape codes in:\n{logs:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_logs_events_status_or_metrics() {
     let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;

@@ -115,6 +115,40 @@ fn the_examples_plan_as_creates_without_a_cluster() {
     );
 }
 
+/// What `kubectl get … -o yaml` prints for an empty namespace is a valid observed set: everything
+/// plans as a create (it used to fail with "no manifests found").
+#[test]
+fn an_empty_list_as_observed_plans_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    let crs = write(dir.path(), "crs.yaml", &crs());
+    let live = write(
+        dir.path(),
+        "observed.yaml",
+        "apiVersion: v1\nitems: []\nkind: List\nmetadata:\n  resourceVersion: \"\"\n",
+    );
+    let output = plan(&["-f", &crs, "--observed", &live]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("+ create StatefulSet.apps meshery/meshery-broker"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" 0 to update, 0 to prune, 0 unchanged."),
+        "{text}"
+    );
+
+    // A file without any object is still refused, naming it.
+    let empty = write(dir.path(), "empty.yaml", "# nothing here\n");
+    let output = plan(&["-f", &crs, "--observed", &empty]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no manifests found in"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn an_applied_cluster_plans_nothing_and_exits_zero() {
     let observed = applied_cluster(&crs());

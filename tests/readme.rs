@@ -42,3 +42,22 @@ fn readme_names_every_cli_command() {
         );
     }
 }
+
+/// What a new user trips over is said where they look (issue 17's README defects).
+#[test]
+fn readme_says_plan_exit_codes_render_uids_and_how_to_wait_for_a_change() {
+    let quick_start = block(README, "## Quick start", "## Install");
+    assert!(
+        quick_start.contains("exits 1: there are changes"),
+        "{quick_start}"
+    );
+    let command_line = block(README, "## Command line", "## Custom resources");
+    assert!(
+        command_line.contains("not for `kubectl apply`") && command_line.contains("empty UID"),
+        "{command_line}"
+    );
+    assert!(
+        README.contains("--for=jsonpath='{.status.observedGeneration}'"),
+        "the README shows how to wait for a change to be reconciled"
+    );
+}

@@ -46,21 +46,25 @@ pub enum InputError {
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
 /// Reads every manifest in `paths` (files, or directories searched recursively for .yaml/.yml/.json,
-/// in name order so output is stable).
+/// in name order so output is stable). Finding no object at all is an error; an empty `List` (what
+/// `kubectl get … -o yaml` prints for an empty namespace) is an object and reads as no documents.
 pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, InputError> {
     let mut files = Vec::new();
     for path in paths {
         collect_files(path, &mut files)?;
     }
     let mut documents = Vec::new();
+    let mut objects = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|source| InputError::Read {
             path: file.clone(),
             source,
         })?;
-        documents.extend(parse_documents(&file.display().to_string(), &text)?);
+        let (parsed, top_level) = parse_counted(&file.display().to_string(), &text)?;
+        documents.extend(parsed);
+        objects += top_level;
     }
-    if documents.is_empty() {
+    if objects == 0 {
         return Err(InputError::Empty {
             paths: paths.to_vec(),
         });
@@ -99,6 +103,11 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), InputError
 
 /// Parses a YAML stream (JSON is YAML), rejecting duplicate keys, and flattens `kind: List`.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, InputError> {
+    parse_counted(source, text).map(|(documents, _)| documents)
+}
+
+/// [`parse_documents`], and how many top-level objects (a `List` counts as one) the text held.
+fn parse_counted(source: &str, text: &str) -> Result<(Vec<Document>, usize), InputError> {
     let mut raw = Vec::new();
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let source_name = format!("{source} (document {})", index + 1);
@@ -115,7 +124,8 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, InputE
         })?;
         raw.push((source_name, value));
     }
-    let single = raw.len() == 1;
+    let top_level = raw.len();
+    let single = top_level == 1;
     let mut documents = Vec::new();
     for (source_name, value) in raw {
         let source_name = if single {
@@ -146,7 +156,7 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Document>, InputE
             });
         }
     }
-    Ok(documents)
+    Ok((documents, top_level))
 }
 
 impl Document {

@@ -174,6 +174,10 @@ pub async fn run_with_strategy(
     // A Broker's status change (it became Ready) or deletion re-reconciles the MeshSyncs that use
     // it; only spec changes (generation) re-reconcile the Broker itself.
     let watch_health = health.clone();
+    // Any CR event may change a phase: the CRs-by-phase gauge is refreshed from the caches then.
+    let phases_changed = Arc::new(Notify::new());
+    let brokers_changed = phases_changed.clone();
+    let meshsyncs_changed = phases_changed.clone();
     let meshsyncs_for_brokers = meshsync_store.clone();
     let meshsyncs_for_deleted_brokers = meshsync_store.clone();
     let deleted_broker_tx = meshsync_tx.clone();
@@ -189,6 +193,7 @@ pub async fn run_with_strategy(
             }
         })
         .reflect(broker_writer)
+        .inspect(move |_| brokers_changed.notify_one())
         .applied_objects()
         .inspect(move |broker| {
             for meshsync in broker
@@ -213,6 +218,7 @@ pub async fn run_with_strategy(
             }
         })
         .reflect(meshsync_writer)
+        .inspect(move |_| meshsyncs_changed.notify_one())
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
 
@@ -233,7 +239,7 @@ pub async fn run_with_strategy(
         .for_each(|_| future::ready(()));
     let drivers = stream::select_all(child_drivers).for_each(|_| future::ready(()));
 
-    let housekeeping = housekeeping(ctx.clone(), sweep_now, health.clone());
+    let housekeeping = housekeeping(ctx.clone(), sweep_now, phases_changed, health.clone());
     let controllers = async {
         tokio::select! {
             () = broker_controller => {},
@@ -289,8 +295,14 @@ async fn release_lease(
 }
 
 /// Once the caches are complete: mark the operator ready, sweep orphans, then sweep again after
-/// every MeshSync deletion and at every resync, and refresh the CRs-by-phase gauge.
-async fn housekeeping(ctx: Arc<Context>, sweep_now: Arc<Notify>, health: HealthState) {
+/// every MeshSync deletion and at every resync; refresh the CRs-by-phase gauge at each of those and
+/// whenever a CR changed (so it follows phase changes within moments, not at the next resync).
+async fn housekeeping(
+    ctx: Arc<Context>,
+    sweep_now: Arc<Notify>,
+    phases_changed: Arc<Notify>,
+    health: HealthState,
+) {
     let ready = async {
         ctx.brokers.wait_until_ready().await.is_ok()
             && ctx.meshsyncs.wait_until_ready().await.is_ok()
@@ -302,31 +314,43 @@ async fn housekeeping(ctx: Arc<Context>, sweep_now: Arc<Notify>, health: HealthS
     }
     health.set_caches_synced(true);
     info!("caches synced");
+    let mut sweep = true;
+    let mut next_resync = tokio::time::Instant::now() + ctx.settings.resync_interval;
     loop {
-        sweep_orphaned_cluster_children(&ctx).await;
-        let brokers = ctx.brokers.state();
-        let meshsyncs = ctx.meshsyncs.state();
-        ctx.metrics.set_phase_counts(
-            ControllerKind::Broker,
-            &count_phases(
-                brokers
-                    .iter()
-                    .map(|b| b.status.as_ref().and_then(|s| s.phase)),
-            ),
-        );
-        ctx.metrics.set_phase_counts(
-            ControllerKind::MeshSync,
-            &count_phases(
-                meshsyncs
-                    .iter()
-                    .map(|m| m.status.as_ref().and_then(|s| s.phase)),
-            ),
-        );
-        tokio::select! {
-            () = sweep_now.notified() => {},
-            () = tokio::time::sleep(ctx.settings.resync_interval) => {},
+        if sweep {
+            sweep_orphaned_cluster_children(&ctx).await;
         }
+        refresh_phase_gauge(&ctx);
+        sweep = tokio::select! {
+            () = sweep_now.notified() => true,
+            () = phases_changed.notified() => false,
+            () = tokio::time::sleep_until(next_resync) => {
+                next_resync = tokio::time::Instant::now() + ctx.settings.resync_interval;
+                true
+            },
+        };
     }
+}
+
+fn refresh_phase_gauge(ctx: &Context) {
+    let brokers = ctx.brokers.state();
+    let meshsyncs = ctx.meshsyncs.state();
+    ctx.metrics.set_phase_counts(
+        ControllerKind::Broker,
+        &count_phases(
+            brokers
+                .iter()
+                .map(|b| b.status.as_ref().and_then(|s| s.phase)),
+        ),
+    );
+    ctx.metrics.set_phase_counts(
+        ControllerKind::MeshSync,
+        &count_phases(
+            meshsyncs
+                .iter()
+                .map(|m| m.status.as_ref().and_then(|s| s.phase)),
+        ),
+    );
 }
 
 /// How long a watch may keep failing before `/healthz` reports the operator unhealthy.
