@@ -521,6 +521,40 @@ async fn a_write_the_server_refuses_is_an_error_for_that_object() {
     check.assert_nothing_written(&cluster, &ns).await;
 }
 
+/// One invalid CR in the cluster is reported (with its fields, as the operator's `InvalidSpec`)
+/// and the others are still planned; it used to abort the whole plan with exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_cr_is_reported_and_the_others_are_planned() {
+    let (cluster, ns) = cluster_with_crs().await;
+    cluster
+        .apply_yaml::<Broker>(
+            &broker_yaml(&ns)
+                .replace("name: meshery-broker", "name: unclustered")
+                .replace(
+                    "spec: {size: 1}",
+                    "spec: {size: 3, clustering: {enabled: false}}",
+                ),
+        )
+        .await;
+    let output = plan(&cluster, &ns, &[]).await;
+    let (text, errors) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{text}\n{errors}");
+    assert!(
+        text.contains(&format!("+ create StatefulSet.apps {ns}/meshery-broker")),
+        "the valid Broker is planned:\n{text}"
+    );
+    assert!(
+        !text.contains(&format!("{ns}/unclustered")),
+        "nothing planned for the invalid one:\n{text}"
+    );
+    assert!(
+        errors.contains(&format!("Broker {ns}/unclustered is invalid"))
+            && errors.contains("spec.clustering.enabled")
+            && errors.contains("InvalidSpec"),
+        "{errors}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_scopes_the_plan() {
     let (cluster, ns) = cluster_with_crs().await;

@@ -228,6 +228,36 @@ pub fn plan_documents(
         .collect())
 }
 
+/// Separates the CRs that fail validation (each as a [`PlanError::Invalid`] naming its fields) from
+/// the rest, so that against a cluster one bad CR does not hide the plan of the others — the
+/// operator itself leaves an invalid CR's children alone and reports `InvalidSpec`.
+pub fn split_invalid(documents: Vec<Document>) -> (Vec<Document>, Vec<PlanError>) {
+    let mut valid = Vec::new();
+    let mut invalid = Vec::new();
+    for document in documents {
+        let Ok(resource) = document.custom_resource() else {
+            valid.push(document);
+            continue;
+        };
+        let (kind, metadata, errors) = match &resource {
+            CustomResource::Broker(b) => ("Broker", &b.metadata, validate_broker(b)),
+            CustomResource::MeshSync(m) => ("MeshSync", &m.metadata, validate_meshsync(m)),
+        };
+        if errors.is_empty() {
+            valid.push(document);
+        } else {
+            invalid.push(PlanError::Invalid {
+                source_name: document.source.clone(),
+                kind,
+                namespace: metadata.namespace.clone().unwrap_or_default(),
+                name: metadata.name.clone().unwrap_or_default(),
+                errors,
+            });
+        }
+    }
+    (valid, invalid)
+}
+
 /// Reads, validates and renders every CR in `documents`, taking what the cluster would supply (tokens,
 /// UIDs, resolved brokers) from `observed`, else from stand-ins.
 pub fn render_documents(

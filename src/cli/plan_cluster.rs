@@ -15,7 +15,7 @@ use kube::{Client, Config};
 use super::input::Document;
 use super::plan::{
     Outcome, OwnerPlan, PlanArgs, PlanError, ServerAnswer, ServerAnswers, format_plans_with,
-    outcome, plan_documents, print, stdout_color,
+    outcome, plan_documents, print, split_invalid, stdout_color,
 };
 use crate::api::{Broker, BrokerSelection, MeshSync};
 use crate::controller::{CHILD_KINDS, ChildKind, api_for, managed_selector, with_type};
@@ -33,13 +33,17 @@ pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
             what: "starting the async runtime".into(),
             message: e.to_string(),
         })?;
-    let (plans, observed, answers) = runtime.block_on(async {
+    let (plans, observed, answers, invalid) = runtime.block_on(async {
         let cluster = LiveCluster::connect(args.context.as_deref(), args.namespace.clone()).await?;
         let (documents, observed) = cluster.gather().await?;
+        let (documents, invalid) = split_invalid(documents);
         let plans = plan_documents(&documents, &observed)?;
         let answers = cluster.dry_run(&plans).await;
-        Ok::<_, PlanError>((plans, observed, answers))
+        Ok::<_, PlanError>((plans, observed, answers, invalid))
     })?;
+    for error in &invalid {
+        eprintln!("{error} (InvalidSpec: the operator changes nothing for it until it is fixed)");
+    }
     let text = format_plans_with(
         &plans,
         &observed,
