@@ -361,9 +361,9 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
     if req.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
-    if req.content_type.contains("yaml") {
+    let mut body: Value = if req.content_type.contains("yaml") {
         serde_norway::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(&req.body).map_err(|e| {
             ApiError::bad_request(format!(
@@ -373,8 +373,10 @@ fn parse_body(req: &Req) -> ApiResult<Value> {
                     .take(200)
                     .collect::<String>()
             ))
-        })
-    }
+        })?
+    };
+    crate::util::normalise_numbers(&mut body);
+    Ok(body)
 }
 
 fn dry_run(req: &Req) -> ApiResult<bool> {

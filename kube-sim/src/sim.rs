@@ -273,7 +273,8 @@ impl Sim {
     }
 
     /// Create (or update) one CRD object; it is Established when this returns.
-    pub fn install_crd(&self, crd: Value) -> anyhow_like::Result<String> {
+    pub fn install_crd(&self, mut crd: Value) -> anyhow_like::Result<String> {
+        crate::util::normalise_numbers(&mut crd);
         let mut st = lock(&self.shared.store);
         let ri = st
             .builtin("apiextensions.k8s.io", "customresourcedefinitions")

@@ -181,3 +181,24 @@ pub fn short_hash(v: &Value) -> String {
     }
     out
 }
+
+/// Whole-valued floats as integers: Go decodes `10.0` to a float64 and encodes it back as `10`, so
+/// the real server never returns `10.0`. Without this, `--crds` files with `maximum: 10.0` (as
+/// schemars writes them) read back differently from what kubectl sends, and an identical apply
+/// conflicts.
+pub fn normalise_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 1e21
+                && f.abs() <= i64::MAX as f64
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalise_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(normalise_numbers),
+        _ => {}
+    }
+}

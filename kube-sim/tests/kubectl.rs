@@ -88,6 +88,33 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_string_lossy().into()
 }
 
+/// Applying the CRDs the server was started with (`kube-sim --crds`, or on the reference server
+/// applied by another manager) is no conflict: identical values never conflict. The fixture writes
+/// `maximum: 10.0`, as schemars does; it reads back as `10`, as Go encodes a whole float64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_the_installed_crds_is_no_conflict() {
+    if !kubectl_available() {
+        return;
+    }
+    let server = common::server("kubectl-crds", common::Crds::Installed).await;
+    let k = Kubectl {
+        kubeconfig: server.kubeconfig_path().to_path_buf(),
+        namespace: server.namespace().to_string(),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let fixtures = common::fixtures();
+    let out = k.ok(&["apply", "--server-side", "-f", fixtures.to_str().unwrap()]);
+    assert_eq!(out.matches("serverside-applied").count(), 2, "{out}");
+    let maximum = k.ok(&[
+        "get",
+        "crd",
+        "widgets.example.com",
+        "-o",
+        "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.size.maximum}",
+    ]);
+    assert_eq!(maximum, "10");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_conformance() {
     if !kubectl_available() {
