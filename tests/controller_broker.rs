@@ -258,6 +258,80 @@ async fn replicas_changed_by_any_client_go_back_to_the_brokers_size() {
     cluster.stop_operator().await;
 }
 
+/// Placement and registry options reach the StatefulSet (and, on a real cluster, the pods the
+/// scheduler placed), and what the API server stores for them is no drift: zero writes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_options_reach_the_pods_and_plan_as_unchanged() {
+    let _addresses = NATS_ADDRESSES.lock().await;
+    let mut cluster = Cluster::start().await;
+    let ns = cluster.create_ns("meshery").await;
+    cluster.start_operator(test_settings());
+    let pod_options = r#"pod:
+    tolerations: [{key: dedicated, operator: Equal, value: meshery, effect: NoSchedule}]
+    affinity:
+      podAntiAffinity:
+        preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector: {matchLabels: {app: meshery-broker}}
+    topologySpreadConstraints:
+    - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway}
+    priorityClassName: system-cluster-critical
+    imagePullSecrets: [{name: registry-credentials}]
+    labels: {team: platform}
+    annotations: {example.com/owner: platform team}"#;
+    cluster
+        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
+            "spec: {size: 1}",
+            &format!("spec:\n  size: 1\n  {pod_options}"),
+        ))
+        .await;
+    let _nats = start_nats_for(&cluster, &ns, "meshery-broker").await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    let sts = get_json(
+        &cluster.client,
+        "apps/v1",
+        "statefulsets",
+        &ns,
+        "meshery-broker",
+    )
+    .await
+    .expect("the StatefulSet");
+    let template = &sts["spec"]["template"];
+    assert_eq!(template["metadata"]["labels"]["team"], "platform");
+    assert_eq!(template["spec"]["tolerations"][0]["key"], "dedicated");
+    assert_eq!(
+        template["spec"]["priorityClassName"],
+        "system-cluster-critical"
+    );
+    assert_eq!(
+        template["spec"]["imagePullSecrets"][0]["name"],
+        "registry-credentials"
+    );
+    if cluster.is_real() {
+        let pod = get_json(&cluster.client, "v1", "pods", &ns, "meshery-broker-0")
+            .await
+            .expect("the first broker pod");
+        assert_eq!(pod["metadata"]["labels"]["team"], "platform", "{pod}");
+        assert!(
+            pod["spec"]["priority"].as_i64().is_some_and(|p| p > 0),
+            "{pod}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let count = cluster.count_writes(&[&ns]).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        cluster.writes_since(&count).await,
+        Vec::<String>::new(),
+        "what the server stored for the pod options is no drift"
+    );
+    cluster.stop_operator().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_restored_with_one_apply_and_a_deleted_child_is_recreated() {
     let _addresses = NATS_ADDRESSES.lock().await;

@@ -714,3 +714,71 @@ fn disabled_features_render_nothing_for_them() {
     let volumes = pod_spec(&objects, "nats")["volumes"].clone();
     assert!(!volumes.to_string().contains("unused"), "{volumes}");
 }
+
+/// Placement and registry options reach the pod template as given, beside the operator's own
+/// labels and checksum; MeshSync renders the same options the same way.
+#[test]
+fn pod_options_reach_the_pod_template_of_both_workloads() {
+    let options: meshery_operator::api::PodOptions = serde_json::from_value(json!({
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "meshery", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": {"app": "meshery-broker"}}}}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway"}],
+        "priorityClassName": "meshery-high",
+        "imagePullSecrets": [{"name": "registry-credentials"}],
+        "labels": {"team": "platform"},
+        "annotations": {"example.com/owner": "platform team"},
+    }))
+    .unwrap();
+    let mut spec = broker_spec(1);
+    spec.pod = Some(options.clone());
+    let objects = render(&broker("meshery-broker", "meshery", spec));
+    let template = find(&objects, "StatefulSet", "meshery-broker")
+        .get(&["spec", "template"])
+        .cloned()
+        .unwrap();
+    let pod = &template["spec"];
+    let given = serde_json::to_value(&options).unwrap();
+    for field in [
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "topologySpreadConstraints",
+        "priorityClassName",
+        "imagePullSecrets",
+    ] {
+        assert_eq!(pod[field], given[field], "{field}");
+    }
+    assert_eq!(template["metadata"]["labels"]["team"], "platform");
+    assert_eq!(template["metadata"]["labels"]["app"], "meshery-broker");
+    assert_eq!(
+        template["metadata"]["annotations"]["example.com/owner"],
+        "platform team"
+    );
+    assert!(template["metadata"]["annotations"][CONFIG_CHECKSUM_ANNOTATION].is_string());
+
+    let mut meshsync_spec = support::native_spec("meshery-broker");
+    meshsync_spec.pod = Some(options);
+    let meshsync = support::meshsync("meshery-meshsync", "meshery", meshsync_spec);
+    let objects = meshery_operator::render::desired_meshsync(
+        &meshsync,
+        &support::same_namespace_inputs("meshery-broker", "meshery"),
+    );
+    let deployment = find(&objects, "Deployment", "meshery-meshsync");
+    for field in [
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "priorityClassName",
+    ] {
+        assert_eq!(
+            deployment.get(&["spec", "template", "spec", field]),
+            Some(&given[field]),
+            "{field}"
+        );
+    }
+}

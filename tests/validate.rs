@@ -433,3 +433,49 @@ fn custom_resource_groups_are_accepted_in_whitelists() {
     );
     assert!(meshsync_errors(&spec).is_empty());
 }
+
+/// Pod options are checked with field paths: the operator's own pod labels and checksum cannot be
+/// overridden, tolerations and spread constraints must be well-formed.
+#[test]
+fn bad_pod_options_are_named_by_field_path() {
+    let pod = serde_json::json!({
+        "nodeSelector": {"bad key!": "x"},
+        "labels": {"app": "mine", "team": "not a label value"},
+        "annotations": {"meshery.io/config-checksum": "0"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "value": "meshery"},
+                        {"operator": "Equal", "value": "x"},
+                        {"key": "k", "effect": "Sometimes"}],
+        "topologySpreadConstraints": [{"maxSkew": 0, "topologyKey": "", "whenUnsatisfiable": "Maybe"}],
+        "priorityClassName": "Not_A_Name",
+        "imagePullSecrets": [{"name": ""}],
+    });
+    let errors = validate_broker(&broker(&format!("{{size: 1, pod: {pod}}}")));
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        r#"spec.pod.nodeSelector["bad key!"]"#,
+        r#"spec.pod.labels["app"]"#,
+        r#"spec.pod.labels["team"]"#,
+        r#"spec.pod.annotations["meshery.io/config-checksum"]"#,
+        "spec.pod.tolerations[0].value",
+        "spec.pod.tolerations[1].operator",
+        "spec.pod.tolerations[2].effect",
+        "spec.pod.topologySpreadConstraints[0].maxSkew",
+        "spec.pod.topologySpreadConstraints[0].topologyKey",
+        "spec.pod.topologySpreadConstraints[0].whenUnsatisfiable",
+        "spec.pod.priorityClassName",
+        "spec.pod.imagePullSecrets[0].name",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {errors:#?}"
+        );
+    }
+    let reserved = errors
+        .iter()
+        .find(|e| e.path == r#"spec.pod.labels["app"]"#)
+        .unwrap();
+    assert!(
+        reserved.message.contains("the operator sets this key"),
+        "{reserved:?}"
+    );
+}

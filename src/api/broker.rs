@@ -81,6 +81,10 @@ pub struct BrokerSpec {
     /// (for example the StatefulSet when JetStream storage changes). Off by default: such a change is reported instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recreate_on_immutable_change: bool,
+    /// Where the pods may run and how they pull: node selector, tolerations, affinity, topology
+    /// spread, priority class, image pull secrets, extra labels and annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<super::PodOptions>,
 }
 
 pub(crate) fn default_size() -> i32 {

@@ -64,6 +64,10 @@ pub struct MeshSyncSpec {
     /// replicas are authoritative and a `kubectl scale` is reverted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub autoscaled: bool,
+    /// Where the pods may run and how they pull: node selector, tolerations, affinity, topology
+    /// spread, priority class, image pull secrets, extra labels and annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<super::PodOptions>,
 }
 
 /// Which broker MeshSync publishes to: exactly one of `native` and `custom`.

@@ -2,6 +2,7 @@
 
 mod broker;
 mod meshsync;
+mod pod;
 mod quantity;
 mod status;
 mod validate;
@@ -9,6 +10,7 @@ pub mod watch_list;
 
 pub use broker::*;
 pub use meshsync::*;
+pub use pod::PodOptions;
 pub use quantity::{Quantity, QuantityError};
 pub use status::*;
 pub use validate::{

@@ -1,13 +1,17 @@
 //! Checks the CRD schema cannot express (cross-field rules, JSON inside strings, derived-name lengths).
 //! Every problem is reported at once, each with the field path a user edits.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::ResourceExt;
 
 use super::watch_list::WatchList;
-use super::{Broker, BrokerSelection, MeshSync, Quantity, ServiceType};
+use super::{Broker, BrokerSelection, MeshSync, PodOptions, Quantity, ServiceType};
+use crate::render::labels::{
+    APP_LABEL, CONFIG_CHECKSUM_ANNOTATION, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL,
+};
 
 /// One problem with a CR, as `<field path>: <what is wrong and what to do>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +175,7 @@ pub fn validate_broker(broker: &Broker) -> Vec<FieldError> {
         }
     }
     check_resources(spec.resources.as_ref(), &mut errors);
+    check_pod_options(spec.pod.as_ref(), &mut errors);
     errors
 }
 
@@ -217,6 +222,7 @@ pub fn validate_meshsync(meshsync: &MeshSync) -> Vec<FieldError> {
         errors.extend(watch_errors);
     }
     check_resources(spec.resources.as_ref(), &mut errors);
+    check_pod_options(spec.pod.as_ref(), &mut errors);
     errors
 }
 
@@ -455,6 +461,131 @@ fn check_resources(resources: Option<&ResourceRequirements>, errors: &mut Vec<Fi
             ));
         }
     }
+}
+
+/// Pod-template labels and annotations the operator sets itself: selectors, ownership and the
+/// checksum that rolls the pods depend on them.
+const RESERVED_POD_LABELS: [&str; 4] = [APP_LABEL, MANAGED_BY_LABEL, INSTANCE_LABEL, NAME_LABEL];
+const RESERVED_POD_ANNOTATIONS: [&str; 1] = [CONFIG_CHECKSUM_ANNOTATION];
+
+fn check_pod_options(options: Option<&PodOptions>, errors: &mut Vec<FieldError>) {
+    let Some(options) = options else {
+        return;
+    };
+    let mut check_keys = |field: &str,
+                          map: Option<&BTreeMap<String, String>>,
+                          reserved: &[&str]| {
+        for (key, value) in map.into_iter().flatten() {
+            let path = format!("spec.pod.{field}[{key:?}]");
+            if !is_qualified_key(key) {
+                errors.push(FieldError::new(
+                    &path,
+                    "not a valid key ([prefix/]name, name: letters, digits, '-', '_', '.', at most 63)",
+                ));
+            } else if reserved.contains(&key.as_str()) {
+                errors.push(FieldError::new(
+                    &path,
+                    "the operator sets this key itself; choose another",
+                ));
+            }
+            if field != "annotations" && !is_label_value(value) {
+                errors.push(FieldError::new(
+                    &path,
+                    format!("{value:?} is not a valid label value (letters, digits, '-', '_', '.', at most 63)"),
+                ));
+            }
+        }
+    };
+    check_keys("nodeSelector", options.node_selector.as_ref(), &[]);
+    check_keys("labels", options.labels.as_ref(), &RESERVED_POD_LABELS);
+    check_keys(
+        "annotations",
+        options.annotations.as_ref(),
+        &RESERVED_POD_ANNOTATIONS,
+    );
+    if let Some(name) = &options.priority_class_name {
+        check_subdomain("spec.pod.priorityClassName", name, errors);
+    }
+    for (i, secret) in options.image_pull_secrets.iter().flatten().enumerate() {
+        check_subdomain(
+            &format!("spec.pod.imagePullSecrets[{i}].name"),
+            &secret.name,
+            errors,
+        );
+    }
+    for (i, toleration) in options.tolerations.iter().flatten().enumerate() {
+        let path = format!("spec.pod.tolerations[{i}]");
+        match toleration.operator.as_deref() {
+            None | Some("Equal") => {}
+            Some("Exists") if toleration.value.as_deref().is_none_or(str::is_empty) => {}
+            Some("Exists") => errors.push(FieldError::new(
+                format!("{path}.value"),
+                "must be empty when operator is Exists",
+            )),
+            Some(other) => errors.push(FieldError::new(
+                format!("{path}.operator"),
+                format!("{other:?}: use Equal or Exists"),
+            )),
+        }
+        if let Some(effect) = toleration.effect.as_deref()
+            && !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            errors.push(FieldError::new(
+                format!("{path}.effect"),
+                format!("{effect:?}: use NoSchedule, PreferNoSchedule or NoExecute"),
+            ));
+        }
+        if toleration.key.as_deref().is_none_or(str::is_empty)
+            && toleration.operator.as_deref() != Some("Exists")
+        {
+            errors.push(FieldError::new(
+                format!("{path}.operator"),
+                "a toleration without key must use operator Exists",
+            ));
+        }
+    }
+    for (i, constraint) in options
+        .topology_spread_constraints
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        let path = format!("spec.pod.topologySpreadConstraints[{i}]");
+        if constraint.max_skew < 1 {
+            errors.push(FieldError::new(
+                format!("{path}.maxSkew"),
+                "must be at least 1",
+            ));
+        }
+        if constraint.topology_key.is_empty() {
+            errors.push(FieldError::new(
+                format!("{path}.topologyKey"),
+                "required (e.g. topology.kubernetes.io/zone)",
+            ));
+        }
+        if !matches!(
+            constraint.when_unsatisfiable.as_str(),
+            "DoNotSchedule" | "ScheduleAnyway"
+        ) {
+            errors.push(FieldError::new(
+                format!("{path}.whenUnsatisfiable"),
+                format!(
+                    "{:?}: use DoNotSchedule or ScheduleAnyway",
+                    constraint.when_unsatisfiable
+                ),
+            ));
+        }
+    }
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
 }
 
 pub(crate) fn is_dns_label(s: &str) -> bool {

@@ -467,7 +467,8 @@ fn is_atomic(kind: &str, path: &[Step], desired: &Value) -> bool {
 }
 
 /// Maps and structs the schema marks atomic (`x-kubernetes-map-type: atomic`,
-/// `+structType=atomic`): label and node selectors, a binding's `roleRef`, the env-var selectors
+/// `+structType=atomic`): label selectors (also `labelSelector` in affinity terms and spread
+/// constraints) and node selectors, a binding's `roleRef`, the env-var selectors
 /// (`fieldRef`, `resourceFieldRef`, `secretKeyRef`, `configMapKeyRef`), and the items of
 /// `ownerReferences` and `imagePullSecrets`. An apply replaces them whole, so a key we no longer
 /// set disappears and an extra key is drift; they compare exactly once the server's defaults are in
@@ -487,6 +488,7 @@ fn is_atomic_map(path: &[Step]) -> bool {
                     | "podSelector"
                     | "namespaceSelector"
                     | "nodeSelector"
+                    | "labelSelector"
                     | "roleRef"
                     | "fieldRef"
                     | "resourceFieldRef"
@@ -515,6 +517,30 @@ pub(crate) fn with_atomic_defaults<'v>(field: Option<&str>, desired: &'v Value) 
             Cow::Owned(Value::Object(filled))
         }
         _ => Cow::Borrowed(desired),
+    }
+}
+
+/// `value` (found at a field named `field`) as the server stores it: [`with_atomic_defaults`] at
+/// every atomic selector inside it too, so a repair that adds a whole container predicts its
+/// `fieldRef`s with their `apiVersion`.
+pub(crate) fn stored_form(field: Option<&str>, value: &Value) -> Value {
+    let mut stored = with_atomic_defaults(field, value).into_owned();
+    fill_nested_defaults(&mut stored);
+    stored
+}
+
+fn fill_nested_defaults(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for (name, child) in fields.iter_mut() {
+                if let Cow::Owned(filled) = with_atomic_defaults(Some(name), child) {
+                    *child = filled;
+                }
+                fill_nested_defaults(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(fill_nested_defaults),
+        _ => {}
     }
 }
 

@@ -200,7 +200,7 @@ pub fn compare(desired: &Object, observed: &Object, field_manager: &str) -> Acti
                 Some(PathElement::Field(name)) => Some(name.as_str()),
                 _ => None,
             };
-            let stored = compare::with_atomic_defaults(field, value).into_owned();
+            let stored = compare::stored_form(field, value);
             edit(&mut expected, &mut operations, path, Some(stored));
         }
     }

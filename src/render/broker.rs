@@ -31,7 +31,7 @@ use super::nats_conf::{
 };
 use super::pod::{
     ProbeTiming, config_map_volume, container_port, empty_dir_volume, env_from_field,
-    env_from_secret, env_value, http_probe, mount, secret_volume, service_port,
+    env_from_secret, env_value, http_probe, mount, secret_volume, service_port, with_pod_options,
 };
 use super::{AuthKind, BrokerAuthInput, BrokerInputs};
 use crate::api::{Broker, NATS_CLIENT_PORT, NATS_CLUSTER_PORT, NATS_MONITOR_PORT, ServiceType};
@@ -276,16 +276,19 @@ fn stateful_set(
             pod_management_policy: Some("Parallel".to_string()),
             selector: owner.selector(),
             template: PodTemplateSpec {
-                metadata: Some(owner.pod_template_meta(config_checksum)),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    security_context: Some(pod_security_context(NATS_UID)),
-                    // NATS never talks to the Kubernetes API.
-                    automount_service_account_token: Some(false),
-                    termination_grace_period_seconds: Some(lame_duck + SHUTDOWN_MARGIN_SECONDS),
-                    ..PodSpec::default()
-                }),
+                metadata: Some(owner.pod_template_meta(config_checksum, spec.pod.as_ref())),
+                spec: Some(with_pod_options(
+                    PodSpec {
+                        containers: vec![container],
+                        volumes: Some(volumes),
+                        security_context: Some(pod_security_context(NATS_UID)),
+                        // NATS never talks to the Kubernetes API.
+                        automount_service_account_token: Some(false),
+                        termination_grace_period_seconds: Some(lame_duck + SHUTDOWN_MARGIN_SECONDS),
+                        ..PodSpec::default()
+                    },
+                    spec.pod.as_ref(),
+                )),
             },
             volume_claim_templates: spec
                 .jetstream_enabled()

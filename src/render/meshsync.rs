@@ -18,7 +18,7 @@ use super::meta::{
 };
 use super::pod::{
     ProbeTiming, config_map_volume, container_port, empty_dir_volume, env_from_secret, env_value,
-    http_probe, mount,
+    http_probe, mount, with_pod_options,
 };
 use super::rbac::meshsync_rules;
 use super::{BrokerCredential, MeshSyncInputs};
@@ -205,17 +205,23 @@ fn deployment(
             replicas: (!spec.autoscaled).then_some(spec.size),
             selector: owner.selector(),
             template: PodTemplateSpec {
-                metadata: Some(owner.pod_template_meta(watch_list_checksum)),
-                spec: Some(PodSpec {
-                    service_account_name: Some(owner.name.to_string()),
-                    containers: vec![container],
-                    volumes: Some(vec![
-                        config_map_volume(WATCH_LIST_VOLUME, &format!("{}-watch-list", owner.name)),
-                        empty_dir_volume(TMP_VOLUME),
-                    ]),
-                    security_context: Some(pod_security_context(MESHSYNC_UID)),
-                    ..PodSpec::default()
-                }),
+                metadata: Some(owner.pod_template_meta(watch_list_checksum, spec.pod.as_ref())),
+                spec: Some(with_pod_options(
+                    PodSpec {
+                        service_account_name: Some(owner.name.to_string()),
+                        containers: vec![container],
+                        volumes: Some(vec![
+                            config_map_volume(
+                                WATCH_LIST_VOLUME,
+                                &format!("{}-watch-list", owner.name),
+                            ),
+                            empty_dir_volume(TMP_VOLUME),
+                        ]),
+                        security_context: Some(pod_security_context(MESHSYNC_UID)),
+                        ..PodSpec::default()
+                    },
+                    spec.pod.as_ref(),
+                )),
             },
             ..DeploymentSpec::default()
         }),

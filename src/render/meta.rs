@@ -14,7 +14,7 @@ use super::labels::{
     APP_LABEL, CONFIG_CHECKSUM_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL,
     NAME_LABEL, OWNER_UID_LABEL,
 };
-use crate::api::{GROUP, STORAGE_VERSION};
+use crate::api::{GROUP, PodOptions, STORAGE_VERSION};
 
 /// The namespace a CR without one lives in, as the API server would default it.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -80,19 +80,27 @@ impl<'a> Owner<'a> {
         labels
     }
 
-    /// Metadata of a namespaced child: the CR's namespace, labels and controller ownerReference.
-    /// Pod-template metadata: the pod labels and the checksum whose change rolls the pods.
-    pub fn pod_template_meta(&self, config_checksum: String) -> ObjectMeta {
+    /// Pod-template metadata: the user's extra labels and annotations (`spec.pod`), then the pod
+    /// labels and the checksum whose change rolls the pods (validation keeps the two apart).
+    pub fn pod_template_meta(
+        &self,
+        config_checksum: String,
+        options: Option<&PodOptions>,
+    ) -> ObjectMeta {
+        let mut labels = options.and_then(|o| o.labels.clone()).unwrap_or_default();
+        labels.extend(self.pod_labels());
+        let mut annotations = options
+            .and_then(|o| o.annotations.clone())
+            .unwrap_or_default();
+        annotations.insert(CONFIG_CHECKSUM_ANNOTATION.to_string(), config_checksum);
         ObjectMeta {
-            labels: Some(self.pod_labels()),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_CHECKSUM_ANNOTATION.to_string(),
-                config_checksum,
-            )])),
+            labels: Some(labels),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }
     }
 
+    /// Metadata of a namespaced child: the CR's namespace, labels and controller ownerReference.
     pub fn namespaced_meta(&self, name: impl Into<String>) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.into()),

@@ -3,12 +3,30 @@
 
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, Probe, SecretKeySelector, SecretVolumeSource, ServicePort,
-    Volume, VolumeMount,
+    HTTPGetAction, ObjectFieldSelector, PodSpec, Probe, SecretKeySelector, SecretVolumeSource,
+    ServicePort, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::api::PodOptions;
+
 const TCP: &str = "TCP";
+
+/// `spec` with the CR's placement and registry options (`spec.pod`) set, as given.
+pub(crate) fn with_pod_options(spec: PodSpec, options: Option<&PodOptions>) -> PodSpec {
+    let Some(options) = options else {
+        return spec;
+    };
+    PodSpec {
+        node_selector: options.node_selector.clone(),
+        tolerations: options.tolerations.clone(),
+        affinity: options.affinity.clone(),
+        topology_spread_constraints: options.topology_spread_constraints.clone(),
+        priority_class_name: options.priority_class_name.clone(),
+        image_pull_secrets: options.image_pull_secrets.clone(),
+        ..spec
+    }
+}
 
 /// How often and how patiently a probe checks.
 pub(crate) struct ProbeTiming {

@@ -77,6 +77,7 @@ pub fn list_keys(kind: &str, path: &[String]) -> Option<Vec<&'static str>> {
         "ports" if parent_is_item => Some(vec!["containerPort", "protocol"]),
         "ports" if kind == "Service" && path.len() == 2 => Some(vec!["port", "protocol"]),
         "ownerReferences" => Some(vec!["uid"]),
+        "topologySpreadConstraints" => Some(vec!["topologyKey", "whenUnsatisfiable"]),
         _ => None,
     }
 }
@@ -94,6 +95,7 @@ pub fn is_atomic_map(path: &[String]) -> bool {
                 | "podSelector"
                 | "namespaceSelector"
                 | "nodeSelector"
+                | "labelSelector"
                 | "roleRef"
                 | "fieldRef"
                 | "resourceFieldRef"

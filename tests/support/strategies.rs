@@ -3,13 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use meshery_operator::api::watch_list::builtin_resources;
 use meshery_operator::api::{
     Broker, BrokerAuth, BrokerClustering, BrokerConfig, BrokerJetStream, BrokerNetworkPolicy,
     BrokerService, BrokerSpec, BrokerTls, CustomBroker, MeshSync, MeshSyncBroker, MeshSyncSpec,
-    NativeBroker, SecretRef, ServiceType, WatchListConfigMap,
+    NativeBroker, PodOptions, SecretRef, ServiceType, WatchListConfigMap,
 };
 use meshery_operator::render::{
     AuthKind, BrokerAuthInput, BrokerCredential, BrokerInputs, MeshSyncInputs, ResolvedBroker,
@@ -133,6 +137,96 @@ fn broker_config() -> impl Strategy<Value = BrokerConfig> {
         )
 }
 
+/// Valid placement and registry options: some of each kind, as a user on a tainted, zoned,
+/// air-gapped cluster writes them.
+pub fn pod_options() -> impl Strategy<Value = PodOptions> {
+    (
+        prop::option::of(Just(BTreeMap::from([(
+            "kubernetes.io/os".to_string(),
+            "linux".to_string(),
+        )]))),
+        prop::option::of(Just(vec![
+            Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Equal".into()),
+                value: Some("meshery".into()),
+                effect: Some("NoSchedule".into()),
+                ..Toleration::default()
+            },
+            Toleration {
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(30),
+                ..Toleration::default()
+            },
+        ])),
+        prop::option::of(Just(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: Some(vec![NodeSelectorRequirement {
+                            key: "kubernetes.io/arch".into(),
+                            operator: "In".into(),
+                            values: Some(vec!["amd64".into(), "arm64".into()]),
+                        }]),
+                        ..NodeSelectorTerm::default()
+                    }],
+                }),
+                ..NodeAffinity::default()
+            }),
+            ..Affinity::default()
+        })),
+        prop::option::of(Just(vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "team".to_string(),
+                    "platform".to_string(),
+                )])),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }])),
+        prop::option::of(
+            select(vec!["meshery-high", "system-cluster-critical"]).prop_map(String::from),
+        ),
+        prop::option::of(Just(vec![LocalObjectReference {
+            name: "registry-credentials".into(),
+        }])),
+        prop::option::of(Just(BTreeMap::from([(
+            "team".to_string(),
+            "platform".to_string(),
+        )]))),
+        prop::option::of(Just(BTreeMap::from([(
+            "example.com/owner".to_string(),
+            "platform team".to_string(),
+        )]))),
+    )
+        .prop_map(
+            |(
+                node_selector,
+                tolerations,
+                affinity,
+                topology_spread_constraints,
+                priority_class_name,
+                image_pull_secrets,
+                labels,
+                annotations,
+            )| PodOptions {
+                node_selector,
+                tolerations,
+                affinity,
+                topology_spread_constraints,
+                priority_class_name,
+                image_pull_secrets,
+                labels,
+                annotations,
+            },
+        )
+}
+
 /// A Broker spec that passes validation.
 pub fn valid_broker_spec() -> impl Strategy<Value = BrokerSpec> {
     let shape = (
@@ -162,11 +256,12 @@ pub fn valid_broker_spec() -> impl Strategy<Value = BrokerSpec> {
             any::<bool>(),
             prop::option::of(prop::collection::vec(cidr(), 0..3)),
         )),
+        prop::option::of(pod_options()),
     );
     (shape, features).prop_map(
         |(
             (size, clustering, version, image, service, auth),
-            (tls, jetstream, resources, config, network),
+            (tls, jetstream, resources, config, network, pod),
         )| BrokerSpec {
             size,
             // `false` is valid only for a single server.
@@ -193,6 +288,7 @@ pub fn valid_broker_spec() -> impl Strategy<Value = BrokerSpec> {
                 allowed_cidrs,
             }),
             recreate_on_immutable_change: false,
+            pod,
         },
     )
 }
@@ -239,7 +335,7 @@ pub fn broker_case() -> impl Strategy<Value = BrokerCase> {
 
 /// A Broker that breaks exactly one validation rule, with a description of the rule.
 pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
-    (broker_case(), 0usize..13, select(vec![0, 11, -1])).prop_map(|(case, rule, bad_size)| {
+    (broker_case(), 0usize..15, select(vec![0, 11, -1])).prop_map(|(case, rule, bad_size)| {
         let mut broker = case.broker;
         let spec = &mut broker.spec;
         let what = match rule {
@@ -312,6 +408,21 @@ pub fn invalid_broker() -> impl Strategy<Value = (Broker, &'static str)> {
                 let name = broker.metadata.name.take().unwrap_or_default();
                 broker.metadata.name = Some(format!("{name}-headless"));
                 "name colliding with another Broker's headless Service"
+            }
+            12 => {
+                spec.pod.get_or_insert_with(PodOptions::default).labels =
+                    Some(BTreeMap::from([("app".to_string(), "mine".to_string())]));
+                "a pod label the operator sets itself"
+            }
+            13 => {
+                spec.pod.get_or_insert_with(PodOptions::default).tolerations =
+                    Some(vec![Toleration {
+                        key: Some("dedicated".into()),
+                        operator: Some("Exists".into()),
+                        value: Some("meshery".into()),
+                        ..Toleration::default()
+                    }]);
+                "a toleration with operator Exists and a value"
             }
             _ => {
                 spec.resources = resources_request_above_limit();
@@ -444,6 +555,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
             prop::option::of("[0-9a-f]{8}"),
         ),
         any::<bool>(),
+        prop::option::of(pod_options()),
     )
         .prop_map(
             |(
@@ -458,6 +570,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                 resources,
                 (token, users_password, crd_uid),
                 autoscaled,
+                pod,
             )| {
                 let own_namespace = namespace.clone().unwrap_or_else(|| "default".to_string());
                 let mut secrets = Vec::new();
@@ -555,6 +668,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             resources,
                             recreate_on_immutable_change: false,
                             autoscaled,
+                            pod,
                         },
                         status: None,
                     },
