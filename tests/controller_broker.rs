@@ -530,6 +530,60 @@ async fn nats_outage_degrades_after_the_grace_period_and_recovery_returns_ready(
     cluster.stop_operator().await;
 }
 
+/// A Ready Broker is probed at the probe interval, not only at the (here five-minute) resync: when
+/// its NATS stops answering it is Degraded within the interval plus the grace period, and the
+/// probes in between send no API writes. Prints the measured detection time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_broker_that_stops_answering_is_degraded_between_resyncs() {
+    if skip_whole_test_on_real_cluster(
+        "the outage is a local nats-server stopped at the sim's LoadBalancer address",
+    ) {
+        return;
+    }
+    let _addresses = NATS_ADDRESSES.lock().await;
+    let mut cluster = Cluster::start().await;
+    let ns = cluster.create_ns("meshery").await;
+    let probe_interval = Duration::from_secs(2);
+    let probe_grace = Duration::from_secs(3);
+    cluster.start_operator(harness::Settings {
+        resync_interval: Duration::from_secs(300),
+        probe_interval,
+        probe_grace,
+        ..test_settings()
+    });
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    let nats = start_nats_for(&cluster, &ns, "meshery-broker")
+        .await
+        .expect("a local nats-server against kube-sim");
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let count = cluster.count_writes(&[&ns]).await;
+    tokio::time::sleep(probe_interval * 3).await;
+    assert_eq!(
+        cluster.writes_since(&count).await,
+        Vec::<String>::new(),
+        "probes that find the broker answering write nothing"
+    );
+
+    let stopped = std::time::Instant::now();
+    nats.stop();
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
+        .await;
+    let detected = stopped.elapsed();
+    eprintln!(
+        "broker outage detected in {:.1} s (probe interval {probe_interval:?}, grace {probe_grace:?})",
+        detected.as_secs_f64()
+    );
+    assert!(
+        detected <= probe_interval + probe_grace + Duration::from_secs(7),
+        "detected after {detected:?}"
+    );
+    cluster.stop_operator().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_losing_readiness_degrades_and_recovers() {
     let _addresses = NATS_ADDRESSES.lock().await;

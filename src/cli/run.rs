@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// How long a Broker's NATS handshake may fail before it is Degraded, in seconds.
     #[arg(long, default_value_t = 30)]
     pub probe_grace_seconds: u64,
+    /// How often a Ready Broker is probed again, in seconds (no API requests while nothing changes).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub probe_interval_seconds: u64,
     /// How children and status are written (benchmarks only): `diff`, `always-apply`, `dry-run-diff`.
     #[arg(long, value_enum, default_value_t = ApplyStrategy::Diff, hide = true)]
     pub apply_strategy: ApplyStrategy,
@@ -87,6 +90,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 api_server_host,
                 resync_interval: Duration::from_secs(args.resync_seconds),
                 probe_grace: Duration::from_secs(args.probe_grace_seconds),
+                probe_interval: Duration::from_secs(args.probe_interval_seconds),
                 probe_timeout: Duration::from_secs(3),
                 nats_version: DEFAULT_NATS_VERSION.into(),
                 meshsync_version: DEFAULT_MESHSYNC_VERSION.into(),

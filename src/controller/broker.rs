@@ -79,15 +79,19 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
     };
     let status = next(broker.status.as_ref(), &observations, now());
     super::status::write_if_changed(&ctx, &*broker, broker.status.as_ref(), &status).await?;
-    Ok(requeue_after(&ctx, status.phase))
+    let probed = ctx.settings.broker_probe != BrokerProbeMode::Off;
+    Ok(requeue_after(&ctx, status.phase, probed))
 }
 
-/// Converged CRs are checked again at the resync interval; others soon, so a failing probe's grace
-/// period or a pending LoadBalancer is noticed without waiting for an event.
-pub fn requeue_after(ctx: &Context, phase: Option<Phase>) -> Action {
+/// Converged CRs are checked again at the resync interval — a probed Broker at the probe interval
+/// when that is sooner; others soon, so a failing probe's grace period or a pending LoadBalancer is
+/// noticed without waiting for an event. A check that finds nothing changed writes nothing.
+pub fn requeue_after(ctx: &Context, phase: Option<Phase>, probed: bool) -> Action {
+    let resync = ctx.settings.resync_interval;
     match phase {
-        Some(Phase::Ready) => Action::requeue(ctx.settings.resync_interval),
-        _ => Action::requeue(Duration::from_secs(5).min(ctx.settings.resync_interval)),
+        Some(Phase::Ready) if probed => Action::requeue(ctx.settings.probe_interval.min(resync)),
+        Some(Phase::Ready) => Action::requeue(resync),
+        _ => Action::requeue(Duration::from_secs(5).min(resync)),
     }
 }
 

@@ -55,6 +55,10 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// How long a Broker's NATS handshake may fail before it is Degraded.
     pub probe_grace: Duration,
+    /// How often a Ready Broker is probed again (when probing is on): a broker that stops
+    /// answering while its pods still look Ready is noticed within this plus the grace period, not
+    /// at the next resync.
+    pub probe_interval: Duration,
     pub probe_timeout: Duration,
     /// Image tags used when a CR does not pin one.
     pub nats_version: String,

@@ -65,7 +65,7 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
     };
     let status = next(meshsync.status.as_ref(), &observations, now());
     super::status::write_if_changed(&ctx, &*meshsync, meshsync.status.as_ref(), &status).await?;
-    Ok(super::broker::requeue_after(&ctx, status.phase))
+    Ok(super::broker::requeue_after(&ctx, status.phase, false))
 }
 
 /// What the MeshSync publishes to: the lifecycle's view (is the Broker there and Ready?) and, when

@@ -286,6 +286,7 @@ pub fn test_settings() -> Settings {
         api_server_host: "127.0.0.1".into(),
         resync_interval: Duration::from_secs(2),
         probe_grace: Duration::from_secs(3),
+        probe_interval: Duration::from_secs(30),
         probe_timeout: Duration::from_secs(1),
         nats_version: "2.10.24-alpine".into(),
         meshsync_version: "v1.0.3".into(),
