@@ -454,6 +454,13 @@ async fn resource_request(
             let obj = st
                 .get(&ri, &ns, name)
                 .cloned()
+                .or_else(|| {
+                    let twin = crate::events::twin(&ri.gr())?;
+                    let key = (twin.to_string(), ns.clone(), name.to_string());
+                    st.objects
+                        .get(&key)
+                        .map(|event| crate::events::convert(twin, event))
+                })
                 .ok_or_else(|| ApiError::not_found(&ri, name))?;
             drop(st);
             let obj = at_version(&ri, obj);
@@ -935,6 +942,17 @@ struct ContinueToken {
     name: String,
 }
 
+/// The objects stored under `gr`, as (namespace, name, object).
+fn stored_under<'s>(
+    objects: &'s std::collections::BTreeMap<crate::store::Key, Value>,
+    gr: &'s str,
+) -> impl Iterator<Item = (&'s String, &'s String, &'s Value)> + 's {
+    objects
+        .range((gr.to_string(), String::new(), String::new())..)
+        .take_while(move |((g, _, _), _)| g == gr)
+        .map(|((_, ons, oname), obj)| (ons, oname, obj))
+}
+
 fn list(
     shared: &Arc<Shared>,
     req: &Req,
@@ -979,13 +997,21 @@ fn list(
     let mut items = Vec::new();
     let mut more = 0usize;
     let mut last_key: Option<(String, String)> = None;
-    for ((g, ons, oname), obj) in st
-        .objects
-        .range((gr.clone(), String::new(), String::new())..)
-    {
-        if *g != gr {
-            break;
-        }
+    let mut candidates: Vec<_> = stored_under(&st.objects, &gr)
+        .map(|(ons, oname, obj)| (ons, oname, std::borrow::Cow::Borrowed(obj)))
+        .collect();
+    if let Some(twin) = crate::events::twin(&gr) {
+        candidates.extend(stored_under(&st.objects, twin).map(|(ons, oname, obj)| {
+            (
+                ons,
+                oname,
+                std::borrow::Cow::Owned(crate::events::convert(twin, obj)),
+            )
+        }));
+        candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    }
+    for (ons, oname, obj) in candidates {
+        let obj = obj.as_ref();
         if ns.is_some_and(|n| n != ons) {
             continue;
         }

@@ -14,6 +14,7 @@ pub mod crd;
 pub mod defaults;
 mod discovery;
 pub mod errors;
+pub mod events;
 pub mod faults;
 pub mod resources;
 pub mod selectors;

@@ -1405,3 +1405,88 @@ async fn error_statuses_and_delete_responses() {
         "{v}"
     );
 }
+
+/// One Event, two faces: written through `events.k8s.io/v1` it reads through core `v1` (what
+/// `kubectl get events` and `kubectl describe` list) with the fields renamed, and the other way
+/// round.
+#[tokio::test]
+async fn events_of_either_group_read_through_both() {
+    let server = common::server("events", common::Crds::Absent).await;
+    let ns = server.namespace();
+    let regarding = json!({"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "name": "cm", "uid": "0c7b6c1e-1111-4c3a-9d2e-5a4b3c2d1e0f"});
+    let (code, created) = server
+        .raw(
+            "POST",
+            &format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"),
+            Some("application/json"),
+            Some(json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                "metadata": {"name": "from-events-api"},
+                "eventTime": "2026-12-04T01:00:00.000000Z", "reportingController": "example.com/ctl",
+                "reportingInstance": "ctl-0", "action": "Reconcile", "reason": "Ready",
+                "type": "Normal", "note": "the broker is Ready", "regarding": regarding})),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let (code, core) = server
+        .raw(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/events/from-events-api"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{core}");
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "the broker is Ready");
+    assert_eq!(core["reportingComponent"], "example.com/ctl");
+    assert_eq!(core["involvedObject"]["name"], "cm");
+    assert!(
+        core.get("note").is_none() && core.get("regarding").is_none(),
+        "{core}"
+    );
+    let (code, list) = server
+        .raw(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/events"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{list}");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["metadata"]["name"].as_str())
+        .collect();
+    assert!(names.contains(&"from-events-api"), "{list}");
+
+    let (code, created) = server
+        .raw(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/events"),
+            Some("application/json"),
+            Some(
+                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "from-core"},
+                "involvedObject": regarding, "reason": "Created", "message": "made by hand",
+                "type": "Normal", "source": {"component": "by-hand"}, "count": 2,
+                "firstTimestamp": "2026-12-04T01:00:00Z", "lastTimestamp": "2026-12-04T01:00:05Z"}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let (code, events_api) = server
+        .raw(
+            "GET",
+            &format!("/apis/events.k8s.io/v1/namespaces/{ns}/events/from-core"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{events_api}");
+    assert_eq!(events_api["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(events_api["note"], "made by hand");
+    assert_eq!(events_api["regarding"]["name"], "cm");
+    assert_eq!(events_api["deprecatedCount"], 2);
+    assert_eq!(events_api["deprecatedSource"]["component"], "by-hand");
+}
