@@ -149,11 +149,13 @@ pub fn group_version(shared: &Shared, group: &str, version: &str) -> Response<Bo
     )
 }
 
-/// OpenAPI v3, reduced to what clients need to discover server capabilities: per group-version,
-/// the resource paths with their operations' `x-kubernetes-group-version-kind` and query parameters
-/// (kubectl checks `fieldValidation` support there). Component schemas are not served (kube-sim has
-/// no built-in OpenAPI models); `kubectl explain` and client-side schema validation therefore do not
-/// work against kube-sim. `/openapi/v2` is 404, as on servers that disabled it.
+/// OpenAPI v3, reduced to what clients need: per group-version, the resource paths with their
+/// operations' `x-kubernetes-group-version-kind` and query parameters (kubectl checks
+/// `fieldValidation` support there), and for custom resources the component schemas the real
+/// server builds from the CRD's `openAPIV3Schema` (`com.example.v1.Widget`, `...WidgetList`, and a
+/// reduced `ObjectMeta`/`ListMeta`), which is what `kubectl explain` reads. Built-in kinds have no
+/// schemas (kube-sim has no built-in OpenAPI models). `/openapi/v2` is 404, as on servers that
+/// disabled it.
 pub fn openapi(shared: &Shared, path: &str) -> Response<Body> {
     let all = lock(&shared.store).all_resources();
     let mut gvs: Vec<(String, String)> = Vec::new();
@@ -195,6 +197,7 @@ pub fn openapi(shared: &Shared, path: &str) -> Response<Body> {
 
 fn gv_doc(all: &[ResourceInfo], group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
     let param = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
     let write_params = json!([
         param("dryRun"),
@@ -240,8 +243,149 @@ fn gv_doc(all: &[ResourceInfo], group: &str, version: &str) -> Value {
                 "delete": op("delete", &json!([param("dryRun")])),
             }),
         );
+        if let Some(crd) = &r.crd {
+            let name = schema_name(group, version, &r.kind);
+            let list_name = format!("{name}List");
+            let with_body = |op: &mut Value, schema: &str| {
+                let content = json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
+                op["responses"]["200"]["content"] =
+                    json!({"application/json": content, "application/yaml": content});
+            };
+            if let Some(ops) = paths.get_mut(&coll) {
+                with_body(&mut ops["get"], &list_name);
+                with_body(&mut ops["post"], &name);
+            }
+            if let Some(ops) = paths.get_mut(&format!("{coll}/{{name}}")) {
+                for verb in ["get", "put", "patch"] {
+                    with_body(&mut ops[verb], &name);
+                }
+            }
+            schemas.insert(
+                name,
+                crd_schema(crd.schema.as_ref(), group, version, &r.kind),
+            );
+            schemas.insert(list_name, crd_list_schema(group, version, r));
+        }
     }
-    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}})
+    let has_crds = !schemas.is_empty();
+    if has_crds {
+        schemas.extend(meta_schemas());
+    }
+    // The real server serves a CRD group-version from the apiextensions builder, which titles it so.
+    let info = if has_crds {
+        json!({"title": "Kubernetes CRD Swagger", "version": "v0.1.0"})
+    } else {
+        json!({"title": "Kubernetes", "version": "v1.33.0"})
+    };
+    json!({"openapi": "3.0.0", "info": info, "paths": paths, "components": {"schemas": schemas}})
+}
+
+/// The component name of a kind: the group reversed (`meshery.io` → `io.meshery`), then version
+/// and kind, as kube-openapi's `ToRESTFriendlyName`/canonical naming produces it.
+fn schema_name(group: &str, version: &str, kind: &str) -> String {
+    let mut parts: Vec<&str> = group.split('.').collect();
+    parts.reverse();
+    format!("{}.{version}.{kind}", parts.join("."))
+}
+
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
+
+fn meta_ref(schema: &str, description: &str) -> Value {
+    json!({"description": description, "allOf": [{"$ref": format!("#/components/schemas/{META}.{schema}")}]})
+}
+
+fn type_meta_properties() -> serde_json::Map<String, Value> {
+    let mut props = serde_json::Map::new();
+    props.insert("apiVersion".into(), json!({"description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources", "type": "string"}));
+    props.insert("kind".into(), json!({"description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds", "type": "string"}));
+    props
+}
+
+/// The CRD version's `openAPIV3Schema` with `apiVersion`, `kind` and `metadata` set (as the real
+/// server's CRD OpenAPI builder does) and the kind's `x-kubernetes-group-version-kind`.
+fn crd_schema(schema: Option<&Value>, group: &str, version: &str, kind: &str) -> Value {
+    let mut s = match schema {
+        Some(Value::Object(o)) => Value::Object(o.clone()),
+        _ => json!({"type": "object"}),
+    };
+    let mut props = match s.get("properties") {
+        Some(Value::Object(p)) => p.clone(),
+        _ => serde_json::Map::new(),
+    };
+    props.extend(type_meta_properties());
+    props.insert(
+        "metadata".into(),
+        meta_ref("ObjectMeta", "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"),
+    );
+    s["properties"] = Value::Object(props);
+    s["x-kubernetes-group-version-kind"] =
+        json!([{"group": group, "kind": kind, "version": version}]);
+    s
+}
+
+fn crd_list_schema(group: &str, version: &str, r: &ResourceInfo) -> Value {
+    let mut props = type_meta_properties();
+    props.insert(
+        "items".into(),
+        json!({"description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md", r.plural), "type": "array",
+            "items": {"$ref": format!("#/components/schemas/{}", schema_name(group, version, &r.kind))}}),
+    );
+    props.insert(
+        "metadata".into(),
+        meta_ref("ListMeta", "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"),
+    );
+    json!({
+        "description": format!("{}List is a list of {}", r.kind, r.kind),
+        "type": "object",
+        "required": ["items"],
+        "properties": props,
+        "x-kubernetes-group-version-kind": [{"group": group, "kind": format!("{}List", r.kind), "version": version}],
+    })
+}
+
+/// The `meta.k8s.io/v1` schemas the CRD schemas refer to, reduced to field names and types.
+fn meta_schemas() -> serde_json::Map<String, Value> {
+    let time = json!({"$ref": format!("#/components/schemas/{META}.Time")});
+    let string_map =
+        json!({"type": "object", "additionalProperties": {"type": "string", "default": ""}});
+    let strings = json!({"type": "array", "items": {"type": "string", "default": ""}});
+    let int64 = json!({"type": "integer", "format": "int64"});
+    let string = json!({"type": "string"});
+    let array_of = |s: &str| json!({"type": "array", "items": {"$ref": format!("#/components/schemas/{META}.{s}")}});
+    let mut out = serde_json::Map::new();
+    out.insert(format!("{META}.ObjectMeta"), json!({
+        "description": "ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create.",
+        "type": "object",
+        "properties": {
+            "annotations": string_map, "creationTimestamp": time, "deletionGracePeriodSeconds": int64,
+            "deletionTimestamp": time, "finalizers": strings, "generateName": string, "generation": int64,
+            "labels": string_map, "managedFields": array_of("ManagedFieldsEntry"), "name": string,
+            "namespace": string, "ownerReferences": array_of("OwnerReference"), "resourceVersion": string,
+            "selfLink": string, "uid": string,
+        },
+    }));
+    out.insert(format!("{META}.ListMeta"), json!({
+        "description": "ListMeta describes metadata that synthetic resources must have, including lists and various status objects. A resource may have only one of {ObjectMeta, ListMeta}.",
+        "type": "object",
+        "properties": {"continue": string, "remainingItemCount": int64, "resourceVersion": string, "selfLink": string},
+    }));
+    out.insert(format!("{META}.OwnerReference"), json!({
+        "description": "OwnerReference contains enough information to let you identify an owning object. An owning object must be in the same namespace as the dependent, or be cluster-scoped, so there is no namespace field.",
+        "type": "object",
+        "required": ["apiVersion", "kind", "name", "uid"],
+        "properties": {"apiVersion": string, "blockOwnerDeletion": {"type": "boolean"}, "controller": {"type": "boolean"}, "kind": string, "name": string, "uid": string},
+    }));
+    out.insert(format!("{META}.ManagedFieldsEntry"), json!({
+        "description": "ManagedFieldsEntry is a workflow-id, a FieldSet and the group version of the resource that the fieldset applies to.",
+        "type": "object",
+        "properties": {"apiVersion": string, "fieldsType": string, "fieldsV1": {"type": "object"}, "manager": string, "operation": string, "subresource": string, "time": time},
+    }));
+    out.insert(format!("{META}.Time"), json!({
+        "description": "Time is a wrapper around time.Time which supports correct marshaling to YAML and JSON.  Wrappers are provided for many of the factory methods that the time package offers.",
+        "type": "string",
+        "format": "date-time",
+    }));
+    out
 }
 
 /// The aggregated-discovery version the client prefers (`v2` or `v2beta1`), if its Accept header

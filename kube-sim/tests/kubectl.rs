@@ -541,3 +541,49 @@ async fn sim_status(client: &kube::Client, name: &str, phase: &str, to: &str) {
     .await
     .unwrap();
 }
+
+/// `kubectl explain` reads the group-version's OpenAPI v3 document: a CRD's schema is served as the
+/// `com.example.v1.Widget` component, so its fields and their types are explained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explain_reads_the_crd_schema() {
+    if !kubectl_available() {
+        return;
+    }
+    let server = common::server("kubectl-explain", common::Crds::Installed).await;
+    let k = Kubectl {
+        kubeconfig: server.kubeconfig_path().to_path_buf(),
+        namespace: server.namespace().to_string(),
+        cache: tempfile::tempdir().unwrap(),
+    };
+    let out = k.ok(&["explain", "widgets.spec"]);
+    assert!(out.contains("KIND:       Widget"), "{out}");
+    assert!(out.contains("FIELD: spec <Object>"), "{out}");
+    let fields: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|line| {
+            let field = line.strip_prefix("  ")?;
+            let (name, kind) = field.split_once('\t')?;
+            Some((name.to_string(), kind.to_string()))
+        })
+        .collect();
+    for (name, kind) in [
+        ("cidrs", "<[]string>"),
+        ("extra", "<Object>"),
+        ("ports", "<[]Object>"),
+        ("serviceType", "<string>"),
+        ("size", "<integer>"),
+        ("version", "<string> -required-"),
+    ] {
+        assert!(
+            fields.contains(&(name.to_string(), kind.to_string())),
+            "{name} {kind} in {fields:?}\n{out}"
+        );
+    }
+    let out = k.ok(&["explain", "widgets.spec.size"]);
+    assert!(out.contains("FIELD: size <integer>"), "{out}");
+    let out = k.ok(&["explain", "widgets.spec.ports"]);
+    assert!(out.contains("FIELD: ports <[]Object>"), "{out}");
+    assert!(out.contains("name\t<string> -required-"), "{out}");
+    let out = k.ok(&["explain", "widgets.metadata.name"]);
+    assert!(out.contains("FIELD: name <string>"), "{out}");
+}
