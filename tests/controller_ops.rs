@@ -301,6 +301,20 @@ fn contains_token_shape(text: &str) -> bool {
     })
 }
 
+/// Makes `meshery-broker` valid for the schema but invalid for the operator (three unclustered
+/// replicas) and waits until it is Degraded.
+async fn make_broker_invalid(cluster: &Cluster, ns: &str) {
+    cluster
+        .apply_yaml::<Broker>(&broker_yaml(ns).replace(
+            "spec: {size: 1}",
+            "spec: {size: 3, clustering: {enabled: false}}",
+        ))
+        .await;
+    cluster
+        .wait_for_broker_phase(ns, "meshery-broker", Phase::Degraded, WAIT)
+        .await;
+}
+
 /// A sim (or the real cluster) with the CRDs and a `meshery` namespace (made with kubectl; per test
 /// on a real cluster), its kubeconfig, and the namespace's name.
 async fn cluster_with_meshery_namespace() -> (Cluster, PathBuf, String) {
@@ -552,15 +566,7 @@ async fn phase_changes_are_events_and_an_invalid_spec_is_a_warning() {
     assert_eq!(ready["reportingController"], "meshery-operator");
 
     // Valid for the schema, invalid for the operator: three unclustered replicas.
-    cluster
-        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
-            "spec: {size: 1}",
-            "spec: {size: 3, clustering: {enabled: false}}",
-        ))
-        .await;
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
-        .await;
+    make_broker_invalid(&cluster, &ns).await;
     eventually(WAIT, "a Degraded event", || async {
         events_about(&kubeconfig, &ns, "meshery-broker")
             .await
@@ -635,15 +641,7 @@ async fn the_phase_gauge_follows_phase_changes_between_resyncs() {
         || async { sample(&operator.metrics().await, &gauge("Ready")) == Some(1.0) },
     )
     .await;
-    cluster
-        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
-            "spec: {size: 1}",
-            "spec: {size: 3, clustering: {enabled: false}}",
-        ))
-        .await;
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
-        .await;
+    make_broker_invalid(&cluster, &ns).await;
     eventually(
         Duration::from_secs(5),
         "the gauge moves to Degraded",
@@ -691,15 +689,7 @@ async fn the_token_never_appears_in_logs_events_status_or_metrics() {
     );
 
     // An invalid spec takes the failure path too: its status, Warning Event and logs.
-    cluster
-        .apply_yaml::<Broker>(&broker_yaml(&ns).replace(
-            "spec: {size: 1}",
-            "spec: {size: 3, clustering: {enabled: false}}",
-        ))
-        .await;
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Degraded, WAIT)
-        .await;
+    make_broker_invalid(&cluster, &ns).await;
 
     let logs = operator.logs();
     assert!(
