@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// On the reference server the tests share the cluster-scoped fixture CRDs, which
+/// `kubectl_conformance` deletes at its end: they take turns.
+static CRDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Kubectl {
     kubeconfig: PathBuf,
     namespace: String,
@@ -93,6 +97,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// `maximum: 10.0`, as schemars does; it reads back as `10`, as Go encodes a whole float64.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapplying_the_installed_crds_is_no_conflict() {
+    let _crds = CRDS.lock().await;
     if !kubectl_available() {
         return;
     }
@@ -117,6 +122,7 @@ async fn reapplying_the_installed_crds_is_no_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_conformance() {
+    let _crds = CRDS.lock().await;
     if !kubectl_available() {
         return;
     }
@@ -546,6 +552,7 @@ async fn sim_status(client: &kube::Client, name: &str, phase: &str, to: &str) {
 /// `com.example.v1.Widget` component, so its fields and their types are explained.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_explain_reads_the_crd_schema() {
+    let _crds = CRDS.lock().await;
     if !kubectl_available() {
         return;
     }
@@ -555,7 +562,18 @@ async fn kubectl_explain_reads_the_crd_schema() {
         namespace: server.namespace().to_string(),
         cache: tempfile::tempdir().unwrap(),
     };
-    let out = k.ok(&["explain", "widgets.spec"]);
+    // The real server publishes a (re)created CRD's OpenAPI a moment after it is Established.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        match k.run(&["explain", "widgets.spec"]) {
+            (true, out, _) => break out,
+            (false, out, err) => assert!(
+                std::time::Instant::now() < deadline,
+                "kubectl explain widgets.spec:\n{out}{err}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(out.contains("KIND:       Widget"), "{out}");
     assert!(out.contains("FIELD: spec <Object>"), "{out}");
     let fields: Vec<(String, String)> = out
