@@ -124,6 +124,14 @@ pub struct WriteCount {
     versions: Option<BTreeMap<String, String>>,
 }
 
+impl WriteCount {
+    /// Whether [`Cluster::writes_since`] lists requests (kube-sim's log, the audit log) rather
+    /// than only the objects that changed.
+    pub fn counts_requests(&self) -> bool {
+        self.versions.is_none()
+    }
+}
+
 /// One completed request from the API server's audit log.
 pub struct AuditedRequest {
     pub verb: String,
@@ -493,8 +501,9 @@ impl Cluster {
         }
     }
 
-    /// The writes since `count`, one `verb resource namespace/name` per request: kube-sim's
-    /// request log (every client's), or the audit log's requests by the operator under test. A
+    /// The writes since `count`, one `verb resource namespace/name` per request (`apply` for a
+    /// server-side apply): kube-sim's request log (every client's), or the audit log's requests by
+    /// the operator under test. A
     /// real cluster without an audit log can only say which objects changed:
     /// `resource namespace/name resourceVersion a -> b` (a write that changed nothing is missed).
     pub async fn writes_since(&self, count: &WriteCount) -> Vec<String> {
@@ -520,13 +529,10 @@ impl Cluster {
                     && (r.namespace.is_empty() || count.namespaces.contains(&r.namespace))
             })
             .map(|r| {
-                format!(
-                    "{} {} {}/{}",
-                    r.verb,
-                    r.resource_name(),
-                    r.namespace,
-                    r.name
-                )
+                // The operator patches only with server-side apply (src/ has no other Patch kind),
+                // so its patches are named as kube-sim names applies.
+                let verb = if r.verb == "patch" { "apply" } else { &r.verb };
+                format!("{verb} {} {}/{}", r.resource_name(), r.namespace, r.name)
             })
             .collect()
     }
