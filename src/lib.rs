@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod diff;
+pub mod doctor;
 pub mod lifecycle;
 pub mod object;
 pub mod render;

@@ -35,6 +35,7 @@ fn readme_names_every_cli_command() {
         "meshery-operator plan",
         "meshery-operator render",
         "meshery-operator crd",
+        "meshery-operator doctor",
     ] {
         assert!(
             README.contains(command),

@@ -1,5 +1,6 @@
 //! The `meshery-operator` command line: the controller and the offline tools around the pure core.
 
+mod doctor;
 mod input;
 pub mod plan;
 mod plan_cluster;
@@ -39,6 +40,9 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Print the CustomResourceDefinitions for Broker and MeshSync as YAML.
     Crd,
+    /// Check an installation the way the troubleshooting guide does, and say what to fix. Reads
+    /// only. Exit 0: all good, 1: problems found, 2: something could not be checked.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs the command line and maps every failure to a one-line message and exit code 2.
@@ -48,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Render(args) => render::render(&args).and_then(|yaml| print_stdout(&yaml)),
         Command::Crd => print_stdout(&crate::api::crds_yaml()),
+        Command::Doctor(args) => doctor::run(&args),
         Command::Plan(args) => plan::run(&args)
             .map(plan::Outcome::exit_code)
             .map_err(|e| e.to_string()),

@@ -66,8 +66,8 @@ pub fn run(args: &PlanArgs) -> Result<Outcome, PlanError> {
     Ok(outcome(&plans))
 }
 
-struct LiveCluster {
-    client: Client,
+pub(super) struct LiveCluster {
+    pub(super) client: Client,
     /// The API server's address, to name it when it cannot be reached.
     url: String,
     namespace: Option<String>,
@@ -84,7 +84,10 @@ fn one_line(text: impl std::fmt::Display) -> String {
 impl LiveCluster {
     /// A client for the kubeconfig's current context, or `context`; with neither a kubeconfig nor
     /// a context, the in-cluster environment.
-    async fn connect(context: Option<&str>, namespace: Option<String>) -> Result<Self, PlanError> {
+    pub(super) async fn connect(
+        context: Option<&str>,
+        namespace: Option<String>,
+    ) -> Result<Self, PlanError> {
         let mut config = match context {
             Some(context) => Config::from_kubeconfig(&KubeConfigOptions {
                 context: Some(context.to_string()),
@@ -138,7 +141,7 @@ impl LiveCluster {
         }
     }
 
-    async fn list(
+    pub(super) async fn list(
         &self,
         resource: &ApiResource,
         namespaced: bool,
@@ -165,7 +168,7 @@ impl LiveCluster {
     }
 
     /// GETs one object, `None` when it does not exist.
-    async fn get(
+    pub(super) async fn get(
         &self,
         resource: &ApiResource,
         namespace: Option<&str>,
@@ -189,7 +192,7 @@ impl LiveCluster {
     /// The CRs as documents for the planner, and everything it observes: the CRs themselves, the
     /// operator's children, the Secrets the Brokers reference, the Brokers MeshSyncs use from other
     /// namespaces, and the MeshSync CRD (whose UID MeshSync's cluster-scoped RBAC points at).
-    async fn gather(&self) -> Result<(Vec<Document>, Vec<Object>), PlanError> {
+    pub(super) async fn gather(&self) -> Result<(Vec<Document>, Vec<Object>), PlanError> {
         let broker_resource = ApiResource::erase::<Broker>(&());
         let meshsync_resource = ApiResource::erase::<MeshSync>(&());
         let everything = ListParams::default();
@@ -324,7 +327,7 @@ fn plural_name(resource: &ApiResource) -> String {
 
 /// A CR read from the cluster as its type; one that does not fit is left to the planner, which
 /// reports it with its name.
-fn typed<K: serde::de::DeserializeOwned>(object: &Object) -> Option<K> {
+pub(super) fn typed<K: serde::de::DeserializeOwned>(object: &Object) -> Option<K> {
     serde_json::from_value::<K>(object.0.clone()).ok()
 }
 

@@ -1,0 +1,398 @@
+//! `meshery-operator doctor`: reads what the troubleshooting checks need from the cluster (only
+//! reads: it never changes anything and never prints a credential) and prints the verdicts.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, ListParams};
+
+use super::plan::{PlanError, plan_documents, split_invalid};
+use super::plan_cluster::{LiveCluster, typed};
+use crate::api::{Broker, MeshSync, Phase};
+use crate::diff::Action;
+use crate::doctor::{
+    CrFacts, CrdFacts, Facts, Finding, GO_CHILD_NAMES, GO_FINALIZERS, LeaseFacts, Leftover,
+    OperatorDeployment, PendingPod, diagnose, exit_code, format_text,
+};
+use crate::render::labels::{MANAGED_BY, MANAGED_BY_LABEL};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// Check only the CRs (and operator) in this namespace (default: all namespaces).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = DoctorOutput::Text)]
+    pub output: DoctorOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DoctorOutput {
+    Text,
+    Json,
+}
+
+const CRD_NAMES: [&str; 2] = ["brokers.meshery.io", "meshsyncs.meshery.io"];
+const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=meshery-operator";
+const LEASE_NAME: &str = "meshery-operator";
+
+/// Runs every check; exit 0 all good, 1 problems found, 2 could not check.
+pub fn run(args: &DoctorArgs) -> Result<ExitCode, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let findings = runtime
+        .block_on(async {
+            let cluster =
+                LiveCluster::connect(args.context.as_deref(), args.namespace.clone()).await?;
+            let mut unknown = Vec::new();
+            let facts = gather(&cluster, args.namespace.as_deref(), &mut unknown).await?;
+            let mut findings = diagnose(&facts);
+            findings.extend(unknown);
+            Ok::<_, PlanError>(findings)
+        })
+        .map_err(|e| e.to_string())?;
+    let text = match args.output {
+        DoctorOutput::Text => format_text(&findings),
+        DoctorOutput::Json => {
+            let mut json = serde_json::to_string_pretty(&serde_json::json!({
+                "findings": findings,
+                "exitCode": exit_code(&findings),
+            }))
+            .map_err(|e| e.to_string())?;
+            json.push('\n');
+            json
+        }
+    };
+    super::print_stdout(&text)?;
+    Ok(ExitCode::from(exit_code(&findings)))
+}
+
+/// Reads the facts. A read the API refuses for one check becomes an `Unknown` finding in
+/// `unknown`; not reaching the cluster at all is an error.
+async fn gather(
+    cluster: &LiveCluster,
+    namespace: Option<&str>,
+    unknown: &mut Vec<Finding>,
+) -> Result<Facts, PlanError> {
+    let client = &cluster.client;
+    let mut facts = Facts::default();
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in CRD_NAMES {
+        match crds.get_opt(name).await {
+            Ok(found) => facts.crds.push(crd_facts(name, found.as_ref())),
+            Err(e) => unknown.push(Finding::unknown("crds", name, one_line(&e))),
+        }
+    }
+
+    let deployments: Api<Deployment> = scoped(client, namespace);
+    match deployments
+        .list(&ListParams::default().labels(OPERATOR_SELECTOR))
+        .await
+    {
+        Ok(list) => {
+            for deployment in &list.items {
+                facts.operators.push(operator_facts(deployment));
+            }
+        }
+        Err(e) => unknown.push(Finding::unknown("operator", "Deployments", one_line(&e))),
+    }
+    for operator in facts.operators.clone() {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &operator.namespace);
+        match leases.get_opt(LEASE_NAME).await {
+            Ok(Some(lease)) => facts.leases.push(lease_facts(&operator.namespace, &lease)),
+            Ok(None) => {}
+            Err(e) => unknown.push(Finding::unknown(
+                "operator",
+                format!("Lease {}/{LEASE_NAME}", operator.namespace),
+                one_line(&e),
+            )),
+        }
+    }
+
+    if facts.crds.iter().all(|c| c.present) {
+        let (documents, observed) = cluster.gather().await?;
+        let (documents, _invalid) = split_invalid(documents);
+        let plans = plan_documents(&documents, &observed)?;
+        let mut namespaces = std::collections::BTreeSet::new();
+        for object in &observed {
+            let resource = match object.kind() {
+                "Broker" => typed::<Broker>(object).map(|b| cr_facts_broker(&b, &observed)),
+                "MeshSync" => typed::<MeshSync>(object).map(|m| cr_facts_meshsync(&m)),
+                _ => None,
+            };
+            let Some(mut resource) = resource else {
+                continue;
+            };
+            if let Some(plan) = plans.iter().find(|p| {
+                p.owner.kind == resource.kind
+                    && p.owner.namespace == resource.namespace
+                    && p.owner.name == resource.name
+            }) {
+                resource.missing_children = plan
+                    .plan
+                    .entries
+                    .iter()
+                    .filter(|e| matches!(e.action, Action::Create { .. }))
+                    .map(|e| e.key.to_string())
+                    .collect();
+            }
+            if resource.kind == "Broker" {
+                namespaces.insert(resource.namespace.clone());
+            }
+            facts.resources.push(resource);
+        }
+        for namespace in &namespaces {
+            leftovers(client, namespace, &mut facts.leftovers, unknown).await;
+        }
+    }
+
+    let pods: Api<Pod> = scoped(client, namespace);
+    match pods
+        .list(&ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")))
+        .await
+    {
+        Ok(list) => facts
+            .pending_pods
+            .extend(list.items.iter().filter_map(pending_pod)),
+        Err(e) => unknown.push(Finding::unknown("scheduling", "Pods", one_line(&e))),
+    }
+    Ok(facts)
+}
+
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn one_line(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+fn crd_facts(name: &str, crd: Option<&CustomResourceDefinition>) -> CrdFacts {
+    let Some(crd) = crd else {
+        return CrdFacts {
+            name: name.to_string(),
+            ..CrdFacts::default()
+        };
+    };
+    let established = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+    CrdFacts {
+        name: name.to_string(),
+        present: true,
+        established,
+        served: crd
+            .spec
+            .versions
+            .iter()
+            .filter(|v| v.served)
+            .map(|v| v.name.clone())
+            .collect(),
+        storage: crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.storage)
+            .map(|v| v.name.clone()),
+    }
+}
+
+fn operator_facts(deployment: &Deployment) -> OperatorDeployment {
+    let spec = deployment.spec.as_ref();
+    let leader_elect = spec.is_some_and(|s| {
+        s.template.spec.as_ref().is_some_and(|pod| {
+            pod.containers
+                .iter()
+                .flat_map(|c| c.args.iter().flatten())
+                .any(|a| a == "--leader-elect")
+        })
+    });
+    OperatorDeployment {
+        namespace: deployment.namespace().unwrap_or_default(),
+        name: deployment.name_any(),
+        desired: spec.and_then(|s| s.replicas).unwrap_or(1),
+        available: deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
+        leader_elect,
+    }
+}
+
+fn lease_facts(namespace: &str, lease: &Lease) -> LeaseFacts {
+    let spec = lease.spec.as_ref();
+    let renewed = spec
+        .and_then(|s| s.renew_time.as_ref())
+        .map(|t| (jiff::Timestamp::now() - t.0).get_seconds());
+    LeaseFacts {
+        namespace: namespace.to_string(),
+        holder: spec.and_then(|s| s.holder_identity.clone()),
+        renewed_seconds_ago: renewed,
+        duration_seconds: spec.and_then(|s| s.lease_duration_seconds).map(i64::from),
+    }
+}
+
+fn ready_condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> (Option<String>, Option<String>) {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map_or((None, None), |c| {
+            (Some(c.reason.clone()), Some(c.message.clone()))
+        })
+}
+
+fn go_finalizers(finalizers: Option<&Vec<String>>) -> Vec<String> {
+    finalizers
+        .into_iter()
+        .flatten()
+        .filter(|f| GO_FINALIZERS.contains(&f.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn phase_name(phase: Option<Phase>) -> Option<String> {
+    phase.map(|p| p.as_str().to_string())
+}
+
+fn cr_facts_broker(broker: &Broker, observed: &[crate::object::Object]) -> CrFacts {
+    let namespace = broker.namespace().unwrap_or_default();
+    let name = broker.name_any();
+    let status = broker.status.as_ref();
+    let (ready_reason, ready_message) =
+        ready_condition(status.map(|s| s.conditions.as_slice()).unwrap_or_default());
+    let load_balancer_pending_seconds = observed
+        .iter()
+        .filter(|o| o.kind() == "Service" && o.namespace() == Some(namespace.as_str()))
+        .filter(|o| o.name() == name)
+        .filter_map(typed::<Service>)
+        .find(|service| {
+            service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+                && service
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .and_then(|lb| lb.ingress.as_ref())
+                    .is_none_or(Vec::is_empty)
+        })
+        .and_then(|service| service.metadata.creation_timestamp)
+        .map(|created| (jiff::Timestamp::now() - created.0).get_seconds());
+    CrFacts {
+        kind: "Broker",
+        namespace,
+        name,
+        phase: phase_name(status.and_then(|s| s.phase)),
+        ready_reason,
+        ready_message,
+        missing_children: Vec::new(),
+        load_balancer_pending_seconds,
+        go_finalizers: go_finalizers(broker.metadata.finalizers.as_ref()),
+    }
+}
+
+fn cr_facts_meshsync(meshsync: &MeshSync) -> CrFacts {
+    let status = meshsync.status.as_ref();
+    let (ready_reason, ready_message) =
+        ready_condition(status.map(|s| s.conditions.as_slice()).unwrap_or_default());
+    CrFacts {
+        kind: "MeshSync",
+        namespace: meshsync.namespace().unwrap_or_default(),
+        name: meshsync.name_any(),
+        phase: phase_name(status.and_then(|s| s.phase)),
+        ready_reason,
+        ready_message,
+        missing_children: Vec::new(),
+        load_balancer_pending_seconds: None,
+        go_finalizers: go_finalizers(meshsync.metadata.finalizers.as_ref()),
+    }
+}
+
+/// The Go operator's fixed-name Broker children in `namespace`.
+async fn leftovers(
+    client: &kube::Client,
+    namespace: &str,
+    found: &mut Vec<Leftover>,
+    unknown: &mut Vec<Finding>,
+) {
+    let kinds: [(&str, &str, &str); 4] = [
+        ("apps/v1", "StatefulSet", "statefulsets"),
+        ("v1", "Service", "services"),
+        ("v1", "ConfigMap", "configmaps"),
+        ("v1", "Secret", "secrets"),
+    ];
+    for (api_version, kind, plural) in kinds {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let resource = ApiResource {
+            group: group.to_string(),
+            version: version.to_string(),
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            plural: plural.to_string(),
+        };
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &resource);
+        for name in GO_CHILD_NAMES {
+            match api.get_metadata_opt(name).await {
+                Ok(Some(_)) => found.push(Leftover {
+                    kind: kind.to_string(),
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                }),
+                Ok(None) => {}
+                Err(e) => unknown.push(Finding::unknown(
+                    "go-operator",
+                    format!("{kind} {namespace}/{name}"),
+                    one_line(&e),
+                )),
+            }
+        }
+    }
+}
+
+fn pending_pod(pod: &Pod) -> Option<PendingPod> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Pending") {
+        return None;
+    }
+    let unschedulable = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    Some(PendingPod {
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        reason: unschedulable
+            .message
+            .clone()
+            .or_else(|| unschedulable.reason.clone())
+            .unwrap_or_default(),
+    })
+}
