@@ -347,6 +347,19 @@ fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
     }
 }
 
+/// A create or update whose `MicroTime` does not decode is refused as the real server's decoder
+/// refuses it (400).
+fn refuse_bad_micro_time(ri: &ResourceInfo, body: &Value) -> ApiResult<()> {
+    match crate::typed::micro_time_error(&ri.group, &ri.kind, body) {
+        Some(problem) => Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {problem}",
+            kind = ri.kind,
+            version = ri.version
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn parse_body(req: &Req) -> ApiResult<Value> {
     if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
         return Err(ApiError::new(
@@ -485,6 +498,7 @@ async fn resource_request(
         "update" | "patch" if t.name.is_none() => Err(method_not_allowed()),
         "create" => {
             let body = parse_body(req)?;
+            refuse_bad_micro_time(&ri, &body)?;
             let manager = field_manager(req)?;
             let ctx = WriteCtx {
                 manager: &manager,
@@ -514,6 +528,7 @@ async fn resource_request(
         "update" => {
             let name = t.name.as_deref().unwrap_or("");
             let body = parse_body(req)?;
+            refuse_bad_micro_time(&ri, &body)?;
             let manager = field_manager(req)?;
             let ctx = WriteCtx {
                 manager: &manager,
@@ -770,6 +785,12 @@ fn patch(
             Err(ssa::ApplyError::Invalid(m)) => return Err(ApiError::bad_request(m)),
             Err(ssa::ApplyError::Conflicts(cs)) => return Err(conflict_error(ri, name, &cs)),
         };
+        if let Some(problem) = crate::typed::micro_time_error(&ri.group, &ri.kind, &merged) {
+            let gvk = format!("{}, Kind={}", ri.api_version(), ri.kind);
+            return Err(ApiError::unclassified(format!(
+                "failed to convert new object ({ns}/{name}; {gvk}) to proper version: unable to convert unstructured object to {gvk}: {problem}"
+            )));
+        }
         let ctx = WriteCtx {
             manager: &manager,
             op: Op::Apply,

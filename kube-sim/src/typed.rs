@@ -131,3 +131,36 @@ pub fn check_builtin(group: &str, kind: &str, obj: &mut Value) -> Result<Vec<Str
     }
     Ok(out)
 }
+
+/// The `MicroTime` fields of the built-in kinds that have them.
+fn micro_time_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("coordination.k8s.io", "Lease") => &["/spec/acquireTime", "/spec/renewTime"],
+        ("events.k8s.io" | "", "Event") => &["/eventTime", "/series/lastObservedTime"],
+        _ => &[],
+    }
+}
+
+/// Go's error for a `MicroTime` that is not `2006-01-02T15:04:05.000000Z07:00` — exactly six
+/// fractional digits — as the real server's decoder reports it; `None` when every one parses.
+pub fn micro_time_error(group: &str, kind: &str, obj: &Value) -> Option<String> {
+    const LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
+    micro_time_fields(group, kind).iter().find_map(|pointer| {
+        let text = obj.pointer(pointer)?.as_str()?;
+        let rest = text.get(19..).unwrap_or_default();
+        let digits = rest
+            .strip_prefix('.')
+            .map_or(0, |f| f.bytes().take_while(u8::is_ascii_digit).count());
+        let zone = rest.get(1 + digits..).unwrap_or_default();
+        let zone_ok = zone == "Z"
+            || (zone.len() == 6 && zone.starts_with(['+', '-']) && zone.as_bytes()[3] == b':');
+        let problem = if !rest.starts_with('.') || digits < 6 {
+            format!("cannot parse {rest:?} as \".000000\"")
+        } else if digits > 6 || !zone_ok {
+            format!("cannot parse {:?} as \"Z07:00\"", &rest[7..])
+        } else {
+            return None;
+        };
+        Some(format!("parsing time {text:?} as {LAYOUT:?}: {problem}"))
+    })
+}

@@ -1490,3 +1490,58 @@ async fn events_of_either_group_read_through_both() {
     assert_eq!(events_api["deprecatedCount"], 2);
     assert_eq!(events_api["deprecatedSource"]["component"], "by-hand");
 }
+
+/// A `MicroTime` decodes only with exactly six fractional digits: a create is refused with 400,
+/// a server-side apply with the conversion error (500), as the real server does.
+#[tokio::test]
+async fn a_micro_time_needs_six_fractional_digits() {
+    let server = common::server("micro-time", common::Crds::Absent).await;
+    let ns = server.namespace();
+    let lease = |name: &str, renew: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"holderIdentity": "x", "leaseDurationSeconds": 15, "renewTime": renew}})
+    };
+    let leases = format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases");
+    for renew in ["2026-12-04T01:00:00.123456789Z", "2026-12-04T01:00:00Z"] {
+        let (code, status) = server
+            .raw(
+                "POST",
+                &leases,
+                Some("application/json"),
+                Some(lease("nine", renew)),
+            )
+            .await;
+        assert_eq!(code, 400, "{renew}: {status}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("Lease in version \"v1\" cannot be handled as a Lease: parsing time")
+                && message.contains("2006-01-02T15:04:05.000000Z07:00"),
+            "{message}"
+        );
+        let (code, status) = server
+            .raw(
+                "PATCH",
+                &format!("{leases}/applied?fieldManager=test"),
+                Some("application/apply-patch+yaml"),
+                Some(lease("applied", renew)),
+            )
+            .await;
+        assert_eq!(code, 500, "{renew}: {status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("failed to convert new object")),
+            "{status}"
+        );
+    }
+    let (code, created) = server
+        .raw(
+            "POST",
+            &leases,
+            Some("application/json"),
+            Some(lease("six", "2026-12-04T01:00:00.123456Z")),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+}
