@@ -1162,16 +1162,18 @@ fn watch(
     let start_rv;
     let mut gone = None;
     if rv_param.is_none() || rv_param == Some("0") || send_initial {
-        // Synthetic ADDED events for the current state.
-        for ((g, ons, _), obj) in st
-            .objects
-            .range((gr.clone(), String::new(), String::new())..)
-        {
-            if *g != gr {
-                break;
-            }
+        // Synthetic ADDED events for the current state (with the other Events group's, converted).
+        for (ons, _, obj) in stored_under(&st.objects, &gr) {
             if in_scope(ons) && matches(obj) {
                 backlog.push_back(encode("ADDED", obj));
+            }
+        }
+        if let Some(twin) = crate::events::twin(&gr) {
+            for (ons, _, obj) in stored_under(&st.objects, twin) {
+                let obj = crate::events::convert(twin, obj);
+                if in_scope(ons) && matches(&obj) {
+                    backlog.push_back(encode("ADDED", &obj));
+                }
             }
         }
         start_rv = st.rv;
@@ -1193,8 +1195,8 @@ fn watch(
             start_rv = st.rv;
         } else {
             for ev in st.history.iter().filter(|e| e.rv > rv) {
-                if let Some(v) = filter_event(ev, &gr, &in_scope, &matches) {
-                    backlog.push_back(encode(v.0, v.1));
+                if let Some((typ, obj)) = filter_event(ev, &gr, &in_scope, &matches) {
+                    backlog.push_back(encode(typ, &obj));
                 }
             }
             start_rv = st.rv.max(rv);
@@ -1259,7 +1261,7 @@ fn watch(
                             let in_scope = |ons: &str| ns.as_deref().is_none_or(|n| n == ons);
                             let matches = |obj: &Value| sel.matches(obj) && fsel.matches(obj);
                             if let Some((typ, obj)) = filter_event(&ev, &gr, &in_scope, &matches) {
-                                s.backlog.push_back(encode(typ, obj));
+                                s.backlog.push_back(encode(typ, &obj));
                             }
                         }
                         // Lagged or closed: end the stream; the client re-watches from its last RV.
@@ -1277,28 +1279,42 @@ fn watch(
     Ok(r)
 }
 
-/// Selector-aware event translation: leaving the selector is DELETED, entering it is ADDED.
+/// Selector-aware event translation: leaving the selector is DELETED, entering it is ADDED. An
+/// Event written through the other Events group is seen too, converted (see `events`).
 fn filter_event<'e>(
     ev: &'e WatchEvent,
     gr: &str,
     in_scope: &dyn Fn(&str) -> bool,
     matches: &dyn Fn(&Value) -> bool,
-) -> Option<(&'static str, &'e Value)> {
-    if ev.gr != gr || !in_scope(&ev.ns) {
+) -> Option<(&'static str, std::borrow::Cow<'e, Value>)> {
+    use std::borrow::Cow;
+    if !in_scope(&ev.ns) {
         return None;
     }
+    let (obj, prev): (Cow<'e, Value>, Option<Cow<'e, Value>>) = if ev.gr == gr {
+        (Cow::Borrowed(&ev.obj), ev.prev.as_ref().map(Cow::Borrowed))
+    } else if crate::events::twin(gr) == Some(ev.gr.as_str()) {
+        (
+            Cow::Owned(crate::events::convert(&ev.gr, &ev.obj)),
+            ev.prev
+                .as_ref()
+                .map(|p| Cow::Owned(crate::events::convert(&ev.gr, p))),
+        )
+    } else {
+        return None;
+    };
     match ev.typ {
         "MODIFIED" => {
-            let now = matches(&ev.obj);
-            let before = ev.prev.as_ref().is_some_and(matches);
+            let now = matches(&obj);
+            let before = prev.as_deref().is_some_and(matches);
             match (before, now) {
-                (true, true) => Some(("MODIFIED", &ev.obj)),
-                (false, true) => Some(("ADDED", &ev.obj)),
-                (true, false) => Some(("DELETED", &ev.obj)),
+                (true, true) => Some(("MODIFIED", obj)),
+                (false, true) => Some(("ADDED", obj)),
+                (true, false) => Some(("DELETED", obj)),
                 (false, false) => None,
             }
         }
-        t => matches(&ev.obj).then_some((t, &ev.obj)),
+        t => matches(&obj).then_some((t, obj)),
     }
 }
 

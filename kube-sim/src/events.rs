@@ -1,7 +1,7 @@
 //! One Event, two faces: the real server stores `events.k8s.io/v1` and core `v1` Events as the same
 //! objects, so an Event written through either group is read through both (`kubectl get events`
 //! and `kubectl describe` show what a controller recorded with `events.k8s.io`). kube-sim keeps each
-//! where it was written and converts on read (get and list; a watch sees its own group's writes).
+//! where it was written and converts on read (get, list and watch).
 
 use serde_json::{Map, Value, json};
 

@@ -1414,6 +1414,18 @@ async fn events_of_either_group_read_through_both() {
     let server = common::server("events", common::Crds::Absent).await;
     let ns = server.namespace();
     let regarding = json!({"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "name": "cm", "uid": "0c7b6c1e-1111-4c3a-9d2e-5a4b3c2d1e0f"});
+    let (_, before) = server
+        .raw(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/events"),
+            None,
+            None,
+        )
+        .await;
+    let since = before["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (code, created) = server
         .raw(
             "POST",
@@ -1460,6 +1472,34 @@ async fn events_of_either_group_read_through_both() {
         .filter_map(|e| e["metadata"]["name"].as_str())
         .collect();
     assert!(names.contains(&"from-events-api"), "{list}");
+    // A watch of core Events sees it too.
+    let (code, stream) = server
+        .raw(
+            "GET",
+            &format!(
+                "/api/v1/namespaces/{ns}/events?watch=true&resourceVersion={since}&timeoutSeconds=2"
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{stream}");
+    let stream = stream
+        .as_str()
+        .map(String::from)
+        .unwrap_or(stream.to_string());
+    let added: Vec<serde_json::Value> = stream
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["type"] == "ADDED")
+        .collect();
+    assert!(
+        added
+            .iter()
+            .any(|e| e["object"]["metadata"]["name"] == "from-events-api"
+                && e["object"]["message"] == "the broker is Ready"),
+        "{stream}"
+    );
 
     let (code, created) = server
         .raw(
