@@ -4,22 +4,22 @@
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::ResourceExt;
 use kube::api::{Api, ApiResource, ListParams};
+use kube::{CustomResourceExt, ResourceExt};
 
 use super::plan::{PlanError, plan_documents, split_invalid};
-use super::plan_cluster::{LiveCluster, typed};
+use super::plan_cluster::{LiveCluster, error_line, typed};
 use crate::api::{Broker, MeshSync, Phase};
+use crate::controller::{LEASE_NAME, managed_selector};
 use crate::diff::Action;
 use crate::doctor::{
     CrFacts, CrdFacts, Facts, Finding, GO_CHILD_NAMES, GO_FINALIZERS, LeaseFacts, Leftover,
     OperatorDeployment, PendingPod, diagnose, exit_code, format_text,
 };
-use crate::render::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -39,9 +39,7 @@ pub enum DoctorOutput {
     Json,
 }
 
-const CRD_NAMES: [&str; 2] = ["brokers.meshery.io", "meshsyncs.meshery.io"];
 const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=meshery-operator";
-const LEASE_NAME: &str = "meshery-operator";
 
 /// Runs every check; exit 0 all good, 1 problems found, 2 could not check.
 pub fn run(args: &DoctorArgs) -> Result<ExitCode, String> {
@@ -87,10 +85,10 @@ async fn gather(
     let mut facts = Facts::default();
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for name in CRD_NAMES {
+    for name in [Broker::crd_name(), MeshSync::crd_name()] {
         match crds.get_opt(name).await {
             Ok(found) => facts.crds.push(crd_facts(name, found.as_ref())),
-            Err(e) => unknown.push(Finding::unknown("crds", name, one_line(&e))),
+            Err(e) => unknown.push(Finding::unknown("crds", name, error_line(&e))),
         }
     }
 
@@ -104,7 +102,7 @@ async fn gather(
                 facts.operators.push(operator_facts(deployment));
             }
         }
-        Err(e) => unknown.push(Finding::unknown("operator", "Deployments", one_line(&e))),
+        Err(e) => unknown.push(Finding::unknown("operator", "Deployments", error_line(&e))),
     }
     for operator in facts.operators.clone() {
         let leases: Api<Lease> = Api::namespaced(client.clone(), &operator.namespace);
@@ -114,7 +112,7 @@ async fn gather(
             Err(e) => unknown.push(Finding::unknown(
                 "operator",
                 format!("Lease {}/{LEASE_NAME}", operator.namespace),
-                one_line(&e),
+                error_line(&e),
             )),
         }
     }
@@ -158,13 +156,13 @@ async fn gather(
 
     let pods: Api<Pod> = scoped(client, namespace);
     match pods
-        .list(&ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")))
+        .list(&ListParams::default().labels(&managed_selector()))
         .await
     {
         Ok(list) => facts
             .pending_pods
             .extend(list.items.iter().filter_map(pending_pod)),
-        Err(e) => unknown.push(Finding::unknown("scheduling", "Pods", one_line(&e))),
+        Err(e) => unknown.push(Finding::unknown("scheduling", "Pods", error_line(&e))),
     }
     Ok(facts)
 }
@@ -176,13 +174,6 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
-    }
-}
-
-fn one_line(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-        other => other.to_string().replace('\n', " "),
     }
 }
 
@@ -341,21 +332,14 @@ async fn leftovers(
     found: &mut Vec<Leftover>,
     unknown: &mut Vec<Finding>,
 ) {
-    let kinds: [(&str, &str, &str); 4] = [
-        ("apps/v1", "StatefulSet", "statefulsets"),
-        ("v1", "Service", "services"),
-        ("v1", "ConfigMap", "configmaps"),
-        ("v1", "Secret", "secrets"),
+    let kinds = [
+        ApiResource::erase::<StatefulSet>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<ConfigMap>(&()),
+        ApiResource::erase::<Secret>(&()),
     ];
-    for (api_version, kind, plural) in kinds {
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let resource = ApiResource {
-            group: group.to_string(),
-            version: version.to_string(),
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-            plural: plural.to_string(),
-        };
+    for resource in kinds {
+        let kind = &resource.kind;
         let api: Api<kube::api::DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &resource);
         for name in GO_CHILD_NAMES {
@@ -369,7 +353,7 @@ async fn leftovers(
                 Err(e) => unknown.push(Finding::unknown(
                     "go-operator",
                     format!("{kind} {namespace}/{name}"),
-                    one_line(&e),
+                    error_line(&e),
                 )),
             }
         }

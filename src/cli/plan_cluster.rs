@@ -81,6 +81,14 @@ fn one_line(text: impl std::fmt::Display) -> String {
         .join(" ")
 }
 
+/// One line for a failed API call: the API's own message and code, or the client's error.
+pub(super) fn error_line(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => one_line(format!("{} ({})", status.message, status.code)),
+        other => one_line(other),
+    }
+}
+
 impl LiveCluster {
     /// A client for the kubeconfig's current context, or `context`; with neither a kubeconfig nor
     /// a context, the in-cluster environment.
@@ -120,14 +128,12 @@ impl LiveCluster {
     /// What failed while reading: an API answer names the request; no answer at all means the
     /// cluster cannot be reached.
     fn read_error(&self, what: String, error: kube::Error) -> PlanError {
+        let message = error_line(&error);
         match error {
-            kube::Error::Api(status) => PlanError::Cluster {
-                what,
-                message: one_line(format!("{} ({})", status.message, status.code)),
-            },
-            other => PlanError::Cluster {
+            kube::Error::Api(_) => PlanError::Cluster { what, message },
+            _ => PlanError::Cluster {
                 what: format!("cannot reach the cluster at {} ({what})", self.url),
-                message: one_line(other),
+                message,
             },
         }
     }

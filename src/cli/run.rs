@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::controller::{ApplyStrategy, BrokerProbeMode, LeaderElection, RunOptions, Settings};
+use crate::controller::{
+    ApplyStrategy, BrokerProbeMode, LEASE_NAME, LeaderElection, RunOptions, Settings,
+};
 use crate::render::{DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION};
 
 #[derive(Debug, Args)]
@@ -76,7 +78,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 .leader_election_namespace
                 .clone()
                 .unwrap_or(own_namespace),
-            lease_name: "meshery-operator".into(),
+            lease_name: LEASE_NAME.into(),
             identity: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| format!("meshery-operator-{}", std::process::id())),

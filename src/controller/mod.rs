@@ -22,4 +22,6 @@ pub use caches::{managed_selector, with_type};
 pub use context::{ApplyStrategy, BrokerProbeMode, Settings};
 pub use error::Error;
 pub use kinds::{CHILD_KINDS, ChildKind};
-pub use run::{LeaderElection, RunError, RunOptions, run, run_with_strategy, shutdown_signal};
+pub use run::{
+    LEASE_NAME, LeaderElection, RunError, RunOptions, run, run_with_strategy, shutdown_signal,
+};

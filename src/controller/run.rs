@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub concurrency: u16,
 }
 
+/// The Lease the chart's operator replicas elect their leader with (`doctor` looks for it too).
+pub const LEASE_NAME: &str = "meshery-operator";
+
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
     pub namespace: String,
