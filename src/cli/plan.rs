@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 use super::input::{CustomResource, Document, InputError, read_documents};
@@ -228,6 +229,14 @@ pub fn plan_documents(
         .collect())
 }
 
+/// The CR's kind, metadata and every validation problem with it.
+fn validated(resource: &CustomResource) -> (&'static str, &ObjectMeta, Vec<FieldError>) {
+    match resource {
+        CustomResource::Broker(b) => ("Broker", &b.metadata, validate_broker(b)),
+        CustomResource::MeshSync(m) => ("MeshSync", &m.metadata, validate_meshsync(m)),
+    }
+}
+
 /// Separates the CRs that fail validation (each as a [`PlanError::Invalid`] naming its fields) from
 /// the rest, so that against a cluster one bad CR does not hide the plan of the others — the
 /// operator itself leaves an invalid CR's children alone and reports `InvalidSpec`.
@@ -239,10 +248,7 @@ pub fn split_invalid(documents: Vec<Document>) -> (Vec<Document>, Vec<PlanError>
             valid.push(document);
             continue;
         };
-        let (kind, metadata, errors) = match &resource {
-            CustomResource::Broker(b) => ("Broker", &b.metadata, validate_broker(b)),
-            CustomResource::MeshSync(m) => ("MeshSync", &m.metadata, validate_meshsync(m)),
-        };
+        let (kind, metadata, errors) = validated(&resource);
         if errors.is_empty() {
             valid.push(document);
         } else {
@@ -268,10 +274,7 @@ pub fn render_documents(
     let mut resources = Vec::new();
     for document in documents {
         let resource = document.custom_resource()?;
-        let (kind, metadata, errors) = match &resource {
-            CustomResource::Broker(b) => ("Broker", &b.metadata, validate_broker(b)),
-            CustomResource::MeshSync(m) => ("MeshSync", &m.metadata, validate_meshsync(m)),
-        };
+        let (kind, metadata, errors) = validated(&resource);
         let namespace = metadata.namespace.clone().unwrap_or_default();
         let name = metadata.name.clone().unwrap_or_default();
         if !errors.is_empty() {
