@@ -275,6 +275,29 @@ async fn drift_shows_exactly_that_update_and_changes_nothing() {
         )
         .await
         .unwrap();
+    // The StatefulSet controller answers the edit by rolling the pod and writing status
+    // (observedGeneration, revisions, updatedReplicas); a plan made meanwhile would diff against a
+    // status that moves between its read and its dry run.
+    eventually(
+        WAIT,
+        "the StatefulSet controller rolled out the edit",
+        || async {
+            let sts = cluster
+                .api::<StatefulSet>(&ns)
+                .get("meshery-broker")
+                .await
+                .unwrap();
+            let replicas = sts.spec.as_ref().and_then(|s| s.replicas);
+            sts.status.is_some_and(|s| {
+                s.observed_generation == sts.metadata.generation
+                    && s.update_revision.is_some()
+                    && s.update_revision == s.current_revision
+                    && s.updated_replicas == replicas
+                    && s.ready_replicas == replicas
+            })
+        },
+    )
+    .await;
     let check = WriteCheck::start(&cluster, &ns).await;
 
     let output = plan(&cluster, &ns, &[]).await;
