@@ -9,5 +9,6 @@ pub mod controller;
 pub mod diff;
 pub mod doctor;
 pub mod lifecycle;
+pub mod migrate;
 pub mod object;
 pub mod render;

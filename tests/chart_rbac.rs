@@ -503,6 +503,14 @@ fn check_least_privilege(
             ("update", "meshery.io", "brokers/finalizers" | "meshsyncs/finalizers") => {
                 Some("blockOwnerDeletion on children, under OwnerReferencesPermissionEnforcement")
             }
+            ("patch", "meshery.io", "brokers" | "meshsyncs") => Some(
+                "removing the Go Meshery Operator's finalizer from a CR it adopts (tests/migration.rs)",
+            ),
+            ("get", "", "configmaps" | "services")
+            | ("get", "apps", "deployments" | "statefulsets")
+            | ("get", "meshery.io", "brokers") => Some(
+                "reading the Go Meshery Operator's children of a CR it adopts (tests/migration.rs)",
+            ),
             ("patch", "events.k8s.io", "events") => {
                 Some("kube-runtime's Recorder patches a repeated event's series")
             }

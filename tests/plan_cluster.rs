@@ -113,6 +113,7 @@ fn settings() -> Settings {
         broker_probe: BrokerProbeMode::Off,
         nats_version: DEFAULT_NATS_VERSION.into(),
         meshsync_version: DEFAULT_MESHSYNC_VERSION.into(),
+        go_operator_namespace: "meshery".into(),
         ..test_settings()
     }
 }

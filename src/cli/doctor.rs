@@ -4,22 +4,23 @@
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, ListParams};
+use kube::api::{Api, ListParams};
 use kube::{CustomResourceExt, ResourceExt};
 
 use super::plan::{PlanError, plan_documents, split_invalid};
 use super::plan_cluster::{LiveCluster, error_line, typed};
 use crate::api::{Broker, MeshSync, Phase};
-use crate::controller::{LEASE_NAME, managed_selector};
+use crate::controller::{LEASE_NAME, api_for, managed_selector};
 use crate::diff::Action;
 use crate::doctor::{
-    CrFacts, CrdFacts, Facts, Finding, GO_CHILD_NAMES, GO_FINALIZERS, LeaseFacts, Leftover,
-    OperatorDeployment, PendingPod, diagnose, exit_code, format_text,
+    CrFacts, CrdFacts, Facts, Finding, LeaseFacts, Leftover, OperatorDeployment, PendingPod,
+    diagnose, exit_code, format_text,
 };
+use crate::migrate::{GO_FINALIZERS, go_broker_child_keys};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -332,30 +333,22 @@ async fn leftovers(
     found: &mut Vec<Leftover>,
     unknown: &mut Vec<Finding>,
 ) {
-    let kinds = [
-        ApiResource::erase::<StatefulSet>(&()),
-        ApiResource::erase::<Service>(&()),
-        ApiResource::erase::<ConfigMap>(&()),
-        ApiResource::erase::<Secret>(&()),
-    ];
-    for resource in kinds {
-        let kind = &resource.kind;
-        let api: Api<kube::api::DynamicObject> =
-            Api::namespaced_with(client.clone(), namespace, &resource);
-        for name in GO_CHILD_NAMES {
-            match api.get_metadata_opt(name).await {
-                Ok(Some(_)) => found.push(Leftover {
-                    kind: kind.to_string(),
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                }),
-                Ok(None) => {}
-                Err(e) => unknown.push(Finding::unknown(
-                    "go-operator",
-                    format!("{kind} {namespace}/{name}"),
-                    error_line(&e),
-                )),
-            }
+    for key in go_broker_child_keys(namespace) {
+        let Some(api) = api_for(client, &key) else {
+            continue;
+        };
+        match api.get_metadata_opt(&key.name).await {
+            Ok(Some(_)) => found.push(Leftover {
+                kind: key.kind.clone(),
+                namespace: namespace.to_string(),
+                name: key.name.clone(),
+            }),
+            Ok(None) => {}
+            Err(e) => unknown.push(Finding::unknown(
+                "go-operator",
+                key.to_string(),
+                error_line(&e),
+            )),
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease (default: the operator's own, from POD_NAMESPACE).
     #[arg(long)]
     pub leader_election_namespace: Option<String>,
+    /// Namespace of the Go Meshery Operator's leader Lease, its `--namespace` (default: the
+    /// operator's own). While the Go operator holds it, this one does not reconcile.
+    #[arg(long)]
+    pub go_operator_namespace: Option<String>,
     /// How many CRs of each kind are reconciled at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
@@ -77,7 +81,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             namespace: args
                 .leader_election_namespace
                 .clone()
-                .unwrap_or(own_namespace),
+                .unwrap_or_else(|| own_namespace.clone()),
             lease_name: LEASE_NAME.into(),
             identity: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
@@ -96,6 +100,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 probe_timeout: Duration::from_secs(3),
                 nats_version: DEFAULT_NATS_VERSION.into(),
                 meshsync_version: DEFAULT_MESHSYNC_VERSION.into(),
+                go_operator_namespace: args
+                    .go_operator_namespace
+                    .clone()
+                    .unwrap_or_else(|| own_namespace.clone()),
             },
             metrics_addr: args.metrics_addr,
             health_addr: args.health_addr,

@@ -9,8 +9,10 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
+use super::adopt::{adopt_broker, go_broker_token};
 use super::context::{BrokerProbeMode, Context, now};
 use super::error::Error;
+use super::go_operator::Gate;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
@@ -31,6 +33,9 @@ struct Credentials {
 
 #[instrument(skip_all, fields(broker = %broker.name_any(), namespace = broker.namespace().unwrap_or_default()))]
 pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Gate::StandAside(after) = ctx.go_operator.gate() {
+        return Ok(Action::requeue(after));
+    }
     let _timer = ctx.metrics.reconcile_started(ControllerKind::Broker);
     let owner = owner_of(&*broker)?;
     let observed = ctx.children.children_of(&owner.uid);
@@ -56,6 +61,10 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
         }
     }
     let children = readiness_of(&current);
+    let ours_ready = credentials.is_some()
+        && apply == ApplyOutcome::Applied
+        && !children.is_empty()
+        && children.values().all(|r| r.is_current());
     let endpoint = endpoints(&broker, &current, &ctx);
     let probe = match &credentials {
         Some(creds) if children.values().all(|r| r.is_current()) => {
@@ -79,6 +88,12 @@ pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action,
     };
     let status = next(broker.status.as_ref(), &observations, now());
     super::status::write_if_changed(&ctx, &*broker, broker.status.as_ref(), &status).await?;
+    adopt_broker(
+        &ctx,
+        &broker,
+        ours_ready && status.phase == Some(Phase::Ready),
+    )
+    .await?;
     let probed = ctx.settings.broker_probe != BrokerProbeMode::Off;
     Ok(requeue_after(&ctx, status.phase, probed))
 }
@@ -111,7 +126,10 @@ async fn inputs(
                 .and_then(|secret| secret.data.get("token"))
             {
                 Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                None => generate_token(),
+                None => match go_broker_token(ctx, broker).await? {
+                    Some(token) => token,
+                    None => generate_token(),
+                },
             };
             (
                 BrokerAuthInput::Generated {

@@ -12,6 +12,7 @@ use kube::runtime::reflector::Store;
 
 use super::apply::{OwnWrites, WriteObserver};
 use super::caches::ChildCaches;
+use super::go_operator::GoOperatorLease;
 use super::metrics::{Metrics, WriteVerb};
 use crate::api::{Broker, MeshSync};
 
@@ -63,6 +64,9 @@ pub struct Settings {
     /// Image tags used when a CR does not pin one.
     pub nats_version: String,
     pub meshsync_version: String,
+    /// Where the Go Meshery Operator keeps its leader Lease (its `--namespace`): while a live
+    /// holder renews it, nothing is reconciled.
+    pub go_operator_namespace: String,
 }
 
 /// Shared state of both controllers.
@@ -80,6 +84,7 @@ pub struct Context {
     /// UID of the `meshsyncs.meshery.io` CRD, the owner of MeshSync's cluster-scoped RBAC.
     pub meshsync_crd_uid: Option<String>,
     pub apply_strategy: ApplyStrategy,
+    pub go_operator: GoOperatorLease,
 }
 
 impl WriteObserver for Metrics {

@@ -12,6 +12,14 @@ pub enum Error {
     MissingMetadata { object: String, field: &'static str },
     #[error("{object} could not be decoded: {message}")]
     Decode { object: String, message: String },
+    /// A step of taking over from the Go Meshery Operator (deleting its child, clearing its
+    /// finalizer or conditions) that the API server refused.
+    #[error("adopting {object} from the Go Meshery Operator: {action}: {source}")]
+    Adopt {
+        object: String,
+        action: String,
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -22,6 +30,7 @@ impl Error {
             Error::StatusWrite { .. } => "StatusWrite",
             Error::MissingMetadata { .. } => "MissingMetadata",
             Error::Decode { .. } => "Decode",
+            Error::Adopt { .. } => "Adopt",
         }
     }
 }

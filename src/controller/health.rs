@@ -46,6 +46,8 @@ pub struct HealthState {
 struct Inner {
     caches_synced: bool,
     leadership: Leadership,
+    /// Why this replica stands aside for the Go Meshery Operator, while it does.
+    go_operator: Option<String>,
     watch_failure_threshold: Duration,
     /// Per watch: when its current run of errors began, and the latest error.
     failing_watches: BTreeMap<&'static str, (Instant, String)>,
@@ -64,6 +66,7 @@ impl HealthState {
             inner: Arc::new(Mutex::new(Inner {
                 caches_synced: false,
                 leadership,
+                go_operator: None,
                 watch_failure_threshold,
                 failing_watches: BTreeMap::new(),
             })),
@@ -76,6 +79,11 @@ impl HealthState {
 
     pub fn set_leadership(&self, leadership: Leadership) {
         self.lock().leadership = leadership;
+    }
+
+    /// `Some(reason)` while the Go Meshery Operator runs and this replica does not reconcile.
+    pub fn set_go_operator(&self, standing_aside: Option<String>) {
+        self.lock().go_operator = standing_aside;
     }
 
     /// Records an error from the watch named `watch` (e.g. `"broker"`). The failure is counted
@@ -129,6 +137,9 @@ impl HealthState {
         }
         if !inner.caches_synced {
             return Err("the watch caches have not synced yet".to_string());
+        }
+        if let Some(reason) = &inner.go_operator {
+            return Err(reason.clone());
         }
         match inner.leadership {
             Leadership::Acquiring => {

@@ -8,8 +8,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
+use super::adopt::{clear_way_for_meshsync, finish_meshsync};
 use super::context::{Context, now};
 use super::error::Error;
+use super::go_operator::Gate;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::secrets::read_secret;
@@ -20,11 +22,15 @@ use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, des
 
 #[instrument(skip_all, fields(meshsync = %meshsync.name_any(), namespace = meshsync.namespace().unwrap_or_default()))]
 pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Gate::StandAside(after) = ctx.go_operator.gate() {
+        return Ok(Action::requeue(after));
+    }
     let _timer = ctx.metrics.reconcile_started(ControllerKind::MeshSync);
     let owner = owner_of(&*meshsync)?;
     let observed = ctx.children.children_of(&owner.uid);
     let spec_errors = validate_meshsync(&meshsync);
     let mut apply = ApplyOutcome::NotAttempted;
+    let mut adopted = None;
     let mut current = observed.clone();
     let mut facts = MeshSyncFacts {
         broker: lifecycle::ResolvedBroker::Custom,
@@ -44,6 +50,7 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
                         crd_uid: ctx.meshsync_crd_uid.clone(),
                     };
                     let desired = desired_meshsync(&meshsync, &inputs);
+                    adopted = clear_way_for_meshsync(&ctx, &meshsync).await?;
                     (current, apply) = converge(
                         &ctx,
                         &owner,
@@ -56,6 +63,7 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
             }
         }
     }
+    let applied = apply == ApplyOutcome::Applied;
     let observations = MeshSyncObservations {
         generation: meshsync.meta().generation.unwrap_or_default(),
         spec_errors,
@@ -65,6 +73,9 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
     };
     let status = next(meshsync.status.as_ref(), &observations, now());
     super::status::write_if_changed(&ctx, &*meshsync, meshsync.status.as_ref(), &status).await?;
+    if let Some(removed) = adopted.filter(|_| applied) {
+        finish_meshsync(&ctx, &meshsync, &removed).await?;
+    }
     Ok(super::broker::requeue_after(&ctx, status.phase, false))
 }
 

@@ -1,10 +1,12 @@
 //! The I/O shell around the pure core: watches, server-side apply, the NATS probe, status writes.
 
+mod adopt;
 mod apply;
 mod broker;
 mod caches;
 mod context;
 mod error;
+mod go_operator;
 pub mod health;
 mod kinds;
 mod meshsync;

@@ -20,6 +20,7 @@ use super::apply::OwnWrites;
 use super::caches::{ChildCaches, Triggers, WatchBackoff};
 use super::context::{ApplyStrategy, Context, Settings};
 use super::error::Error;
+use super::go_operator::GoOperatorLease;
 use super::health::{HealthState, Leadership, serve_all};
 use super::metrics::{ControllerKind, Metrics};
 use super::sweep::sweep_orphaned_cluster_children;
@@ -160,6 +161,7 @@ pub async fn run_with_strategy(
         controller: "meshery-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let go_operator = GoOperatorLease::new(&settings.go_operator_namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: settings.clone(),
@@ -172,6 +174,7 @@ pub async fn run_with_strategy(
         probe_failing_since: Mutex::new(Default::default()),
         meshsync_crd_uid,
         apply_strategy,
+        go_operator: go_operator.clone(),
     });
 
     // A Broker's status change (it became Ready) or deletion re-reconciles the MeshSyncs that use
@@ -243,12 +246,16 @@ pub async fn run_with_strategy(
     let drivers = stream::select_all(child_drivers).for_each(|_| future::ready(()));
 
     let housekeeping = housekeeping(ctx.clone(), sweep_now, phases_changed, health.clone());
+    let go_operator_watch = go_operator.clone().watch(client.clone());
+    let go_operator_report = go_operator.report(ctx.clone(), health.clone());
     let controllers = async {
         tokio::select! {
             () = broker_controller => {},
             () = meshsync_controller => {},
             () = drivers => {},
             () = housekeeping => {},
+            () = go_operator_watch => {},
+            () = go_operator_report => {},
         }
     };
     let lost_leadership = async {

@@ -144,20 +144,6 @@ pub struct Facts {
     pub pending_pods: Vec<PendingPod>,
 }
 
-/// The Go operator's finalizers (`meshery-compat.md`).
-pub const GO_FINALIZERS: [&str; 2] = [
-    "broker.meshery.io/finalizer",
-    "meshsync.meshery.io/finalizer",
-];
-
-/// The Go operator's fixed Broker child names.
-pub const GO_CHILD_NAMES: [&str; 4] = [
-    "meshery-nats",
-    "meshery-nats-headless",
-    "meshery-nats-config",
-    "meshery-nats-auth",
-];
-
 /// How long a LoadBalancer may stay without an address before it is reported.
 const LOAD_BALANCER_PATIENCE_SECONDS: i64 = 60;
 

@@ -298,6 +298,7 @@ pub fn test_settings() -> Settings {
         probe_timeout: Duration::from_secs(1),
         nats_version: "2.10.24-alpine".into(),
         meshsync_version: "v1.0.3".into(),
+        go_operator_namespace: OPERATOR_NAMESPACE.into(),
     }
 }
 

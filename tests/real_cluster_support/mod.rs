@@ -202,12 +202,18 @@ impl Drop for Operator {
 /// the server of `admin`'s current context, with a TokenRequest token from `kubectl create token`:
 /// what the operator's pod authenticates as, so the real authorizer applies the chart's RBAC.
 pub fn service_account_kubeconfig(admin: &Path, dir: &Path) -> PathBuf {
+    service_account_kubeconfig_for(admin, dir, OPERATOR_SERVICE_ACCOUNT)
+}
+
+/// [`service_account_kubeconfig`] for another ServiceAccount of the release namespace, written to
+/// `<dir>/<service_account>.kubeconfig`.
+pub fn service_account_kubeconfig_for(admin: &Path, dir: &Path, service_account: &str) -> PathBuf {
     let token = kubectl_ok(
         admin,
         &[
             "create",
             "token",
-            OPERATOR_SERVICE_ACCOUNT,
+            service_account,
             "-n",
             OPERATOR_NAMESPACE,
             "--duration=2h",
@@ -226,9 +232,9 @@ pub fn service_account_kubeconfig(admin: &Path, dir: &Path) -> PathBuf {
         ],
     ))
     .expect("kubectl config view prints JSON");
-    config["users"] = json!([{"name": OPERATOR_SERVICE_ACCOUNT, "user": {"token": token.trim()}}]);
-    config["contexts"][0]["context"]["user"] = json!(OPERATOR_SERVICE_ACCOUNT);
-    let path = dir.join("operator.kubeconfig");
+    config["users"] = json!([{"name": service_account, "user": {"token": token.trim()}}]);
+    config["contexts"][0]["context"]["user"] = json!(service_account);
+    let path = dir.join(format!("{service_account}.kubeconfig"));
     std::fs::write(&path, config.to_string()).unwrap();
     path
 }
