@@ -49,6 +49,7 @@ MESHERY_E2E_KUBECONFIG="$state/kubeconfig" MESHERY_E2E_AUDIT_LOG="$state/audit.l
 MESHERY_E2E_LOAD_BALANCER=none MESHERY_E2E_TIMEOUT_SCALE=3 \
     cargo test --locked \
     --test controller_broker --test controller_meshsync --test controller_ops \
-    --test plan_cluster --test chart_install --test chart_rbac --test user_commands --test doctor
+    --test plan_cluster --test chart_install --test chart_rbac --test user_commands --test doctor \
+    --test migration
 KUBE_SIM_REFERENCE_KUBECONFIG="$state/kubeconfig" \
     cargo test --locked -p kube-sim --test kubectl --test client

@@ -23,7 +23,7 @@ use crate::migrate::{GO_LEASE_NAME, GoOperator, go_operator_state};
 enum Seen {
     /// The first listing has not finished: whether the Go operator runs is not known yet.
     NotYet,
-    Listed(Option<Lease>),
+    Listed(Option<Box<Lease>>),
     /// The Lease cannot be read (no RBAC for it): the Go operator is assumed gone, and a warning says so.
     Unreadable,
 }
@@ -62,7 +62,9 @@ impl GoOperatorLease {
     fn state(&self) -> Option<GoOperator> {
         match self.seen() {
             Seen::NotYet => None,
-            Seen::Listed(lease) => Some(go_operator_state(lease.as_ref(), jiff::Timestamp::now())),
+            Seen::Listed(lease) => {
+                Some(go_operator_state(lease.as_deref(), jiff::Timestamp::now()))
+            }
             Seen::Unreadable => Some(GoOperator::NotRunning),
         }
     }
@@ -79,14 +81,14 @@ impl GoOperatorLease {
     pub async fn watch(self, client: Client) {
         let api: Api<Lease> = Api::namespaced(client, &self.namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={GO_LEASE_NAME}"));
-        let mut listing: Option<Option<Lease>> = None;
+        let mut listing: Option<Option<Box<Lease>>> = None;
         let mut events = watcher(api, config).boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(watcher::Event::Init) => listing = Some(None),
-                Ok(watcher::Event::InitApply(lease)) => listing = Some(Some(lease)),
+                Ok(watcher::Event::InitApply(lease)) => listing = Some(Some(Box::new(lease))),
                 Ok(watcher::Event::InitDone) => self.set(Seen::Listed(listing.take().flatten())),
-                Ok(watcher::Event::Apply(lease)) => self.set(Seen::Listed(Some(lease))),
+                Ok(watcher::Event::Apply(lease)) => self.set(Seen::Listed(Some(Box::new(lease)))),
                 Ok(watcher::Event::Delete(_)) => self.set(Seen::Listed(None)),
                 Err(e) => {
                     if matches!(self.seen(), Seen::NotYet) {

@@ -162,7 +162,7 @@ pub fn go_conditions_removal(conditions: &[Condition]) -> Option<Value> {
             ]
         })
         .collect();
-    (!operations.is_empty()).then(|| Value::Array(operations))
+    (!operations.is_empty()).then_some(Value::Array(operations))
 }
 
 /// A JSON patch taking the Go finalizers off a CR, guarded by a test of the whole list so another
