@@ -56,6 +56,8 @@ fn default_render_has_the_operator_its_rbac_and_the_default_crs() {
         "ClusterRoleBinding/meshery-operator",
         "Role/meshery-operator-leader-election",
         "RoleBinding/meshery-operator-leader-election",
+        "Role/meshery-operator-go-operator-lease",
+        "RoleBinding/meshery-operator-go-operator-lease",
         "Service/meshery-operator-metrics",
         "Deployment/meshery-operator",
         "Broker/meshery-broker",
@@ -161,12 +163,11 @@ fn default_render_has_the_operator_its_rbac_and_the_default_crs() {
             "the metrics Service selects the operator pods"
         );
     }
-    for binding in ["ClusterRoleBinding", "RoleBinding"] {
-        let name = if binding == "RoleBinding" {
-            "meshery-operator-leader-election"
-        } else {
-            "meshery-operator"
-        };
+    for (binding, name) in [
+        ("ClusterRoleBinding", "meshery-operator"),
+        ("RoleBinding", "meshery-operator-leader-election"),
+        ("RoleBinding", "meshery-operator-go-operator-lease"),
+    ] {
         let subject = &get(&objects, binding, name)["subjects"][0];
         assert_eq!(subject["name"], "meshery-operator");
         assert_eq!(subject["namespace"], "meshery");

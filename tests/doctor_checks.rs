@@ -82,7 +82,7 @@ fn a_healthy_install_is_all_ok_and_exit_zero() {
 #[test]
 fn each_broken_state_is_one_problem_with_its_fix() {
     type Break = fn(&mut Facts);
-    let table: [(&str, Break, &str, &str); 9] = [
+    let table: [(&str, Break, &str, &str); 10] = [
         (
             "CRD missing",
             |f| f.crds[0].present = false,
@@ -130,6 +130,15 @@ fn each_broken_state_is_one_problem_with_its_fix() {
             |f| f.resources[0].go_finalizers = vec!["broker.meshery.io/finalizer".into()],
             "finalizer broker.meshery.io/finalizer",
             "/metadata/finalizers",
+        ),
+        (
+            "Go operator running",
+            |f| {
+                f.go_operator_running
+                    .push(("meshery".into(), "manager-7c9d_3f1e".into()))
+            },
+            "the Go Meshery Operator (manager-7c9d_3f1e) is running",
+            "stop the Go operator",
         ),
         (
             "pod unschedulable",

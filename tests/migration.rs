@@ -23,7 +23,8 @@ use meshery_operator::api::{Broker, Phase};
 use meshery_operator::migrate::{GO_BROKER_FINALIZER, GO_LEASE_NAME};
 use real_cluster_support::{
     Operator, RestoreHarnessOnDrop, kubectl, kubectl_ok, kubectl_timeout,
-    remove_operator_installation, service_account_kubeconfig, service_account_kubeconfig_for,
+    remove_operator_installation, service_account_kubeconfig_for, start_installed_operator,
+    wait_for_default_crs_ready,
 };
 use serde_json::{Value, json};
 
@@ -171,18 +172,7 @@ fn go_operator_installed(kubeconfig: &Path, dir: &Path) -> GoOperator {
     kubectl_ok(kubeconfig, &["apply", "--server-side", "-f", &seeds]);
     let go_kubeconfig = service_account_kubeconfig_for(kubeconfig, dir, GO_SERVICE_ACCOUNT);
     let go = GoOperator::start(&go_kubeconfig, &dir.join("go-operator.log"));
-    kubectl_ok(
-        kubeconfig,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "broker/meshery-broker",
-            "meshsync/meshery-meshsync",
-            "-n",
-            OPERATOR_NAMESPACE,
-            &kubectl_timeout(Duration::from_secs(90)),
-        ],
-    );
+    wait_for_default_crs_ready(kubeconfig, Duration::from_secs(90));
     go
 }
 
@@ -210,23 +200,9 @@ fn ours_installed(kubeconfig: &Path, dir: &Path) -> (Operator, String) {
             &chart,
         ],
     );
-    let deployment: Value = serde_json::from_str(&kubectl_ok(
+    let operator = start_installed_operator(
         kubeconfig,
-        &[
-            "get",
-            "deployment",
-            "meshery-operator",
-            "-n",
-            OPERATOR_NAMESPACE,
-            "-o",
-            "json",
-        ],
-    ))
-    .unwrap();
-    let operator = Operator::start_as(
-        &deployment,
-        &service_account_kubeconfig(kubeconfig, dir),
-        &dir.join("operator.log"),
+        dir,
         "meshery-operator-7d9c6b5f4-m1gr8",
         &["--broker-probe=off"],
     );
@@ -265,6 +241,15 @@ fn names(list: &Value) -> Vec<String> {
         .iter()
         .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The release namespace's StatefulSets are exactly `name`: one NATS server, not two.
+fn assert_only_statefulset(kubeconfig: &Path, name: &str, why: &str) {
+    assert_eq!(
+        names(&get_json(kubeconfig, &["statefulsets"])),
+        [name],
+        "{why}"
+    );
 }
 
 fn secret_token(kubeconfig: &Path, secret: &str) -> String {
@@ -358,6 +343,37 @@ fn seconds_since(start: jiff::Timestamp) -> f64 {
         .unwrap_or_default()
 }
 
+/// The real cluster with its release namespace emptied for the Go operator's world; on drop the
+/// CRs' finalizers go, then the harness's namespace is restored (fields drop in this order).
+struct ReleaseNamespace {
+    _strip: StripFinalizersOnDrop,
+    _restore: RestoreHarnessOnDrop,
+    cluster: Cluster,
+    dir: tempfile::TempDir,
+}
+
+impl ReleaseNamespace {
+    /// `None` (with a notice) on kube-sim: the Go operator runs only against the real control plane.
+    async fn take() -> Option<ReleaseNamespace> {
+        if !harness::on_real_cluster() {
+            skip_notice("needs the real Go Meshery Operator on the real control plane");
+            return None;
+        }
+        let cluster = Cluster::start().await;
+        remove_operator_installation(&cluster.client).await;
+        Some(ReleaseNamespace {
+            _strip: StripFinalizersOnDrop(cluster.kubeconfig_path().to_path_buf()),
+            _restore: RestoreHarnessOnDrop::new(cluster.kubeconfig_path()),
+            dir: tempfile::tempdir().unwrap(),
+            cluster,
+        })
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.cluster.kubeconfig_path().to_path_buf()
+    }
+}
+
 fn service_account_user(name: &str) -> String {
     format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{name}")
 }
@@ -367,21 +383,14 @@ fn service_account_user(name: &str) -> String {
 /// and the namespace deletes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ours_stands_aside_for_the_go_operator_then_adopts_its_crs() {
-    if !harness::on_real_cluster() {
-        skip_notice("needs the real Go Meshery Operator on the real control plane");
+    let Some(release) = ReleaseNamespace::take().await else {
         return;
-    }
-    let cluster = Cluster::start().await;
-    remove_operator_installation(&cluster.client).await;
-    let _restore = RestoreHarnessOnDrop::new(cluster.kubeconfig_path());
-    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
-    let _strip = StripFinalizersOnDrop(kubeconfig.clone());
-    let dir = tempfile::tempdir().unwrap();
+    };
+    let (kubeconfig, dir) = (release.kubeconfig(), &release.dir);
 
     tokio::task::block_in_place(|| {
         let go = go_operator_installed(&kubeconfig, dir.path());
-        let statefulsets = names(&get_json(&kubeconfig, &["statefulsets"]));
-        assert_eq!(statefulsets, ["meshery-nats"], "what the Go operator made");
+        assert_only_statefulset(&kubeconfig, "meshery-nats", "what the Go operator made");
         let token = secret_token(&kubeconfig, "meshery-nats-auth");
         let broker = get_json(&kubeconfig, &["broker", "meshery-broker"]);
         assert_eq!(
@@ -458,10 +467,10 @@ async fn ours_stands_aside_for_the_go_operator_then_adopts_its_crs() {
             per_minute(theirs, overlap) <= 2.0 * per_minute(alone, alone_seconds) + 6.0,
             "the Go operator writes more with ours beside it: {theirs} writes in {overlap:.0} s, {alone} in {alone_seconds:.0} s alone"
         );
-        assert_eq!(
-            names(&get_json(&kubeconfig, &["statefulsets"])),
-            ["meshery-nats"],
-            "ours made nothing while standing aside"
+        assert_only_statefulset(
+            &kubeconfig,
+            "meshery-nats",
+            "ours made nothing while standing aside",
         );
 
         // The Go operator stops; ours adopts both CRs.
@@ -504,10 +513,10 @@ async fn ours_stands_aside_for_the_go_operator_then_adopts_its_crs() {
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        assert_eq!(
-            names(&get_json(&kubeconfig, &["statefulsets"])),
-            ["meshery-broker"],
-            "exactly one NATS StatefulSet, ours"
+        assert_only_statefulset(
+            &kubeconfig,
+            "meshery-broker",
+            "exactly one NATS StatefulSet, ours",
         );
         for kind in ["services", "configmaps", "secrets"] {
             let left: Vec<String> = names(&get_json(&kubeconfig, &[kind]))
@@ -577,16 +586,10 @@ async fn ours_stands_aside_for_the_go_operator_then_adopts_its_crs() {
 /// the same token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_back_to_the_go_operator_as_documented_works() {
-    if !harness::on_real_cluster() {
-        skip_notice("needs the real Go Meshery Operator on the real control plane");
+    let Some(release) = ReleaseNamespace::take().await else {
         return;
-    }
-    let cluster = Cluster::start().await;
-    remove_operator_installation(&cluster.client).await;
-    let _restore = RestoreHarnessOnDrop::new(cluster.kubeconfig_path());
-    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
-    let _strip = StripFinalizersOnDrop(kubeconfig.clone());
-    let dir = tempfile::tempdir().unwrap();
+    };
+    let (kubeconfig, dir) = (release.kubeconfig(), &release.dir);
 
     tokio::task::block_in_place(|| {
         let go = go_operator_installed(&kubeconfig, dir.path());
@@ -667,10 +670,10 @@ async fn rolling_back_to_the_go_operator_as_documented_works() {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        assert_eq!(
-            names(&get_json(&kubeconfig, &["statefulsets"])),
-            ["meshery-nats"],
-            "exactly one NATS StatefulSet, the Go operator's"
+        assert_only_statefulset(
+            &kubeconfig,
+            "meshery-nats",
+            "exactly one NATS StatefulSet, the Go operator's",
         );
         assert_eq!(
             secret_token(&kubeconfig, "meshery-nats-auth"),

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use harness::{Cluster, OPERATOR_NAMESPACE, REAL_CLUSTER_VAR, on_real_cluster, scaled};
 use real_cluster_support::{
-    Operator, RestoreHarnessOnDrop, kubectl, kubectl_ok, kubectl_timeout, operator_pod_name,
-    remove_operator_installation, service_account_kubeconfig, succeeded,
+    Operator, RestoreHarnessOnDrop, kubectl, kubectl_ok, operator_pod_name,
+    remove_operator_installation, start_installed_operator, succeeded, wait_for_default_crs_ready,
 };
 use serde_json::Value;
 
@@ -37,11 +37,13 @@ const CRDS: [&str; 2] = [
 ];
 /// What the README says both installs create in namespace `meshery`, besides the cluster-scoped
 /// ClusterRole and ClusterRoleBinding `meshery-operator`.
-const RELEASE_OBJECTS: [&str; 7] = [
+const RELEASE_OBJECTS: [&str; 9] = [
     "deployment.apps/meshery-operator",
     "serviceaccount/meshery-operator",
     "role.rbac.authorization.k8s.io/meshery-operator-leader-election",
     "rolebinding.rbac.authorization.k8s.io/meshery-operator-leader-election",
+    "role.rbac.authorization.k8s.io/meshery-operator-go-operator-lease",
+    "rolebinding.rbac.authorization.k8s.io/meshery-operator-go-operator-lease",
     "service/meshery-operator-metrics",
     "broker.meshery.io/meshery-broker",
     "meshsync.meshery.io/meshery-meshsync",
@@ -174,46 +176,10 @@ fn cluster_without_the_operator(
 /// The operator binary as the installed Deployment `meshery-operator` runs it, authenticated as
 /// the chart's ServiceAccount, under the name of the Deployment's pod; waits until it is ready.
 fn start_operator(kubeconfig: &Path, dir: &Path) -> (Operator, String) {
-    let deployment: Value = serde_json::from_str(&kubectl_ok(
-        kubeconfig,
-        &[
-            "get",
-            "deployment",
-            "meshery-operator",
-            "-n",
-            OPERATOR_NAMESPACE,
-            "-o",
-            "json",
-        ],
-    ))
-    .unwrap();
     let pod_name = operator_pod_name(kubeconfig);
-    let mut operator = Operator::start_as(
-        &deployment,
-        &service_account_kubeconfig(kubeconfig, dir),
-        &dir.join("operator.log"),
-        &pod_name,
-        &[],
-    );
+    let mut operator = start_installed_operator(kubeconfig, dir, &pod_name, &[]);
     operator.wait_ready();
     (operator, pod_name)
-}
-
-/// The README's check: both default CRs Ready (at their current generation: `kubectl wait` compares
-/// the observed generation).
-fn wait_for_default_crs_ready(kubeconfig: &Path) {
-    kubectl_ok(
-        kubeconfig,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "broker/meshery-broker",
-            "meshsync/meshery-meshsync",
-            "-n",
-            OPERATOR_NAMESPACE,
-            &kubectl_timeout(Duration::from_secs(60)),
-        ],
-    );
 }
 
 fn leader(kubeconfig: &Path) -> String {
@@ -321,7 +287,7 @@ fn helm_install_upgrade_and_uninstall_leave_the_state_the_readme_describes() {
 
     // The operator brings the default CRs to Ready and creates their children.
     let (operator, pod_name) = start_operator(&kubeconfig, dir.path());
-    wait_for_default_crs_ready(&kubeconfig);
+    wait_for_default_crs_ready(&kubeconfig, Duration::from_secs(60));
     assert_all_exist(&kubeconfig, &DEFAULT_CHILDREN);
     assert_eq!(
         leader(&kubeconfig),
@@ -347,7 +313,7 @@ fn helm_install_upgrade_and_uninstall_leave_the_state_the_readme_describes() {
         ],
     );
     assert_eq!(release_status(&kubeconfig), ("deployed".into(), 2));
-    wait_for_default_crs_ready(&kubeconfig);
+    wait_for_default_crs_ready(&kubeconfig, Duration::from_secs(60));
     let listed = kubectl_ok(
         &kubeconfig,
         &["get", "brokers,meshsyncs", "-n", OPERATOR_NAMESPACE],
@@ -463,7 +429,7 @@ fn kubectl_apply_wait_get_and_delete_leave_the_state_the_readme_describes() {
     assert_all_exist(&kubeconfig, &CLUSTER_RBAC);
 
     let (operator, _) = start_operator(&kubeconfig, dir.path());
-    wait_for_default_crs_ready(&kubeconfig);
+    wait_for_default_crs_ready(&kubeconfig, Duration::from_secs(60));
 
     // The category lists both kinds with the columns the README documents.
     let listed = kubectl_ok(&kubeconfig, &["get", "meshery", "-A"]);

@@ -20,7 +20,13 @@ use crate::doctor::{
     CrFacts, CrdFacts, Facts, Finding, LeaseFacts, Leftover, OperatorDeployment, PendingPod,
     diagnose, exit_code, format_text,
 };
-use crate::migrate::{GO_FINALIZERS, go_broker_child_keys};
+use crate::migrate::{
+    GO_FINALIZERS, GO_LEASE_NAME, GoOperator, go_broker_child_keys, go_operator_state,
+};
+
+/// Where both operators' charts install by default, so where the Go operator's Lease is looked for
+/// even when no operator Deployment of ours is found.
+const DEFAULT_NAMESPACE: &str = "meshery";
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -104,6 +110,32 @@ async fn gather(
             }
         }
         Err(e) => unknown.push(Finding::unknown("operator", "Deployments", error_line(&e))),
+    }
+    let mut lease_namespaces: Vec<String> = facts
+        .operators
+        .iter()
+        .map(|o| o.namespace.clone())
+        .collect();
+    lease_namespaces.push(DEFAULT_NAMESPACE.into());
+    lease_namespaces.sort();
+    lease_namespaces.dedup();
+    for namespace in lease_namespaces {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        match leases.get_opt(GO_LEASE_NAME).await {
+            Ok(Some(lease)) => {
+                if let GoOperator::Running { holder } =
+                    go_operator_state(Some(&lease), jiff::Timestamp::now())
+                {
+                    facts.go_operator_running.push((namespace.clone(), holder));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => unknown.push(Finding::unknown(
+                "go-operator",
+                format!("Lease {namespace}/{GO_LEASE_NAME}"),
+                error_line(&e),
+            )),
+        }
     }
     for operator in facts.operators.clone() {
         let leases: Api<Lease> = Api::namespaced(client.clone(), &operator.namespace);

@@ -5,7 +5,7 @@
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::info;
@@ -14,6 +14,7 @@ use super::apply::api_for;
 use super::context::Context;
 use super::error::Error;
 use super::metrics::WriteVerb;
+use super::status::send_event;
 use crate::api::{Broker, MeshSync};
 use crate::migrate::{
     Adoption, GO_TOKEN_SECRET, GoChild, broker_adoption, carries_go_finalizer,
@@ -187,32 +188,39 @@ where
             what: describe(cr),
             source,
         })?;
-    if let Some(patch) = go_conditions_removal(stored.conditions()) {
-        ctx.metrics
-            .api_write(&format!("{}/status", K::kind(&())), WriteVerb::Patch);
-        api.patch_status(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &json_patch(describe(cr), patch)?,
-        )
-        .await
-        .map_err(|source| Error::Adopt {
+    // The conditions first: with the finalizer gone the CR no longer counts as being adopted.
+    let steps = [
+        (
+            go_conditions_removal(stored.conditions()),
+            Some("status"),
+            "removing its status conditions",
+        ),
+        (
+            go_finalizers_removal(stored.finalizers()),
+            None,
+            "removing its finalizer",
+        ),
+    ];
+    for (patch, subresource, action) in steps {
+        let Some(patch) = patch else {
+            continue;
+        };
+        let patch = json_patch(describe(cr), patch)?;
+        let params = PatchParams::default();
+        let written = match subresource {
+            Some(sub) => {
+                ctx.metrics
+                    .api_write(&format!("{}/{sub}", K::kind(&())), WriteVerb::Patch);
+                api.patch_status(&cr.name_any(), &params, &patch).await
+            }
+            None => {
+                ctx.metrics.api_write(&K::kind(&()), WriteVerb::Patch);
+                api.patch(&cr.name_any(), &params, &patch).await
+            }
+        };
+        written.map_err(|source| Error::Adopt {
             object: describe(cr),
-            action: "removing its status conditions".into(),
-            source,
-        })?;
-    }
-    if let Some(patch) = go_finalizers_removal(stored.finalizers()) {
-        ctx.metrics.api_write(&K::kind(&()), WriteVerb::Patch);
-        api.patch(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &json_patch(describe(cr), patch)?,
-        )
-        .await
-        .map_err(|source| Error::Adopt {
-            object: describe(cr),
-            action: "removing its finalizer".into(),
+            action: action.into(),
             source,
         })?;
     }
@@ -224,17 +232,7 @@ where
         )
     };
     info!(object = %describe(cr), "{note}");
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "Adopted".into(),
-        note: Some(note),
-        action: "Adopt".into(),
-        secondary: None,
-    };
-    ctx.metrics.api_write("Event", WriteVerb::Create);
-    if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish an Event");
-    }
+    send_event(ctx, cr, EventType::Normal, "Adopted", note).await;
     Ok(())
 }
 

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::{Client, Resource};
 use tracing::{info, warn};
 
 use super::context::Context;
 use super::health::HealthState;
-use super::metrics::WriteVerb;
+use super::status::send_event;
 use crate::migrate::{GO_LEASE_NAME, GoOperator, go_operator_state};
 
 /// What the watch has seen of the Go operator's Lease.
@@ -145,19 +145,6 @@ impl GoOperatorLease {
         let Seen::Listed(Some(lease)) = self.seen() else {
             return;
         };
-        if ctx.settings.dry_run {
-            return;
-        }
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        ctx.metrics.api_write("Event", WriteVerb::Create);
-        if let Err(e) = ctx.recorder.publish(&event, &lease.object_ref(&())).await {
-            warn!(error = %e, "could not publish an Event");
-        }
+        send_event(ctx, &*lease, type_, reason, note).await;
     }
 }

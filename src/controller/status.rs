@@ -157,7 +157,9 @@ pub async fn publish_error<K: Resource<DynamicType = ()>>(ctx: &Context, cr: &K,
     .await;
 }
 
-async fn send_event<K: Resource<DynamicType = ()>>(
+/// A Normal or Warning Event about `cr` (any object: the CRs, the Go operator's Lease), its note
+/// cut to what the API server accepts; nothing in dry-run mode.
+pub(super) async fn send_event<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     cr: &K,
     type_: EventType,

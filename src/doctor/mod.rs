@@ -2,6 +2,7 @@
 //! verdict per check and subject out, each problem with the fix a user can apply. The I/O shell
 //! (`cli::doctor`) gathers the facts and prints the report; nothing here touches the cluster.
 
+use crate::migrate::GO_LEASE_NAME;
 use serde::Serialize;
 
 use crate::api::{COMPAT_VERSION, GROUP, STORAGE_VERSION};
@@ -142,6 +143,8 @@ pub struct Facts {
     pub resources: Vec<CrFacts>,
     pub leftovers: Vec<Leftover>,
     pub pending_pods: Vec<PendingPod>,
+    /// A live holder of the Go Meshery Operator's Lease: (its namespace, the holder).
+    pub go_operator_running: Vec<(String, String)>,
 }
 
 /// How long a LoadBalancer may stay without an address before it is reported.
@@ -164,13 +167,23 @@ pub fn diagnose(facts: &Facts) -> Vec<Finding> {
              spec.pod.nodeSelector/affinity that some node matches, or smaller spec.resources",
         ));
     }
+    for (namespace, holder) in &facts.go_operator_running {
+        findings.push(Finding::problem(
+            "go-operator",
+            format!("Lease {namespace}/{GO_LEASE_NAME}"),
+            format!(
+                "the Go Meshery Operator ({holder}) is running: this operator stands aside and reconciles nothing"
+            ),
+            "stop the Go operator (helm uninstall its release, or delete its Deployment); this one then adopts its CRs",
+        ));
+    }
     for leftover in &facts.leftovers {
         findings.push(Finding::problem(
             "go-operator",
             format!("{} {}/{}", leftover.kind, leftover.namespace, leftover.name),
             "left by the Go Meshery Operator: a second NATS beside the Broker's own",
             format!(
-                "once the Broker is Ready under this operator: kubectl delete {} {} -n {}",
+                "the operator removes it while the Broker carries the Go finalizer; else, once the Broker is Ready under this operator: kubectl delete {} {} -n {}",
                 leftover.kind.to_lowercase(),
                 leftover.name,
                 leftover.namespace

@@ -198,6 +198,53 @@ impl Drop for Operator {
     }
 }
 
+/// The operator binary as the installed Deployment `meshery-operator` runs it (see
+/// [`Operator::start_as`]), authenticated as the chart's ServiceAccount, its log in `dir`.
+pub fn start_installed_operator(
+    kubeconfig: &Path,
+    dir: &Path,
+    pod_name: &str,
+    extra_args: &[&str],
+) -> Operator {
+    let deployment: Value = serde_json::from_str(&kubectl_ok(
+        kubeconfig,
+        &[
+            "get",
+            "deployment",
+            "meshery-operator",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    Operator::start_as(
+        &deployment,
+        &service_account_kubeconfig(kubeconfig, dir),
+        &dir.join("operator.log"),
+        pod_name,
+        extra_args,
+    )
+}
+
+/// The README's check: both default CRs Ready (at their current generation: `kubectl wait` compares
+/// the observed generation), within `timeout` (stretched on a real cluster).
+pub fn wait_for_default_crs_ready(kubeconfig: &Path, timeout: Duration) {
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "broker/meshery-broker",
+            "meshsync/meshery-meshsync",
+            "-n",
+            OPERATOR_NAMESPACE,
+            &kubectl_timeout(timeout),
+        ],
+    );
+}
+
 /// A kubeconfig (written into `dir`) for the chart's ServiceAccount `meshery/meshery-operator`, on
 /// the server of `admin`'s current context, with a TokenRequest token from `kubectl create token`:
 /// what the operator's pod authenticates as, so the real authorizer applies the chart's RBAC.
