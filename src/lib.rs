@@ -10,5 +10,6 @@ pub mod diff;
 pub mod doctor;
 pub mod lifecycle;
 pub mod migrate;
+pub mod monitor;
 pub mod object;
 pub mod render;

@@ -13,8 +13,8 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use meshery_operator::api::{BrokerEndpoint, BrokerStatus, FieldError, MeshSyncStatus, Phase};
 use meshery_operator::lifecycle::{
-    self, ApplyOutcome, BrokerFacts, MeshSyncFacts, NatsProbe, Observations, Readiness, Reason,
-    ResolvedBroker,
+    self, ApplyOutcome, BrokerConnection, BrokerFacts, MeshSyncFacts, NatsProbe, Observations,
+    Readiness, Reason, ResolvedBroker,
 };
 use meshery_operator::object::ObjectKey;
 use proptest::prelude::*;
@@ -81,6 +81,9 @@ struct Scenario {
     apply: Apply,
     children: Vec<Child>,
     kind: Kind,
+    /// A MeshSync's connection on its broker: `Ok` connected, `Skipped` not known, `Failing(ago)`
+    /// missing since `ago` seconds before `now`. Ignored for a Broker.
+    link: Probe,
     /// Seconds after `BASE`.
     now: i64,
 }
@@ -156,7 +159,7 @@ fn apply() -> impl Strategy<Value = Apply> {
 }
 
 /// The checks of `docs/lifecycle.md` in order; the generator makes layer `n` the first that holds.
-const LAYERS: usize = 9;
+const LAYERS: usize = 10;
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
@@ -169,9 +172,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         kind(),
         0..100i64,
         1..5usize,
+        probe(),
     )
         .prop_map(
-            |(layer, prev, generation, spec_errors, apply, children, kind, now, n)| {
+            |(layer, prev, generation, spec_errors, apply, children, kind, now, n, link)| {
                 shape(
                     layer,
                     Scenario {
@@ -181,6 +185,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                         apply,
                         children,
                         kind,
+                        link,
                         now,
                     },
                     n,
@@ -263,6 +268,22 @@ fn shape(layer: usize, mut s: Scenario, n: usize) -> Scenario {
             })
         }
         _ => {}
+    }
+    if layer == 8 {
+        if let Kind::Broker(_) = s.kind {
+            s.kind = Kind::MeshSync(if n.is_multiple_of(2) {
+                Dependency::Custom
+            } else {
+                Dependency::Found(Some(Phase::Ready))
+            });
+        }
+        s.link = Probe::Failing((n as i64 * 13) % (2 * GRACE_SECS));
+    } else if layer > 8 && matches!(s.link, Probe::Failing(_)) {
+        s.link = if n.is_multiple_of(2) {
+            Probe::Ok
+        } else {
+            Probe::Skipped
+        };
     }
     s
 }
@@ -354,7 +375,7 @@ fn broker_facts(s: &Scenario, probe: Probe) -> BrokerFacts {
     }
 }
 
-fn meshsync_facts(dependency: Dependency) -> MeshSyncFacts {
+fn meshsync_facts(dependency: Dependency, link: Probe, now: i64) -> MeshSyncFacts {
     let (namespace, name) = ("meshery".to_string(), "meshery-broker".to_string());
     MeshSyncFacts {
         broker: match dependency {
@@ -367,6 +388,17 @@ fn meshsync_facts(dependency: Dependency) -> MeshSyncFacts {
             },
         },
         publishing_to: Some("nats://b.meshery.svc.cluster.local:4222".into()),
+        connection: match link {
+            Probe::Ok => BrokerConnection::Connected,
+            Probe::Skipped => BrokerConnection::Unknown {
+                reason: "not checked: --broker-probe off".into(),
+            },
+            Probe::Failing(ago) => BrokerConnection::Missing {
+                since: time(now - ago),
+                message: "the broker shows no MeshSync connection".into(),
+            },
+        },
+        grace: SignedDuration::from_secs(GRACE_SECS),
     }
 }
 
@@ -433,7 +465,7 @@ fn run_twice(s: &Scenario) -> (Outcome, Outcome) {
             (broker_outcome(&first), broker_outcome(&second))
         }
         Kind::MeshSync(dependency) => {
-            let obs = observations(s, meshsync_facts(dependency));
+            let obs = observations(s, meshsync_facts(dependency, s.link, s.now));
             let prev = prev.map(|(phase, observed_generation, conditions)| MeshSyncStatus {
                 phase,
                 observed_generation,
@@ -537,6 +569,13 @@ fn situation(s: &Scenario) -> &'static str {
             "NatsFailing(within grace)"
         };
     }
+    if let (Kind::MeshSync(_), Probe::Failing(ago)) = (s.kind, s.link) {
+        return if ago >= GRACE_SECS {
+            "Disconnected(past grace)"
+        } else {
+            "Disconnected(within grace)"
+        };
+    }
     if s.children.contains(&Child::LoadBalancerPending) {
         "Current(LoadBalancer pending)"
     } else {
@@ -623,7 +662,7 @@ fn every_transition_is_a_documented_row_and_every_row_is_reached() {
     let rows = table();
     assert_eq!(
         rows.len(),
-        18,
+        22,
         "the table has as many rows as the match in transition() has arms"
     );
     let hits = Mutex::new(vec![0usize; rows.len()]);
@@ -671,8 +710,10 @@ proptest! {
     #[test]
     fn ready_iff_every_readiness_input_holds(s in scenario()) {
         let (first, _) = run_twice(&s);
-        let probe_ok = match s.kind {
-            Kind::Broker(Probe::Failing(ago)) => ago < GRACE_SECS && from_phase(&s) == Phase::Ready,
+        let probe_ok = match (s.kind, s.link) {
+            (Kind::Broker(Probe::Failing(ago)), _) | (Kind::MeshSync(_), Probe::Failing(ago)) => {
+                ago < GRACE_SECS && from_phase(&s) == Phase::Ready
+            }
             _ => true,
         };
         let inputs_hold = s.spec_errors == 0
@@ -755,7 +796,18 @@ proptest! {
     fn conditions_follow_kstatus(s in scenario()) {
         let (first, _) = run_twice(&s);
         let types: Vec<_> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
-        prop_assert_eq!(types, lifecycle::TYPES.to_vec());
+        let mut expected = lifecycle::TYPES.to_vec();
+        if let Kind::MeshSync(_) = s.kind {
+            expected.push(lifecycle::BROKER_CONNECTED);
+            let connected = condition(&first, lifecycle::BROKER_CONNECTED);
+            let status = match s.link {
+                Probe::Ok => "True",
+                Probe::Skipped => "Unknown",
+                Probe::Failing(_) => "False",
+            };
+            prop_assert_eq!(connected.status.as_str(), status);
+        }
+        prop_assert_eq!(types, expected);
         let non_retryable = matches!(
             situation(&s),
             "InvalidSpec(children)" | "InvalidSpec(no children)" | "ImmutableFieldChanged" | "ProgressDeadlineExceeded"
@@ -767,7 +819,7 @@ proptest! {
         prop_assert_eq!(is_true(&first, "Degraded"), first.phase == Some(Phase::Degraded));
         let reason = &condition(&first, "Ready").reason;
         prop_assert!(Reason::ALL.iter().any(|r| r.as_str() == reason), "{reason} undocumented");
-        for c in &first.conditions {
+        for c in first.conditions.iter().filter(|c| lifecycle::TYPES.contains(&c.type_.as_str())) {
             prop_assert_eq!(&c.reason, reason);
             prop_assert!(!c.message.is_empty());
         }
@@ -828,6 +880,7 @@ fn ready_broker_obs() -> Observations<BrokerFacts> {
         apply: Apply::Applied,
         children: vec![Child::Current, Child::LoadBalancerPending],
         kind: Kind::Broker(Probe::Ok),
+        link: Probe::Ok,
         now: 0,
     };
     observations(&s, broker_facts(&s, Probe::Ok))
@@ -933,13 +986,14 @@ fn meshsync_waits_for_its_broker() {
         apply: Apply::NotAttempted,
         children: vec![],
         kind: Kind::MeshSync(Dependency::Found(Some(Phase::Deploying))),
+        link: Probe::Ok,
         now: 0,
     };
     let status = lifecycle::next(
         None,
         &observations(
             &s,
-            meshsync_facts(Dependency::Found(Some(Phase::Deploying))),
+            meshsync_facts(Dependency::Found(Some(Phase::Deploying)), Probe::Ok, 0),
         ),
         time(0),
     );
@@ -967,11 +1021,15 @@ fn meshsync_waiting_status_does_not_follow_the_brokers_phase() {
             apply: Apply::NotAttempted,
             children: vec![],
             kind: Kind::MeshSync(Dependency::Found(broker_phase)),
+            link: Probe::Ok,
             now: 0,
         };
         lifecycle::next(
             None,
-            &observations(&s, meshsync_facts(Dependency::Found(broker_phase))),
+            &observations(
+                &s,
+                meshsync_facts(Dependency::Found(broker_phase), Probe::Ok, 0),
+            ),
             time(0),
         )
     };

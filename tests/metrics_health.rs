@@ -75,6 +75,9 @@ async fn metrics_are_exposed_under_the_dashboard_names() {
         timeout: Duration::from_secs(5),
     }));
     metrics.broker_probe_skipped();
+    metrics.meshsync_connection_check("Absent");
+    metrics.meshsync_connection_check("Subscribed");
+    metrics.meshsync_connection_check("Subscribed");
 
     let shutdown = CancellationToken::new();
     let endpoints = Endpoints {
@@ -122,6 +125,8 @@ async fn metrics_are_exposed_under_the_dashboard_names() {
         r#"meshery_operator_broker_probe_total{result="Success"} 1"#,
         r#"meshery_operator_broker_probe_total{result="Timeout"} 1"#,
         r#"meshery_operator_broker_probe_total{result="Skipped"} 1"#,
+        r#"meshery_operator_meshsync_connection_check_total{result="Absent"} 1"#,
+        r#"meshery_operator_meshsync_connection_check_total{result="Subscribed"} 2"#,
         "# EOF",
     ] {
         assert!(lines.contains(expected), "missing {expected:?} in\n{text}");
@@ -142,6 +147,7 @@ async fn metrics_are_exposed_under_the_dashboard_names() {
         "meshery_operator_api_writes_total",
         "meshery_operator_resources",
         "meshery_operator_broker_probe_total",
+        "meshery_operator_meshsync_connection_check_total",
     ]
     .into();
     assert_eq!(names, expected, "\n{text}");

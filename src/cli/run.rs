@@ -53,6 +53,14 @@ pub struct RunArgs {
     /// How often a Ready Broker is probed again, in seconds (no API requests while nothing changes).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub probe_interval_seconds: u64,
+    /// How long a MeshSync's broker may show no MeshSync connection (its `/connz`) before the
+    /// MeshSync is Degraded, in seconds. MeshSync's client gives up reconnecting after about 120 s.
+    #[arg(long, default_value_t = 150)]
+    pub meshsync_connection_grace_seconds: u64,
+    /// Restart (as `kubectl rollout restart` does) a MeshSync that has been disconnected for the
+    /// grace period. Off by default: a restart re-lists the whole cluster.
+    #[arg(long)]
+    pub restart_disconnected_meshsync: bool,
     /// How children and status are written (benchmarks only): `diff`, `always-apply`, `dry-run-diff`.
     #[arg(long, value_enum, default_value_t = ApplyStrategy::Diff, hide = true)]
     pub apply_strategy: ApplyStrategy,
@@ -98,6 +106,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 probe_grace: Duration::from_secs(args.probe_grace_seconds),
                 probe_interval: Duration::from_secs(args.probe_interval_seconds),
                 probe_timeout: Duration::from_secs(3),
+                meshsync_connection_grace: Duration::from_secs(
+                    args.meshsync_connection_grace_seconds,
+                ),
+                restart_disconnected_meshsync: args.restart_disconnected_meshsync,
                 nats_version: DEFAULT_NATS_VERSION.into(),
                 meshsync_version: DEFAULT_MESHSYNC_VERSION.into(),
                 go_operator_namespace: args

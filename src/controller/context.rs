@@ -61,6 +61,10 @@ pub struct Settings {
     /// at the next resync.
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
+    /// How long a MeshSync's broker may show no MeshSync connection before the MeshSync is Degraded.
+    pub meshsync_connection_grace: Duration,
+    /// Restart a MeshSync whose broker has shown no MeshSync connection for the grace period.
+    pub restart_disconnected_meshsync: bool,
     /// Image tags used when a CR does not pin one.
     pub nats_version: String,
     pub meshsync_version: String,
@@ -81,6 +85,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Since when each Broker's probe (by CR UID) has been failing without a success.
     pub probe_failing_since: Mutex<HashMap<String, Time>>,
+    /// Since when each MeshSync (by CR UID) has been missing from its broker's connections.
+    pub meshsync_missing_since: Mutex<HashMap<String, Time>>,
     /// UID of the `meshsyncs.meshery.io` CRD, the owner of MeshSync's cluster-scoped RBAC.
     pub meshsync_crd_uid: Option<String>,
     pub apply_strategy: ApplyStrategy,

@@ -20,6 +20,9 @@ pub enum Error {
         action: String,
         source: kube::Error,
     },
+    /// Restarting a disconnected MeshSync (`--restart-disconnected-meshsync`) was refused.
+    #[error("restarting Deployment {object} of a disconnected MeshSync: {source}")]
+    Restart { object: String, source: kube::Error },
 }
 
 impl Error {
@@ -31,6 +34,7 @@ impl Error {
             Error::MissingMetadata { .. } => "MissingMetadata",
             Error::Decode { .. } => "Decode",
             Error::Adopt { .. } => "Adopt",
+            Error::Restart { .. } => "Restart",
         }
     }
 }

@@ -9,14 +9,18 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::adopt::{clear_way_for_meshsync, finish_meshsync};
-use super::context::{Context, now};
+use super::connection;
+use super::context::{BrokerProbeMode, Context, now};
 use super::error::Error;
 use super::go_operator::Gate;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
+use super::probe::probe_address;
 use super::secrets::read_secret;
 use crate::api::{Broker, BrokerSelection, MeshSync, Phase, parse_broker_url, validate_meshsync};
-use crate::lifecycle::{self, ApplyOutcome, MeshSyncFacts, MeshSyncObservations, next};
+use crate::lifecycle::{
+    self, ApplyOutcome, BrokerConnection, MeshSyncFacts, MeshSyncObservations, next,
+};
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
 
@@ -35,14 +39,22 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
     let mut facts = MeshSyncFacts {
         broker: lifecycle::ResolvedBroker::Custom,
         publishing_to: None,
+        connection: BrokerConnection::Unknown {
+            reason: "not checked: MeshSync is not deployed".into(),
+        },
+        grace: jiff::SignedDuration::try_from(ctx.settings.meshsync_connection_grace)
+            .unwrap_or(jiff::SignedDuration::from_secs(150)),
     };
+    let mut dialable = None;
+    let mut deployment = None;
     if spec_errors.is_empty() {
         let (resolved, broker) = resolve_broker(&meshsync, &ctx).await?;
         facts.broker = resolved;
         if let Some(broker) = broker {
             match broker {
                 Err(message) => apply = ApplyOutcome::Failed { message },
-                Ok(broker) => {
+                Ok((broker, address)) => {
+                    dialable = address;
                     facts.publishing_to = Some(format!("{}://{}", broker.scheme, broker.address));
                     let inputs = MeshSyncInputs {
                         default_version: ctx.settings.meshsync_version.clone(),
@@ -50,6 +62,10 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
                         crd_uid: ctx.meshsync_crd_uid.clone(),
                     };
                     let desired = desired_meshsync(&meshsync, &inputs);
+                    deployment = desired
+                        .iter()
+                        .find(|o| o.kind() == "Deployment")
+                        .map(|o| o.name().to_string());
                     adopted = clear_way_for_meshsync(&ctx, &meshsync).await?;
                     (current, apply) = converge(
                         &ctx,
@@ -64,11 +80,23 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         }
     }
     let applied = apply == ApplyOutcome::Applied;
+    let children = readiness_of(&current);
+    let checks_on = ctx.settings.broker_probe != BrokerProbeMode::Off;
+    if !checks_on {
+        facts.connection = BrokerConnection::Unknown {
+            reason: "not checked: the operator runs with --broker-probe off".into(),
+        };
+    } else if applied && !children.is_empty() && children.values().all(|r| r.is_current()) {
+        facts.connection = connection::observe(&ctx, &meshsync, dialable.as_deref()).await;
+    }
+    if let Some(deployment) = &deployment {
+        connection::restart_if_gone(&ctx, &meshsync, deployment, &facts.connection).await?;
+    }
     let observations = MeshSyncObservations {
         generation: meshsync.meta().generation.unwrap_or_default(),
         spec_errors,
         apply,
-        children: readiness_of(&current),
+        children,
         kind: facts,
     };
     let status = next(meshsync.status.as_ref(), &observations, now());
@@ -76,18 +104,19 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
     if let Some(removed) = adopted.filter(|_| applied) {
         finish_meshsync(&ctx, &meshsync, &removed).await?;
     }
-    Ok(super::broker::requeue_after(&ctx, status.phase, false))
+    Ok(super::broker::requeue_after(&ctx, status.phase, checks_on))
 }
 
 /// What the MeshSync publishes to: the lifecycle's view (is the Broker there and Ready?) and, when
-/// it can be deployed, the render's view (address and credential) — or a problem to report.
+/// it can be deployed, the render's view (address and credential) with the broker address the
+/// operator itself can dial — or a problem to report.
 async fn resolve_broker(
     meshsync: &MeshSync,
     ctx: &Context,
 ) -> Result<
     (
         lifecycle::ResolvedBroker,
-        Option<Result<ResolvedBroker, String>>,
+        Option<Result<(ResolvedBroker, Option<String>), String>>,
     ),
     Error,
 > {
@@ -95,7 +124,11 @@ async fn resolve_broker(
     let selections = meshsync.spec.broker_selections();
     match selections.first() {
         Some(BrokerSelection::Custom { url }) => {
-            let resolved = parse_broker_url(url).map(|url| resolve_custom_broker(&url));
+            let resolved = parse_broker_url(url).map(|url| {
+                let broker = resolve_custom_broker(&url);
+                let address = broker.address.clone();
+                (broker, Some(address))
+            });
             Ok((lifecycle::ResolvedBroker::Custom, Some(resolved)))
         }
         Some(BrokerSelection::Native { name, namespace }) => {
@@ -121,13 +154,25 @@ async fn resolve_broker(
             if phase != Some(Phase::Ready) {
                 return Ok((found, None));
             }
+            let dialable = broker
+                .status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .and_then(|endpoint| {
+                    probe_address(
+                        &endpoint.internal,
+                        &endpoint.external,
+                        ctx.settings.in_cluster,
+                    )
+                });
             let secret = broker_auth_secret_name(&broker);
             let resolved = match read_secret(ctx, &namespace, &secret).await? {
                 Some(data) => resolve_native_broker(
                     &broker,
                     &own_namespace,
                     BrokerSecretData::from_map(&data.data, &data.revision),
-                ),
+                )
+                .map(|resolved| (resolved, dialable)),
                 None => Err(format!(
                     "the broker's auth Secret {namespace}/{secret} does not exist yet"
                 )),

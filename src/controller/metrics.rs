@@ -118,6 +118,7 @@ pub struct Metrics {
     api_writes: Family<WriteLabels, Counter>,
     resources: Family<PhaseLabels, Gauge>,
     broker_probes: Family<ProbeLabels, Counter>,
+    meshsync_connection_checks: Family<ProbeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,13 @@ impl Metrics {
             "NATS probes of brokers, by result",
             broker_probes.clone(),
         );
+        let meshsync_connection_checks = Family::<ProbeLabels, Counter>::default();
+        registry.register(
+            "meshsync_connection_check",
+            "Checks of MeshSync's connection on its broker's /connz, by result (Subscribed, \
+             ConnectedNotSubscribed, Absent, Unreachable)",
+            meshsync_connection_checks.clone(),
+        );
 
         // Series that exist from the first scrape, so that rate() and "how many are Ready" queries
         // have a zero to start from instead of no data.
@@ -185,6 +193,7 @@ impl Metrics {
             api_writes,
             resources,
             broker_probes,
+            meshsync_connection_checks,
         }
     }
 
@@ -245,6 +254,13 @@ impl Metrics {
     pub fn broker_probe_skipped(&self) {
         self.broker_probes
             .get_or_create(&ProbeLabels { result: "Skipped" })
+            .inc();
+    }
+
+    /// Counts one look at MeshSync's connection on its broker's monitoring endpoint.
+    pub fn meshsync_connection_check(&self, result: &'static str) {
+        self.meshsync_connection_checks
+            .get_or_create(&ProbeLabels { result })
             .inc();
     }
 

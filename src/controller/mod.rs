@@ -4,6 +4,7 @@ mod adopt;
 mod apply;
 mod broker;
 mod caches;
+pub mod connection;
 mod context;
 mod error;
 mod go_operator;

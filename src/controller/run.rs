@@ -172,6 +172,7 @@ pub async fn run_with_strategy(
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         probe_failing_since: Mutex::new(Default::default()),
+        meshsync_missing_since: Mutex::new(Default::default()),
         meshsync_crd_uid,
         apply_strategy,
         go_operator: go_operator.clone(),

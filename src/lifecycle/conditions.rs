@@ -1,4 +1,4 @@
-//! The five conditions derived from a phase and its reason, following the Kubernetes API conventions
+//! The five conditions derived from a phase and its reason (and a MeshSync's `BrokerConnected`), following the Kubernetes API conventions
 //! and kstatus.
 //!
 //! All five are always written, `False` included: the API conventions ask controllers to publish the
@@ -20,6 +20,8 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+/// A MeshSync's connection to its broker, as the broker's monitoring endpoint shows it.
+pub const BROKER_CONNECTED: &str = "BrokerConnected";
 
 /// The condition types the operator owns, in the order it writes them.
 pub const TYPES: [&str; 5] = [READY, PROGRESSING, DEGRADED, RECONCILING, STALLED];
@@ -46,26 +48,45 @@ pub(crate) fn conditions(
         phase != Phase::Ready && !stalled,
         stalled,
     ];
-    let message = bounded(message);
     TYPES
         .iter()
         .zip(statuses)
         .map(|(type_, status)| {
-            let status = if status { "True" } else { "False" };
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == *type_ && c.status == status)
-                .map_or_else(|| whole_seconds(now), |c| c.last_transition_time.clone());
-            Condition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason: reason.as_str().to_string(),
-                message: message.clone(),
-                observed_generation: Some(generation),
-                last_transition_time,
-            }
+            condition(
+                type_,
+                if status { "True" } else { "False" },
+                reason.as_str(),
+                message,
+                generation,
+                previous,
+                now,
+            )
         })
         .collect()
+}
+
+/// One condition; its `lastTransitionTime` is copied from `previous` unless its status changes.
+pub(crate) fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| whole_seconds(now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: bounded(message),
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
 }
 
 /// The API server stores condition times to the second; truncating here makes the status we compute

@@ -9,7 +9,7 @@ use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Reason;
-use super::conditions::conditions;
+use super::conditions::{BROKER_CONNECTED, condition, conditions};
 use super::readiness::Readiness;
 use crate::api::{BrokerEndpoint, BrokerStatus, FieldError, MeshSyncStatus, Phase};
 use crate::object::ObjectKey;
@@ -77,6 +77,24 @@ pub struct MeshSyncFacts {
     pub broker: ResolvedBroker,
     /// Copied to `status.publishing-to`.
     pub publishing_to: Option<String>,
+    pub connection: BrokerConnection,
+    /// How long the broker may show no MeshSync connection before the MeshSync is Degraded: rides
+    /// out a MeshSync restart or a broker pod move.
+    pub grace: SignedDuration,
+}
+
+/// MeshSync's connection as its broker's monitoring endpoint (`/connz?subs=1`) shows it; the
+/// `BrokerConnected` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerConnection {
+    /// Not known: `reason` says why (checks off, the monitoring endpoint unreachable from the
+    /// operator, nothing deployed yet). Never changes the phase: only a broker that answers can say
+    /// MeshSync is gone.
+    Unknown { reason: String },
+    /// Connected and subscribed to Meshery Server's request subject.
+    Connected,
+    /// Missing (or not subscribed) without a break since `since`, the first such answer.
+    Missing { since: Time, message: String },
 }
 
 /// The broker a MeshSync publishes to, as resolved through the Broker CR.
@@ -112,6 +130,15 @@ pub trait Kind {
     fn probe(&self, now: &Time) -> Probe;
     /// The status to write, with the kind's own fields copied from the observations.
     fn status(&self, phase: Phase, generation: i64, conditions: Vec<Condition>) -> Self::Status;
+    /// Conditions this kind writes beside the five every CR has.
+    fn own_conditions(
+        &self,
+        _previous: &[Condition],
+        _generation: i64,
+        _now: &Time,
+    ) -> Vec<Condition> {
+        Vec::new()
+    }
 }
 
 /// The parts of a previous status the lifecycle reads.
@@ -134,6 +161,11 @@ pub enum Probe {
         past_grace: bool,
         message: String,
     },
+    /// A MeshSync whose broker shows no MeshSync connection.
+    Disconnected {
+        past_grace: bool,
+        message: String,
+    },
 }
 
 /// The state machine: the status to write after observing `obs` at `now`, given the `previous` status.
@@ -153,13 +185,17 @@ pub fn next<K: Kind>(previous: Option<&K::Status>, obs: &Observations<K>, now: T
         (Situation::RollingOut { .. }, Phase::Deploying) => rolling_out(obs).unwrap_or(message),
         _ => message,
     };
-    let conditions = conditions(
+    let mut conditions = conditions(
         phase,
         reason,
         &message,
         obs.generation,
         previous.conditions,
         &now,
+    );
+    conditions.extend(
+        obs.kind
+            .own_conditions(previous.conditions, obs.generation, &now),
     );
     obs.kind.status(phase, obs.generation, conditions)
 }
@@ -191,6 +227,10 @@ enum Situation {
     },
     /// Every child current, NATS handshake failing.
     NatsFailing {
+        past_grace: bool,
+    },
+    /// Every child current, the broker shows no MeshSync connection.
+    Disconnected {
         past_grace: bool,
     },
     /// Every child current and the NATS probe passed (or is off).
@@ -233,6 +273,14 @@ fn transition(from: Phase, situation: Situation) -> (Phase, Reason) {
         }
         (Ready, S::NatsFailing { past_grace: false }) => (Ready, Reason::Available),
         (Degraded, S::NatsFailing { past_grace: false }) => (Degraded, Reason::BrokerUnreachable),
+        (_, S::Disconnected { past_grace: true }) => (Degraded, Reason::MeshSyncDisconnected),
+        (Pending | Deploying, S::Disconnected { past_grace: false }) => {
+            (Deploying, Reason::WaitingForNats)
+        }
+        (Ready, S::Disconnected { past_grace: false }) => (Ready, Reason::Available),
+        (Degraded, S::Disconnected { past_grace: false }) => {
+            (Degraded, Reason::MeshSyncDisconnected)
+        }
         (
             _,
             S::Current {
@@ -319,6 +367,10 @@ fn assess<K: Kind>(obs: &Observations<K>, new_generation: bool, now: &Time) -> (
             past_grace,
             message,
         } => (Situation::NatsFailing { past_grace }, message),
+        Probe::Disconnected {
+            past_grace,
+            message,
+        } => (Situation::Disconnected { past_grace }, message),
         Probe::Passed { note } => {
             let pending = join(obs.children.iter().filter_map(
                 |(key, readiness)| match readiness {
@@ -459,13 +511,58 @@ impl Kind for MeshSyncFacts {
         }
     }
 
-    fn probe(&self, _now: &Time) -> Probe {
-        let note = self
+    fn probe(&self, now: &Time) -> Probe {
+        let publishing = self
             .publishing_to
             .as_ref()
             .map(|url| format!("publishing to {url}"))
             .unwrap_or_default();
-        Probe::Passed { note }
+        match &self.connection {
+            BrokerConnection::Missing { since, message } => {
+                let past_grace = now.0.duration_since(since.0) >= self.grace;
+                let since = since.0.strftime("%Y-%m-%dT%H:%M:%SZ");
+                let grace = format!("{:#}", self.grace);
+                Probe::Disconnected {
+                    past_grace,
+                    message: format!(
+                        "{message} since {since} (grace period {grace}); MeshSync's pods may look Ready, but no events reach Meshery Server"
+                    ),
+                }
+            }
+            BrokerConnection::Connected => Probe::Passed {
+                note: join([publishing, "connected and subscribed".to_string()]),
+            },
+            BrokerConnection::Unknown { .. } => Probe::Passed { note: publishing },
+        }
+    }
+
+    fn own_conditions(
+        &self,
+        previous: &[Condition],
+        generation: i64,
+        now: &Time,
+    ) -> Vec<Condition> {
+        let (status, reason, message) = match &self.connection {
+            BrokerConnection::Connected => (
+                "True",
+                "Subscribed",
+                format!(
+                    "the broker shows MeshSync connected and subscribed to {}",
+                    crate::monitor::MESHSYNC_REQUEST_SUBJECT
+                ),
+            ),
+            BrokerConnection::Missing { message, .. } => ("False", "NotConnected", message.clone()),
+            BrokerConnection::Unknown { reason } => ("Unknown", "NotChecked", reason.clone()),
+        };
+        vec![condition(
+            BROKER_CONNECTED,
+            status,
+            reason,
+            &message,
+            generation,
+            previous,
+            now,
+        )]
     }
 
     fn status(&self, phase: Phase, generation: i64, conditions: Vec<Condition>) -> MeshSyncStatus {

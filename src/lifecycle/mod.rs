@@ -24,11 +24,12 @@ mod readiness;
 mod reason;
 
 pub use conditions::{
-    DEGRADED, PROGRESSING, READY, RECONCILING, STALLED, TYPES, status_equal_ignoring_time,
+    BROKER_CONNECTED, DEGRADED, PROGRESSING, READY, RECONCILING, STALLED, TYPES,
+    status_equal_ignoring_time,
 };
 pub use machine::{
-    ApplyOutcome, BrokerFacts, BrokerObservations, Kind, MeshSyncFacts, MeshSyncObservations,
-    NatsProbe, Observations, Previous, Probe, ResolvedBroker, next,
+    ApplyOutcome, BrokerConnection, BrokerFacts, BrokerObservations, Kind, MeshSyncFacts,
+    MeshSyncObservations, NatsProbe, Observations, Previous, Probe, ResolvedBroker, next,
 };
 pub use readiness::{Readiness, child_readiness, reasons as readiness_reasons};
 pub use reason::Reason;

@@ -16,12 +16,16 @@ pub enum Reason {
     WaitingForBroker,
     /// Children applied and still converging (generation not observed, replicas not rolled out).
     RollingOut,
-    /// A Broker's workloads are rolled out but the NATS handshake has not succeeded yet (within the grace period).
+    /// A Broker's workloads are rolled out but the NATS handshake has not succeeded yet, or a MeshSync's
+    /// are but its broker shows no MeshSync connection yet (within the grace period).
     WaitingForNats,
     /// A workload lost availability at a generation that had been reached before.
     WorkloadUnavailable,
     /// A Broker's NATS handshake has been failing for longer than the grace period.
     BrokerUnreachable,
+    /// The broker a MeshSync publishes to has shown no subscribed MeshSync connection for longer than
+    /// the grace period: its pods may look Ready while no event flows.
+    MeshSyncDisconnected,
     /// Server-side apply of a child failed (API error, admission webhook, quota, …); retried.
     ApplyFailed,
     /// The spec fails validation; nothing is applied until it is fixed.
@@ -33,7 +37,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Available,
         Reason::LoadBalancerPending,
         Reason::NotApplied,
@@ -42,6 +46,7 @@ impl Reason {
         Reason::WaitingForNats,
         Reason::WorkloadUnavailable,
         Reason::BrokerUnreachable,
+        Reason::MeshSyncDisconnected,
         Reason::ApplyFailed,
         Reason::InvalidSpec,
         Reason::ImmutableFieldChanged,
@@ -58,6 +63,7 @@ impl Reason {
             Reason::WaitingForNats => "WaitingForNats",
             Reason::WorkloadUnavailable => "WorkloadUnavailable",
             Reason::BrokerUnreachable => "BrokerUnreachable",
+            Reason::MeshSyncDisconnected => "MeshSyncDisconnected",
             Reason::ApplyFailed => "ApplyFailed",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::ImmutableFieldChanged => "ImmutableFieldChanged",

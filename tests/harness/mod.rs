@@ -296,6 +296,8 @@ pub fn test_settings() -> Settings {
         probe_grace: Duration::from_secs(3),
         probe_interval: Duration::from_secs(30),
         probe_timeout: Duration::from_secs(1),
+        meshsync_connection_grace: Duration::from_secs(3),
+        restart_disconnected_meshsync: false,
         nats_version: "2.10.24-alpine".into(),
         meshsync_version: "v1.0.3".into(),
         go_operator_namespace: OPERATOR_NAMESPACE.into(),
@@ -530,8 +532,9 @@ impl Cluster {
                     && (r.namespace.is_empty() || count.namespaces.contains(&r.namespace))
             })
             .map(|r| {
-                // The operator patches only with server-side apply (src/ has no other Patch kind),
-                // so its patches are named as kube-sim names applies.
+                // The operator patches only with server-side apply (its one merge patch, the opt-in
+                // restart of a disconnected MeshSync, is off in these runs), so its patches are
+                // named as kube-sim names applies.
                 let verb = if r.verb == "patch" { "apply" } else { &r.verb };
                 format!("{verb} {} {}/{}", r.resource_name(), r.namespace, r.name)
             })
@@ -1127,6 +1130,17 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts `nats-server` on `address` requiring `token`, and waits until it accepts connections.
     pub fn start(address: SocketAddr, token: &str) -> NatsServer {
+        Self::start_with(address, token, &[])
+    }
+
+    /// As [`NatsServer::start`], with the monitoring endpoint on port 8222 of the same host, as a
+    /// Broker pod serves it (`/connz`, `/healthz`).
+    pub fn start_monitored(address: SocketAddr, token: &str) -> NatsServer {
+        let port = meshery_operator::api::NATS_MONITOR_PORT.to_string();
+        Self::start_with(address, token, &["-m", &port])
+    }
+
+    fn start_with(address: SocketAddr, token: &str, extra: &[&str]) -> NatsServer {
         let child = Command::new("nats-server")
             .args([
                 "-a",
@@ -1136,6 +1150,7 @@ impl NatsServer {
                 "--auth",
                 token,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
