@@ -8,11 +8,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{Cluster, test_settings};
+use harness::{
+    Cluster, NATS_ADDRESSES, NatsServer, connect_as_meshsync, external_address,
+    skip_whole_test_on_real_cluster, test_settings,
+};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, Patch, PatchParams};
-use meshery_operator::api::{Broker, Phase};
+use meshery_operator::api::{Broker, MeshSync, Phase};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -49,9 +53,45 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// An operator Deployment as the chart labels it (its pods are the node's or kube-sim's to run;
-/// the operator under test runs in-process).
+/// The ServiceAccount `name` in `namespace`, bound to the chart's ClusterRole `meshery-operator`
+/// when `bound` (the binding, cluster-scoped, is named after the namespace).
+async fn service_account(cluster: &Cluster, namespace: &str, name: &str, bound: bool) {
+    let account: ServiceAccount = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}),
+    )
+    .unwrap();
+    Api::<ServiceAccount>::namespaced(cluster.client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply("doctor-test").force(),
+            &Patch::Apply(&account),
+        )
+        .await
+        .expect("the ServiceAccount");
+    if bound {
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("doctor-test-{namespace}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "meshery-operator"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
+        }))
+        .unwrap();
+        Api::<ClusterRoleBinding>::all(cluster.client.clone())
+            .patch(
+                &format!("doctor-test-{namespace}"),
+                &PatchParams::apply("doctor-test").force(),
+                &Patch::Apply(&binding),
+            )
+            .await
+            .expect("the ClusterRoleBinding");
+    }
+}
+
+/// An operator Deployment as the chart labels it, running as ServiceAccount `meshery-operator`
+/// bound to the chart's ClusterRole (its pods are the node's or kube-sim's to run; the operator
+/// under test runs in-process).
 async fn operator_deployment(cluster: &Cluster, namespace: &str) {
+    service_account(cluster, namespace, "meshery-operator", true).await;
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "meshery-operator", "namespace": namespace,
@@ -60,7 +100,8 @@ async fn operator_deployment(cluster: &Cluster, namespace: &str) {
             "selector": {"matchLabels": {"name": "meshery-operator"}},
             "template": {"metadata": {"labels": {"name": "meshery-operator",
                     "app.kubernetes.io/name": "meshery-operator"}},
-                "spec": {"containers": [{"name": "manager", "image": "meshery/meshery-operator-rs:test",
+                "spec": {"serviceAccountName": "meshery-operator",
+                    "containers": [{"name": "manager", "image": "meshery/meshery-operator-rs:test",
                     "args": ["run"]}]}}}
     }))
     .unwrap();
@@ -134,7 +175,7 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
     let found = findings(&output);
     assert_eq!(problems(&found), Vec::<String>::new(), "{}", text(&output));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    for check in ["crds", "operator", "broker"] {
+    for check in ["crds", "operator", "permissions", "broker"] {
         assert!(
             found
                 .iter()
@@ -142,6 +183,16 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
             "no {check} verdict in {found:#?}"
         );
     }
+    // A ClusterIP Broker is not dialled from outside the cluster, and that is not a problem.
+    let nats_check = finding(&found, "nats");
+    assert_eq!(nats_check["verdict"], "ok", "{nats_check:#}");
+    assert!(
+        nats_check["message"]
+            .as_str()
+            .unwrap()
+            .contains("not dialled from here: the Broker has no external endpoint"),
+        "{nats_check:#}"
+    );
     let token = cluster.broker_token(&ns, "meshery-broker").await;
     assert!(!text(&output).contains(&token), "doctor printed the token");
 
@@ -204,6 +255,41 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
     }
     assert!(!report.contains(&token), "doctor printed the token");
 
+    // An operator ServiceAccount without the chart's RBAC: the real authorizer denies, and doctor
+    // names each verb (kube-sim has no authorizer: it allows every review).
+    if cluster.is_real() {
+        service_account(&cluster, &ns, "unbound", false).await;
+        Api::<Deployment>::namespaced(cluster.client.clone(), &ns)
+            .patch(
+                "meshery-operator",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"spec": {"template": {"spec": {"serviceAccountName": "unbound"}}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        let output = doctor(&kubeconfig, &ns, &[]).await;
+        let report = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        for expected in [
+            format!("ServiceAccount {ns}/unbound: denied"),
+            "patch meshery.io/brokers/status".to_string(),
+            "create apps/deployments".to_string(),
+            "get apiextensions.k8s.io/customresourcedefinitions/meshsyncs.meshery.io".to_string(),
+        ] {
+            assert!(
+                report.contains(&expected),
+                "{expected:?} missing from:\n{report}"
+            );
+        }
+    } else {
+        harness::skip_notice("denied SubjectAccessReviews need the real authorizer");
+    }
+    let _ = Api::<ClusterRoleBinding>::all(cluster.client.clone())
+        .delete(&format!("doctor-test-{ns}"), &Default::default())
+        .await;
+
     // Let the namespace go: the finalizer has no one to remove it.
     brokers
         .patch(
@@ -213,6 +299,156 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
         )
         .await
         .unwrap();
+}
+
+/// Every permission doctor asks about is one the chart grants (rendered by real Helm): a
+/// permissions problem is then always "the chart's RBAC is missing or changed", never doctor
+/// expecting more than the operator is given.
+#[test]
+fn doctors_permission_table_is_what_the_chart_grants() {
+    use meshery_operator::doctor::OPERATOR_PERMISSIONS;
+    let objects = harness::chart_rbac_objects(&json!({}));
+    let rules: Vec<(&str, &Value)> = objects
+        .iter()
+        .filter(|o| matches!(o["kind"].as_str(), Some("ClusterRole" | "Role")))
+        .flat_map(|o| {
+            let kind = o["kind"].as_str().unwrap();
+            o["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |r| (kind, r))
+        })
+        .collect();
+    let has = |list: &Value, item: &str| {
+        list.as_array()
+            .is_some_and(|items| items.iter().any(|i| i == item || i == "*"))
+    };
+    for permission in OPERATOR_PERMISSIONS {
+        for verb in permission.verbs {
+            let granted = rules.iter().any(|(kind, rule)| {
+                (*kind == "Role") == permission.in_own_namespace
+                    && has(&rule["apiGroups"], permission.group)
+                    && has(&rule["resources"], permission.resource)
+                    && has(&rule["verbs"], verb)
+                    && (rule["resourceNames"].is_null()
+                        || permission
+                            .name
+                            .is_some_and(|n| has(&rule["resourceNames"], n)))
+            });
+            assert!(
+                granted,
+                "the chart does not grant {verb} {}/{} {:?}",
+                permission.group, permission.resource, permission.name
+            );
+        }
+    }
+}
+
+fn finding<'a>(found: &'a [Value], check: &str) -> &'a Value {
+    found
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding in {found:#?}"))
+}
+
+/// "Broker not accessible" and "MeshSync not discovering": doctor dials the Broker with its token
+/// as Meshery Server would, and reads MeshSync's connection from the broker's `/connz` — a real
+/// nats-server at the Broker's LoadBalancer address, MeshSync a client that connects as it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_dials_the_broker_and_reads_meshsyncs_connection() {
+    if skip_whole_test_on_real_cluster(
+        "the broker is a local nats-server at the sim's LoadBalancer address; the real control \
+         plane has no LoadBalancer, so doctor does not dial from outside (the healthy-install test \
+         checks that verdict)",
+    ) {
+        return;
+    }
+    let _addresses = NATS_ADDRESSES.lock().await;
+    let mut cluster = Cluster::start().await;
+    let ns = cluster.create_ns("meshery").await;
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    operator_deployment(&cluster, &ns).await;
+    cluster.start_operator(test_settings());
+    cluster
+        .apply_yaml::<Broker>(&broker_yaml(&ns, "meshery-broker", "{size: 1}"))
+        .await;
+    let broker = cluster
+        .wait_for(&ns, "meshery-broker", WAIT, |b: &Broker| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| !e.external.is_empty())
+        })
+        .await;
+    let address = external_address(&broker);
+    let token = cluster.broker_token(&ns, "meshery-broker").await;
+    let nats = NatsServer::start_monitored(address, &token);
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    cluster
+        .apply_yaml::<MeshSync>(&format!(
+            "apiVersion: meshery.io/v1alpha1\nkind: MeshSync\nmetadata: {{name: meshery-meshsync, namespace: {ns}}}\nspec: {{broker: {{native: {{name: meshery-broker}}}}}}\n"
+        ))
+        .await;
+    cluster
+        .wait_for_meshsync_phase(&ns, "meshery-meshsync", Phase::Degraded, WAIT)
+        .await;
+
+    // Broker reachable, MeshSync not connected: one problem, with the fix.
+    let output = doctor(&kubeconfig, &ns, &["-o", "json"]).await;
+    let found = findings(&output);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let nats_check = finding(&found, "nats");
+    assert_eq!(nats_check["verdict"], "ok", "{nats_check:#}");
+    assert!(
+        nats_check["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at {address} succeeded")),
+        "{nats_check:#}"
+    );
+    let connection = finding(&found, "connection");
+    assert_eq!(connection["verdict"], "problem", "{connection:#}");
+    assert!(
+        connection["message"]
+            .as_str()
+            .unwrap()
+            .contains("shows no MeshSync connection"),
+        "{connection:#}"
+    );
+    assert!(
+        connection["fix"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl rollout restart deployment/meshery-meshsync"),
+        "{connection:#}"
+    );
+
+    // MeshSync connects: all good.
+    let (_client, _subscriber) = connect_as_meshsync(address, &token).await;
+    cluster
+        .wait_for_meshsync_phase(&ns, "meshery-meshsync", Phase::Ready, WAIT)
+        .await;
+    let output = doctor(&kubeconfig, &ns, &["-o", "json"]).await;
+    let found = findings(&output);
+    assert_eq!(problems(&found), Vec::<String>::new(), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(finding(&found, "connection")["verdict"], "ok");
+
+    // The broker stops answering: the handshake is the problem named, and the token never shows.
+    nats.stop();
+    let output = doctor(&kubeconfig, &ns, &[]).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!(
+            "Broker {ns}/meshery-broker: no NATS handshake from here: cannot reach the broker at {address}"
+        )),
+        "{report}"
+    );
+    assert!(!report.contains(&token), "doctor printed the token");
 }
 
 /// Not reaching the cluster is "could not check": exit 2 and one line saying where.

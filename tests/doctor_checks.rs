@@ -1,8 +1,8 @@
 //! `doctor`'s checks as a table: facts in, verdicts and fixes out, no cluster needed.
 
 use meshery_operator::doctor::{
-    CrFacts, CrdFacts, Facts, Finding, LeaseFacts, OperatorDeployment, PendingPod, Verdict,
-    diagnose, exit_code, format_text,
+    CrFacts, CrdFacts, Dial, Facts, Finding, LeaseFacts, Link, OperatorDeployment, PendingPod,
+    PermissionFacts, Verdict, diagnose, exit_code, format_text,
 };
 
 fn crd(name: &str, present: bool, established: bool, storage: &str) -> CrdFacts {
@@ -22,6 +22,7 @@ fn operator(available: i32, leader_elect: bool) -> OperatorDeployment {
         desired: 1,
         available,
         leader_elect,
+        service_account: "meshery-operator".into(),
     }
 }
 
@@ -203,4 +204,161 @@ fn what_could_not_be_checked_is_exit_two_unless_a_problem_was_found() {
         "forbidden (403)",
     ));
     assert_eq!(exit_code(&findings), 1);
+}
+
+/// The NATS handshake and MeshSync's connection: each outcome with its verdict, what the message
+/// says, and for a problem the fix.
+#[test]
+fn nats_handshake_and_meshsync_connection_verdicts() {
+    let address = "127.0.0.5:4222".to_string();
+    let monitoring = "127.0.0.5:8222".to_string();
+    let meshsync = |link: Link| CrFacts {
+        kind: "MeshSync",
+        namespace: "meshery".into(),
+        name: "meshery-meshsync".into(),
+        phase: Some("Ready".into()),
+        link: Some(link),
+        ..CrFacts::default()
+    };
+    let broker = |dial: Dial| CrFacts {
+        nats: Some(dial),
+        ..ready_broker()
+    };
+    let cases: Vec<(CrFacts, &str, Verdict, &str, Option<&str>)> = vec![
+        (
+            broker(Dial::Answered {
+                address: address.clone(),
+                server_version: "2.10.24".into(),
+            }),
+            "nats",
+            Verdict::Ok,
+            "succeeded (nats-server 2.10.24)",
+            None,
+        ),
+        (
+            broker(Dial::Skipped {
+                why: "the Broker has no external endpoint".into(),
+            }),
+            "nats",
+            Verdict::Ok,
+            "not dialled from here: the Broker has no external endpoint",
+            None,
+        ),
+        (
+            broker(Dial::Failed {
+                address: address.clone(),
+                message: "cannot reach the broker at 127.0.0.5:4222: connection refused".into(),
+            }),
+            "nats",
+            Verdict::Problem,
+            "no NATS handshake from here: cannot reach",
+            Some("kubectl get service meshery-broker -n meshery"),
+        ),
+        (
+            meshsync(Link::Subscribed {
+                address: monitoring.clone(),
+            }),
+            "connection",
+            Verdict::Ok,
+            "connected and subscribed to meshery.meshsync.request",
+            None,
+        ),
+        (
+            meshsync(Link::Absent {
+                address: monitoring.clone(),
+            }),
+            "connection",
+            Verdict::Problem,
+            "shows no MeshSync connection",
+            Some("kubectl rollout restart deployment/meshery-meshsync -n meshery"),
+        ),
+        (
+            meshsync(Link::NotSubscribed {
+                address: monitoring.clone(),
+            }),
+            "connection",
+            Verdict::Problem,
+            "not subscribed to meshery.meshsync.request",
+            Some("--restart-disconnected-meshsync"),
+        ),
+        (
+            meshsync(Link::Unreadable {
+                address: monitoring.clone(),
+                message: "connection refused".into(),
+            }),
+            "connection",
+            Verdict::Unknown,
+            "127.0.0.5:8222 could not be read: connection refused",
+            None,
+        ),
+    ];
+    for (resource, check, verdict, message, fix) in cases {
+        let facts = Facts {
+            resources: vec![resource],
+            ..healthy()
+        };
+        let findings = diagnose(&facts);
+        let finding = findings
+            .iter()
+            .find(|f| f.check == check)
+            .unwrap_or_else(|| panic!("no {check} finding in {findings:#?}"));
+        assert_eq!(finding.verdict, verdict, "{finding:#?}");
+        assert!(finding.message.contains(message), "{finding:#?}");
+        match fix {
+            Some(fix) => assert!(
+                finding.fix.as_deref().is_some_and(|f| f.contains(fix)),
+                "{finding:#?}"
+            ),
+            None => assert_eq!(finding.fix, None, "{finding:#?}"),
+        }
+    }
+}
+
+/// The ServiceAccount's SubjectAccessReviews: all allowed is one ok line; each denied verb is named
+/// in one problem, with the chart's RBAC as the fix.
+#[test]
+fn denied_verbs_are_named_with_the_charts_rbac_as_the_fix() {
+    let allowed = PermissionFacts {
+        namespace: "meshery".into(),
+        service_account: "meshery-operator".into(),
+        checked: 60,
+        denied: vec![],
+    };
+    let findings = diagnose(&Facts {
+        permissions: vec![allowed.clone()],
+        ..healthy()
+    });
+    let ok = findings.iter().find(|f| f.check == "permissions").unwrap();
+    assert_eq!(ok.verdict, Verdict::Ok);
+    assert_eq!(
+        ok.message, "allowed all 60 verbs the operator needs",
+        "{ok:#?}"
+    );
+
+    let denied = PermissionFacts {
+        denied: vec![
+            "patch meshery.io/brokers/status".into(),
+            "create coordination.k8s.io/leases in meshery".into(),
+        ],
+        ..allowed
+    };
+    let findings = diagnose(&Facts {
+        permissions: vec![denied],
+        ..healthy()
+    });
+    assert_eq!(
+        problems(&findings),
+        vec![
+            "permissions ServiceAccount meshery/meshery-operator: denied 2 of 60 verbs the operator \
+             needs: patch meshery.io/brokers/status, create coordination.k8s.io/leases in meshery"
+                .to_string()
+        ]
+    );
+    assert_eq!(exit_code(&findings), 1);
+    let fix = findings
+        .iter()
+        .find(|f| f.check == "permissions")
+        .and_then(|f| f.fix.clone())
+        .unwrap();
+    assert!(fix.contains("ClusterRole meshery-operator"), "{fix}");
 }

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use harness::{
-    Cluster, NATS_ADDRESSES, NatsServer, condition, eventually, external_address,
-    skip_whole_test_on_real_cluster, test_settings,
+    Cluster, NATS_ADDRESSES, NatsServer, condition, connect_as_meshsync, eventually,
+    external_address, skip_whole_test_on_real_cluster, test_settings,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
@@ -20,17 +20,16 @@ use kube::api::ListParams;
 use meshery_operator::api::{Broker, MeshSync, Phase};
 use meshery_operator::lifecycle::BROKER_CONNECTED;
 use meshery_operator::monitor::{
-    Connection, Connz, MESHSYNC_CONNECTION_NAME, MESHSYNC_REQUEST_SUBJECT, MeshSyncOnBroker,
-    meshsync_on_broker, monitoring_address,
+    Connection, Connz, MESHSYNC_REQUEST_SUBJECT, MeshSyncOnBroker, meshsync_on_broker,
+    monitoring_address,
 };
 
 // ---------------------------------------------------------------------------------------------
 // The pure reading of /connz
 
-fn connection(name: &str, ip: &str, subjects: &[&str]) -> Connection {
+fn connection(name: &str, subjects: &[&str]) -> Connection {
     Connection {
         name: name.into(),
-        ip: ip.into(),
         subscriptions_list: subjects.iter().map(ToString::to_string).collect(),
     }
 }
@@ -38,75 +37,48 @@ fn connection(name: &str, ip: &str, subjects: &[&str]) -> Connection {
 #[test]
 fn connz_tells_subscribed_connected_and_absent_apart() {
     let request = MESHSYNC_REQUEST_SUBJECT;
-    let cases: Vec<(&str, Vec<Connection>, Vec<String>, MeshSyncOnBroker)> = vec![
-        ("no connections", vec![], vec![], MeshSyncOnBroker::Absent),
+    let cases: Vec<(&str, Vec<Connection>, MeshSyncOnBroker)> = vec![
+        ("no connections", vec![], MeshSyncOnBroker::Absent),
         (
             "another client subscribed to the subject is not MeshSync",
-            vec![connection("meshery-server", "10.0.0.9", &[request])],
-            vec![],
+            vec![connection("meshery-server", &[request])],
             MeshSyncOnBroker::Absent,
         ),
         (
             "MeshSync subscribed",
-            vec![connection(
-                "meshsync",
-                "10.0.0.5",
-                &["meshery.meshsync.core", request],
-            )],
-            vec![],
+            vec![connection("meshsync", &["meshery.meshsync.core", request])],
             MeshSyncOnBroker::Subscribed,
         ),
         (
             "a queue subscription as nats-server lists it",
             vec![connection(
                 "meshsync",
-                "10.0.0.5",
                 &["meshery.meshsync.request meshsync-request-stream"],
             )],
-            vec![],
             MeshSyncOnBroker::Subscribed,
         ),
         (
             "MeshSync connected, no request subscription yet",
-            vec![connection("meshsync", "10.0.0.5", &[])],
-            vec![],
+            vec![connection("meshsync", &[])],
             MeshSyncOnBroker::ConnectedNotSubscribed,
         ),
         (
             "a longer subject is not the request subject",
-            vec![connection(
-                "meshsync",
-                "10.0.0.5",
-                &["meshery.meshsync.requests"],
-            )],
-            vec![],
+            vec![connection("meshsync", &["meshery.meshsync.requests"])],
             MeshSyncOnBroker::ConnectedNotSubscribed,
         ),
         (
             "one of two MeshSync connections subscribed",
             vec![
-                connection("meshsync", "10.0.0.5", &[]),
-                connection("meshsync", "10.0.0.6", &[request]),
+                connection("meshsync", &[]),
+                connection("meshsync", &[request]),
             ],
-            vec![],
-            MeshSyncOnBroker::Subscribed,
-        ),
-        (
-            "pod IPs narrow the match to this MeshSync's pods",
-            vec![connection("meshsync", "10.0.0.6", &[request])],
-            vec!["10.0.0.5".to_string()],
-            MeshSyncOnBroker::Absent,
-        ),
-        (
-            "its own pod's connection",
-            vec![connection("meshsync", "10.0.0.5", &[request])],
-            vec!["10.0.0.5".to_string()],
             MeshSyncOnBroker::Subscribed,
         ),
     ];
-    for (what, connections, pod_ips, expected) in cases {
+    for (what, connections, expected) in cases {
         let connz = Connz { connections };
-        assert_eq!(meshsync_on_broker(&connz, &pod_ips), expected, "{what}");
+        assert_eq!(meshsync_on_broker(&connz), expected, "{what}");
     }
 }
 
@@ -120,10 +92,7 @@ fn connz_answer_parses_with_fields_missing() {
     .unwrap();
     assert_eq!(connz.connections.len(), 2);
     assert_eq!(connz.connections[1].name, "");
-    assert_eq!(
-        meshsync_on_broker(&connz, &[]),
-        MeshSyncOnBroker::Subscribed
-    );
+    assert_eq!(meshsync_on_broker(&connz), MeshSyncOnBroker::Subscribed);
     // Go writes a nil slice as null.
     let empty: Connz = serde_json::from_str(r#"{"num_connections":0,"connections":null}"#).unwrap();
     assert!(empty.connections.is_empty());
@@ -131,10 +100,10 @@ fn connz_answer_parses_with_fields_missing() {
         serde_json::from_str(r#"{"connections":[{"name":"meshsync","subscriptions_list":null}]}"#)
             .unwrap();
     assert_eq!(
-        meshsync_on_broker(&unsubscribed, &[]),
+        meshsync_on_broker(&unsubscribed),
         MeshSyncOnBroker::ConnectedNotSubscribed
     );
-    assert_eq!(meshsync_on_broker(&empty, &[]), MeshSyncOnBroker::Absent);
+    assert_eq!(meshsync_on_broker(&empty), MeshSyncOnBroker::Absent);
 }
 
 #[test]
@@ -209,25 +178,6 @@ async fn broker_and_meshsync(restart: bool) -> (Cluster, String, NatsServer, Soc
         .apply_yaml::<MeshSync>(&MESHSYNC.replace("NS", &ns))
         .await;
     (cluster, ns, nats, address, token)
-}
-
-/// Connects to the broker as MeshSync v1.0.x does: named `meshsync`, subscribed to the request
-/// subject. The returned subscriber keeps the subscription; drain the client to disconnect.
-async fn connect_as_meshsync(
-    address: SocketAddr,
-    token: &str,
-) -> (async_nats::Client, async_nats::Subscriber) {
-    let client = async_nats::ConnectOptions::with_token(token.to_string())
-        .name(MESHSYNC_CONNECTION_NAME)
-        .connect(address.to_string())
-        .await
-        .expect("connect to the broker as MeshSync");
-    let subscriber = client
-        .subscribe(MESHSYNC_REQUEST_SUBJECT)
-        .await
-        .expect("subscribe as MeshSync");
-    client.flush().await.expect("flush the subscription");
-    (client, subscriber)
 }
 
 async fn wait_for_connection(

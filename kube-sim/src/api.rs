@@ -315,6 +315,49 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<
     }
 }
 
+/// The sim has no authorizer: it serves every request, so every SubjectAccessReview is allowed. As
+/// on the real server the review is not stored, and create is its only verb.
+fn subject_access_review(req: &Req, verb: &str) -> ApiResult<Response<Body>> {
+    if verb != "create" {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({verb})"),
+        ));
+    }
+    let mut review: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("the review is not JSON: {e}")))?;
+    let user = review
+        .pointer("/spec/user")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let groups = review
+        .pointer("/spec/groups")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty());
+    if user.is_empty() && !groups {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "SubjectAccessReview.authorization.k8s.io is invalid: spec.user: Invalid value: \"\": at least one of user or group must be specified",
+        ));
+    }
+    if review.pointer("/spec/resourceAttributes").is_none()
+        && review.pointer("/spec/nonResourceAttributes").is_none()
+    {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "SubjectAccessReview.authorization.k8s.io is invalid: spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        ));
+    }
+    review["status"] = json!({
+        "allowed": true,
+        "reason": "kube-sim serves every request (it has no authorizer)",
+    });
+    Ok(json_response(201, &review))
+}
+
 fn non_resource(shared: &Shared, req: &Req) -> Response<Body> {
     match req.path.trim_end_matches('/') {
         "/version" => json_response(
@@ -459,6 +502,9 @@ async fn resource_request(
     let sub = t.sub.as_deref();
     if sub == Some("scale") {
         return scale(shared, req, &ri, &ns, t.name.as_deref().unwrap_or(""), verb);
+    }
+    if ri.gr() == "authorization.k8s.io/subjectaccessreviews" {
+        return subject_access_review(req, verb);
     }
     match verb {
         "get" => {

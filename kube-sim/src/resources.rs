@@ -330,6 +330,19 @@ const BUILTINS: &[B] = &[
         false,
         false,
     ),
+    // Not stored: a create is answered with the decision (see api::subject_access_review).
+    B(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        &[],
+        &[],
+        false,
+        false,
+    ),
     B(
         "coordination.k8s.io",
         "v1",

@@ -817,6 +817,48 @@ async fn server_side_apply_through_the_server() {
     );
 }
 
+/// A SubjectAccessReview is answered, not stored: an admin's review is allowed (the sim allows
+/// every review; the real server's authorizer allows system:masters), a review without a subject or
+/// attributes is invalid, and the collection cannot be read.
+#[tokio::test]
+async fn subject_access_reviews_are_answered_not_stored() {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    let server = common::server("subject-access-review", Crds::Absent).await;
+    let reviews: Api<SubjectAccessReview> = Api::all(server.client());
+    let review = |spec: serde_json::Value| -> SubjectAccessReview {
+        serde_json::from_value(json!({"spec": spec})).unwrap()
+    };
+    let answer = reviews
+        .create(
+            &PostParams::default(),
+            &review(json!({
+                "user": "kube-sim-admin", "groups": ["system:masters"],
+                "resourceAttributes": {"verb": "create", "group": "apps", "resource": "deployments", "namespace": "default"}
+            })),
+        )
+        .await
+        .unwrap();
+    assert!(answer.status.unwrap().allowed);
+    for invalid in [
+        json!({"resourceAttributes": {"verb": "get", "resource": "pods"}}),
+        json!({"user": "someone"}),
+    ] {
+        let err = reviews
+            .create(&PostParams::default(), &review(invalid.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 422),
+            "{invalid}: {err}"
+        );
+    }
+    let err = reviews.list(&ListParams::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 405),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn event_recorder_and_status_apply() {
     use k8s_openapi::api::events::v1::Event as K8sEvent;

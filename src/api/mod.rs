@@ -24,6 +24,9 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "meshery.io";
 /// The version the operator reads and the cluster stores.
 pub const STORAGE_VERSION: &str = "v1alpha1";
+
+/// The Lease the chart's operator replicas elect their leader with (`doctor` looks for it too).
+pub const LEASE_NAME: &str = "meshery-operator";
 /// The version the Go operator stored; served with the identical schema so clusters that hold it keep working.
 pub const COMPAT_VERSION: &str = "v1alpha2";
 

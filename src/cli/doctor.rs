@@ -1,28 +1,41 @@
-//! `meshery-operator doctor`: reads what the troubleshooting checks need from the cluster (only
-//! reads: it never changes anything and never prints a credential) and prints the verdicts.
+//! `meshery-operator doctor`: reads what the troubleshooting checks need from the cluster, asks the
+//! API server what the operator's ServiceAccount may do, dials each Broker and reads its `/connz`
+//! as Meshery Server and MeshSync would, and prints the verdicts. It changes nothing
+//! (SubjectAccessReviews are not stored) and never prints a credential.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
 
 use super::plan::{PlanError, plan_documents, split_invalid};
 use super::plan_cluster::{LiveCluster, error_line, typed};
-use crate::api::{Broker, MeshSync, Phase};
+use crate::api::{Broker, BrokerSelection, MeshSync, Phase, parse_broker_url};
+use crate::controller::connection::fetch_connz;
+use crate::controller::probe::{
+    ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker, running_in_cluster,
+};
 use crate::controller::{LEASE_NAME, api_for, managed_selector};
 use crate::diff::Action;
 use crate::doctor::{
-    CrFacts, CrdFacts, Facts, Finding, LeaseFacts, Leftover, OperatorDeployment, PendingPod,
-    diagnose, exit_code, format_text,
+    CrFacts, CrdFacts, Dial, Facts, Finding, LeaseFacts, Leftover, Link, OPERATOR_PERMISSIONS,
+    OperatorDeployment, PendingPod, PermissionFacts, diagnose, exit_code, format_text,
 };
 use crate::migrate::{
     GO_FINALIZERS, GO_LEASE_NAME, GoOperator, go_broker_child_keys, go_operator_state,
 };
+use crate::monitor::{MeshSyncOnBroker, meshsync_on_broker, monitoring_address};
+use crate::render::broker_auth_secret_name;
+use crate::render::credentials::first_user;
 
 /// Where both operators' charts install by default, so where the Go operator's Lease is looked for
 /// even when no operator Deployment of ours is found.
@@ -138,6 +151,17 @@ async fn gather(
         }
     }
     for operator in facts.operators.clone() {
+        match permissions(client, &operator).await {
+            Ok(found) => facts.permissions.push(found),
+            Err(e) => unknown.push(Finding::unknown(
+                "permissions",
+                format!(
+                    "ServiceAccount {}/{}",
+                    operator.namespace, operator.service_account
+                ),
+                format!("SubjectAccessReviews could not be made: {}", error_line(&e)),
+            )),
+        }
         let leases: Api<Lease> = Api::namespaced(client.clone(), &operator.namespace);
         match leases.get_opt(LEASE_NAME).await {
             Ok(Some(lease)) => facts.leases.push(lease_facts(&operator.namespace, &lease)),
@@ -157,8 +181,22 @@ async fn gather(
         let mut namespaces = std::collections::BTreeSet::new();
         for object in &observed {
             let resource = match object.kind() {
-                "Broker" => typed::<Broker>(object).map(|b| cr_facts_broker(&b, &observed)),
-                "MeshSync" => typed::<MeshSync>(object).map(|m| cr_facts_meshsync(&m)),
+                "Broker" => match typed::<Broker>(object) {
+                    Some(broker) => {
+                        let mut facts = cr_facts_broker(&broker, &observed);
+                        facts.nats = Some(dial_broker(client, &broker).await);
+                        Some(facts)
+                    }
+                    None => None,
+                },
+                "MeshSync" => match typed::<MeshSync>(object) {
+                    Some(meshsync) => {
+                        let mut facts = cr_facts_meshsync(&meshsync);
+                        facts.link = Some(link_of(&meshsync, &observed).await);
+                        Some(facts)
+                    }
+                    None => None,
+                },
                 _ => None,
             };
             let Some(mut resource) = resource else {
@@ -266,6 +304,11 @@ fn operator_facts(deployment: &Deployment) -> OperatorDeployment {
             .and_then(|s| s.available_replicas)
             .unwrap_or(0),
         leader_elect,
+        service_account: spec
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|pod| pod.service_account_name.clone())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "default".into()),
     }
 }
 
@@ -338,6 +381,8 @@ fn cr_facts_broker(broker: &Broker, observed: &[crate::object::Object]) -> CrFac
         missing_children: Vec::new(),
         load_balancer_pending_seconds,
         go_finalizers: go_finalizers(broker.metadata.finalizers.as_ref()),
+        nats: None,
+        link: None,
     }
 }
 
@@ -355,6 +400,208 @@ fn cr_facts_meshsync(meshsync: &MeshSync) -> CrFacts {
         missing_children: Vec::new(),
         load_balancer_pending_seconds: None,
         go_finalizers: go_finalizers(meshsync.metadata.finalizers.as_ref()),
+        nats: None,
+        link: None,
+    }
+}
+
+/// Asks the API server, one SubjectAccessReview per verb, whether the operator's ServiceAccount may
+/// do what it needs (the Lease verbs only when it runs with `--leader-elect`).
+async fn permissions(
+    client: &kube::Client,
+    operator: &OperatorDeployment,
+) -> Result<PermissionFacts, kube::Error> {
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let namespace = &operator.namespace;
+    let user = format!(
+        "system:serviceaccount:{namespace}:{}",
+        operator.service_account
+    );
+    let groups = vec![
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".to_string(),
+    ];
+    let mut found = PermissionFacts {
+        namespace: namespace.clone(),
+        service_account: operator.service_account.clone(),
+        checked: 0,
+        denied: Vec::new(),
+    };
+    let needed = OPERATOR_PERMISSIONS
+        .iter()
+        .filter(|p| operator.leader_elect || !p.leader_election);
+    for permission in needed {
+        let (resource, subresource) = match permission.resource.split_once('/') {
+            Some((resource, sub)) => (resource, Some(sub.to_string())),
+            None => (permission.resource, None),
+        };
+        for verb in permission.verbs {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.clone()),
+                    groups: Some(groups.clone()),
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(permission.group.to_string()),
+                        resource: Some(resource.to_string()),
+                        subresource: subresource.clone(),
+                        verb: Some(verb.to_string()),
+                        name: permission.name.map(String::from),
+                        namespace: permission.in_own_namespace.then(|| namespace.clone()),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SubjectAccessReviewSpec::default()
+                },
+                ..SubjectAccessReview::default()
+            };
+            let answer = reviews.create(&PostParams::default(), &review).await?;
+            found.checked += 1;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                let group = if permission.group.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", permission.group)
+                };
+                let name = permission.name.map(|n| format!("/{n}")).unwrap_or_default();
+                let scope = if permission.in_own_namespace {
+                    format!(" in {namespace}")
+                } else {
+                    String::new()
+                };
+                found.denied.push(format!(
+                    "{verb} {group}{}{name}{scope}",
+                    permission.resource
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// How long one NATS handshake or `/connz` read may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The address of `broker` this machine can dial: the cluster DNS name inside the cluster, the
+/// external endpoint outside it.
+fn dialable(broker: &Broker) -> Result<String, String> {
+    let Some(endpoint) = broker.status.as_ref().and_then(|s| s.endpoint.as_ref()) else {
+        return Err("the Broker has no endpoint in its status yet".into());
+    };
+    probe_address(&endpoint.internal, &endpoint.external, running_in_cluster()).ok_or_else(|| {
+        "the Broker has no external endpoint, and doctor runs outside the cluster (a ClusterIP \
+         Service is reachable only inside it)"
+            .to_string()
+    })
+}
+
+/// A NATS handshake with the Broker's credential, read from its auth Secret (never printed: the
+/// probe's messages are scrubbed of it).
+async fn dial_broker(client: &kube::Client, broker: &Broker) -> Dial {
+    let address = match dialable(broker) {
+        Ok(address) => address,
+        Err(why) => return Dial::Skipped { why },
+    };
+    let namespace = broker.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let secret_name = broker_auth_secret_name(broker);
+    let failed = |message: String| Dial::Failed {
+        address: address.clone(),
+        message,
+    };
+    let data = match secrets.get_opt(&secret_name).await {
+        Ok(Some(secret)) => secret.data.unwrap_or_default(),
+        Ok(None) => {
+            return failed(format!(
+                "its auth Secret {namespace}/{secret_name} does not exist"
+            ));
+        }
+        Err(e) => {
+            return Dial::Skipped {
+                why: format!(
+                    "its auth Secret {namespace}/{secret_name} cannot be read: {}",
+                    error_line(&e)
+                ),
+            };
+        }
+    };
+    let auth = if let Some(token) = data.get("token") {
+        ProbeAuth::Token(String::from_utf8_lossy(&token.0).into_owned())
+    } else if let Some((user, password)) = data.get("users.json").and_then(|u| first_user(&u.0)) {
+        ProbeAuth::UserPassword { user, password }
+    } else {
+        return failed(format!(
+            "its auth Secret {namespace}/{secret_name} has neither key token nor a users.json with a user"
+        ));
+    };
+    let tls = match broker
+        .spec
+        .tls
+        .as_ref()
+        .filter(|t| t.enabled)
+        .and_then(|t| t.secret_name.as_deref())
+    {
+        Some(name) => {
+            let ca_pem = secrets
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| s.data)
+                .and_then(|d| d.get("ca.crt").map(|ca| ca.0.clone()));
+            Some(ProbeTls { ca_pem })
+        }
+        None => None,
+    };
+    let target = ProbeTarget {
+        address: address.clone(),
+        auth,
+        tls,
+    };
+    match probe_broker(&target, DIAL_TIMEOUT).await {
+        Ok(success) => Dial::Answered {
+            address,
+            server_version: success.server_version,
+        },
+        Err(e) => failed(e.to_string()),
+    }
+}
+
+/// MeshSync's connection as its broker's `/connz?subs=1` shows it.
+async fn link_of(meshsync: &MeshSync, observed: &[crate::object::Object]) -> Link {
+    let own_namespace = meshsync.namespace().unwrap_or_default();
+    let client_address = match meshsync.spec.broker_selections().first() {
+        Some(BrokerSelection::Custom { url }) => {
+            parse_broker_url(url).map(|url| format!("{}:{}", url.host, url.port))
+        }
+        Some(BrokerSelection::Native { name, namespace }) => {
+            let namespace = namespace.unwrap_or(&own_namespace);
+            observed
+                .iter()
+                .filter(|o| {
+                    o.kind() == "Broker" && o.namespace() == Some(namespace) && o.name() == *name
+                })
+                .find_map(typed::<Broker>)
+                .ok_or_else(|| format!("its Broker {namespace}/{name} does not exist"))
+                .and_then(|broker| dialable(&broker))
+        }
+        None => Err("it names no broker".into()),
+    };
+    let address = match client_address.map(|a| monitoring_address(&a)) {
+        Ok(Some(address)) => address,
+        Ok(None) => {
+            return Link::Skipped {
+                why: "its broker address has no host".into(),
+            };
+        }
+        Err(why) => return Link::Skipped { why },
+    };
+    match fetch_connz(&address, DIAL_TIMEOUT).await {
+        Ok(connz) => match meshsync_on_broker(&connz) {
+            MeshSyncOnBroker::Subscribed => Link::Subscribed { address },
+            MeshSyncOnBroker::ConnectedNotSubscribed => Link::NotSubscribed { address },
+            MeshSyncOnBroker::Absent => Link::Absent { address },
+        },
+        Err(message) => Link::Unreadable { address, message },
     }
 }
 

@@ -89,7 +89,7 @@ pub(super) async fn observe(
             ));
         }
     };
-    let message = match meshsync_on_broker(&connz, &[]) {
+    let message = match meshsync_on_broker(&connz) {
         MeshSyncOnBroker::Subscribed => {
             ctx.metrics.meshsync_connection_check("Subscribed");
             missing_since(ctx).remove(&uid);

@@ -40,8 +40,7 @@ pub struct RunOptions {
     pub concurrency: u16,
 }
 
-/// The Lease the chart's operator replicas elect their leader with (`doctor` looks for it too).
-pub const LEASE_NAME: &str = "meshery-operator";
+pub use crate::api::LEASE_NAME;
 
 #[derive(Clone, Debug)]
 pub struct LeaderElection {

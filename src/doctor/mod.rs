@@ -5,7 +5,7 @@
 use crate::migrate::GO_LEASE_NAME;
 use serde::Serialize;
 
-use crate::api::{COMPAT_VERSION, GROUP, STORAGE_VERSION};
+use crate::api::{COMPAT_VERSION, GROUP, LEASE_NAME, STORAGE_VERSION};
 
 /// What one check concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -87,6 +87,106 @@ pub struct OperatorDeployment {
     pub desired: i32,
     pub available: i32,
     pub leader_elect: bool,
+    /// Its pods' ServiceAccount (`default` when the pod template names none).
+    pub service_account: String,
+}
+
+/// One permission the operator needs: `verb` on `resource` (`plural` or `plural/subresource`) of
+/// `group`, limited to the object `name` when set. Cluster-wide unless `in_own_namespace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permission {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub name: Option<&'static str>,
+    pub verbs: &'static [&'static str],
+    /// Granted by a Role in the operator's namespace (its leader-election Leases).
+    pub in_own_namespace: bool,
+    /// Needed only with `--leader-elect`.
+    pub leader_election: bool,
+}
+
+const CHILD_VERBS: &[&str] = &["list", "watch", "create", "patch", "delete"];
+const READ_CHILD_VERBS: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+
+const fn cluster(
+    group: &'static str,
+    resource: &'static str,
+    verbs: &'static [&'static str],
+) -> Permission {
+    Permission {
+        group,
+        resource,
+        name: None,
+        verbs,
+        in_own_namespace: false,
+        leader_election: false,
+    }
+}
+
+/// What the operator's ServiceAccount must be allowed, as the chart grants it (its ClusterRole
+/// `meshery-operator` and leader-election Role; `tests/doctor.rs` checks the two agree). MeshSync's
+/// own grants, which `rbac.meshsyncGrants: hold` adds, are not required.
+pub const OPERATOR_PERMISSIONS: &[Permission] = &[
+    cluster("meshery.io", "brokers", &["get", "list", "watch", "patch"]),
+    cluster(
+        "meshery.io",
+        "meshsyncs",
+        &["get", "list", "watch", "patch"],
+    ),
+    cluster("meshery.io", "brokers/status", &["patch"]),
+    cluster("meshery.io", "meshsyncs/status", &["patch"]),
+    cluster("meshery.io", "brokers/finalizers", &["update"]),
+    cluster("meshery.io", "meshsyncs/finalizers", &["update"]),
+    cluster("", "configmaps", READ_CHILD_VERBS),
+    cluster("", "services", READ_CHILD_VERBS),
+    cluster("", "secrets", READ_CHILD_VERBS),
+    cluster("", "serviceaccounts", CHILD_VERBS),
+    cluster("apps", "deployments", READ_CHILD_VERBS),
+    cluster("apps", "statefulsets", READ_CHILD_VERBS),
+    cluster("policy", "poddisruptionbudgets", CHILD_VERBS),
+    cluster("networking.k8s.io", "networkpolicies", CHILD_VERBS),
+    cluster("rbac.authorization.k8s.io", "clusterroles", CHILD_VERBS),
+    cluster(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        CHILD_VERBS,
+    ),
+    Permission {
+        name: Some("meshsyncs.meshery.io"),
+        ..cluster(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            &["get"],
+        )
+    },
+    cluster("events.k8s.io", "events", &["create", "patch"]),
+    Permission {
+        in_own_namespace: true,
+        leader_election: true,
+        ..cluster("coordination.k8s.io", "leases", &["create"])
+    },
+    Permission {
+        name: Some(LEASE_NAME),
+        in_own_namespace: true,
+        leader_election: true,
+        ..cluster("coordination.k8s.io", "leases", &["get", "patch"])
+    },
+    Permission {
+        name: Some(GO_LEASE_NAME),
+        in_own_namespace: true,
+        ..cluster("coordination.k8s.io", "leases", &["list", "watch"])
+    },
+];
+
+/// What SubjectAccessReviews said about one operator Deployment's ServiceAccount.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PermissionFacts {
+    pub namespace: String,
+    pub service_account: String,
+    /// How many verb checks were made.
+    pub checked: usize,
+    /// Each denied one as `verb group/resource[/name]`.
+    pub denied: Vec<String>,
 }
 
 /// The leader-election Lease of an operator namespace.
@@ -115,6 +215,50 @@ pub struct CrFacts {
     pub load_balancer_pending_seconds: Option<i64>,
     /// Finalizers the Go Meshery Operator put on the CR.
     pub go_finalizers: Vec<String>,
+    /// A Broker: the NATS handshake from where `doctor` runs. `None` for a MeshSync.
+    pub nats: Option<Dial>,
+    /// A MeshSync: its connection on its broker's `/connz`. `None` for a Broker.
+    pub link: Option<Link>,
+}
+
+/// A NATS handshake with the Broker's own credential (and TLS), from where `doctor` runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dial {
+    /// Not dialled, and why (say, a ClusterIP Broker seen from outside the cluster).
+    Skipped {
+        why: String,
+    },
+    Answered {
+        address: String,
+        server_version: String,
+    },
+    Failed {
+        address: String,
+        message: String,
+    },
+}
+
+/// What the broker a MeshSync publishes to shows of it on `/connz?subs=1`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    Skipped {
+        why: String,
+    },
+    Subscribed {
+        address: String,
+    },
+    /// Connected under MeshSync's name, not subscribed to the request subject.
+    NotSubscribed {
+        address: String,
+    },
+    Absent {
+        address: String,
+    },
+    /// The monitoring endpoint could not be read.
+    Unreadable {
+        address: String,
+        message: String,
+    },
 }
 
 /// An object with one of the Go operator's fixed Broker child names.
@@ -140,6 +284,7 @@ pub struct Facts {
     pub crds: Vec<CrdFacts>,
     pub operators: Vec<OperatorDeployment>,
     pub leases: Vec<LeaseFacts>,
+    pub permissions: Vec<PermissionFacts>,
     pub resources: Vec<CrFacts>,
     pub leftovers: Vec<Leftover>,
     pub pending_pods: Vec<PendingPod>,
@@ -155,6 +300,9 @@ pub fn diagnose(facts: &Facts) -> Vec<Finding> {
     let mut findings = Vec::new();
     check_crds(&facts.crds, &mut findings);
     check_operator(&facts.operators, &facts.leases, &mut findings);
+    for permissions in &facts.permissions {
+        findings.push(check_permissions(permissions));
+    }
     for resource in &facts.resources {
         check_resource(resource, &mut findings);
     }
@@ -332,6 +480,36 @@ fn check_operator(
     }
 }
 
+fn check_permissions(facts: &PermissionFacts) -> Finding {
+    let subject = format!(
+        "ServiceAccount {}/{}",
+        facts.namespace, facts.service_account
+    );
+    if facts.denied.is_empty() {
+        return Finding::ok(
+            "permissions",
+            subject,
+            format!("allowed all {} verbs the operator needs", facts.checked),
+        );
+    }
+    Finding::problem(
+        "permissions",
+        subject,
+        format!(
+            "denied {} of {} verbs the operator needs: {}",
+            facts.denied.len(),
+            facts.checked,
+            facts.denied.join(", ")
+        ),
+        format!(
+            "bind it to the chart's ClusterRole meshery-operator (and Role \
+             meshery-operator-leader-election in {}): helm upgrade the release, or kubectl apply \
+             --server-side -f deploy/meshery-operator.yaml",
+            facts.namespace
+        ),
+    )
+}
+
 fn check_resource(resource: &CrFacts, findings: &mut Vec<Finding>) {
     let subject = format!("{} {}/{}", resource.kind, resource.namespace, resource.name);
     let check = if resource.kind == "Broker" {
@@ -372,6 +550,12 @@ fn check_resource(resource: &CrFacts, findings: &mut Vec<Finding>) {
              install MetalLB",
         ));
     }
+    if let Some(dial) = &resource.nats {
+        findings.push(dial_finding(&subject, resource, dial));
+    }
+    if let Some(link) = &resource.link {
+        findings.push(link_finding(&subject, resource, link));
+    }
     match resource.phase.as_deref() {
         Some("Ready") => findings.push(Finding::ok(check, subject, "Ready")),
         phase => {
@@ -395,12 +579,94 @@ fn check_resource(resource: &CrFacts, findings: &mut Vec<Finding>) {
     }
 }
 
+fn dial_finding(subject: &str, broker: &CrFacts, dial: &Dial) -> Finding {
+    match dial {
+        Dial::Skipped { why } => {
+            Finding::ok("nats", subject, format!("not dialled from here: {why}"))
+        }
+        Dial::Answered {
+            address,
+            server_version,
+        } => Finding::ok(
+            "nats",
+            subject,
+            format!(
+                "NATS handshake with the Broker's credential at {address} succeeded (nats-server {server_version})"
+            ),
+        ),
+        Dial::Failed { address, message } => Finding::problem(
+            "nats",
+            subject,
+            format!("no NATS handshake from here: {message}"),
+            format!(
+                "Meshery Server must reach {address} as this machine tried to: check the Service \
+                 (kubectl get service {} -n {}), firewalls between here and it, and that the \
+                 broker's pods are Ready",
+                broker.name, broker.namespace
+            ),
+        ),
+    }
+}
+
+fn link_finding(subject: &str, meshsync: &CrFacts, link: &Link) -> Finding {
+    let restart = format!(
+        "kubectl logs deployment/{name} -n {ns} (look for the broker connection), then \
+         kubectl rollout restart deployment/{name} -n {ns}; the operator does it itself with \
+         --restart-disconnected-meshsync",
+        name = meshsync.name,
+        ns = meshsync.namespace
+    );
+    match link {
+        Link::Skipped { why } => Finding::ok(
+            "connection",
+            subject,
+            format!("connection not checked from here: {why}"),
+        ),
+        Link::Subscribed { address } => Finding::ok(
+            "connection",
+            subject,
+            format!(
+                "its broker ({address}/connz) shows MeshSync connected and subscribed to {}",
+                crate::monitor::MESHSYNC_REQUEST_SUBJECT
+            ),
+        ),
+        Link::NotSubscribed { address } => Finding::problem(
+            "connection",
+            subject,
+            format!(
+                "its broker ({address}/connz) shows MeshSync connected but not subscribed to {}: \
+                 Meshery Server's requests go unanswered",
+                crate::monitor::MESHSYNC_REQUEST_SUBJECT
+            ),
+            restart,
+        ),
+        Link::Absent { address } => Finding::problem(
+            "connection",
+            subject,
+            format!(
+                "its broker ({address}/connz) shows no MeshSync connection: no events reach \
+                 Meshery Server, whatever its pods' readiness says"
+            ),
+            restart,
+        ),
+        Link::Unreadable { address, message } => Finding::unknown(
+            "connection",
+            subject,
+            format!("the broker's monitoring endpoint {address} could not be read: {message}"),
+        ),
+    }
+}
+
 /// What to do about a Ready condition's reason (`docs/lifecycle.md`).
 fn fix_for(reason: &str) -> String {
     match reason {
         "InvalidSpec" => "fix the fields the message names (kubectl edit)".into(),
         "BrokerUnreachable" => "check the Broker's pods and Service; from outside the cluster \
                                 the external endpoint must be reachable"
+            .into(),
+        "MeshSyncDisconnected" => "MeshSync lost its broker connection: kubectl logs and kubectl \
+                                   rollout restart its Deployment (or run the operator with \
+                                   --restart-disconnected-meshsync)"
             .into(),
         "WaitingForBroker" => "create the Broker it names, or fix spec.broker".into(),
         "ImmutableFieldChanged" => {

@@ -30,8 +30,6 @@ pub struct Connz {
 pub struct Connection {
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
-    pub ip: String,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub subscriptions_list: Vec<String>,
 }
@@ -56,13 +54,13 @@ pub enum MeshSyncOnBroker {
     Absent,
 }
 
-/// MeshSync's state in a `/connz?subs=1` answer. `pod_ips`, when known, narrows the match to the
-/// connections coming from those pods, so several MeshSyncs publishing to one broker are told
-/// apart; empty matches any MeshSync connection.
-pub fn meshsync_on_broker(connz: &Connz, pod_ips: &[String]) -> MeshSyncOnBroker {
-    let ours = connz.connections.iter().filter(|c| {
-        c.name == MESHSYNC_CONNECTION_NAME && (pod_ips.is_empty() || pod_ips.contains(&c.ip))
-    });
+/// MeshSync's state in a `/connz?subs=1` answer. Every MeshSync names its connection alike, so
+/// with several publishing to one broker any one of them counts.
+pub fn meshsync_on_broker(connz: &Connz) -> MeshSyncOnBroker {
+    let ours = connz
+        .connections
+        .iter()
+        .filter(|c| c.name == MESHSYNC_CONNECTION_NAME);
     let mut found = MeshSyncOnBroker::Absent;
     for connection in ours {
         if connection

@@ -1196,6 +1196,25 @@ impl Drop for NatsServer {
     }
 }
 
+/// Connects to the broker as MeshSync v1.0.x does: named `meshsync`, subscribed to the request
+/// subject. The returned subscriber keeps the subscription; drain the client to disconnect.
+pub async fn connect_as_meshsync(
+    address: SocketAddr,
+    token: &str,
+) -> (async_nats::Client, async_nats::Subscriber) {
+    let client = async_nats::ConnectOptions::with_token(token.to_string())
+        .name(meshery_operator::monitor::MESHSYNC_CONNECTION_NAME)
+        .connect(address.to_string())
+        .await
+        .expect("connect to the broker as MeshSync");
+    let subscriber = client
+        .subscribe(meshery_operator::monitor::MESHSYNC_REQUEST_SUBJECT)
+        .await
+        .expect("subscribe as MeshSync");
+    client.flush().await.expect("flush the subscription");
+    (client, subscriber)
+}
+
 /// The external `host:port` a Broker reports.
 pub fn external_address(broker: &Broker) -> SocketAddr {
     let external = &broker
