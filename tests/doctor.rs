@@ -15,6 +15,7 @@ use harness::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use meshery_operator::api::{Broker, MeshSync, Phase};
 use serde_json::{Value, json};
@@ -90,7 +91,7 @@ async fn service_account(cluster: &Cluster, namespace: &str, name: &str, bound: 
 /// An operator Deployment as the chart labels it, running as ServiceAccount `meshery-operator`
 /// bound to the chart's ClusterRole (its pods are the node's or kube-sim's to run; the operator
 /// under test runs in-process).
-async fn operator_deployment(cluster: &Cluster, namespace: &str) {
+async fn operator_deployment(cluster: &Cluster, namespace: &str, args: &[&str]) {
     service_account(cluster, namespace, "meshery-operator", true).await;
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -102,7 +103,7 @@ async fn operator_deployment(cluster: &Cluster, namespace: &str) {
                     "app.kubernetes.io/name": "meshery-operator"}},
                 "spec": {"serviceAccountName": "meshery-operator",
                     "containers": [{"name": "manager", "image": "meshery/meshery-operator-rs:test",
-                    "args": ["run"]}]}}}
+                    "args": args}]}}}
     }))
     .unwrap();
     Api::<Deployment>::namespaced(cluster.client.clone(), namespace)
@@ -156,7 +157,7 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
     );
 
     // Healthy: CRDs, an available operator Deployment, a Ready Broker with all its children.
-    operator_deployment(&cluster, &ns).await;
+    operator_deployment(&cluster, &ns, &["run"]).await;
     cluster.start_operator(harness::Settings {
         broker_probe: meshery_operator::controller::BrokerProbeMode::Off,
         ..test_settings()
@@ -368,7 +369,7 @@ async fn doctor_dials_the_broker_and_reads_meshsyncs_connection() {
     let mut cluster = Cluster::start().await;
     let ns = cluster.create_ns("meshery").await;
     let kubeconfig = cluster.kubeconfig_path().to_path_buf();
-    operator_deployment(&cluster, &ns).await;
+    operator_deployment(&cluster, &ns, &["run"]).await;
     cluster.start_operator(test_settings());
     cluster
         .apply_yaml::<Broker>(&broker_yaml(&ns, "meshery-broker", "{size: 1}"))
@@ -449,6 +450,82 @@ async fn doctor_dials_the_broker_and_reads_meshsyncs_connection() {
         "{report}"
     );
     assert!(!report.contains(&token), "doctor printed the token");
+}
+
+/// More broken states, made for real: an operator Deployment with `--leader-elect` whose Lease no
+/// replica holds, a Broker whose pods no node can take (the real scheduler's FailedScheduling), and
+/// a CRD that is not installed (kube-sim only: the real cluster's CRDs are shared by every test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_an_unheld_lease_an_unschedulable_pod_and_a_missing_crd() {
+    let mut cluster = Cluster::start().await;
+    let ns = cluster.create_ns("meshery").await;
+    let kubeconfig = cluster.kubeconfig_path().to_path_buf();
+    operator_deployment(&cluster, &ns, &["run", "--leader-elect"]).await;
+    cluster.start_operator(harness::Settings {
+        broker_probe: meshery_operator::controller::BrokerProbeMode::Off,
+        ..test_settings()
+    });
+    cluster
+        .apply_yaml::<Broker>(&broker_yaml(
+            &ns,
+            "meshery-broker",
+            "{size: 1, service: {type: ClusterIP}, pod: {nodeSelector: {meshery.io/no-such-node: 'true'}}}",
+        ))
+        .await;
+    if cluster.is_real() {
+        harness::eventually(WAIT, "the broker's pod is unschedulable", || async {
+            let output = doctor(&kubeconfig, &ns, &[]).await;
+            text(&output).contains("cannot be scheduled")
+        })
+        .await;
+    }
+    let output = doctor(&kubeconfig, &ns, &[]).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!(
+            "Deployment {ns}/meshery-operator: available, but no Lease meshery-operator: no replica has become the leader"
+        )),
+        "{report}"
+    );
+    if cluster.is_real() {
+        for expected in [
+            format!("Pod {ns}/meshery-broker-0: cannot be scheduled: 0/1 nodes are available"),
+            "spec.pod.tolerations for tainted nodes".to_string(),
+        ] {
+            assert!(
+                report.contains(&expected),
+                "{expected:?} missing:\n{report}"
+            );
+        }
+    } else {
+        harness::skip_notice("kube-sim runs no scheduler: unschedulable pods need the real one");
+    }
+
+    if cluster.skip_on_real_cluster("deleting a CRD would break every other test on the cluster") {
+        return;
+    }
+    cluster.stop_operator().await;
+    Api::<CustomResourceDefinition>::all(cluster.client.clone())
+        .delete("meshsyncs.meshery.io", &Default::default())
+        .await
+        .unwrap();
+    harness::eventually(WAIT, "the CRD is gone", || async {
+        Api::<CustomResourceDefinition>::all(cluster.client.clone())
+            .get_opt("meshsyncs.meshery.io")
+            .await
+            .is_ok_and(|crd| crd.is_none())
+    })
+    .await;
+    let output = doctor(&kubeconfig, &ns, &[]).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    for expected in [
+        "CustomResourceDefinition meshsyncs.meshery.io: not installed",
+        "kubectl apply --server-side -f crds/",
+    ] {
+        assert!(report.contains(expected), "{expected:?} missing:\n{report}");
+    }
 }
 
 /// Not reaching the cluster is "could not check": exit 2 and one line saying where.
