@@ -69,12 +69,12 @@ pub(super) async fn observe(
     client_address: Option<&str>,
 ) -> BrokerConnection {
     let uid = meshsync.uid().unwrap_or_default();
-    let forget = |reason: String| {
-        missing_since(ctx).remove(&uid);
+    let unknown = |reason: String| {
+        forget(ctx, meshsync);
         BrokerConnection::Unknown { reason }
     };
     let Some(address) = client_address.and_then(monitoring_address) else {
-        return forget(
+        return unknown(
             "not checked: the operator has no address of the broker it can dial (outside the \
              cluster it needs the Broker's external endpoint)"
                 .into(),
@@ -84,7 +84,7 @@ pub(super) async fn observe(
         Ok(connz) => connz,
         Err(message) => {
             ctx.metrics.meshsync_connection_check("Unreachable");
-            return forget(format!(
+            return unknown(format!(
                 "not checked: the broker's monitoring endpoint cannot be read ({message})"
             ));
         }
@@ -92,7 +92,7 @@ pub(super) async fn observe(
     let message = match meshsync_on_broker(&connz) {
         MeshSyncOnBroker::Subscribed => {
             ctx.metrics.meshsync_connection_check("Subscribed");
-            missing_since(ctx).remove(&uid);
+            forget(ctx, meshsync);
             return BrokerConnection::Connected;
         }
         MeshSyncOnBroker::ConnectedNotSubscribed => {
@@ -110,6 +110,11 @@ pub(super) async fn observe(
     };
     let since = missing_since(ctx).entry(uid).or_insert_with(now).clone();
     BrokerConnection::Missing { since, message }
+}
+
+/// Forgets since when `meshsync` has been missing (it is rolling out, or was restarted).
+pub(super) fn forget(ctx: &Context, meshsync: &MeshSync) {
+    missing_since(ctx).remove(&meshsync.uid().unwrap_or_default());
 }
 
 fn missing_since(
@@ -164,7 +169,7 @@ pub(super) async fn restart_if_gone(
     })?;
     ctx.metrics
         .api_write("Deployment", super::metrics::WriteVerb::Patch);
-    missing_since(ctx).insert(meshsync.uid().unwrap_or_default(), now());
+    forget(ctx, meshsync);
     super::status::send_event(
         ctx,
         meshsync,

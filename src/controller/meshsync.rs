@@ -82,12 +82,16 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
     let applied = apply == ApplyOutcome::Applied;
     let children = readiness_of(&current);
     let checks_on = ctx.settings.broker_probe != BrokerProbeMode::Off;
+    let rolled_out = applied && !children.is_empty() && children.values().all(|r| r.is_current());
     if !checks_on {
         facts.connection = BrokerConnection::Unknown {
             reason: "not checked: the operator runs with --broker-probe off".into(),
         };
-    } else if applied && !children.is_empty() && children.values().all(|r| r.is_current()) {
+    } else if rolled_out {
         facts.connection = connection::observe(&ctx, &meshsync, dialable.as_deref()).await;
+    } else {
+        // A rollout starts the clock again: new pods need their own time to connect.
+        connection::forget(&ctx, &meshsync);
     }
     if let Some(deployment) = &deployment {
         connection::restart_if_gone(&ctx, &meshsync, deployment, &facts.connection).await?;
