@@ -16,7 +16,7 @@ use harness::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use meshery_operator::api::{Broker, MeshSync, Phase};
 use meshery_operator::lifecycle::BROKER_CONNECTED;
 use meshery_operator::monitor::{
@@ -223,6 +223,29 @@ async fn meshsync_connection_is_a_condition_degraded_past_the_grace_period() {
         condition(&status.conditions, BROKER_CONNECTED).reason,
         "NotConnected"
     );
+
+    // A rollout gives the new pods their own grace period: after a spec change MeshSync waits for
+    // its connection again (Deploying, WaitingForNats) instead of staying Degraded at once.
+    let meshsyncs = cluster.api::<MeshSync>(&ns);
+    let changed = meshsyncs
+        .patch(
+            "meshery-meshsync",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap();
+    let generation = changed.metadata.generation;
+    cluster
+        .wait_for(&ns, "meshery-meshsync", WAIT, |m: &MeshSync| {
+            m.status.as_ref().is_some_and(|s| {
+                s.observed_generation == generation
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.reason == "WaitingForNats")
+            })
+        })
+        .await;
 
     // MeshSync connects and subscribes: Ready, BrokerConnected True.
     let (client, subscriber) = connect_as_meshsync(address, &token).await;
