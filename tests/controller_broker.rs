@@ -54,14 +54,7 @@ async fn ready_broker() -> (Cluster, String, Option<NatsServer>) {
 /// cluster the Broker's own NATS pods answer there: nothing to start.
 async fn start_nats_for(cluster: &Cluster, namespace: &str, name: &str) -> Option<NatsServer> {
     cluster.sim()?;
-    let broker = cluster
-        .wait_for(namespace, name, WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| !e.external.is_empty())
-        })
-        .await;
+    let broker = cluster.wait_for_broker_endpoint(namespace, name).await;
     let token = cluster.broker_token(namespace, name).await;
     Some(NatsServer::start(external_address(&broker), &token))
 }

@@ -9,8 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use harness::{
-    Cluster, NATS_ADDRESSES, NatsServer, connect_as_meshsync, external_address,
-    skip_whole_test_on_real_cluster, test_settings,
+    Cluster, NATS_ADDRESSES, connect_as_meshsync, skip_whole_test_on_real_cluster, test_settings,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -236,24 +235,20 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
         .await
         .unwrap();
 
-    let output = doctor(&kubeconfig, &ns, &[]).await;
-    let report = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
-    for expected in [
-        format!("Broker {ns}/unclustered: Pending (InvalidSpec)"),
-        "spec.clustering.enabled".to_string(),
-        "fix the fields the message names".to_string(),
-        format!(
-            "Broker {ns}/meshery-broker: carries the Go operator's finalizer broker.meshery.io/finalizer"
-        ),
-        format!("ConfigMap {ns}/meshery-nats-config: left by the Go Meshery Operator"),
-        format!("kubectl delete configmap meshery-nats-config -n {ns}"),
-    ] {
-        assert!(
-            report.contains(&expected),
-            "{expected:?} missing from:\n{report}"
-        );
-    }
+    let report = doctor_text(&kubeconfig, &ns, 1).await;
+    says_all(
+        &report,
+        &[
+            format!("Broker {ns}/unclustered: Pending (InvalidSpec)"),
+            "spec.clustering.enabled".to_string(),
+            "fix the fields the message names".to_string(),
+            format!(
+                "Broker {ns}/meshery-broker: carries the Go operator's finalizer broker.meshery.io/finalizer"
+            ),
+            format!("ConfigMap {ns}/meshery-nats-config: left by the Go Meshery Operator"),
+            format!("kubectl delete configmap meshery-nats-config -n {ns}"),
+        ],
+    );
     assert!(!report.contains(&token), "doctor printed the token");
 
     // An operator ServiceAccount without the chart's RBAC: the real authorizer denies, and doctor
@@ -270,20 +265,17 @@ async fn a_healthy_install_passes_and_broken_states_are_named_with_their_fix() {
             )
             .await
             .unwrap();
-        let output = doctor(&kubeconfig, &ns, &[]).await;
-        let report = text(&output);
-        assert_eq!(output.status.code(), Some(1), "{report}");
-        for expected in [
-            format!("ServiceAccount {ns}/unbound: denied"),
-            "patch meshery.io/brokers/status".to_string(),
-            "create apps/deployments".to_string(),
-            "get apiextensions.k8s.io/customresourcedefinitions/meshsyncs.meshery.io".to_string(),
-        ] {
-            assert!(
-                report.contains(&expected),
-                "{expected:?} missing from:\n{report}"
-            );
-        }
+        let report = doctor_text(&kubeconfig, &ns, 1).await;
+        says_all(
+            &report,
+            &[
+                format!("ServiceAccount {ns}/unbound: denied"),
+                "patch meshery.io/brokers/status".to_string(),
+                "create apps/deployments".to_string(),
+                "get apiextensions.k8s.io/customresourcedefinitions/meshsyncs.meshery.io"
+                    .to_string(),
+            ],
+        );
     } else {
         harness::skip_notice("denied SubjectAccessReviews need the real authorizer");
     }
@@ -346,6 +338,25 @@ fn doctors_permission_table_is_what_the_chart_grants() {
     }
 }
 
+/// `doctor -n NS` as text, asserting its exit code.
+async fn doctor_text(kubeconfig: &Path, namespace: &str, code: i32) -> String {
+    let output = doctor(kubeconfig, namespace, &[]).await;
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(code), "{report}");
+    report
+}
+
+/// Asserts the report says every one of `expected`.
+fn says_all<S: AsRef<str>>(report: &str, expected: &[S]) {
+    for expected in expected {
+        let expected = expected.as_ref();
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing from:\n{report}"
+        );
+    }
+}
+
 fn finding<'a>(found: &'a [Value], check: &str) -> &'a Value {
     found
         .iter()
@@ -374,20 +385,7 @@ async fn doctor_dials_the_broker_and_reads_meshsyncs_connection() {
     cluster
         .apply_yaml::<Broker>(&broker_yaml(&ns, "meshery-broker", "{size: 1}"))
         .await;
-    let broker = cluster
-        .wait_for(&ns, "meshery-broker", WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| !e.external.is_empty())
-        })
-        .await;
-    let address = external_address(&broker);
-    let token = cluster.broker_token(&ns, "meshery-broker").await;
-    let nats = NatsServer::start_monitored(address, &token);
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
-        .await;
+    let (nats, address, token) = cluster.serve_broker(&ns, "meshery-broker", true).await;
     cluster
         .apply_yaml::<MeshSync>(&format!(
             "apiVersion: meshery.io/v1alpha1\nkind: MeshSync\nmetadata: {{name: meshery-meshsync, namespace: {ns}}}\nspec: {{broker: {{native: {{name: meshery-broker}}}}}}\n"
@@ -440,9 +438,7 @@ async fn doctor_dials_the_broker_and_reads_meshsyncs_connection() {
 
     // The broker stops answering: the handshake is the problem named, and the token never shows.
     nats.stop();
-    let output = doctor(&kubeconfig, &ns, &[]).await;
-    let report = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let report = doctor_text(&kubeconfig, &ns, 1).await;
     assert!(
         report.contains(&format!(
             "Broker {ns}/meshery-broker: no NATS handshake from here: cannot reach the broker at {address}"
@@ -479,9 +475,7 @@ async fn doctor_names_an_unheld_lease_an_unschedulable_pod_and_a_missing_crd() {
         })
         .await;
     }
-    let output = doctor(&kubeconfig, &ns, &[]).await;
-    let report = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
+    let report = doctor_text(&kubeconfig, &ns, 1).await;
     assert!(
         report.contains(&format!(
             "Deployment {ns}/meshery-operator: available, but no Lease meshery-operator: no replica has become the leader"
@@ -489,15 +483,13 @@ async fn doctor_names_an_unheld_lease_an_unschedulable_pod_and_a_missing_crd() {
         "{report}"
     );
     if cluster.is_real() {
-        for expected in [
-            format!("Pod {ns}/meshery-broker-0: cannot be scheduled: 0/1 nodes are available"),
-            "spec.pod.tolerations for tainted nodes".to_string(),
-        ] {
-            assert!(
-                report.contains(&expected),
-                "{expected:?} missing:\n{report}"
-            );
-        }
+        says_all(
+            &report,
+            &[
+                format!("Pod {ns}/meshery-broker-0: cannot be scheduled: 0/1 nodes are available"),
+                "spec.pod.tolerations for tainted nodes".to_string(),
+            ],
+        );
     } else {
         harness::skip_notice("kube-sim runs no scheduler: unschedulable pods need the real one");
     }
@@ -517,15 +509,14 @@ async fn doctor_names_an_unheld_lease_an_unschedulable_pod_and_a_missing_crd() {
             .is_ok_and(|crd| crd.is_none())
     })
     .await;
-    let output = doctor(&kubeconfig, &ns, &[]).await;
-    let report = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{report}");
-    for expected in [
-        "CustomResourceDefinition meshsyncs.meshery.io: not installed",
-        "kubectl apply --server-side -f crds/",
-    ] {
-        assert!(report.contains(expected), "{expected:?} missing:\n{report}");
-    }
+    let report = doctor_text(&kubeconfig, &ns, 1).await;
+    says_all(
+        &report,
+        &[
+            "CustomResourceDefinition meshsyncs.meshery.io: not installed",
+            "kubectl apply --server-side -f crds/",
+        ],
+    );
 }
 
 /// Not reaching the cluster is "could not check": exit 2 and one line saying where.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use harness::{
     Cluster, NATS_ADDRESSES, NatsServer, condition, connect_as_meshsync, eventually,
-    external_address, skip_whole_test_on_real_cluster, test_settings,
+    skip_whole_test_on_real_cluster, test_settings,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
@@ -160,20 +160,7 @@ async fn broker_and_meshsync(restart: bool) -> (Cluster, String, NatsServer, Soc
     cluster
         .apply_yaml::<Broker>(&BROKER.replace("NS", &ns))
         .await;
-    let broker = cluster
-        .wait_for(&ns, "meshery-broker", WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| !e.external.is_empty())
-        })
-        .await;
-    let address = external_address(&broker);
-    let token = cluster.broker_token(&ns, "meshery-broker").await;
-    let nats = NatsServer::start_monitored(address, &token);
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
-        .await;
+    let (nats, address, token) = cluster.serve_broker(&ns, "meshery-broker", true).await;
     cluster
         .apply_yaml::<MeshSync>(&MESHSYNC.replace("NS", &ns))
         .await;
@@ -290,20 +277,8 @@ async fn an_unreadable_monitoring_endpoint_leaves_the_connection_unknown() {
     cluster
         .apply_yaml::<Broker>(&BROKER.replace("NS", &ns))
         .await;
-    let broker = cluster
-        .wait_for(&ns, "meshery-broker", WAIT, |b: &Broker| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.endpoint.as_ref())
-                .is_some_and(|e| !e.external.is_empty())
-        })
-        .await;
-    let token = cluster.broker_token(&ns, "meshery-broker").await;
     // Client port only: /connz cannot be read, so nothing is known about MeshSync.
-    let _nats = NatsServer::start(external_address(&broker), &token);
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
-        .await;
+    let _nats = cluster.serve_broker(&ns, "meshery-broker", false).await;
     cluster
         .apply_yaml::<MeshSync>(&MESHSYNC.replace("NS", &ns))
         .await;

@@ -260,6 +260,14 @@ impl BrokerSpec {
         self.tls.as_ref().is_some_and(|t| t.enabled)
     }
 
+    /// The TLS Secret, when TLS is enabled (validation requires one then).
+    pub fn tls_secret_name(&self) -> Option<&str> {
+        self.tls
+            .as_ref()
+            .filter(|t| t.enabled)
+            .and_then(|t| t.secret_name.as_deref())
+    }
+
     /// The user's own auth Secret, when one is referenced.
     pub fn auth_secret_name(&self) -> Option<&str> {
         self.auth

@@ -533,13 +533,7 @@ async fn dial_broker(client: &kube::Client, broker: &Broker) -> Dial {
             "its auth Secret {namespace}/{secret_name} has neither key token nor a users.json with a user"
         ));
     };
-    let tls = match broker
-        .spec
-        .tls
-        .as_ref()
-        .filter(|t| t.enabled)
-        .and_then(|t| t.secret_name.as_deref())
-    {
+    let tls = match broker.spec.tls_secret_name() {
         Some(name) => {
             let ca_pem = secrets
                 .get_opt(name)

@@ -236,13 +236,7 @@ async fn run_probe(
                     .into(),
         };
     };
-    let tls = match broker
-        .spec
-        .tls
-        .as_ref()
-        .filter(|t| t.enabled)
-        .and_then(|t| t.secret_name.as_deref())
-    {
+    let tls = match broker.spec.tls_secret_name() {
         Some(secret) => {
             let namespace = broker.namespace().unwrap_or_default();
             let ca_pem = read_secret(ctx, &namespace, secret)

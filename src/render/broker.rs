@@ -248,12 +248,7 @@ fn stateful_set(
         mount(CONFIG_VOLUME, CONFIG_DIR, true),
         mount(PID_VOLUME, PID_DIR, false),
     ];
-    if let Some(secret) = spec
-        .tls
-        .as_ref()
-        .filter(|t| t.enabled)
-        .and_then(|t| t.secret_name.as_deref())
-    {
+    if let Some(secret) = spec.tls_secret_name() {
         volumes.push(secret_volume(TLS_VOLUME, secret));
         mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
     }

@@ -810,6 +810,39 @@ impl Cluster {
         .await
     }
 
+    /// Waits until the Broker reports an external endpoint (against kube-sim: its loopback
+    /// LoadBalancer address, where a test's nats-server then listens).
+    pub async fn wait_for_broker_endpoint(&self, namespace: &str, name: &str) -> Broker {
+        self.wait_for(namespace, name, Duration::from_secs(30), |b: &Broker| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| !e.external.is_empty())
+        })
+        .await
+    }
+
+    /// Starts a real nats-server as the Broker `name`'s pods, at its external endpoint with its
+    /// token (`monitored`: with `/connz` on port 8222), and waits for the Broker to be Ready.
+    pub async fn serve_broker(
+        &self,
+        namespace: &str,
+        name: &str,
+        monitored: bool,
+    ) -> (NatsServer, SocketAddr, String) {
+        let broker = self.wait_for_broker_endpoint(namespace, name).await;
+        let address = external_address(&broker);
+        let token = self.broker_token(namespace, name).await;
+        let nats = if monitored {
+            NatsServer::start_monitored(address, &token)
+        } else {
+            NatsServer::start(address, &token)
+        };
+        self.wait_for_broker_phase(namespace, name, Phase::Ready, Duration::from_secs(30))
+            .await;
+        (nats, address, token)
+    }
+
     pub async fn wait_for_meshsync_phase(
         &self,
         namespace: &str,
