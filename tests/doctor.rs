@@ -12,7 +12,7 @@ use harness::{
     Cluster, NATS_ADDRESSES, connect_as_meshsync, skip_whole_test_on_real_cluster, test_settings,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
@@ -449,8 +449,8 @@ async fn doctor_dials_the_broker_and_reads_meshsyncs_connection() {
 }
 
 /// More broken states, made for real: an operator Deployment with `--leader-elect` whose Lease no
-/// replica holds, a Broker whose pods no node can take (the real scheduler's FailedScheduling), and
-/// a CRD that is not installed (kube-sim only: the real cluster's CRDs are shared by every test).
+/// replica holds, a Broker whose pods no node can take (the real scheduler's FailedScheduling), a
+/// child deleted while no operator runs, and a CRD that is not installed (kube-sim only: the real cluster's CRDs are shared by every test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_an_unheld_lease_an_unschedulable_pod_and_a_missing_crd() {
     let mut cluster = Cluster::start().await;
@@ -494,10 +494,38 @@ async fn doctor_names_an_unheld_lease_an_unschedulable_pod_and_a_missing_crd() {
         harness::skip_notice("kube-sim runs no scheduler: unschedulable pods need the real one");
     }
 
+    // A child deleted while no operator runs to put it back.
+    let services = Api::<Service>::namespaced(cluster.client.clone(), &ns);
+    harness::eventually(
+        WAIT,
+        "the operator applied the Broker's children",
+        || async {
+            services
+                .get_opt("meshery-broker-headless")
+                .await
+                .is_ok_and(|s| s.is_some())
+        },
+    )
+    .await;
+    cluster.stop_operator().await;
+    services
+        .delete("meshery-broker-headless", &Default::default())
+        .await
+        .unwrap();
+    let report = doctor_text(&kubeconfig, &ns, 1).await;
+    says_all(
+        &report,
+        &[
+            format!(
+                "Broker {ns}/meshery-broker: missing children: Service {ns}/meshery-broker-headless"
+            ),
+            "the operator recreates them within seconds when it runs".to_string(),
+        ],
+    );
+
     if cluster.skip_on_real_cluster("deleting a CRD would break every other test on the cluster") {
         return;
     }
-    cluster.stop_operator().await;
     Api::<CustomResourceDefinition>::all(cluster.client.clone())
         .delete("meshsyncs.meshery.io", &Default::default())
         .await
