@@ -35,7 +35,6 @@ use crate::migrate::{
 };
 use crate::monitor::{MeshSyncOnBroker, meshsync_on_broker, monitoring_address};
 use crate::render::broker_auth_secret_name;
-use crate::render::credentials::first_user;
 
 /// Where both operators' charts install by default, so where the Go operator's Lease is looked for
 /// even when no operator Deployment of ours is found.
@@ -524,11 +523,8 @@ async fn dial_broker(client: &kube::Client, broker: &Broker) -> Dial {
             };
         }
     };
-    let auth = if let Some(token) = data.get("token") {
-        ProbeAuth::Token(String::from_utf8_lossy(&token.0).into_owned())
-    } else if let Some((user, password)) = data.get("users.json").and_then(|u| first_user(&u.0)) {
-        ProbeAuth::UserPassword { user, password }
-    } else {
+    let Some(auth) = ProbeAuth::from_secret(|key| data.get(key).map(|value| value.0.as_slice()))
+    else {
         return failed(format!(
             "its auth Secret {namespace}/{secret_name} has neither key token nor a users.json with a user"
         ));

@@ -21,7 +21,6 @@ use super::token::generate_token;
 use crate::api::{Broker, BrokerEndpoint, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker};
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
-use crate::render::credentials::first_user;
 use crate::render::{
     AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker,
 };
@@ -144,27 +143,17 @@ async fn inputs(
                     "Secret {namespace}/{name} named by spec.auth.secretRef does not exist: create it with key token or users.json"
                 )));
             };
-            if let Some(token) = data.get("token") {
-                (
-                    BrokerAuthInput::Referenced {
-                        kind: AuthKind::Token,
-                    },
-                    ProbeAuth::Token(String::from_utf8_lossy(token).into_owned()),
-                )
-            } else if let Some((user, password)) =
-                data.get("users.json").and_then(|u| first_user(u))
+            let (kind, auth) = match ProbeAuth::from_secret(|key| data.get(key).map(Vec::as_slice))
             {
-                (
-                    BrokerAuthInput::Referenced {
-                        kind: AuthKind::Users,
-                    },
-                    ProbeAuth::UserPassword { user, password },
-                )
-            } else {
-                return Ok(Err(format!(
-                    "Secret {namespace}/{name} named by spec.auth.secretRef has neither key token nor a users.json with at least one user"
-                )));
-            }
+                Some(auth @ ProbeAuth::Token(_)) => (AuthKind::Token, auth),
+                Some(auth @ ProbeAuth::UserPassword { .. }) => (AuthKind::Users, auth),
+                Some(ProbeAuth::None) | None => {
+                    return Ok(Err(format!(
+                        "Secret {namespace}/{name} named by spec.auth.secretRef has neither key token nor a users.json with at least one user"
+                    )));
+                }
+            };
+            (BrokerAuthInput::Referenced { kind }, auth)
         }
     };
     let inputs = BrokerInputs {
@@ -256,21 +245,14 @@ async fn run_probe(
     let uid = broker.uid().unwrap_or_default();
     let result = probe_broker(&target, ctx.settings.probe_timeout).await;
     ctx.metrics.broker_probe(&result);
-    let mut failing = ctx
-        .probe_failing_since
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match result {
         Ok(_) => {
-            failing.remove(&uid);
+            ctx.probe_failing_since.clear(&uid);
             NatsProbe::Ok
         }
-        Err(error) => {
-            let since = failing.entry(uid).or_insert_with(now).clone();
-            NatsProbe::Failing {
-                since,
-                message: error.to_string(),
-            }
-        }
+        Err(error) => NatsProbe::Failing {
+            since: ctx.probe_failing_since.since(&uid),
+            message: error.to_string(),
+        },
     }
 }

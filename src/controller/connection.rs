@@ -17,7 +17,7 @@ use kube::runtime::events::EventType;
 use super::context::{Context, now};
 use super::error::Error;
 use crate::api::MeshSync;
-use crate::lifecycle::BrokerConnection;
+use crate::lifecycle::{BrokerConnection, MeshSyncFacts};
 use crate::monitor::{CONNZ_PATH, Connz, MeshSyncOnBroker, meshsync_on_broker, monitoring_address};
 
 /// The pod-template annotation a restart sets, as `kubectl rollout restart` sets its own.
@@ -68,7 +68,6 @@ pub(super) async fn observe(
     meshsync: &MeshSync,
     client_address: Option<&str>,
 ) -> BrokerConnection {
-    let uid = meshsync.uid().unwrap_or_default();
     let unknown = |reason: String| {
         forget(ctx, meshsync);
         BrokerConnection::Unknown { reason }
@@ -108,24 +107,16 @@ pub(super) async fn observe(
             format!("the broker ({address}/connz) shows no MeshSync connection")
         }
     };
-    let since = missing_since(ctx).entry(uid).or_insert_with(now).clone();
+    let since = ctx
+        .meshsync_missing_since
+        .since(&meshsync.uid().unwrap_or_default());
     BrokerConnection::Missing { since, message }
 }
 
 /// Forgets since when `meshsync` has been missing (it is rolling out, or was restarted).
 pub(super) fn forget(ctx: &Context, meshsync: &MeshSync) {
-    missing_since(ctx).remove(&meshsync.uid().unwrap_or_default());
-}
-
-fn missing_since(
-    ctx: &Context,
-) -> std::sync::MutexGuard<
-    '_,
-    std::collections::HashMap<String, k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-> {
     ctx.meshsync_missing_since
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear(&meshsync.uid().unwrap_or_default());
 }
 
 /// With `--restart-disconnected-meshsync`: restarts MeshSync's Deployment when the broker has shown
@@ -135,19 +126,18 @@ pub(super) async fn restart_if_gone(
     ctx: &Context,
     meshsync: &MeshSync,
     deployment: &str,
-    connection: &BrokerConnection,
+    facts: &MeshSyncFacts,
 ) -> Result<(), Error> {
-    let BrokerConnection::Missing { since, message } = connection else {
-        return Ok(());
-    };
-    let grace = ctx.settings.meshsync_connection_grace;
-    let gone = (now().0 - since.0).get_seconds();
     if !ctx.settings.restart_disconnected_meshsync
         || ctx.settings.dry_run
-        || u64::try_from(gone).unwrap_or(0) < grace.as_secs()
+        || !facts.disconnected_past_grace(&now())
     {
         return Ok(());
     }
+    let BrokerConnection::Missing { since, message } = &facts.connection else {
+        return Ok(());
+    };
+    let gone = (now().0 - since.0).get_seconds();
     let namespace = meshsync.namespace().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let stamp = now().0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();

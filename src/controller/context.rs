@@ -83,14 +83,40 @@ pub struct Context {
     pub own_writes: Arc<OwnWrites>,
     pub metrics: Metrics,
     pub recorder: Recorder,
-    /// Since when each Broker's probe (by CR UID) has been failing without a success.
-    pub probe_failing_since: Mutex<HashMap<String, Time>>,
-    /// Since when each MeshSync (by CR UID) has been missing from its broker's connections.
-    pub meshsync_missing_since: Mutex<HashMap<String, Time>>,
+    /// Since when each Broker's probe has been failing without a success.
+    pub probe_failing_since: FailingSince,
+    /// Since when each MeshSync has been missing from its broker's connections.
+    pub meshsync_missing_since: FailingSince,
     /// UID of the `meshsyncs.meshery.io` CRD, the owner of MeshSync's cluster-scoped RBAC.
     pub meshsync_crd_uid: Option<String>,
     pub apply_strategy: ApplyStrategy,
     pub go_operator: GoOperatorLease,
+}
+
+/// Since when a check of each CR (by UID) has been failing without a break: the first failure of
+/// the current run starts the grace period the lifecycle measures.
+#[derive(Default)]
+pub struct FailingSince(Mutex<HashMap<String, Time>>);
+
+impl FailingSince {
+    /// When the current run of failures of `uid` began: now, if this is its first.
+    pub fn since(&self, uid: &str) -> Time {
+        self.map()
+            .entry(uid.to_string())
+            .or_insert_with(now)
+            .clone()
+    }
+
+    /// The check passed (or starts over): the next failure begins a new run.
+    pub fn clear(&self, uid: &str) {
+        self.map().remove(uid);
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Time>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl WriteObserver for Metrics {

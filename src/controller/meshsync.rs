@@ -94,7 +94,7 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         connection::forget(&ctx, &meshsync);
     }
     if let Some(deployment) = &deployment {
-        connection::restart_if_gone(&ctx, &meshsync, deployment, &facts.connection).await?;
+        connection::restart_if_gone(&ctx, &meshsync, deployment, &facts).await?;
     }
     let observations = MeshSyncObservations {
         generation: meshsync.meta().generation.unwrap_or_default(),

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use async_nats::rustls;
 use futures::StreamExt;
 
+use crate::render::credentials::first_user;
+
 /// What to dial and with which credentials.
 #[derive(Clone, Debug)]
 pub struct ProbeTarget {
@@ -51,6 +53,18 @@ impl fmt::Debug for ProbeAuth {
 }
 
 impl ProbeAuth {
+    /// The credential an auth Secret holds (`get` reads one of its keys): its `token`, else the
+    /// first user of its `users.json`; `None` when it has neither.
+    pub fn from_secret<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Option<ProbeAuth> {
+        if let Some(token) = get("token") {
+            return Some(ProbeAuth::Token(
+                String::from_utf8_lossy(token).into_owned(),
+            ));
+        }
+        let (user, password) = get("users.json").and_then(first_user)?;
+        Some(ProbeAuth::UserPassword { user, password })
+    }
+
     /// The strings that must never appear in an error message.
     fn secrets(&self) -> Vec<&str> {
         match self {

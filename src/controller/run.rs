@@ -2,7 +2,7 @@
 //! graceful shutdown — everything `meshery-operator run` starts.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, future, stream};
@@ -170,8 +170,8 @@ pub async fn run_with_strategy(
         own_writes,
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        probe_failing_since: Mutex::new(Default::default()),
-        meshsync_missing_since: Mutex::new(Default::default()),
+        probe_failing_since: Default::default(),
+        meshsync_missing_since: Default::default(),
         meshsync_crd_uid,
         apply_strategy,
         go_operator: go_operator.clone(),

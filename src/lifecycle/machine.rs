@@ -83,6 +83,17 @@ pub struct MeshSyncFacts {
     pub grace: SignedDuration,
 }
 
+impl MeshSyncFacts {
+    /// Whether the broker has shown no MeshSync connection for longer than the grace period at
+    /// `now`: the MeshSync is Degraded, and the opt-in restart is due.
+    pub fn disconnected_past_grace(&self, now: &Time) -> bool {
+        match &self.connection {
+            BrokerConnection::Missing { since, .. } => failing_for(since, self.grace, now).0,
+            _ => false,
+        }
+    }
+}
+
 /// MeshSync's connection as its broker's monitoring endpoint (`/connz?subs=1`) shows it; the
 /// `BrokerConnected` condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -415,6 +426,17 @@ fn child(key: &ObjectKey) -> String {
     format!("{} {}", key.kind, key.name)
 }
 
+/// Whether a run of failures that began at `since` has outlasted `grace` at `now`, and the
+/// `since … (grace period …)` words that say so.
+fn failing_for(since: &Time, grace: SignedDuration, now: &Time) -> (bool, String) {
+    let past_grace = now.0.duration_since(since.0) >= grace;
+    let words = format!(
+        "since {} (grace period {grace:#})",
+        since.0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    );
+    (past_grace, words)
+}
+
 /// Joins the non-empty parts with `; `.
 fn join(parts: impl IntoIterator<Item = String>) -> String {
     parts
@@ -448,14 +470,10 @@ impl Kind for BrokerFacts {
                 note: format!("NATS probe skipped: {reason}"),
             },
             NatsProbe::Failing { since, message } => {
-                let past_grace = now.0.duration_since(since.0) >= self.grace;
-                let since = since.0.strftime("%Y-%m-%dT%H:%M:%SZ");
-                let grace = format!("{:#}", self.grace);
+                let (past_grace, since) = failing_for(since, self.grace, now);
                 Probe::Failing {
                     past_grace,
-                    message: format!(
-                        "NATS handshake failing since {since} (grace period {grace}): {message}"
-                    ),
+                    message: format!("NATS handshake failing {since}: {message}"),
                 }
             }
         }
@@ -519,13 +537,11 @@ impl Kind for MeshSyncFacts {
             .unwrap_or_default();
         match &self.connection {
             BrokerConnection::Missing { since, message } => {
-                let past_grace = now.0.duration_since(since.0) >= self.grace;
-                let since = since.0.strftime("%Y-%m-%dT%H:%M:%SZ");
-                let grace = format!("{:#}", self.grace);
+                let (past_grace, since) = failing_for(since, self.grace, now);
                 Probe::Disconnected {
                     past_grace,
                     message: format!(
-                        "{message} since {since} (grace period {grace}); MeshSync's pods may look Ready, but no events reach Meshery Server"
+                        "{message} {since}; MeshSync's pods may look Ready, but no events reach Meshery Server"
                     ),
                 }
             }
