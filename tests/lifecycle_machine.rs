@@ -1066,3 +1066,55 @@ fn messages_stay_within_the_api_limit() {
     assert!(message.starts_with("invalid spec (running children are left as they are): spec.x: é"));
     assert!(message.ends_with('…'));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A new MeshSync's first status while its Broker rolls out
+
+#[test]
+fn a_new_meshsyncs_first_status_waits_only_for_a_broker_still_rolling_out_and_only_so_long() {
+    let hold = lifecycle::FIRST_STATUS_HOLD;
+    let created = time(0);
+    let never_written: Option<&MeshSyncStatus> = None;
+    let written = MeshSyncStatus::default();
+    let valid = |dependency, apply| Observations {
+        generation: 1,
+        spec_errors: vec![],
+        apply,
+        children: BTreeMap::new(),
+        kind: meshsync_facts(dependency, Probe::Skipped, 5),
+    };
+    let rolling_out = valid(Dependency::Found(Some(Phase::Deploying)), ApplyOutcome::NotAttempted);
+    let held = |previous, obs: &_, at: i64| {
+        lifecycle::first_status_held(previous, obs, Some(&created), &time(at), hold)
+    };
+
+    // Held: no status yet, a valid spec, the Broker there and rolling out, the CR young.
+    assert_eq!(held(never_written, &rolling_out, 5), Some(hold - SignedDuration::from_secs(5)));
+    for phase in [None, Some(Phase::Pending)] {
+        let obs = valid(Dependency::Found(phase), ApplyOutcome::NotAttempted);
+        assert!(held(never_written, &obs, 5).is_some(), "{phase:?}");
+    }
+
+    // Reported at once: a status written before, a missing or Degraded Broker, an invalid spec,
+    // something applied, no creation time; and once the hold has passed.
+    assert_eq!(held(Some(&written), &rolling_out, 5), None);
+    for dependency in [Dependency::NotFound, Dependency::Found(Some(Phase::Degraded)), Dependency::Custom] {
+        let obs = valid(dependency, ApplyOutcome::NotAttempted);
+        assert_eq!(held(never_written, &obs, 5), None, "{dependency:?}");
+    }
+    let mut invalid = rolling_out.clone();
+    invalid.spec_errors = vec![FieldError::new("spec.size", "must be at least 1")];
+    assert_eq!(held(never_written, &invalid, 5), None);
+    let failed = valid(
+        Dependency::Found(Some(Phase::Deploying)),
+        ApplyOutcome::Failed { message: "denied".into() },
+    );
+    assert_eq!(held(never_written, &failed, 5), None);
+    assert_eq!(
+        lifecycle::first_status_held(never_written, &rolling_out, None, &time(5), hold),
+        None
+    );
+    let past = hold.as_secs();
+    assert_eq!(held(never_written, &rolling_out, past), None);
+    assert_eq!(held(never_written, &rolling_out, past + 60), None);
+}

@@ -24,6 +24,10 @@ use crate::lifecycle::{
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
 
+/// While a new MeshSync's first status waits for its Broker, how often it looks again (the Broker
+/// turning Ready triggers a reconcile at once; this only bounds a missed trigger).
+const HELD_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[instrument(skip_all, fields(meshsync = %meshsync.name_any(), namespace = meshsync.namespace().unwrap_or_default()))]
 pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     if let Gate::StandAside(after) = ctx.go_operator.gate() {
@@ -103,7 +107,17 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         children,
         kind: facts,
     };
-    let status = next(meshsync.status.as_ref(), &observations, now());
+    let now = now();
+    if let Some(hold) = lifecycle::first_status_held(
+        meshsync.status.as_ref(),
+        &observations,
+        meshsync.metadata.creation_timestamp.as_ref(),
+        &now,
+        lifecycle::FIRST_STATUS_HOLD,
+    ) {
+        return Ok(Action::requeue(hold.unsigned_abs().min(HELD_RECHECK)));
+    }
+    let status = next(meshsync.status.as_ref(), &observations, now);
     super::status::write_if_changed(&ctx, &*meshsync, meshsync.status.as_ref(), &status).await?;
     if let Some(removed) = adopted.filter(|_| applied) {
         finish_meshsync(&ctx, &meshsync, &removed).await?;

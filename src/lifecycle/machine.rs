@@ -94,6 +94,41 @@ impl MeshSyncFacts {
     }
 }
 
+/// How long a new MeshSync may go without a first status while its Broker rolls out.
+pub const FIRST_STATUS_HOLD: SignedDuration = SignedDuration::from_secs(30);
+
+/// Whether to write no status yet, and for how long at most: a MeshSync created together with its
+/// Broker would first be `Pending` (waiting for the Broker), a status the next reconcile replaces
+/// moments later — one status write per CR that says nothing the Broker's own status does not. So
+/// while the CR has never had a status, its spec is valid and its native Broker exists and is
+/// still rolling out (not Degraded), the first status waits, for at most `hold` after the CR was
+/// created; the Broker turning Ready triggers the next reconcile. A missing or Degraded Broker, or
+/// a wait past `hold`, is reported at once.
+pub fn first_status_held(
+    previous: Option<&MeshSyncStatus>,
+    obs: &MeshSyncObservations,
+    created: Option<&Time>,
+    now: &Time,
+    hold: SignedDuration,
+) -> Option<SignedDuration> {
+    let broker_rolling_out = matches!(
+        obs.kind.broker,
+        ResolvedBroker::Found {
+            phase: None | Some(Phase::Pending | Phase::Deploying),
+            ..
+        }
+    );
+    if previous.is_some()
+        || !obs.spec_errors.is_empty()
+        || obs.apply != ApplyOutcome::NotAttempted
+        || !broker_rolling_out
+    {
+        return None;
+    }
+    let remaining = hold - now.0.duration_since(created?.0);
+    remaining.is_positive().then_some(remaining)
+}
+
 /// MeshSync's connection as its broker's monitoring endpoint (`/connz?subs=1`) shows it; the
 /// `BrokerConnected` condition.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,8 +28,9 @@ pub use conditions::{
     status_equal_ignoring_time,
 };
 pub use machine::{
-    ApplyOutcome, BrokerConnection, BrokerFacts, BrokerObservations, Kind, MeshSyncFacts,
-    MeshSyncObservations, NatsProbe, Observations, Previous, Probe, ResolvedBroker, next,
+    ApplyOutcome, BrokerConnection, BrokerFacts, BrokerObservations, FIRST_STATUS_HOLD, Kind,
+    MeshSyncFacts, MeshSyncObservations, NatsProbe, Observations, Previous, Probe, ResolvedBroker,
+    first_status_held, next,
 };
 pub use readiness::{Readiness, child_readiness, reasons as readiness_reasons};
 pub use reason::Reason;

@@ -48,6 +48,7 @@ pub struct Options {
 /// (`PR_SET_PDEATHSIG`), so even a test runner that is killed leaves none behind.
 pub struct ControlPlane {
     server: String,
+    etcd_url: String,
     kubeconfig: String,
     state_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -72,6 +73,7 @@ impl ControlPlane {
         match started_rx.recv() {
             Ok(Ok(started)) => Ok(ControlPlane {
                 server: started.server,
+                etcd_url: started.etcd_url,
                 kubeconfig: started.kubeconfig,
                 state_dir: started.state_dir,
                 stop: Some(stop_tx),
@@ -93,6 +95,12 @@ impl ControlPlane {
     /// The API server's URL (`https://127.0.0.1:<port>`).
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// etcd's client URL (`http://127.0.0.1:<port>`, no authentication): its `/metrics` and its
+    /// JSON gateway (`/v3/watch`) show what reaches storage, which benchmarks count.
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd_url
     }
 
     /// A self-contained admin kubeconfig (user `admin` in `system:masters`).
@@ -149,6 +157,7 @@ pub(crate) async fn client_config(kubeconfig: &str) -> Result<kube::Config, Erro
 
 struct Started {
     server: String,
+    etcd_url: String,
     kubeconfig: String,
     state_dir: PathBuf,
 }
@@ -499,6 +508,7 @@ async fn start(
     Ok((
         Started {
             server,
+            etcd_url,
             kubeconfig: admin_kubeconfig,
             state_dir: state.to_path_buf(),
         },
