@@ -512,7 +512,7 @@ fn check_least_privilege(
                 "reading the Go Meshery Operator's children of a CR it adopts (tests/migration.rs)",
             ),
             ("patch", "events.k8s.io", "events") => {
-                Some("kube-runtime's Recorder patches a repeated event's series")
+                Some("the operator's EventRecorder patches a repeated Event's series")
             }
             ("create" | "patch" | "delete", _, _) if CHILD_KINDS.contains(&(group, resource)) => {
                 Some(

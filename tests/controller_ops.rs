@@ -620,6 +620,43 @@ async fn a_new_broker_with_an_invalid_spec_gets_a_warning_event_naming_the_field
     );
 }
 
+/// The same Event again (the same invalid spec, after a valid one in between) is counted on the
+/// first one's series, as `kubectl describe` shows repeats, instead of a second Event object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_is_counted_on_the_first_ones_series() {
+    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
+    let _operator = Operator::start(&kubeconfig, &[], &[]);
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    for _ in 0..2 {
+        make_broker_invalid(&cluster, &ns).await;
+        cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+        cluster
+            .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+            .await;
+    }
+    let degraded_events = || async {
+        events_about(&kubeconfig, &ns, "meshery-broker")
+            .await
+            .into_iter()
+            .filter(|e| e["reason"] == "Degraded")
+            .collect::<Vec<_>>()
+    };
+    eventually(WAIT, "the repeat counted on the series", || async {
+        let degraded = degraded_events().await;
+        degraded.len() == 1 && degraded[0]["series"]["count"] == 2
+    })
+    .await;
+    let degraded = degraded_events().await;
+    assert!(
+        degraded[0]["series"]["lastObservedTime"].is_string(),
+        "{:#}",
+        degraded[0]
+    );
+}
+
 /// The generated token stays in its Secret: not in the logs (JSON, debug level), the Events, the
 /// Broker's status or the metrics — and dry-run logs show none either.
 /// The CRs-by-phase gauge follows phase changes within moments, not at the next resync (five

@@ -1083,13 +1083,19 @@ fn a_new_meshsyncs_first_status_waits_only_for_a_broker_still_rolling_out_and_on
         children: BTreeMap::new(),
         kind: meshsync_facts(dependency, Probe::Skipped, 5),
     };
-    let rolling_out = valid(Dependency::Found(Some(Phase::Deploying)), ApplyOutcome::NotAttempted);
+    let rolling_out = valid(
+        Dependency::Found(Some(Phase::Deploying)),
+        ApplyOutcome::NotAttempted,
+    );
     let held = |previous, obs: &_, at: i64| {
         lifecycle::first_status_held(previous, obs, Some(&created), &time(at), hold)
     };
 
     // Held: no status yet, a valid spec, the Broker there and rolling out, the CR young.
-    assert_eq!(held(never_written, &rolling_out, 5), Some(hold - SignedDuration::from_secs(5)));
+    assert_eq!(
+        held(never_written, &rolling_out, 5),
+        Some(hold - SignedDuration::from_secs(5))
+    );
     for phase in [None, Some(Phase::Pending)] {
         let obs = valid(Dependency::Found(phase), ApplyOutcome::NotAttempted);
         assert!(held(never_written, &obs, 5).is_some(), "{phase:?}");
@@ -1098,7 +1104,11 @@ fn a_new_meshsyncs_first_status_waits_only_for_a_broker_still_rolling_out_and_on
     // Reported at once: a status written before, a missing or Degraded Broker, an invalid spec,
     // something applied, no creation time; and once the hold has passed.
     assert_eq!(held(Some(&written), &rolling_out, 5), None);
-    for dependency in [Dependency::NotFound, Dependency::Found(Some(Phase::Degraded)), Dependency::Custom] {
+    for dependency in [
+        Dependency::NotFound,
+        Dependency::Found(Some(Phase::Degraded)),
+        Dependency::Custom,
+    ] {
         let obs = valid(dependency, ApplyOutcome::NotAttempted);
         assert_eq!(held(never_written, &obs, 5), None, "{dependency:?}");
     }
@@ -1107,7 +1117,9 @@ fn a_new_meshsyncs_first_status_waits_only_for_a_broker_still_rolling_out_and_on
     assert_eq!(held(never_written, &invalid, 5), None);
     let failed = valid(
         Dependency::Found(Some(Phase::Deploying)),
-        ApplyOutcome::Failed { message: "denied".into() },
+        ApplyOutcome::Failed {
+            message: "denied".into(),
+        },
     );
     assert_eq!(held(never_written, &failed, 5), None);
     assert_eq!(

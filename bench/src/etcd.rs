@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where Kubernetes keeps its objects, and the first key after them.
 const PREFIX: &str = "/registry/";
@@ -18,7 +18,7 @@ const PREFIX_END: &str = "/registry0";
 
 /// etcd writes (puts and deletes) in one window, by resource (`<resource>` or `<group>/<resource>`
 /// as the key names it).
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcdWrites {
     /// On the benchmark's objects: anything in a benchmark namespace (CRs, children, Events,
     /// pods) and the cluster-scoped children named after one.

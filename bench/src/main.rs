@@ -81,6 +81,31 @@ struct Args {
     /// Where results (`results.jsonl`, `tables.md`) and operator logs go.
     #[arg(long, default_value = "target/bench")]
     out_dir: PathBuf,
+    /// Run nothing: print the tables of these `results.jsonl` files (several runs' results
+    /// together, in the tables' order).
+    #[arg(long, num_args = 1..)]
+    report: Vec<PathBuf>,
+}
+
+/// The tables of earlier runs' `results.jsonl` files.
+fn report_only(files: &[PathBuf]) -> Result<String, String> {
+    let mut results = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("reading {}: {e}", file.display()))?;
+        for (number, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let result: RunResult = serde_json::from_str(line).map_err(|e| {
+                format!("{}:{}: not a run's result: {e}", file.display(), number + 1)
+            })?;
+            results.push(result);
+        }
+    }
+    report::sort(&mut results);
+    Ok(report::markdown(&results))
 }
 
 /// One planned run.
@@ -123,6 +148,18 @@ fn plans(args: &Args) -> Result<Vec<Plan>, String> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if !args.report.is_empty() {
+        return match report_only(&args.report) {
+            Ok(tables) => {
+                print!("{tables}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("operator-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let plans = match plans(&args) {
         Ok(plans) => plans,
         Err(e) => {
@@ -181,6 +218,7 @@ fn main() -> std::process::ExitCode {
         }
         results.push(result);
     }
+    report::sort(&mut results);
     let tables = report::markdown(&results);
     let _ = std::fs::write(args.out_dir.join("tables.md"), &tables);
     print!("{tables}");

@@ -2,48 +2,85 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::substrate::{Measured, SubstrateKind};
 use crate::workload::Restored;
 
-/// One run: one operator, one substrate, N pairs.
-#[derive(Debug, Clone, Serialize)]
+/// One run: one operator, one substrate, N pairs. A line of `results.jsonl`; a figure that could not
+/// be measured is NaN, written as `null`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub substrate: SubstrateKind,
     pub operator: String,
     pub pairs: usize,
     /// From the process's start to its first `/readyz` 200.
+    #[serde(deserialize_with = "nullable_f64")]
     pub readyz_seconds: f64,
     pub all_ready: bool,
     pub ready_crs: usize,
     /// First create to last Ready.
+    #[serde(deserialize_with = "nullable_f64")]
     pub total_seconds: f64,
+    #[serde(deserialize_with = "nullable_f64")]
     pub p50_ms: f64,
+    #[serde(deserialize_with = "nullable_f64")]
     pub p99_ms: f64,
     /// From just before the first create until every CR was Ready, plus a settle.
     pub convergence: Measured,
+    #[serde(deserialize_with = "nullable_f64")]
     pub convergence_cpu_seconds: f64,
     pub steady: Measured,
     pub steady_reconciles: Option<u64>,
+    #[serde(deserialize_with = "nullable_f64")]
     pub steady_cpu_seconds: f64,
+    #[serde(deserialize_with = "nullable_f64")]
     pub peak_rss_mib: f64,
     pub reaction: Option<Reaction>,
     /// `meshery-operator plan -f` of one pair: how many objects it renders.
     pub rendered_objects_per_pair: Option<u64>,
     /// The machine's 1-minute load average at the start and the end of the run.
+    #[serde(deserialize_with = "nullable_f64_pair")]
     pub load_average: (f64, f64),
     /// Why the run stopped early, if it did.
     pub error: Option<String>,
 }
 
 /// The reaction test on pair 0: each hand edit, how long until undone, and what the operator sent meanwhile.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reaction {
     pub scaled: Restored,
     pub scaled_window: Measured,
     pub deleted: Restored,
     pub deleted_window: Measured,
+}
+
+/// A figure written as `null` (NaN) reads back as NaN.
+pub fn nullable_f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+fn nullable_f64_pair<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(f64, f64), D::Error> {
+    let (a, b) = <(Option<f64>, Option<f64>)>::deserialize(deserializer)?;
+    Ok((a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)))
+}
+
+/// The order the tables list runs in: the real control plane first, then by N, then ours by
+/// strategy before the Go operator.
+pub fn sort(results: &mut [RunResult]) {
+    let rank = |operator: &str| match operator {
+        "ours: diff" => 0,
+        "ours: always-apply" => 1,
+        "ours: dry-run-diff" => 2,
+        _ => 3,
+    };
+    results.sort_by_key(|r| {
+        (
+            r.substrate == SubstrateKind::KubeSim,
+            r.pairs,
+            rank(&r.operator),
+        )
+    });
 }
 
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -69,6 +106,20 @@ fn joined(counts: &BTreeMap<String, u64>, limit: usize) -> String {
     }
 }
 
+/// `"user verb resource"` keys with the users' common prefixes dropped
+/// (`system:serviceaccount:kube-system:endpoint-controller` → `kube-system:endpoint-controller`).
+fn short_users(writers: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut short = BTreeMap::new();
+    for (key, count) in writers {
+        let key = key
+            .strip_prefix("system:serviceaccount:")
+            .or_else(|| key.strip_prefix("system:"))
+            .unwrap_or(key);
+        *short.entry(key.to_string()).or_default() += count;
+    }
+    short
+}
+
 fn per(count: u64, n: usize) -> String {
     format!("{:.2}", count as f64 / n.max(1) as f64)
 }
@@ -92,13 +143,13 @@ fn etcd(measured: &Measured) -> (String, String) {
 /// The convergence, steady-state and reaction tables.
 pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::new();
-    out.push_str("\n### Convergence\n\n");
-    out.push_str("| substrate | operator | N | /readyz s | all Ready | total s | p50 ms | p99 ms | child writes / pair | status writes / Broker | status writes / MeshSync | CR writes | events | dry-run applies | requests by verb | operator CPU s |\n");
-    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+    out.push_str("\n### Convergence: time and writes\n\n");
+    out.push_str("| substrate | operator | N | /readyz s | all Ready | total s | p50 ms | p99 ms | child writes / pair | status writes / Broker | status writes / MeshSync | CR writes | Events | dry-run applies | operator CPU s |\n");
+    out.push_str("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let w = &r.convergence.traffic.writes;
         out.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {} | {:.2} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
             r.substrate.label(),
             r.operator,
             r.pairs,
@@ -117,38 +168,48 @@ pub fn markdown(results: &[RunResult]) -> String {
             w.custom_resources,
             w.events,
             w.dry_runs,
-            joined(&r.convergence.traffic.by_verb(), 8),
             r.convergence_cpu_seconds,
         ));
     }
-    out.push_str("\n### Steady state\n\n");
-    out.push_str("| substrate | operator | N | window s | reconciles | API writes | etcd writes on the benchmark's objects | their writers | etcd writes, rest of the cluster | requests by verb | requests by resource | operator CPU s | peak RSS MiB | load avg |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|---|\n");
+    requests_table(
+        &mut out,
+        "Convergence: the operator's requests",
+        results,
+        |r| Some(&r.convergence),
+    );
+    out.push_str("\n### Steady state: writes, etcd, process\n\n");
+    out.push_str("| substrate | operator | N | window s | reconciles | API writes | etcd writes on the benchmark's objects | their writers | etcd writes, rest of the cluster | operator CPU s | peak RSS MiB | load avg |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|\n");
     for r in results {
         let (bench_etcd, other_etcd) = etcd(&r.steady);
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
             r.substrate.label(),
             r.operator,
             r.pairs,
             r.steady.seconds,
-            r.steady_reconciles.map_or("-".to_string(), |n| n.to_string()),
+            r.steady_reconciles
+                .map_or("-".to_string(), |n| n.to_string()),
             r.steady.traffic.writes.stored(),
             bench_etcd,
             if r.steady.etcd.is_some() {
-                joined(&r.steady.writers, 3)
+                joined(&short_users(&r.steady.writers), 3)
             } else {
                 "n/a".to_string()
             },
             other_etcd,
-            joined(&r.steady.traffic.by_verb(), 6),
-            joined(&r.steady.traffic.by_resource(), 4),
             r.steady_cpu_seconds,
             r.peak_rss_mib,
             r.load_average.0,
             r.load_average.1,
         ));
     }
+    requests_table(
+        &mut out,
+        "Steady state: the operator's requests",
+        results,
+        |r| Some(&r.steady),
+    );
     if results.iter().any(|r| r.reaction.is_some()) {
         out.push_str("\n### Reaction to hand edits (pair 0)\n\n");
         out.push_str("| substrate | operator | N | StatefulSet scaled 1 → 3: restored after s | writes | requests | MeshSync Deployment deleted: recreated after s | writes | requests |\n");
@@ -170,6 +231,18 @@ pub fn markdown(results: &[RunResult]) -> String {
                 reaction.deleted_window.traffic.total(),
             ));
         }
+        requests_table(
+            &mut out,
+            "Reaction: the operator's requests after the StatefulSet was scaled",
+            results,
+            |r| r.reaction.as_ref().map(|reaction| &reaction.scaled_window),
+        );
+        requests_table(
+            &mut out,
+            "Reaction: the operator's requests after the Deployment was deleted",
+            results,
+            |r| r.reaction.as_ref().map(|reaction| &reaction.deleted_window),
+        );
     }
     let failed: Vec<&RunResult> = results.iter().filter(|r| r.error.is_some()).collect();
     if !failed.is_empty() {
@@ -187,6 +260,32 @@ pub fn markdown(results: &[RunResult]) -> String {
     out
 }
 
+/// One window's requests per run: the total, by verb and by resource.
+fn requests_table(
+    out: &mut String,
+    title: &str,
+    results: &[RunResult],
+    window: impl Fn(&RunResult) -> Option<&Measured>,
+) {
+    out.push_str(&format!("\n### {title}\n\n"));
+    out.push_str("| substrate | operator | N | requests | by verb | by resource |\n");
+    out.push_str("|---|---|---:|---:|---|---|\n");
+    for r in results {
+        let Some(measured) = window(r) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.substrate.label(),
+            r.operator,
+            r.pairs,
+            measured.traffic.total(),
+            joined(&measured.traffic.by_verb(), 6),
+            joined(&measured.traffic.by_resource(), 6),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +296,25 @@ mod tests {
         assert_eq!(percentile(&sorted, 0.5), 2.0);
         assert_eq!(percentile(&sorted, 0.99), 4.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn writers_lose_the_common_user_prefixes() {
+        let writers: BTreeMap<String, u64> = [
+            (
+                "system:serviceaccount:kube-system:endpoint-controller patch events",
+                4,
+            ),
+            ("system:node:test-node patch pods/status", 2),
+            ("admin delete deployments", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(
+            joined(&short_users(&writers), 5),
+            "kube-system:endpoint-controller patch events 4, node:test-node patch pods/status 2, admin delete deployments 1"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams};
 use kube_sim::{LoadBalancerMode, Sim, SimOptions};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use test_cluster::ControlPlane;
 
 use crate::etcd::{EtcdWatch, EtcdWrites};
@@ -28,7 +28,7 @@ pub const BENCH_MANAGER: &str = "operator-bench";
 pub const NAMESPACE_PREFIX: &str = "bench-";
 
 /// Which substrate, as `--substrates` spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SubstrateKind {
     KubeSim,
@@ -66,8 +66,9 @@ pub struct Window {
 }
 
 /// What one window measured.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Measured {
+    #[serde(deserialize_with = "crate::report::nullable_f64")]
     pub seconds: f64,
     pub traffic: Traffic,
     /// Real control plane only.

@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kube_sim::RequestStats;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Requests by `"verb resource"` (resource: `plural` for the core group, else `plural.group`,
 /// with `/subresource`; dry-run writes under verb `patch (dry-run)` and the like), and the
 /// successful writes among them by what they changed.
-#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
     pub requests: BTreeMap<String, u64>,
     pub writes: Writes,
@@ -17,7 +17,7 @@ pub struct Traffic {
 
 /// Successful writes by what they changed. Reviews and TokenRequests are creates that store
 /// nothing, so they are requests but not writes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Writes {
     /// Creates, applies, updates and deletes of the CRs' children.
     pub children: u64,

@@ -220,7 +220,7 @@ fn owned_by<'a, K: kube::Resource>(
 }
 
 /// The outcome of one hand edit.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Restored {
     /// From the edit's response to the first read that showed it undone; `None` if it never was
     /// within the timeout.

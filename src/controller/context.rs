@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
 use super::apply::{OwnWrites, WriteObserver};
 use super::caches::ChildCaches;
+use super::events::EventRecorder;
 use super::go_operator::GoOperatorLease;
 use super::metrics::{Metrics, WriteVerb};
 use crate::api::{Broker, MeshSync};
@@ -82,7 +82,7 @@ pub struct Context {
     pub meshsyncs: Store<MeshSync>,
     pub own_writes: Arc<OwnWrites>,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     /// Since when each Broker's probe has been failing without a success.
     pub probe_failing_since: FailingSince,
     /// Since when each MeshSync has been missing from its broker's connections.

@@ -7,6 +7,7 @@ mod caches;
 pub mod connection;
 mod context;
 mod error;
+mod events;
 mod go_operator;
 pub mod health;
 mod kinds;

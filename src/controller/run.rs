@@ -9,7 +9,6 @@ use futures::{StreamExt, future, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -20,6 +19,7 @@ use super::apply::OwnWrites;
 use super::caches::{ChildCaches, Triggers, WatchBackoff};
 use super::context::{ApplyStrategy, Context, Settings};
 use super::error::Error;
+use super::events::EventRecorder;
 use super::go_operator::GoOperatorLease;
 use super::health::{HealthState, Leadership, serve_all};
 use super::metrics::{ControllerKind, Metrics};
@@ -156,10 +156,6 @@ pub async fn run_with_strategy(
         .ok()
         .flatten()
         .and_then(|crd| crd.uid());
-    let reporter = Reporter {
-        controller: "meshery-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let go_operator = GoOperatorLease::new(&settings.go_operator_namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -169,7 +165,11 @@ pub async fn run_with_strategy(
         meshsyncs: meshsync_store.clone(),
         own_writes,
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: EventRecorder::new(
+            client.clone(),
+            "meshery-operator",
+            std::env::var("POD_NAME").ok(),
+        ),
         probe_failing_since: Default::default(),
         meshsync_missing_since: Default::default(),
         meshsync_crd_uid,

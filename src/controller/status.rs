@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -179,15 +179,12 @@ pub(super) async fn send_event<K: Resource<DynamicType = ()>>(
         note.truncate(end);
         note.push_str("...");
     }
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
     ctx.metrics.api_write("Event", WriteVerb::Create);
-    if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
+    if let Err(e) = ctx
+        .recorder
+        .publish(type_, reason, "Reconcile", &note, &cr.object_ref(&()))
+        .await
+    {
         warn!(error = %e, "could not publish an Event");
     }
 }
