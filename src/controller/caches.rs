@@ -5,8 +5,11 @@
 //! decoded into a `serde_json` tree costs about ten times its JSON size on the heap (every small
 //! map, and `managedFields` is made of them, is a B-tree node), which at a thousand Broker and
 //! MeshSync pairs was most of the operator's memory; compressed, it is about a fifth of that JSON.
-//! A reconcile reads only its own few children, and decompressing and parsing those costs less
-//! than keeping every tree.
+//! Every child of a kind is compressed against a dictionary, the first one of that kind the watch
+//! delivered: the children of different CRs differ in little more than names, UIDs and
+//! timestamps, so most of each one compresses to references into the dictionary. A reconcile reads
+//! only its own few children, and decompressing and parsing those costs less than keeping every
+//! tree.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -43,8 +46,13 @@ struct CachedChild {
     owner_uid: Option<String>,
     /// The instance label, kept for cluster-scoped children only: the orphan sweep reads it.
     instance: Option<String>,
-    /// The object's JSON, LZ4-compressed.
-    json: Box<[u8]>,
+    json: CompressedJson,
+}
+
+/// An object's JSON, LZ4-compressed against its kind's dictionary.
+struct CompressedJson {
+    bytes: Box<[u8]>,
+    dictionary: Arc<[u8]>,
 }
 
 /// What the orphan sweep needs to know of a cluster-scoped child, read without parsing it.
@@ -137,6 +145,7 @@ impl ChildCaches {
                 relisting: None,
                 listed_once: false,
                 listed: listed_tx.clone(),
+                dictionary: None,
             };
             let triggers = triggers.clone();
             let own_writes = own_writes.clone();
@@ -205,6 +214,8 @@ struct KindWriter {
     relisting: Option<Vec<(ObjectKey, CachedChild)>>,
     listed_once: bool,
     listed: Arc<watch::Sender<usize>>,
+    /// The first object of this kind, as JSON: what every later one is compressed against.
+    dictionary: Option<Arc<[u8]>>,
 }
 
 impl KindWriter {
@@ -275,9 +286,18 @@ impl KindWriter {
 
     /// The object as the cache keeps it: its key, its owner's UID (controller ownerReference for
     /// namespaced kinds, the owner-UID label for cluster-scoped ones) and its JSON text.
-    fn entry(&self, object: &DynamicObject) -> Option<(ObjectKey, CachedChild)> {
+    fn entry(&mut self, object: &DynamicObject) -> Option<(ObjectKey, CachedChild)> {
         let key = self.key(object)?;
-        let json = compact_json(&self.resource, object)?;
+        let json = typed_json(&self.resource, object)?;
+        let dictionary = self
+            .dictionary
+            .get_or_insert_with(|| Arc::from(json.as_slice()))
+            .clone();
+        let json = CompressedJson {
+            bytes: lz4_flex::block::compress_prepend_size_with_dict(&json, &dictionary)
+                .into_boxed_slice(),
+            dictionary,
+        };
         let (owner_uid, instance) = if self.kind.namespaced {
             let controller = object
                 .owner_references()
@@ -341,7 +361,8 @@ fn write(state: &RwLock<CacheState>) -> std::sync::RwLockWriteGuard<'_, CacheSta
 }
 
 /// The object as compressed JSON with `apiVersion` and `kind` restored (watch items carry neither).
-fn compact_json(resource: &ApiResource, object: &DynamicObject) -> Option<Box<[u8]>> {
+/// The object's JSON with its `apiVersion` and `kind` (a watch item carries neither).
+fn typed_json(resource: &ApiResource, object: &DynamicObject) -> Option<Vec<u8>> {
     #[derive(serde::Serialize)]
     struct Typed<'a> {
         #[serde(rename = "apiVersion")]
@@ -357,12 +378,15 @@ fn compact_json(resource: &ApiResource, object: &DynamicObject) -> Option<Box<[u
         metadata: &object.metadata,
         data: &object.data,
     };
-    let json = serde_json::to_vec(&typed).ok()?;
-    Some(lz4_flex::block::compress_prepend_size(&json).into_boxed_slice())
+    serde_json::to_vec(&typed).ok()
 }
 
-fn parse(compressed: &[u8]) -> Option<Object> {
-    let json = lz4_flex::block::decompress_size_prepended(compressed).ok()?;
+fn parse(compressed: &CompressedJson) -> Option<Object> {
+    let json = lz4_flex::block::decompress_size_prepended_with_dict(
+        &compressed.bytes,
+        &compressed.dictionary,
+    )
+    .ok()?;
     serde_json::from_slice(&json).ok().map(Object)
 }
 
@@ -433,6 +457,7 @@ mod tests {
             relisting: None,
             listed_once: false,
             listed: Arc::new(watch::Sender::new(0)),
+            dictionary: None,
         }
     }
 
@@ -471,6 +496,32 @@ mod tests {
         assert_eq!(children[0].0, expected);
         assert_eq!(caches.get(&children[0].key()), Some(children[0].clone()));
         assert!(caches.children_of("uid-3").is_empty());
+    }
+
+    #[test]
+    fn children_of_a_kind_compress_against_the_first_one_and_read_back_whole() {
+        let caches = caches();
+        let mut writer = writer(kind("ConfigMap"), &caches);
+        let owners: Vec<String> = (0..20).map(|i| format!("uid-{i:03}")).collect();
+        for (i, owner) in owners.iter().enumerate() {
+            writer.record(watcher::Event::Apply(config_map(&format!("cm-{i}"), owner)));
+        }
+        for (i, owner) in owners.iter().enumerate() {
+            let mut expected = serde_json::to_value(config_map(&format!("cm-{i}"), owner)).unwrap();
+            expected["apiVersion"] = json!("v1");
+            expected["kind"] = json!("ConfigMap");
+            assert_eq!(caches.children_of(owner)[0].0, expected, "{owner}");
+        }
+        let state = read(&caches.state);
+        let json_len = serde_json::to_vec(&config_map("cm-19", "uid-019"))
+            .unwrap()
+            .len();
+        let stored = &state.objects.values().last().unwrap().json;
+        assert!(
+            stored.bytes.len() * 4 < json_len,
+            "{} compressed bytes of {json_len}: the dictionary holds the rest",
+            stored.bytes.len()
+        );
     }
 
     #[test]
