@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# Regenerates every number in docs/benchmarks.md: the pure-core micro benchmark (render + plan of
-# one Broker + MeshSync pair), then operator-bench: ours (each apply strategy) and the real Go
-# Meshery Operator on the real control plane (N = 1, 10, 100 pairs), and ours on kube-sim
-# (N = 10, 100, 1000, 5000), each with a 5-minute steady state and the reaction test. Release
-# builds; the control plane and the Go operator come from test-cluster/build.sh (cached). Results,
-# tables and operator logs go to $CARGO_TARGET_DIR/bench (default target/bench).
+# Regenerates every number in docs/benchmarks.md, in three operator-bench runs and the pure-core
+# micro benchmark (render + plan of one Broker + MeshSync pair):
+#   1. the real control plane, N = 1, 10, 100 pairs: ours (`diff`) and the real Go Meshery
+#      Operator, each with a 5-minute steady state;
+#   2. the real control plane, N = 1, 10, 100: our two peer strategies (`always-apply`,
+#      `dry-run-diff`), 2-minute steady state (six resyncs per CR: their cost per reconcile);
+#   3. kube-sim, N = 10, 100, 1000, 5000: our three strategies, 1-minute steady state.
+# Every run ends with the reaction test (a hand scale and a hand delete). Release builds; the
+# control plane and the Go operator come from test-cluster/build.sh (cached). Results (one JSON
+# line per run), the tables and every operator's log go to $CARGO_TARGET_DIR/bench (default
+# target/bench); tables.md holds the tables of all three runs.
 #
-#   scripts/bench.sh                                   # everything (about 2.5 hours on 2 cores)
-#   REAL_PAIRS=1,10 SIM_PAIRS= scripts/bench.sh        # real control plane only, fewer sizes
-#   OPERATORS=diff,go STEADY_SECONDS=60 scripts/bench.sh
+#   scripts/bench.sh                                   # everything (about 100 minutes on 2 cores)
+#   REAL_PAIRS=1,10 SIM_PAIRS=10 scripts/bench.sh      # fewer sizes
+#   STEADY_SECONDS=60 scripts/bench.sh                 # a shorter steady state for ours and Go's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 out="$target/bench"
+rm -rf "$out"
 mkdir -p "$out"
-rm -f "$out/results.jsonl"
 
-cargo build --release -p meshery-operator -p operator-bench
+cargo build --release --locked -p meshery-operator -p operator-bench
 bin=$(test-cluster/build.sh | tail -n 1)
 export PATH="$bin:$PATH"
 
 {
   echo "## Machine"
-  echo
   echo '```'
   echo "nproc: $(nproc)"
   grep -m1 'model name' /proc/cpuinfo
@@ -35,19 +39,24 @@ export PATH="$bin:$PATH"
 } | tee "$out/machine.md"
 
 echo "## render + plan" | tee "$out/render_plan.md"
-cargo bench -p meshery-operator --bench render_plan | tee -a "$out/render_plan.md"
+cargo bench --locked -p meshery-operator --bench render_plan | tee -a "$out/render_plan.md"
 
-echo "## operator-bench" | tee "$out/operator_bench.md"
-# ${VAR-default}: an empty REAL_PAIRS or SIM_PAIRS means no runs on that substrate.
-real_pairs="${REAL_PAIRS-1,10,100}"
-sim_pairs="${SIM_PAIRS-10,100,1000,5000}"
-"$target/release/operator-bench" \
-  --operator-bin "$target/release/meshery-operator" \
-  --go-operator-bin "$bin/meshery-operator-go" \
-  --crds crds \
-  --out-dir "$out" \
-  --real-pairs ${real_pairs:+"$real_pairs"} \
-  --sim-pairs ${sim_pairs:+"$sim_pairs"} \
-  --operators "${OPERATORS:-diff,always-apply,dry-run-diff,go}" \
-  --steady-seconds "${STEADY_SECONDS:-300}" \
-  --resync-seconds "${RESYNC_SECONDS:-20}" | tee -a "$out/operator_bench.md"
+bench() {
+  local name=$1
+  shift
+  "$target/release/operator-bench" \
+    --operator-bin "$target/release/meshery-operator" \
+    --go-operator-bin "$bin/meshery-operator-go" \
+    --crds crds \
+    --resync-seconds "${RESYNC_SECONDS:-20}" \
+    --out-dir "$out/$name" "$@" | tee "$out/$name/stdout.md"
+}
+mkdir -p "$out/real" "$out/real-peers" "$out/sim"
+real_pairs="${REAL_PAIRS:-1,10,100}"
+bench real --real-pairs "$real_pairs" --sim-pairs --operators diff,go \
+  --steady-seconds "${STEADY_SECONDS:-300}"
+bench real-peers --real-pairs "$real_pairs" --sim-pairs --operators always-apply,dry-run-diff \
+  --steady-seconds 120
+bench sim --real-pairs --sim-pairs "${SIM_PAIRS:-10,100,1000,5000}" \
+  --operators diff,always-apply,dry-run-diff --steady-seconds 60
+"$target/release/operator-bench" --report "$out"/{real,real-peers,sim}/results.jsonl | tee "$out/tables.md"

@@ -1,6 +1,7 @@
 //! What reached etcd: a watch on every Kubernetes key through etcd's JSON gateway (`/v3/watch`),
 //! so each write is known by its key and can be told apart as the benchmark's objects or the
-//! cluster's own background (node heartbeats, the API server's identity Lease).
+//! cluster's own background (node heartbeats, the API server's identity Lease); and etcd's own
+//! count of them (`etcd_mvcc_put_total` + `etcd_mvcc_delete_total`), which the watch must match.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,6 +26,9 @@ pub struct EtcdWrites {
     pub benchmark: BTreeMap<String, u64>,
     /// Everything else: the cluster's own background.
     pub other: BTreeMap<String, u64>,
+    /// etcd's own count of puts and deletes in the window, from its `/metrics`.
+    #[serde(default)]
+    pub counted_by_etcd: Option<u64>,
 }
 
 impl EtcdWrites {
@@ -78,8 +82,31 @@ pub fn classify_key(key: &str, namespace_prefix: &str) -> (String, bool) {
     (resource, benchmark)
 }
 
+/// etcd's count of puts and deletes since it started, from its `/metrics` at `address` (`host:port`).
+pub fn write_counter(address: &str) -> Result<u64, String> {
+    let mut stream =
+        TcpStream::connect(address).map_err(|e| format!("connecting to etcd at {address}: {e}"))?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n")
+        .map_err(|e| format!("asking etcd for its metrics: {e}"))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text)
+        .map_err(|e| format!("reading etcd's metrics: {e}"))?;
+    writes_in_metrics(&text).ok_or_else(|| "etcd's metrics have no etcd_mvcc_put_total".to_string())
+}
+
+/// `etcd_mvcc_put_total` + `etcd_mvcc_delete_total` in a Prometheus text exposition.
+fn writes_in_metrics(text: &str) -> Option<u64> {
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some((value("etcd_mvcc_put_total")? + value("etcd_mvcc_delete_total").unwrap_or(0.0)) as u64)
+}
+
 /// A watch on every key, recording when each write arrived.
 pub struct EtcdWatch {
+    address: String,
     seen: Arc<Mutex<Vec<(Instant, String)>>>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -92,7 +119,7 @@ impl EtcdWatch {
             .ok_or_else(|| format!("etcd URL {url}: only http:// is supported"))?
             .trim_end_matches('/')
             .to_string();
-        let mut stream = TcpStream::connect(&address)
+        let mut stream = TcpStream::connect(address.as_str())
             .map_err(|e| format!("connecting to etcd at {address}: {e}"))?;
         let body = serde_json::json!({"create_request": {
             "key": BASE64.encode(PREFIX),
@@ -162,7 +189,16 @@ impl EtcdWatch {
                 *error_by_thread.lock().unwrap() = Some("the etcd watch ended".into());
             })
             .map_err(|e| format!("starting the etcd watch thread: {e}"))?;
-        Ok(EtcdWatch { seen, error })
+        Ok(EtcdWatch {
+            address,
+            seen,
+            error,
+        })
+    }
+
+    /// etcd's own count of writes so far.
+    pub fn counter(&self) -> Result<u64, String> {
+        write_counter(&self.address)
     }
 
     /// The writes that arrived in `[from, to)`; `Err` when the watch broke (the count would be short).
@@ -235,6 +271,17 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn etcds_write_count_is_its_puts_and_deletes() {
+        let text = "# HELP etcd_mvcc_put_total Total number of puts seen by this member.\n\
+                    # TYPE etcd_mvcc_put_total counter\n\
+                    etcd_mvcc_put_total 1234\n\
+                    etcd_mvcc_delete_total 16\n\
+                    etcd_mvcc_put_total_other 9\n";
+        assert_eq!(writes_in_metrics(text), Some(1250));
+        assert_eq!(writes_in_metrics("etcd_mvcc_range_total 3\n"), None);
     }
 
     #[test]

@@ -130,13 +130,17 @@ fn seconds(restored: &Restored) -> String {
         .map_or_else(|| "not restored".to_string(), |s| format!("{s:.2}"))
 }
 
-fn etcd(measured: &Measured) -> (String, String) {
+/// The etcd columns: writes on the benchmark's objects, the rest of the cluster's, and etcd's own
+/// count of both.
+fn etcd(measured: &Measured) -> [String; 3] {
     match &measured.etcd {
-        Some(etcd) => (
+        Some(etcd) => [
             etcd.benchmark_total().to_string(),
             format!("{} ({})", etcd.other_total(), joined(&etcd.other, 3)),
-        ),
-        None => ("n/a".to_string(), "n/a".to_string()),
+            etcd.counted_by_etcd
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+        ],
+        None => ["n/a", "n/a", "n/a"].map(String::from),
     }
 }
 
@@ -178,12 +182,12 @@ pub fn markdown(results: &[RunResult]) -> String {
         |r| Some(&r.convergence),
     );
     out.push_str("\n### Steady state: writes, etcd, process\n\n");
-    out.push_str("| substrate | operator | N | window s | reconciles | API writes | etcd writes on the benchmark's objects | their writers | etcd writes, rest of the cluster | operator CPU s | peak RSS MiB | load avg |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|\n");
+    out.push_str("| substrate | operator | N | window s | reconciles | API writes | etcd writes on the benchmark's objects | their writers | etcd writes, rest of the cluster | etcd writes, etcd's own count | operator CPU s | peak RSS MiB | load avg |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|\n");
     for r in results {
-        let (bench_etcd, other_etcd) = etcd(&r.steady);
+        let [bench_etcd, other_etcd, counted_etcd] = etcd(&r.steady);
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
             r.substrate.label(),
             r.operator,
             r.pairs,
@@ -198,6 +202,7 @@ pub fn markdown(results: &[RunResult]) -> String {
                 "n/a".to_string()
             },
             other_etcd,
+            counted_etcd,
             r.steady_cpu_seconds,
             r.peak_rss_mib,
             r.load_average.0,

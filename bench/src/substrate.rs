@@ -63,6 +63,8 @@ impl OwnRequests {
 pub struct Window {
     started: Instant,
     from: jiff::Timestamp,
+    /// etcd's write counter when the window opened (real control plane).
+    etcd_counter: Option<u64>,
 }
 
 /// What one window measured.
@@ -175,14 +177,23 @@ impl Substrate {
             sim.reset_stats();
             own.take();
         }
+        let etcd_counter = match self {
+            Substrate::Real(real) => real.etcd.counter().ok(),
+            Substrate::KubeSim(_) => None,
+        };
         Window {
             started: Instant::now(),
             from: jiff::Timestamp::now(),
+            etcd_counter,
         }
     }
 
     /// The operator's requests (and, on the real control plane, etcd's writes) since `window` opened.
     pub fn close_window(&self, window: Window, own: &OwnRequests) -> Result<Measured, String> {
+        let etcd_counter = match self {
+            Substrate::Real(real) => real.etcd.counter().ok(),
+            Substrate::KubeSim(_) => None,
+        };
         let (ended, to) = (Instant::now(), jiff::Timestamp::now());
         let seconds = ended.duration_since(window.started).as_secs_f64();
         match self {
@@ -201,7 +212,13 @@ impl Substrate {
                 Ok(Measured {
                     seconds,
                     traffic: Traffic::from_audit_log(&log, &real.operator_user, window.from, to),
-                    etcd: Some(real.etcd.writes(window.started, ended, NAMESPACE_PREFIX)?),
+                    etcd: Some(EtcdWrites {
+                        counted_by_etcd: window
+                            .etcd_counter
+                            .zip(etcd_counter)
+                            .map(|(at_open, at_close)| at_close.saturating_sub(at_open)),
+                        ..real.etcd.writes(window.started, ended, NAMESPACE_PREFIX)?
+                    }),
                     writers: writers_in_benchmark_namespaces(
                         &log,
                         NAMESPACE_PREFIX,
