@@ -324,6 +324,17 @@ async fn cluster_with_meshery_namespace() -> (Cluster, PathBuf, String) {
     (cluster, kubeconfig, ns)
 }
 
+/// The operator running against a fresh cluster, and the test's Broker Ready.
+async fn operator_with_ready_broker() -> (Cluster, PathBuf, String, Operator) {
+    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
+    let operator = Operator::start(&kubeconfig, &[], &[]);
+    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
+    cluster
+        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
+        .await;
+    (cluster, kubeconfig, ns, operator)
+}
+
 /// Creates the namespace the test calls `logical` with kubectl; deleted with the cluster on a real one.
 async fn kubectl_create_test_namespace(cluster: &Cluster, logical: &str) -> String {
     let ns = cluster.ns(logical);
@@ -550,12 +561,7 @@ async fn readyz_waits_for_caches_and_metrics_count_the_work() {
 /// Every phase change is an Event on the Broker; an invalid spec is a Warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phase_changes_are_events_and_an_invalid_spec_is_a_warning() {
-    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
-    let _operator = Operator::start(&kubeconfig, &[], &[]);
-    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
-        .await;
+    let (cluster, kubeconfig, ns, _operator) = operator_with_ready_broker().await;
     let events = events_about(&kubeconfig, &ns, "meshery-broker").await;
     let ready = events
         .iter()
@@ -624,12 +630,7 @@ async fn a_new_broker_with_an_invalid_spec_gets_a_warning_event_naming_the_field
 /// first one's series, as `kubectl describe` shows repeats, instead of a second Event object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_event_is_counted_on_the_first_ones_series() {
-    let (cluster, kubeconfig, ns) = cluster_with_meshery_namespace().await;
-    let _operator = Operator::start(&kubeconfig, &[], &[]);
-    cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;
-    cluster
-        .wait_for_broker_phase(&ns, "meshery-broker", Phase::Ready, WAIT)
-        .await;
+    let (cluster, kubeconfig, ns, _operator) = operator_with_ready_broker().await;
     for _ in 0..2 {
         make_broker_invalid(&cluster, &ns).await;
         cluster.apply_yaml::<Broker>(&broker_yaml(&ns)).await;

@@ -309,6 +309,10 @@ mod tests {
 
     const OPERATOR: &str = "system:serviceaccount:bench-operator:operator";
 
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
     #[test]
     fn the_audit_log_counts_one_users_requests_in_the_window_once_each_and_classifies_its_writes() {
         let status = serde_json::json!({"resource": "brokers", "apiGroup": "meshery.io", "subresource": "status", "namespace": "bench-0", "name": "broker"});
@@ -436,7 +440,7 @@ mod tests {
             ts("2026-12-04T10:00:00Z"),
             ts("2026-12-04T10:00:05Z"),
         );
-        let expected: BTreeMap<String, u64> = [
+        let expected = counts(&[
             ("watch statefulsets.apps", 1),
             ("patch statefulsets.apps", 1),
             ("patch (dry-run) statefulsets.apps", 1),
@@ -444,10 +448,7 @@ mod tests {
             ("create events", 1),
             ("create subjectaccessreviews.authorization.k8s.io", 1),
             ("discovery -", 1),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         assert_eq!(traffic.requests, expected);
         assert_eq!(
             traffic.writes,
@@ -520,9 +521,7 @@ mod tests {
         );
         assert_eq!(
             writers,
-            [("system:node:test-node patch pods/status".to_string(), 1)]
-                .into_iter()
-                .collect()
+            counts(&[("system:node:test-node patch pods/status", 1)])
         );
     }
 
@@ -540,15 +539,12 @@ mod tests {
     #[test]
     fn kube_sims_counts_lose_the_benchs_own_requests_and_split_out_dry_runs() {
         let stats = RequestStats {
-            counts: [
+            counts: counts(&[
                 ("patch statefulsets.apps", 3),
                 ("create brokers.meshery.io", 1),
                 ("list brokers.meshery.io", 2),
                 ("get secrets", 1),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+            ]),
             writes: vec![
                 write("apply", "statefulsets.apps", "meshery-operator", false),
                 write("apply", "statefulsets.apps", "meshery-operator", true),
@@ -556,18 +552,13 @@ mod tests {
                 write("create", "brokers.meshery.io", "operator-bench", false),
             ],
         };
-        let own = [("list brokers.meshery.io".to_string(), 2)]
-            .into_iter()
-            .collect();
+        let own = counts(&[("list brokers.meshery.io", 2)]);
         let traffic = Traffic::from_sim(&stats, &own, "operator-bench");
-        let expected: BTreeMap<String, u64> = [
+        let expected = counts(&[
             ("patch statefulsets.apps", 1),
             ("patch (dry-run) statefulsets.apps", 1),
             ("get secrets", 1),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        ]);
         assert_eq!(traffic.requests, expected);
         assert_eq!(
             traffic.writes,
