@@ -50,7 +50,8 @@ fn now() -> Time {
 /// requests (100m CPU for each Broker and MeshSync pod) would not fit a 16-CPU node. No container
 /// runs, so nothing is really reserved.
 fn node_status() -> serde_json::Value {
-    let resources = json!({"cpu": "256", "memory": "1Ti", "pods": "1000", "ephemeral-storage": "1Ti"});
+    let resources =
+        json!({"cpu": "256", "memory": "1Ti", "pods": "1000", "ephemeral-storage": "1Ti"});
     json!({
         "capacity": resources,
         "allocatable": resources,
