@@ -58,5 +58,5 @@ bench real --real-pairs "$real_pairs" --sim-pairs --operators diff,go \
 bench real-peers --real-pairs "$real_pairs" --sim-pairs --operators always-apply,dry-run-diff \
   --steady-seconds 120
 bench sim --real-pairs --sim-pairs "${SIM_PAIRS:-10,100,1000,5000}" \
-  --operators diff,always-apply,dry-run-diff --steady-seconds 60
+  --operators diff,always-apply,dry-run-diff --steady-seconds 60 --timeout-seconds 1500
 "$target/release/operator-bench" --report "$out"/{real,real-peers,sim}/results.jsonl | tee "$out/tables.md"
