@@ -360,7 +360,6 @@ fn write(state: &RwLock<CacheState>) -> std::sync::RwLockWriteGuard<'_, CacheSta
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The object as compressed JSON with `apiVersion` and `kind` restored (watch items carry neither).
 /// The object's JSON with its `apiVersion` and `kind` (a watch item carries neither).
 fn typed_json(resource: &ApiResource, object: &DynamicObject) -> Option<Vec<u8>> {
     #[derive(serde::Serialize)]
