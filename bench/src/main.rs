@@ -72,6 +72,11 @@ struct Args {
     /// kube-sim's workload readiness delay, in seconds.
     #[arg(long, default_value_t = 0.1)]
     ready_after: f64,
+    /// The Brokers' `spec.service.type` (`ClusterIP`, `NodePort`, `LoadBalancer`); without it they
+    /// get the operator's default, a LoadBalancer. A cluster's NodePort range holds the Services
+    /// of 1384 such Brokers, so runs with more pairs need `ClusterIP`.
+    #[arg(long, value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
+    broker_service_type: Option<String>,
     /// How many namespaces the bench creates at once.
     #[arg(long, default_value_t = 16)]
     create_concurrency: usize,
@@ -190,7 +195,8 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let rendered = rendered_objects_per_pair(&args.operator_bin);
+    let rendered =
+        rendered_objects_per_pair(&args.operator_bin, args.broker_service_type.as_deref());
     let results_path = args.out_dir.join("results.jsonl");
     let mut results = Vec::new();
     for plan in &plans {
@@ -230,10 +236,13 @@ fn main() -> std::process::ExitCode {
 }
 
 /// How many objects our operator renders for one pair, from its offline planner.
-fn rendered_objects_per_pair(operator_bin: &Path) -> Option<u64> {
+fn rendered_objects_per_pair(
+    operator_bin: &Path,
+    broker_service_type: Option<&str>,
+) -> Option<u64> {
     let dir = tempfile::tempdir().ok()?;
     let file = dir.path().join("pair.yaml");
-    let yaml = workload::pair(0)
+    let yaml = workload::pair(0, broker_service_type)
         .iter()
         .map(|d| serde_json::to_string(d).unwrap_or_default())
         .collect::<Vec<_>>()
@@ -273,6 +282,7 @@ async fn run_one(
         substrate: plan.substrate,
         operator: plan.operator.label(),
         pairs: plan.pairs,
+        broker_service_type: args.broker_service_type.clone(),
         readyz_seconds: f64::NAN,
         all_ready: false,
         ready_crs: 0,
@@ -374,6 +384,7 @@ async fn measure_on(
         plan.pairs,
         args.create_concurrency,
         account,
+        args.broker_service_type.as_deref(),
         &timeline,
     )
     .await?;

@@ -14,6 +14,9 @@ pub struct RunResult {
     pub substrate: SubstrateKind,
     pub operator: String,
     pub pairs: usize,
+    /// The Brokers' `spec.service.type`, when the run set one (older results: the default).
+    #[serde(default)]
+    pub broker_service_type: Option<String>,
     /// From the process's start to its first `/readyz` 200.
     #[serde(deserialize_with = "nullable_f64")]
     pub readyz_seconds: f64,
@@ -65,6 +68,16 @@ fn nullable_f64_pair<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(f64,
     Ok((a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)))
 }
 
+impl RunResult {
+    /// The substrate, and the Brokers' Service type where the run set one.
+    pub fn substrate_label(&self) -> String {
+        match &self.broker_service_type {
+            Some(service_type) => format!("{} ({service_type} Brokers)", self.substrate.label()),
+            None => self.substrate.label().to_string(),
+        }
+    }
+}
+
 /// The order the tables list runs in: the real control plane first, then by N, then ours by
 /// strategy before the Go operator.
 pub fn sort(results: &mut [RunResult]) {
@@ -78,6 +91,7 @@ pub fn sort(results: &mut [RunResult]) {
         (
             r.substrate == SubstrateKind::KubeSim,
             r.pairs,
+            r.broker_service_type.clone(),
             rank(&r.operator),
         )
     });
@@ -154,7 +168,7 @@ pub fn markdown(results: &[RunResult]) -> String {
         let w = &r.convergence.traffic.writes;
         out.push_str(&format!(
             "| {} | {} | {} | {:.2} | {} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
-            r.substrate.label(),
+            r.substrate_label(),
             r.operator,
             r.pairs,
             r.readyz_seconds,
@@ -188,7 +202,7 @@ pub fn markdown(results: &[RunResult]) -> String {
         let [bench_etcd, other_etcd, counted_etcd] = etcd(&r.steady);
         out.push_str(&format!(
             "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
-            r.substrate.label(),
+            r.substrate_label(),
             r.operator,
             r.pairs,
             r.steady.seconds,
@@ -225,7 +239,7 @@ pub fn markdown(results: &[RunResult]) -> String {
             };
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                r.substrate.label(),
+                r.substrate_label(),
                 r.operator,
                 r.pairs,
                 seconds(&reaction.scaled),
@@ -255,7 +269,7 @@ pub fn markdown(results: &[RunResult]) -> String {
         for r in failed {
             out.push_str(&format!(
                 "- {}, {}, N = {}: {}\n",
-                r.substrate.label(),
+                r.substrate_label(),
                 r.operator,
                 r.pairs,
                 r.error.as_deref().unwrap_or_default()
@@ -281,7 +295,7 @@ fn requests_table(
         };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
-            r.substrate.label(),
+            r.substrate_label(),
             r.operator,
             r.pairs,
             measured.traffic.total(),

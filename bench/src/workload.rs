@@ -16,10 +16,16 @@ use serde_json::{Value, json};
 use crate::substrate::{BENCH_MANAGER, NAMESPACE_PREFIX, OwnRequests};
 
 /// The Broker and MeshSync of pair `i`, as both operators accept them (v1alpha1, one per namespace).
-pub fn pair(i: usize) -> [Value; 2] {
+/// `broker_service_type` sets the Broker's `spec.service.type`; without it the Broker gets the
+/// default (a LoadBalancer, whose two NodePorts each limit a cluster to 1384 Brokers).
+pub fn pair(i: usize, broker_service_type: Option<&str>) -> [Value; 2] {
     let namespace = namespace(i);
+    let mut broker_spec = json!({"size": 1});
+    if let Some(service_type) = broker_service_type {
+        broker_spec["service"] = json!({"type": service_type});
+    }
     [
-        custom_resource("Broker", &namespace, "broker", json!({"size": 1})),
+        custom_resource("Broker", &namespace, "broker", broker_spec),
         custom_resource(
             "MeshSync",
             &namespace,
@@ -101,6 +107,7 @@ pub async fn create_pairs(
     pairs: usize,
     concurrency: usize,
     with_account: Option<&str>,
+    broker_service_type: Option<&str>,
     timeline: &SharedTimeline,
 ) -> Result<(), String> {
     let params = PostParams {
@@ -127,7 +134,7 @@ pub async fn create_pairs(
                         .await
                         .map_err(|e| format!("creating ServiceAccount {namespace}/{account}: {e}"))?;
                 }
-                for cr in pair(i) {
+                for cr in pair(i, broker_service_type) {
                     let kind = cr["kind"].as_str().unwrap_or_default().to_string();
                     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource(&kind));
                     let object = dynamic(cr)?;
@@ -319,12 +326,20 @@ mod tests {
 
     #[test]
     fn a_pair_is_a_broker_and_a_meshsync_publishing_to_it_in_a_namespace_of_its_own() {
-        let [broker, meshsync] = pair(7);
+        let [broker, meshsync] = pair(7, None);
         assert_eq!(broker["metadata"]["namespace"], "bench-7");
+        assert_eq!(broker["spec"], json!({"size": 1}));
         assert_eq!(
             meshsync["spec"]["broker"]["native"],
             json!({"name": "broker", "namespace": "bench-7"})
         );
+    }
+
+    #[test]
+    fn a_broker_service_type_goes_into_the_broker_spec_only() {
+        let [broker, meshsync] = pair(0, Some("ClusterIP"));
+        assert_eq!(broker["spec"]["service"], json!({"type": "ClusterIP"}));
+        assert!(meshsync["spec"].get("service").is_none());
     }
 
     #[test]
