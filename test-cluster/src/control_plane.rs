@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 
 use crate::binaries::Binaries;
 use crate::pki::{Credential, Pki};
+use crate::runtime::{PodNetwork, Runtime};
 use crate::{Error, io_error, node};
+use std::sync::Arc;
 
 /// The ClusterIP range of Services; only allocated, never routed.
 const SERVICE_CIDR: &str = "10.96.0.0/16";
@@ -40,6 +42,9 @@ pub struct Options {
     pub binaries: Option<Binaries>,
     /// Where the API server writes its audit log (metadata level, every request), if anywhere.
     pub audit_log: Option<PathBuf>,
+    /// Run the pods' containers as processes (images the node knows), each pod in a network
+    /// namespace of its own; otherwise pods are only reported running.
+    pub run_pods: bool,
 }
 
 /// A running control plane. Dropping it stops every process and deletes its state.
@@ -394,7 +399,18 @@ async fn start(
     node_stop: oneshot::Receiver<()>,
 ) -> Result<(Started, tokio::task::JoinHandle<()>), Error> {
     let deadline = Instant::now() + START_TIMEOUT;
-    let pki = Pki::generate(KUBERNETES_SERVICE_IP.into())?;
+    let network = if options.run_pods {
+        Some(PodNetwork::create()?)
+    } else {
+        None
+    };
+    let mut serving_addresses = vec![std::net::IpAddr::from(KUBERNETES_SERVICE_IP)];
+    serving_addresses.extend(
+        network
+            .as_ref()
+            .map(|n| std::net::IpAddr::from(n.gateway())),
+    );
+    let pki = Pki::generate(&serving_addresses)?;
     let ca = write_file(state, "ca.crt", &pki.ca_pem)?;
     let serving_cert = write_file(state, "apiserver.crt", &pki.serving.cert_pem)?;
     let serving_key = write_file(state, "apiserver.key", &pki.serving.key_pem)?;
@@ -502,7 +518,20 @@ async fn start(
         client_config(&kubeconfig(&server, &pki.ca_pem, "node", &node_credential)).await?;
     let node_client = kube::Client::try_from(node_config)?;
     node::register(&node_client).await?;
-    let node_task = tokio::spawn(node::run(node_client, node_stop));
+    let runtime = match network {
+        Some(network) => Some(Arc::new(
+            Runtime::new(
+                node_client.clone(),
+                client.clone(),
+                network,
+                state.join("pods"),
+                api_port,
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let node_task = tokio::spawn(node::run(node_client, runtime, node_stop));
 
     wait_for_pods_to_be_schedulable(&client, processes, deadline).await?;
     Ok((

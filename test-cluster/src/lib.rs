@@ -10,6 +10,7 @@ mod binaries;
 mod control_plane;
 mod node;
 mod pki;
+mod runtime;
 
 pub use binaries::{Binaries, ensure_built};
 pub use control_plane::{ControlPlane, Options};
@@ -48,6 +49,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the admin kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error("the pods' network: {0}")]
+    Network(String),
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {

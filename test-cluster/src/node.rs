@@ -27,6 +27,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::Error;
+use crate::runtime::Runtime;
+use std::sync::Arc;
 
 /// The one node's name (its identity is `system:node:test-node` in `system:nodes`).
 pub const NODE_NAME: &str = "test-node";
@@ -137,14 +139,22 @@ async fn renew_lease(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
-/// Heartbeats and pod status until `stop` fires.
-pub(crate) async fn run(client: Client, mut stop: oneshot::Receiver<()>) {
+/// Heartbeats and pod status until `stop` fires; with a `runtime`, the pods' containers run as
+/// processes, otherwise they are only reported running.
+pub(crate) async fn run(
+    client: Client,
+    runtime: Option<Arc<Runtime>>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let heartbeat = heartbeat(client.clone());
-    let pods = sync_pods(client);
+    let pods = sync_pods(client, runtime.clone());
     tokio::select! {
         _ = &mut stop => {}
         _ = heartbeat => {}
         _ = pods => {}
+    }
+    if let Some(runtime) = runtime {
+        runtime.shutdown().await;
     }
 }
 
@@ -202,12 +212,23 @@ impl PodAddresses {
     }
 }
 
-async fn sync_pods(client: Client) {
+async fn sync_pods(client: Client, runtime: Option<Arc<Runtime>>) {
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
     let mut addresses = PodAddresses::default();
     let mut events = watcher(pods.clone(), config).default_backoff().boxed();
     while let Some(event) = events.next().await {
+        if let Some(runtime) = &runtime {
+            match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                    runtime.observe(pod)
+                }
+                Ok(watcher::Event::Delete(pod)) => runtime.forget(&pod),
+                Ok(_) => {}
+                Err(e) => eprintln!("test-cluster node: watching pods: {e}"),
+            }
+            continue;
+        }
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 if let Err(e) = sync_pod(&pods, &pod, &mut addresses).await {
@@ -283,34 +304,23 @@ async fn sync_pod(
     Ok(())
 }
 
-/// What a kubelet would report for `pod` whose containers all run: the status it has, with
-/// phase, addresses, container statuses and the kubelet's conditions set, and every other
-/// condition (the scheduler's, readiness gates) kept as it is.
+/// What a kubelet would report for `pod` whose containers all run (no process runtime):
+/// ready unless [`UNREADY_ANNOTATION`] says otherwise.
 fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
-    let mut status = current.clone();
     let started = current.start_time.clone().unwrap_or_else(now);
-    status.phase = Some("Running".into());
-    status.host_ip = Some("127.0.0.1".into());
-    status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP {
-        ip: "127.0.0.1".into(),
-    }]);
-    status.pod_ip = Some(ip.to_string());
-    status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
-        ip: ip.to_string(),
-    }]);
-    status.start_time = Some(started.clone());
     let containers_ready = pod
         .annotations()
         .get(UNREADY_ANNOTATION)
         .map(String::as_str)
         != Some("true");
-    status.container_statuses = Some(container_statuses(
+    let statuses = container_statuses(
         &spec.containers,
         current.container_statuses.as_deref(),
         &started,
         Some(containers_ready),
-    ));
+    );
+    let mut status = kubelet_status(pod, current, ip, statuses);
     if let Some(init) = spec.init_containers.as_deref().filter(|c| !c.is_empty()) {
         status.init_container_statuses = Some(container_statuses(
             init,
@@ -319,6 +329,39 @@ fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
             None,
         ));
     }
+    status
+}
+
+/// The status a kubelet reports for `pod` with these container statuses: phase, addresses and
+/// the kubelet's conditions set; every other condition (the scheduler's, readiness gates) kept.
+pub(crate) fn kubelet_status(
+    pod: &Pod,
+    current: &PodStatus,
+    ip: Ipv4Addr,
+    statuses: Vec<ContainerStatus>,
+) -> PodStatus {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut status = current.clone();
+    let running = statuses
+        .iter()
+        .any(|s| s.state.as_ref().is_some_and(|s| s.running.is_some()));
+    status.phase = Some(if running { "Running" } else { "Pending" }.into());
+    status.host_ip = Some("127.0.0.1".into());
+    status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP {
+        ip: "127.0.0.1".into(),
+    }]);
+    status.pod_ip = Some(ip.to_string());
+    status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+        ip: ip.to_string(),
+    }]);
+    status.start_time = Some(current.start_time.clone().unwrap_or_else(now));
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let containers_ready = unready.is_empty();
+    let unready_message = format!("containers with unready status: [{}]", unready.join(" "));
 
     let conditions = current.conditions.clone().unwrap_or_default();
     let gates_open = spec.readiness_gates.iter().flatten().all(|gate| {
@@ -328,10 +371,7 @@ fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
     });
     let mut conditions = conditions;
     let not_ready_because = if !containers_ready {
-        (
-            "ContainersNotReady",
-            "containers with unready status: [all]",
-        )
+        ("ContainersNotReady", unready_message.as_str())
     } else {
         (
             "ReadinessGatesNotReady",
@@ -347,6 +387,7 @@ fn desired_status(pod: &Pod, current: &PodStatus, ip: Ipv4Addr) -> PodStatus {
         set_condition(&mut conditions, type_, ready, not_ready_because);
     }
     status.conditions = Some(conditions);
+    status.container_statuses = Some(statuses);
     status
 }
 

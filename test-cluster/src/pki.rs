@@ -31,9 +31,10 @@ fn pki_error(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
 }
 
 impl Pki {
-    /// A fresh CA with a serving certificate for `127.0.0.1`, `localhost` and the in-cluster
-    /// names of the `kubernetes` Service (whose ClusterIP is `service_ip`).
-    pub fn generate(service_ip: std::net::IpAddr) -> Result<Pki, Error> {
+    /// A fresh CA with a serving certificate for `127.0.0.1`, `localhost`, the in-cluster
+    /// names of the `kubernetes` Service and `addresses` (its ClusterIP, the address pods reach
+    /// it at).
+    pub fn generate(addresses: &[std::net::IpAddr]) -> Result<Pki, Error> {
         let mut ca_params = CertificateParams::default();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![
@@ -60,7 +61,7 @@ impl Pki {
             .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
         serving_params
             .subject_alt_names
-            .push(SanType::IpAddress(service_ip));
+            .extend(addresses.iter().map(|ip| SanType::IpAddress(*ip)));
         serving_params
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");

@@ -17,6 +17,11 @@ struct Args {
     /// Where the API server writes its audit log (JSON lines, metadata level).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Run the pods' containers as local processes (the images the node knows: `nats`), each
+    /// pod in a network namespace of its own whose address is reachable from this machine.
+    /// Needs root (network and mount namespaces).
+    #[arg(long)]
+    run_pods: bool,
 }
 
 fn main() -> ExitCode {
@@ -24,6 +29,7 @@ fn main() -> ExitCode {
     let began = std::time::Instant::now();
     let control_plane = match ControlPlane::start(Options {
         audit_log: args.audit_log,
+        run_pods: args.run_pods,
         ..Options::default()
     }) {
         Ok(control_plane) => control_plane,

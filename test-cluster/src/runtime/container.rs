@@ -1,0 +1,297 @@
+//! One container as a local process: the images this node knows, the root it sees (the
+//! machine's `/usr`, a few `/etc` files and the pod's volumes at their mount paths, in a mount
+//! namespace of its own), and the probes a kubelet runs against it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// An image this node runs: the machine's executable standing in for the image's entrypoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The entrypoint's path inside the image (where the executable is bind-mounted).
+    pub entrypoint: String,
+    pub host_executable: PathBuf,
+    /// The image's `CMD`: the arguments when the container gives neither command nor args.
+    pub default_args: Vec<String>,
+}
+
+/// The images this node knows, by repository (any registry prefix and tag): `nats` is
+/// Debian's `nats-server`.
+pub fn known_image(image: &str) -> Option<Image> {
+    let without_tag = image.split('@').next().unwrap_or(image);
+    let repository = match without_tag.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => without_tag,
+    };
+    let name = repository
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("library/");
+    match name {
+        "nats" => Some(Image {
+            entrypoint: "/nats-server".into(),
+            host_executable: "/usr/sbin/nats-server".into(),
+            default_args: vec!["--config".into(), "nats-server.conf".into()],
+        }),
+        _ => None,
+    }
+}
+
+/// A directory prepared on the machine, mounted at `path` in the container.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub path: String,
+    pub read_only: bool,
+}
+
+/// How the container's process is started.
+pub struct Launch<'a> {
+    pub network_namespace: &'a str,
+    pub hostname: &'a str,
+    /// An empty directory on the machine that becomes the container's root.
+    pub root: &'a Path,
+    pub image: &'a Image,
+    pub mounts: &'a [Mount],
+    /// Files placed in the container's `/etc` (`hosts`, `resolv.conf`, …): name and content.
+    pub etc_files: &'a [(String, String)],
+    pub user: u32,
+    pub group: u32,
+    pub supplementary_group: Option<u32>,
+    pub env: &'a [(String, String)],
+    pub argv: &'a [String],
+    pub log: &'a Path,
+}
+
+/// POSIX shell quoting.
+pub fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The script that builds the container's root inside its new mount namespace and `exec`s the
+/// process in it, so the process is the one the agent started (its PID is the container's).
+pub fn setup_script(launch: &Launch) -> String {
+    let root = quote(&launch.root.display().to_string());
+    let mut lines = vec![
+        "set -e".to_string(),
+        format!("hostname {}", quote(launch.hostname)),
+        format!("mount -t tmpfs -o mode=755 rootfs {root}"),
+        format!("cd {root}"),
+        "mkdir usr etc proc dev tmp var run".into(),
+        "mount --rbind /usr usr && mount -o remount,bind,ro usr".into(),
+        "for d in bin sbin lib lib64; do [ -L /$d ] && ln -s \"$(readlink /$d)\" $d; done".into(),
+        "mount -t proc proc proc".into(),
+        "mount --rbind /dev dev".into(),
+        "mount -t tmpfs -o mode=1777 tmp tmp".into(),
+        "mkdir -p etc/ssl && mount --rbind /etc/ssl etc/ssl".into(),
+        "for f in passwd group nsswitch.conf; do [ -f /etc/$f ] && cp /etc/$f etc/$f; done".into(),
+    ];
+    for (name, content) in launch.etc_files {
+        lines.push(format!(
+            "printf '%s' {} > etc/{}",
+            quote(content),
+            quote(name)
+        ));
+    }
+    let entrypoint = format!(".{}", launch.image.entrypoint);
+    lines.push(format!(
+        "mkdir -p \"$(dirname {e})\" && touch {e} && mount --bind {} {e}",
+        quote(&launch.image.host_executable.display().to_string()),
+        e = quote(&entrypoint),
+    ));
+    let mut mounts: Vec<&Mount> = launch.mounts.iter().collect();
+    mounts.sort_by_key(|m| m.path.len());
+    for mount in mounts {
+        let target = quote(&format!(".{}", mount.path));
+        let source = quote(&mount.source.display().to_string());
+        lines.push(format!(
+            "mkdir -p {target} && mount --bind {source} {target}"
+        ));
+        if mount.read_only {
+            lines.push(format!("mount -o remount,bind,ro {target}"));
+        }
+    }
+    let groups = launch
+        .supplementary_group
+        .map(|g| format!("--groups={g}"))
+        .unwrap_or_else(|| "--clear-groups".into());
+    let argv: Vec<String> = launch.argv.iter().map(|a| quote(a)).collect();
+    lines.push("cd /".into());
+    lines.push(format!(
+        "exec chroot {root} /usr/bin/setpriv --reuid={} --regid={} {groups} --inh-caps=-all --bounding-set=-all -- {}",
+        launch.user,
+        launch.group,
+        argv.join(" ")
+    ));
+    lines.join("\n")
+}
+
+/// Starts the container's process: its PID is the container's main process.
+pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(launch.log)?;
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", launch.network_namespace])
+        .args([
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "--",
+        ])
+        .args(["/bin/sh", "-c", &setup_script(launch)])
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOSTNAME", launch.hostname)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    command.spawn()
+}
+
+/// Runs `argv` inside the running container `pid` (its namespaces, root and user): how
+/// `exec` probes and `preStop` hooks run.
+pub async fn exec_in(pid: u32, user: u32, group: u32, argv: &[String], timeout: Duration) -> bool {
+    let mut command = Command::new("nsenter");
+    command
+        .arg(format!("--target={pid}"))
+        .args(["--mount", "--uts", "--net", "--root", "--wd"])
+        .arg(format!("--setuid={user}"))
+        .arg(format!("--setgid={group}"))
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(timeout, command.status()).await {
+        Ok(Ok(status)) => status.success(),
+        _ => false,
+    }
+}
+
+/// The port a probe names: a number, or one of the container's named ports.
+fn probe_port(port: &IntOrString, container: &Container) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    }
+}
+
+/// One attempt of `probe` against the container at `address`, as the kubelet makes it:
+/// HTTP 200–399, a TCP connect, or an exec exiting 0, within `timeoutSeconds`.
+pub async fn run_probe(
+    probe: &Probe,
+    container: &Container,
+    address: std::net::Ipv4Addr,
+    process: Option<(u32, u32, u32)>,
+) -> bool {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    if let Some(http) = &probe.http_get {
+        let Some(port) = probe_port(&http.port, container) else {
+            return false;
+        };
+        let path = http.path.clone().unwrap_or_else(|| "/".into());
+        return tokio::time::timeout(timeout, http_get(address, port, &path))
+            .await
+            .unwrap_or(false);
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let Some(port) = probe_port(&tcp.port, container) else {
+            return false;
+        };
+        return matches!(
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((address, port))).await,
+            Ok(Ok(_))
+        );
+    }
+    if let (Some(exec), Some((pid, user, group))) = (&probe.exec, process) {
+        return exec_in(
+            pid,
+            user,
+            group,
+            exec.command.as_deref().unwrap_or_default(),
+            timeout,
+        )
+        .await;
+    }
+    false
+}
+
+async fn http_get(address: std::net::Ipv4Addr, port: u16, path: &str) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect((address, port)).await else {
+        return false;
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}:{port}\r\nUser-Agent: kube-probe/1.35\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 64];
+    let mut read = 0;
+    while read < 12 {
+        match stream.read(&mut head[read..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+    let status = std::str::from_utf8(&head[..read])
+        .ok()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse::<u16>().ok());
+    matches!(status, Some(200..=399))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_known_by_repository_whatever_the_registry_and_tag() {
+        for image in [
+            "nats",
+            "nats:2.10.24",
+            "docker.io/library/nats:2.10.24-alpine",
+            "nats@sha256:abc",
+        ] {
+            assert_eq!(
+                known_image(image).map(|i| i.entrypoint),
+                Some("/nats-server".to_string()),
+                "{image}"
+            );
+        }
+        assert_eq!(known_image("natsio/nats-box:0.14"), None);
+        assert_eq!(known_image("registry:5000/other"), None);
+    }
+
+    #[test]
+    fn quoting_survives_any_word() {
+        for word in ["plain", "it's", "$(VAR) `x` \"y\"", "", "a\nb"] {
+            let output = std::process::Command::new("/bin/sh")
+                .args(["-c", &format!("printf '%s' {}", quote(word))])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(output.stdout).unwrap(), word);
+        }
+    }
+}

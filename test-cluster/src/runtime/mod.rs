@@ -1,0 +1,140 @@
+//! The process runtime (`--run-pods`): the node agent runs each pod whose images it knows as
+//! local processes, each pod in a network namespace of its own, as a kubelet and a container
+//! runtime would, minus the images.
+
+mod container;
+mod dns;
+mod env;
+mod network;
+mod pod;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+use crate::Error;
+pub use network::PodNetwork;
+
+/// The pods this node runs, one worker task each.
+pub struct Runtime {
+    shared: Arc<pod::Shared>,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+struct Worker {
+    latest: watch::Sender<Option<Pod>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Runtime {
+    /// Runs pods on `network`; pods reach the API server (listening on loopback at `api_port`)
+    /// at the network's gateway, port 443, through a forwarder of the agent's own, as they would
+    /// reach the `kubernetes` Service through kube-proxy, and the cluster DNS (which reads
+    /// EndpointSlices with `dns_client`) at the gateway, port 53.
+    pub async fn new(
+        client: Client,
+        dns_client: Client,
+        network: PodNetwork,
+        state_dir: PathBuf,
+        api_port: u16,
+    ) -> Result<Runtime, Error> {
+        std::fs::create_dir_all(&state_dir).map_err(crate::io_error(format!(
+            "creating the pods' directory {}",
+            state_dir.display()
+        )))?;
+        let gateway = network.gateway();
+        let listener = tokio::net::TcpListener::bind((gateway, 443))
+            .await
+            .map_err(crate::io_error(format!(
+                "listening on {gateway}:443 for pods"
+            )))?;
+        tokio::spawn(forward(listener, api_port));
+        dns::serve(dns_client, gateway)
+            .await
+            .map_err(crate::io_error(format!(
+                "serving DNS on {gateway}:53 for pods"
+            )))?;
+        let api_env = vec![
+            ("KUBERNETES_SERVICE_HOST".to_string(), gateway.to_string()),
+            ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+            (
+                "KUBERNETES_SERVICE_PORT_HTTPS".to_string(),
+                "443".to_string(),
+            ),
+        ];
+        Ok(Runtime {
+            shared: Arc::new(pod::Shared {
+                client,
+                network,
+                state_dir,
+                api_env,
+            }),
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A new version of a pod bound to this node: starts its worker the first time.
+    pub fn observe(&self, pod: Pod) {
+        let uid = pod.uid().unwrap_or_default();
+        let mut workers = self.workers.lock().unwrap();
+        if let Some(worker) = workers.get(&uid) {
+            // A worker that finished (its pod deleted) needs no later version.
+            let _ = worker.latest.send(Some(pod));
+            return;
+        }
+        if matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        ) {
+            return;
+        }
+        let (latest, receiver) = watch::channel(Some(pod));
+        let task = tokio::spawn(pod::run(self.shared.clone(), receiver));
+        workers.insert(uid, Worker { latest, task });
+    }
+
+    /// The pod is gone from the API server: its worker stops what still runs.
+    pub fn forget(&self, pod: &Pod) {
+        let uid = pod.uid().unwrap_or_default();
+        if let Some(worker) = self.workers.lock().unwrap().remove(&uid) {
+            let _ = worker.latest.send(None);
+        }
+    }
+
+    /// The node stops: every pod's processes are killed and its namespace removed, as when a
+    /// machine goes down, before the control plane stops.
+    pub async fn shutdown(&self) {
+        let workers: Vec<Worker> = self
+            .workers
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for worker in &workers {
+            let _ = worker.latest.send(None);
+        }
+        for worker in workers {
+            let _ = worker.task.await;
+        }
+    }
+}
+
+/// Copies each connection from pods to the API server on loopback.
+async fn forward(listener: tokio::net::TcpListener, api_port: u16) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", api_port)).await
+            {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}

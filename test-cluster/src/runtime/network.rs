@@ -1,0 +1,143 @@
+//! Each pod's network identity: a network namespace whose `eth0` (one end of a veth pair) is on
+//! a bridge of the node's own, all inside this machine. The bridge holds the subnet's first
+//! address, so the machine's own processes (a test, a user's shell) reach every pod IP; nothing
+//! is routed anywhere else (no default route in the pods, no forwarding, no NAT).
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::Error;
+
+/// Pod subnets are `10.244.<index>.0/24`; each node agent takes the first free index.
+const SUBNET_BASE: [u8; 2] = [10, 244];
+
+/// The node's bridge and the pod addresses on it; dropping it removes the bridge.
+pub struct PodNetwork {
+    index: u8,
+    used: Mutex<Vec<bool>>,
+}
+
+/// One pod's namespace and address.
+#[derive(Debug, Clone)]
+pub struct PodInterface {
+    pub namespace: String,
+    pub address: Ipv4Addr,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running ip {}: {e}", args.join(" ")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn network_error(detail: String) -> Error {
+    Error::Network(detail)
+}
+
+impl PodNetwork {
+    /// Creates the bridge on the first free subnet.
+    pub fn create() -> Result<PodNetwork, Error> {
+        for index in 0..=255u8 {
+            let bridge = Self::bridge_name(index);
+            if ip(&["link", "add", &bridge, "type", "bridge"]).is_err() {
+                continue;
+            }
+            let network = PodNetwork {
+                index,
+                used: Mutex::new(vec![false; 256]),
+            };
+            let gateway = format!("{}/24", network.address(1));
+            ip(&["addr", "add", &gateway, "dev", &bridge]).map_err(network_error)?;
+            ip(&["link", "set", &bridge, "up"]).map_err(network_error)?;
+            return Ok(network);
+        }
+        Err(network_error(
+            "no free pod subnet: 256 bridges named mo-pods-* exist (left by killed test runs? `ip link del` them)".into(),
+        ))
+    }
+
+    fn bridge_name(index: u8) -> String {
+        format!("mo-pods-{index}")
+    }
+
+    fn address(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(SUBNET_BASE[0], SUBNET_BASE[1], self.index, host)
+    }
+
+    /// The bridge's address: the node's own address as pods see it.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.address(1)
+    }
+
+    /// A namespace with an address for a new pod.
+    pub fn attach(&self) -> Result<PodInterface, Error> {
+        let host = {
+            let mut used = self.used.lock().unwrap();
+            let host = (2..=254u8)
+                .find(|h| !used[usize::from(*h)])
+                .ok_or_else(|| network_error(format!("pod subnet {} is full", self.address(0))))?;
+            used[usize::from(host)] = true;
+            host
+        };
+        let interface = PodInterface {
+            namespace: format!("mo-{}-{host}", self.index),
+            address: self.address(host),
+        };
+        let outside = format!("mo-{}v{host}", self.index);
+        let ns = interface.namespace.as_str();
+        let cidr = format!("{}/24", interface.address);
+        let steps: [&[&str]; 6] = [
+            &["netns", "add", ns],
+            &[
+                "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+            &[
+                "link",
+                "set",
+                &outside,
+                "master",
+                &Self::bridge_name(self.index),
+                "up",
+            ],
+            &["-n", ns, "addr", "add", &cidr, "dev", "eth0"],
+            &["-n", ns, "link", "set", "eth0", "up"],
+            &["-n", ns, "link", "set", "lo", "up"],
+        ];
+        for step in steps {
+            if let Err(e) = ip(step) {
+                self.detach(&interface);
+                return Err(network_error(e));
+            }
+        }
+        Ok(interface)
+    }
+
+    /// Removes the pod's namespace (and with it its veth pair) and frees its address.
+    pub fn detach(&self, interface: &PodInterface) {
+        let _ = ip(&["netns", "del", &interface.namespace]);
+        let host = interface.address.octets()[3];
+        self.used.lock().unwrap()[usize::from(host)] = false;
+    }
+}
+
+impl Drop for PodNetwork {
+    /// Removes what pods still hold (their workers were stopped with the node) and the bridge.
+    fn drop(&mut self) {
+        let used = self.used.lock().unwrap().clone();
+        for host in (0..=255u8).filter(|h| used[usize::from(*h)]) {
+            let _ = ip(&["netns", "del", &format!("mo-{}-{host}", self.index)]);
+        }
+        let _ = ip(&["link", "del", &Self::bridge_name(self.index)]);
+    }
+}

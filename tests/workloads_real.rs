@@ -1,0 +1,369 @@
+//! The pods the operator renders run for real: on the real control plane whose node agent runs
+//! them as processes (`Options::run_pods`, `scripts/control-plane.sh --run-pods`), a Broker's
+//! StatefulSet pods are `nats-server`s started from the rendered `nats.conf`, Secret and
+//! environment, each in its own network namespace; a 3-replica Broker forms a route cluster
+//! through the cluster DNS, carries a message between replicas, and a killed server is restarted
+//! by the node while the Broker goes Degraded and back to Ready.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use test_cluster::{ControlPlane, Options};
+
+const NAMESPACE: &str = "meshery";
+
+/// A control plane running pods, the operator beside it, and the admin kubeconfig.
+struct Cluster {
+    control_plane: ControlPlane,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    operator: Child,
+    operator_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let binaries = test_cluster::ensure_built().expect("the control plane's binaries");
+        let control_plane = ControlPlane::start(Options {
+            binaries: Some(binaries.clone()),
+            run_pods: true,
+            ..Options::default()
+        })
+        .expect("the control plane starts with a node that runs pods");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        control_plane.write_kubeconfig(&kubeconfig).unwrap();
+        let kubectl = binaries.path("kubectl");
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        run(
+            &kubectl,
+            &kubeconfig,
+            &["apply", "-f", crds.to_str().unwrap()],
+        );
+        run(&kubectl, &kubeconfig, &["create", "namespace", NAMESPACE]);
+        let operator_log = dir.path().join("operator.log");
+        let operator = Command::new(env!("CARGO_BIN_EXE_meshery-operator"))
+            .args([
+                "run",
+                "--metrics-addr=127.0.0.1:0",
+                "--health-addr=127.0.0.1:0",
+                "--resync-seconds=5",
+                "--probe-grace-seconds=3",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&operator_log).unwrap())
+            .spawn()
+            .expect("the operator starts");
+        Cluster {
+            control_plane,
+            kubeconfig,
+            kubectl,
+            operator,
+            operator_log,
+            _dir: dir,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::try_from(self.control_plane.client_config().await.unwrap()).unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        run(&self.kubectl, &self.kubeconfig, args)
+    }
+
+    fn apply_broker(&self, size: u32) {
+        let broker = json!({
+            "apiVersion": "meshery.io/v1alpha1",
+            "kind": "Broker",
+            "metadata": {"name": "meshery-broker", "namespace": NAMESPACE},
+            "spec": {"size": size},
+        });
+        let file = self._dir.path().join("broker.json");
+        std::fs::write(&file, broker.to_string()).unwrap();
+        self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    /// `kubectl wait` for the Broker's condition, as a user checks it.
+    fn wait_broker(&self, condition: &str, timeout: Duration) {
+        self.kubectl(&[
+            "wait",
+            &format!("--for=condition={condition}"),
+            "broker/meshery-broker",
+            "-n",
+            NAMESPACE,
+            &format!("--timeout={}s", timeout.as_secs()),
+        ]);
+    }
+
+    async fn broker_pods(&self) -> Vec<Pod> {
+        let pods: Api<Pod> = Api::namespaced(self.client().await, NAMESPACE);
+        let mut list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=meshery-broker"))
+            .await
+            .unwrap()
+            .items;
+        list.sort_by_key(|p| p.name_any());
+        list
+    }
+
+    async fn token(&self) -> String {
+        let secrets: Api<Secret> = Api::namespaced(self.client().await, NAMESPACE);
+        let secret = secrets.get("meshery-broker-auth").await.unwrap();
+        String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.operator.kill();
+        let _ = self.operator.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "operator log:\n{}",
+                std::fs::read_to_string(&self.operator_log).unwrap_or_default()
+            );
+            for pod in std::fs::read_dir(self.control_plane.state_dir().join("pods"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for log in std::fs::read_dir(pod.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if log.path().extension().is_some_and(|e| e == "log") {
+                        eprintln!(
+                            "{}:\n{}",
+                            log.path().display(),
+                            std::fs::read_to_string(log.path()).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn run(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> String {
+    let output = Command::new(kubectl)
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn pod_ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .unwrap()
+        .pod_ip
+        .clone()
+        .expect("a pod IP")
+}
+
+/// GET of a nats-server monitoring endpoint at `ip:8222`.
+async fn monitor(ip: &str, path: &str) -> Value {
+    let mut stream = tokio::net::TcpStream::connect((ip, 8222)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+async fn connect(ip: &str, token: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_token(token.to_string())
+        .connection_timeout(Duration::from_secs(5))
+        .connect(format!("nats://{ip}:4222"))
+        .await
+        .unwrap_or_else(|e| panic!("a NATS client connects to the Broker pod at {ip}:4222: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_three_replica_broker_is_a_real_nats_route_cluster() {
+    let cluster = Cluster::start().await;
+    cluster.apply_broker(3);
+    cluster.wait_broker("Ready", Duration::from_secs(180));
+
+    let pods = cluster.broker_pods().await;
+    assert_eq!(pods.len(), 3);
+    let ips: Vec<String> = pods.iter().map(pod_ip).collect();
+    // Each replica routes to the two others, found through their DNS names.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for ip in &ips {
+        loop {
+            let routes = monitor(ip, "/routez").await;
+            let mut remotes: Vec<String> = routes["routes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["ip"].as_str().map(String::from))
+                .collect();
+            remotes.sort();
+            remotes.dedup();
+            let mut expected: Vec<String> = ips.iter().filter(|o| *o != ip).cloned().collect();
+            expected.sort();
+            if remotes == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ip}'s /routez shows routes to {remotes:?}, not to {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let varz = monitor(&ips[0], "/varz").await;
+    assert_eq!(varz["server_name"], pods[0].name_any());
+
+    // A message published on replica A reaches a subscriber on replica C, with the Broker's token.
+    let token = cluster.token().await;
+    let subscriber = connect(&ips[2], &token).await;
+    let mut messages = subscriber.subscribe("meshery.e2e").await.unwrap();
+    subscriber.flush().await.unwrap();
+    let publisher = connect(&ips[0], &token).await;
+    // Interest crosses the route asynchronously: publish until the first message arrives.
+    let received = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            publisher
+                .publish("meshery.e2e", "hello".into())
+                .await
+                .unwrap();
+            publisher.flush().await.unwrap();
+            if let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(500), messages.next()).await
+            {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("a message published on replica A reaches a subscriber on replica C");
+    assert_eq!(received.payload.as_ref(), b"hello");
+
+    // Without the token the pods turn a client away.
+    let refused = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .max_reconnects(Some(1))
+        .connect(format!("nats://{}:4222", ips[1]))
+        .await;
+    if let Ok(client) = refused {
+        assert!(
+            client.flush().await.is_err(),
+            "a client without the token is served"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_nats_server_is_restarted_and_the_broker_recovers() {
+    let cluster = Cluster::start().await;
+    cluster.apply_broker(1);
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    let pod = cluster.broker_pods().await.remove(0);
+    let status = pod.status.clone().unwrap();
+    let container = &status.container_statuses.unwrap()[0];
+    assert_eq!(container.restart_count, 0);
+    let pid = container
+        .container_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix("test-cluster://"))
+        .expect("the node reports the container's process as its ID");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "nats-server");
+
+    // Watch the Broker from before the kill: its Degraded spell may be short.
+    let brokers: Api<DynamicObject> = Api::namespaced_with(
+        cluster.client().await,
+        NAMESPACE,
+        &ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "meshery.io",
+            "v1alpha1",
+            "Broker",
+        )),
+    );
+    let mut phases = watcher(brokers, watcher::Config::default())
+        .applied_objects()
+        .map(|b| {
+            b.ok()
+                .and_then(|b| b.data["status"]["phase"].as_str().map(String::from))
+        })
+        .boxed();
+    assert_eq!(phases.next().await.flatten().as_deref(), Some("Ready"));
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(phase) = phases.next().await {
+            if let Some(phase) = phase.filter(|p| seen.last() != Some(p)) {
+                seen.push(phase);
+            }
+            if seen.ends_with(&["Degraded".to_string(), "Ready".to_string()]) {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the Broker went through {seen:?}, not Degraded and back to Ready"));
+
+    let pod = cluster.broker_pods().await.remove(0);
+    let status = pod.status.clone().unwrap();
+    let container = &status.container_statuses.unwrap()[0];
+    assert_eq!(container.restart_count, 1);
+    assert_eq!(
+        container
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code),
+        Some(137),
+        "the last state records the SIGKILL"
+    );
+    let client = connect(&pod_ip(&pod), &cluster.token().await).await;
+    client.flush().await.unwrap();
+
+    // Deleting the pod stops its server (preStop, then SIGTERM) and the StatefulSet's new pod runs.
+    let old_pid = container
+        .container_id
+        .as_deref()
+        .and_then(|id| id.strip_prefix("test-cluster://"))
+        .unwrap()
+        .to_string();
+    cluster.kubectl(&["delete", "pod", "-n", NAMESPACE, &pod.name_any()]);
+    assert!(
+        !Path::new(&format!("/proc/{old_pid}")).exists(),
+        "the deleted pod's nats-server still runs"
+    );
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, NAMESPACE);
+    let replacement = pods.get(&pod.name_any()).await.unwrap();
+    assert_ne!(replacement.uid(), pod.uid());
+}
