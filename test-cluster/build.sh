@@ -11,6 +11,9 @@ HELM_VERSION=v4.3.2
 # What Meshery users run beside the operator: the Go Meshery Operator (the migration tests). The
 # version is the wrapper module's require in go/meshery-operator.
 GO_OPERATOR_VERSION=v1.0.5
+# MeshSync, which the operator deploys and the node agent runs (`--run-pods`). The version is the
+# wrapper module's require in go/meshsync: v1.0.0 is the newest release the module proxy serves.
+MESHSYNC_VERSION=v1.0.0
 
 cache="${MESHERY_TEST_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshery-operator-test-cluster}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
@@ -73,12 +76,20 @@ build_go_operator() {
         chmod 644 "$out"/crds/*.yaml)
 }
 
+# Named as its image's entrypoint (`/meshery-meshsync`), with its version stamped as the release's
+# Dockerfile does.
+build_meshsync() {
+    (cd go/meshsync && go build -o "$out/meshery-meshsync" \
+        -ldflags "-s -w -X main.version=$MESHSYNC_VERSION" github.com/meshery/meshsync)
+}
+
 mkdir -p "$cache/bin"
 build_into "$cache/kubernetes-$KUBERNETES_VERSION" build_kubernetes
 build_into "$cache/kubectl-$KUBERNETES_VERSION" build_kubectl
 build_into "$cache/etcd-$ETCD_VERSION" build_etcd
 build_into "$cache/helm-$HELM_VERSION" build_helm
 build_into "$cache/meshery-operator-go-$GO_OPERATOR_VERSION" build_go_operator
+build_into "$cache/meshsync-$MESHSYNC_VERSION" build_meshsync
 
 # One directory of links to the pinned versions, so callers need a single path.
 for bin in kube-apiserver kube-controller-manager kube-scheduler; do
@@ -88,4 +99,6 @@ ln -sfn "../kubectl-$KUBERNETES_VERSION/kubectl" "$cache/bin/kubectl"
 ln -sfn "../etcd-$ETCD_VERSION/etcd" "$cache/bin/etcd"
 ln -sfn "../helm-$HELM_VERSION/helm" "$cache/bin/helm"
 ln -sfn "../meshery-operator-go-$GO_OPERATOR_VERSION/meshery-operator-go" "$cache/bin/meshery-operator-go"
+# Per tag: the node agent runs `meshery/meshsync:<tag>` as `meshery-meshsync-<tag>`.
+ln -sfn "../meshsync-$MESHSYNC_VERSION/meshery-meshsync" "$cache/bin/meshery-meshsync-$MESHSYNC_VERSION"
 echo "$cache/bin"

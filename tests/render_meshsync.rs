@@ -8,7 +8,7 @@ use meshery_operator::api::watch_list::WatchList;
 use meshery_operator::object::Object;
 use meshery_operator::render::labels::CONFIG_CHECKSUM_ANNOTATION;
 use meshery_operator::render::{
-    BrokerCredential, MeshSyncInputs, desired_meshsync, meshsync_cluster_rbac_name,
+    BrokerCredential, MeshSyncInputs, MeshSyncRelease, desired_meshsync, meshsync_cluster_rbac_name,
 };
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
@@ -283,6 +283,19 @@ fn the_deployment_runs_meshsync_with_its_identity_and_watch_list() {
             &json!({"name": "watch-list", "mountPath": "/etc/meshsync", "readOnly": true})
         )
     );
+    // MeshSync creates ~/.meshery at start-up and exits when it cannot: the root is read-only.
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "meshery-home", "mountPath": "/home/nonroot/.meshery"}))
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "meshery-home", "emptyDir": {}}))
+    );
     assert_eq!(
         container["livenessProbe"]["httpGet"],
         json!({"path": "/healthz", "port": 11000})
@@ -323,6 +336,44 @@ fn the_broker_url_splices_the_token_from_the_brokers_secret() {
         ["NATS_TOKEN", "BROKER_URL"],
         "the kubelet expands $(NATS_TOKEN) only from earlier entries"
     );
+}
+
+#[test]
+fn releases_before_1_0_1_get_a_url_their_start_up_check_can_read_and_no_health_probes() {
+    // MeshSync v1.0.0 polls `http://<everything before the first ':'>:8222/connz` before it
+    // connects: `nats://…` made that `http://nats:8222/connz`, which never answers.
+    let mut old = default_meshsync();
+    old.spec.version = Some("v1.0.0".into());
+    let container = container(&render(&old));
+    assert_eq!(
+        env(&container, "BROKER_URL").unwrap()["value"],
+        "$(NATS_TOKEN)@meshery-broker.meshery.svc.cluster.local:4222"
+    );
+    for absent in ["livenessProbe", "readinessProbe", "ports"] {
+        assert_eq!(
+            container.get(absent),
+            None,
+            "{absent} on a release without a health server"
+        );
+    }
+    for (version, current) in [
+        ("v1.0.1", true),
+        ("v1.0.3", true),
+        ("v1.1.0", true),
+        ("v2.0.0-rc.1", true),
+        ("v0.8.11", false),
+        ("v1.0.0-beta", false),
+        ("edge-latest", true),
+    ] {
+        assert_eq!(
+            MeshSyncRelease::of(version),
+            MeshSyncRelease {
+                serves_health: current,
+                reads_url_scheme: current
+            },
+            "{version}"
+        );
+    }
 }
 
 #[test]

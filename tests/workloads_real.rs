@@ -3,7 +3,9 @@
 //! StatefulSet pods are `nats-server`s started from the rendered `nats.conf`, Secret and
 //! environment, each in its own network namespace; a 3-replica Broker forms a route cluster
 //! through the cluster DNS, carries a message between replicas, and a killed server is restarted
-//! by the node while the Broker goes Degraded and back to Ready.
+//! by the node while the Broker goes Degraded and back to Ready. The seed MeshSync runs the real
+//! MeshSync (v1.0.0, built from its Go module) as its ServiceAccount, and a subscriber standing in
+//! for Meshery Server receives its events for a Deployment created and deleted in the cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,6 +81,21 @@ impl Cluster {
 
     fn kubectl(&self, args: &[&str]) -> String {
         run(&self.kubectl, &self.kubeconfig, args)
+    }
+
+    /// Applies an example CR from `examples/`, with `spec` fields overridden.
+    fn apply_example(&self, file: &str, overrides: Value) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(file);
+        let mut object: Value =
+            serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (field, value) in overrides.as_object().unwrap() {
+            object["spec"][field] = value.clone();
+        }
+        let file = self._dir.path().join(file);
+        std::fs::write(&file, object.to_string()).unwrap();
+        self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     }
 
     fn apply_broker(&self, size: u32) {
@@ -366,4 +383,103 @@ async fn a_killed_nats_server_is_restarted_and_the_broker_recovers() {
     let pods: Api<Pod> = Api::namespaced(cluster.client().await, NAMESPACE);
     let replacement = pods.get(&pod.name_any()).await.unwrap();
     assert_ne!(replacement.uid(), pod.uid());
+}
+
+/// The MeshSync release the node runs (test-cluster/build.sh): the newest the module proxy serves.
+const MESHSYNC_RELEASE: &str = "v1.0.0";
+
+/// One MeshSync event for `kind` `name`, as Meshery Server reads it off the broker.
+async fn event_for(
+    messages: &mut async_nats::Subscriber,
+    kind: &str,
+    name: &str,
+    event: &str,
+    timeout: Duration,
+) -> Value {
+    let wanted = format!("\"name\":\"{name}\"");
+    tokio::time::timeout(timeout, async {
+        while let Some(message) = messages.next().await {
+            let text = String::from_utf8_lossy(&message.payload);
+            if !text.contains(&wanted) {
+                continue;
+            }
+            let envelope: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if envelope["EventType"] == event && envelope["Object"]["kind"].as_str() == Some(kind) {
+                return envelope;
+            }
+        }
+        panic!("the subscription ended");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {event} event for {kind} {name} within {timeout:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
+    let cluster = Cluster::start().await;
+    cluster.apply_example("meshery-broker.yaml", json!({}));
+    cluster.apply_example(
+        "meshery-meshsync.yaml",
+        json!({"version": MESHSYNC_RELEASE}),
+    );
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "meshsync/meshery-meshsync",
+        "-n",
+        NAMESPACE,
+        "--timeout=180s",
+    ]);
+
+    // Meshery Server's side: a client of the Broker, with its token, on MeshSync's subject.
+    let broker = cluster.broker_pods().await.remove(0);
+    let client = connect(&pod_ip(&broker), &cluster.token().await).await;
+    let mut messages = client.subscribe("meshery.meshsync.core").await.unwrap();
+    client.flush().await.unwrap();
+
+    // MeshSync is connected as itself and listens for Meshery Server's requests.
+    let connz = monitor(&pod_ip(&broker), "/connz?subs=1").await;
+    let meshsync = connz["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "meshsync")
+        .unwrap_or_else(|| panic!("no connection named meshsync in {connz}"));
+    assert!(
+        meshsync["subscriptions_list"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("meshery.meshsync.request")),
+        "{meshsync}"
+    );
+
+    cluster.kubectl(&["create", "namespace", "watched"]);
+    cluster.kubectl(&[
+        "create",
+        "deployment",
+        "e2e-watched",
+        "-n",
+        "watched",
+        "--image=nats:2.10.24-alpine",
+    ]);
+    let added = event_for(
+        &mut messages,
+        "Deployment",
+        "e2e-watched",
+        "ADDED",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(added["ObjectType"], "meshsync-data");
+
+    cluster.kubectl(&["delete", "deployment", "e2e-watched", "-n", "watched"]);
+    event_for(
+        &mut messages,
+        "Deployment",
+        "e2e-watched",
+        "DELETED",
+        Duration::from_secs(30),
+    )
+    .await;
 }

@@ -45,8 +45,50 @@ pub const MESHSYNC_CRD_NAME: &str = "meshsyncs.meshery.io";
 /// The UID MeshSync runs as: the distroless `nonroot` user its image is built for.
 const MESHSYNC_UID: i64 = 65532;
 
+/// What a MeshSync release expects of the Deployment it runs in, where releases differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeshSyncRelease {
+    /// It serves `/healthz` and `/readyz` on [`MESHSYNC_HEALTH_PORT`] (v1.0.1 and later): the
+    /// probes point there. Earlier releases serve nothing, so HTTP probes would restart them.
+    pub serves_health: bool,
+    /// Its start-up check finds the broker's host in a `scheme://` URL (v1.0.1 and later).
+    /// Earlier releases take everything before the first `:` as the host, so `nats://…` gave
+    /// `nats` and the check never passed: they get the URL without its scheme
+    /// (`<userinfo>@host:port`), which their NATS client reads as `nats://` all the same.
+    pub reads_url_scheme: bool,
+}
+
+impl MeshSyncRelease {
+    /// The release of image tag `version`: `vMAJOR.MINOR.PATCH` (a `-suffix` ignored); any tag
+    /// that is not such a version is taken for a current release.
+    pub fn of(version: &str) -> MeshSyncRelease {
+        let numbers: Option<Vec<u64>> = version
+            .trim_start_matches('v')
+            .split(['-', '+'])
+            .next()
+            .map(|core| {
+                core.split('.')
+                    .map(|n| n.parse().ok())
+                    .collect::<Option<_>>()
+            })
+            .unwrap_or_default();
+        let current = match numbers.as_deref() {
+            Some([major, minor, patch]) => (*major, *minor, *patch) >= (1, 0, 1),
+            _ => true,
+        };
+        MeshSyncRelease {
+            serves_health: current,
+            reads_url_scheme: current,
+        }
+    }
+}
+
 const WATCH_LIST_VOLUME: &str = "watch-list";
 const TMP_VOLUME: &str = "tmp";
+const HOME_VOLUME: &str = "meshery-home";
+/// Where MeshSync keeps its configuration: `~/.meshery` of the image's `nonroot` user. It creates
+/// the directory at start-up and exits when it cannot (the root filesystem is read-only).
+const MESHERY_HOME_DIR: &str = "/home/nonroot/.meshery";
 
 /// The name of MeshSync's ClusterRole and ClusterRoleBinding: `meshery-meshsync-<namespace>-<name>`,
 /// unique across the cluster because MeshSyncs in different namespaces may share a name.
@@ -142,6 +184,13 @@ fn deployment(
 ) -> Deployment {
     let spec = &meshsync.spec;
     let broker = &inputs.broker;
+    let version = spec.version.as_deref().unwrap_or(&inputs.default_version);
+    let release = MeshSyncRelease::of(version);
+    let scheme = if release.reads_url_scheme {
+        format!("{}://", broker.scheme)
+    } else {
+        String::new()
+    };
     let mut env = Vec::new();
     let credential_secret = match &broker.credential {
         BrokerCredential::None => None,
@@ -153,12 +202,9 @@ fn deployment(
     let broker_url = match &credential_secret {
         Some((secret, key)) => {
             env.push(env_from_secret(BROKER_TOKEN_ENV, secret, key));
-            format!(
-                "{}://$({BROKER_TOKEN_ENV})@{}",
-                broker.scheme, broker.address
-            )
+            format!("{scheme}$({BROKER_TOKEN_ENV})@{}", broker.address)
         }
-        None => format!("{}://{}", broker.scheme, broker.address),
+        None => format!("{scheme}{}", broker.address),
     };
     env.push(env_value(BROKER_URL_ENV, broker_url));
 
@@ -166,26 +212,32 @@ fn deployment(
         name: "meshsync".to_string(),
         image: Some(image_reference(
             spec.image.as_deref().unwrap_or(DEFAULT_MESHSYNC_IMAGE),
-            spec.version.as_deref().unwrap_or(&inputs.default_version),
+            version,
         )),
         env: Some(env),
-        ports: Some(vec![container_port("health", MESHSYNC_HEALTH_PORT)]),
-        liveness_probe: Some(http_probe(
-            "/healthz",
-            MESHSYNC_HEALTH_PORT,
-            ProbeTiming {
-                period_seconds: 20,
-                failure_threshold: 3,
-            },
-        )),
-        readiness_probe: Some(http_probe(
-            "/readyz",
-            MESHSYNC_HEALTH_PORT,
-            ProbeTiming {
-                period_seconds: 10,
-                failure_threshold: 3,
-            },
-        )),
+        ports: release
+            .serves_health
+            .then(|| vec![container_port("health", MESHSYNC_HEALTH_PORT)]),
+        liveness_probe: release.serves_health.then(|| {
+            http_probe(
+                "/healthz",
+                MESHSYNC_HEALTH_PORT,
+                ProbeTiming {
+                    period_seconds: 20,
+                    failure_threshold: 3,
+                },
+            )
+        }),
+        readiness_probe: release.serves_health.then(|| {
+            http_probe(
+                "/readyz",
+                MESHSYNC_HEALTH_PORT,
+                ProbeTiming {
+                    period_seconds: 10,
+                    failure_threshold: 3,
+                },
+            )
+        }),
         resources: Some(resources_or(
             spec.resources.as_ref(),
             ("100m", "128Mi"),
@@ -196,6 +248,7 @@ fn deployment(
             mount(WATCH_LIST_VOLUME, WATCH_LIST_DIR, true),
             // The root filesystem is read-only; scratch space for anything MeshSync writes.
             mount(TMP_VOLUME, "/tmp", false),
+            mount(HOME_VOLUME, MESHERY_HOME_DIR, false),
         ]),
         ..Container::default()
     };
@@ -216,6 +269,7 @@ fn deployment(
                                 &format!("{}-watch-list", owner.name),
                             ),
                             empty_dir_volume(TMP_VOLUME),
+                            empty_dir_volume(HOME_VOLUME),
                         ]),
                         security_context: Some(pod_security_context(MESHSYNC_UID)),
                         ..PodSpec::default()

@@ -16,8 +16,8 @@ pub use broker::{
 };
 pub use meshsync::{
     BROKER_AUTH_KEY, BROKER_TOKEN_ENV, BROKER_URL_ENV, DEFAULT_MESHSYNC_IMAGE,
-    DEFAULT_MESHSYNC_VERSION, MESHSYNC_CRD_NAME, MESHSYNC_HEALTH_PORT, WATCH_LIST_DIR,
-    desired_meshsync, meshsync_cluster_rbac_name,
+    DEFAULT_MESHSYNC_VERSION, MESHSYNC_CRD_NAME, MESHSYNC_HEALTH_PORT, MeshSyncRelease,
+    WATCH_LIST_DIR, desired_meshsync, meshsync_cluster_rbac_name,
 };
 
 /// What a Broker's rendering needs beyond its spec.

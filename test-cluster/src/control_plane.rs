@@ -525,6 +525,7 @@ async fn start(
                 client.clone(),
                 network,
                 state.join("pods"),
+                binaries.dir.clone(),
                 api_port,
             )
             .await?,

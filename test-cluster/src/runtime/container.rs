@@ -19,15 +19,42 @@ pub struct Image {
     pub host_executable: PathBuf,
     /// The image's `CMD`: the arguments when the container gives neither command nor args.
     pub default_args: Vec<String>,
+    /// The image's own `/etc` files (its users and groups): name and content.
+    pub etc: Vec<(String, String)>,
+    /// Directories the image has, with their owner's UID (and GID).
+    pub dirs: Vec<(String, u32)>,
 }
 
-/// The images this node knows, by repository (any registry prefix and tag): `nats` is
-/// Debian's `nats-server`.
-pub fn known_image(image: &str) -> Option<Image> {
-    let without_tag = image.split('@').next().unwrap_or(image);
-    let repository = match without_tag.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') => repository,
-        _ => without_tag,
+/// The users and groups of a distroless image (MeshSync's base): its programs look their user up.
+fn distroless_etc() -> Vec<(String, String)> {
+    vec![
+        (
+            "passwd".into(),
+            "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n".into(),
+        ),
+        (
+            "group".into(),
+            "root:x:0:\nnobody:x:65534:\ntty:x:5:\nstaff:x:50:\nnonroot:x:65532:\n".into(),
+        ),
+    ]
+}
+
+/// Why the node cannot run an image (the kubelet's `ErrImagePull`).
+pub fn unknown_image(image: &str) -> String {
+    format!(
+        "this node runs only the images it has executables for (nats with any tag: Debian's \
+         nats-server; meshery/meshsync with the tags test-cluster/build.sh built); {image} is not one"
+    )
+}
+
+/// The images this node knows, by repository (any registry prefix): `nats` with any tag is
+/// Debian's `nats-server`; `meshery/meshsync:<tag>` is the MeshSync release `<tag>` that
+/// `build.sh` built into `binaries` (as `meshery-meshsync-<tag>`), and no other tag.
+pub fn known_image(image: &str, binaries: &Path) -> Option<Image> {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let (repository, tag) = match without_digest.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag)),
+        _ => (without_digest, None),
     };
     let name = repository
         .trim_start_matches("docker.io/")
@@ -37,7 +64,20 @@ pub fn known_image(image: &str) -> Option<Image> {
             entrypoint: "/nats-server".into(),
             host_executable: "/usr/sbin/nats-server".into(),
             default_args: vec!["--config".into(), "nats-server.conf".into()],
+            // A scratch image: no /etc of its own.
+            etc: Vec::new(),
+            dirs: Vec::new(),
         }),
+        "meshery/meshsync" => {
+            let executable = binaries.join(format!("meshery-meshsync-{}", tag?));
+            executable.is_file().then(|| Image {
+                entrypoint: "/meshery-meshsync".into(),
+                host_executable: executable,
+                default_args: Vec::new(),
+                etc: distroless_etc(),
+                dirs: vec![("/home/nonroot".into(), 65532)],
+            })
+        }
         _ => None,
     }
 }
@@ -63,6 +103,8 @@ pub struct Launch<'a> {
     pub user: u32,
     pub group: u32,
     pub supplementary_group: Option<u32>,
+    /// `securityContext.readOnlyRootFilesystem`: only the volumes are writable.
+    pub read_only_root: bool,
     pub env: &'a [(String, String)],
     pub argv: &'a [String],
     pub log: &'a Path,
@@ -87,16 +129,19 @@ pub fn setup_script(launch: &Launch) -> String {
         "for d in bin sbin lib lib64; do [ -L /$d ] && ln -s \"$(readlink /$d)\" $d; done".into(),
         "mount -t proc proc proc".into(),
         "mount --rbind /dev dev".into(),
-        "mount -t tmpfs -o mode=1777 tmp tmp".into(),
+        "chmod 1777 tmp".into(),
         "mkdir -p etc/ssl && mount --rbind /etc/ssl etc/ssl".into(),
-        "for f in passwd group nsswitch.conf; do [ -f /etc/$f ] && cp /etc/$f etc/$f; done".into(),
     ];
-    for (name, content) in launch.etc_files {
+    for (name, content) in launch.image.etc.iter().chain(launch.etc_files) {
         lines.push(format!(
             "printf '%s' {} > etc/{}",
             quote(content),
             quote(name)
         ));
+    }
+    for (dir, owner) in &launch.image.dirs {
+        let dir = quote(&format!(".{dir}"));
+        lines.push(format!("mkdir -p {dir} && chown {owner}:{owner} {dir}"));
     }
     let entrypoint = format!(".{}", launch.image.entrypoint);
     lines.push(format!(
@@ -121,6 +166,9 @@ pub fn setup_script(launch: &Launch) -> String {
         .map(|g| format!("--groups={g}"))
         .unwrap_or_else(|| "--clear-groups".into());
     let argv: Vec<String> = launch.argv.iter().map(|a| quote(a)).collect();
+    if launch.read_only_root {
+        lines.push(format!("mount -o remount,ro {root}"));
+    }
     lines.push("cd /".into());
     lines.push(format!(
         "exec chroot {root} /usr/bin/setpriv --reuid={} --regid={} {groups} --inh-caps=-all --bounding-set=-all -- {}",
@@ -267,21 +315,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_are_known_by_repository_whatever_the_registry_and_tag() {
+    fn images_are_known_by_repository_and_meshsync_by_its_built_tags() {
+        let binaries = tempfile::tempdir().unwrap();
+        std::fs::write(binaries.path().join("meshery-meshsync-v1.0.0"), "").unwrap();
+        let known = |image: &str| known_image(image, binaries.path()).map(|i| i.entrypoint);
         for image in [
             "nats",
             "nats:2.10.24",
             "docker.io/library/nats:2.10.24-alpine",
             "nats@sha256:abc",
         ] {
-            assert_eq!(
-                known_image(image).map(|i| i.entrypoint),
-                Some("/nats-server".to_string()),
-                "{image}"
-            );
+            assert_eq!(known(image), Some("/nats-server".to_string()), "{image}");
         }
-        assert_eq!(known_image("natsio/nats-box:0.14"), None);
-        assert_eq!(known_image("registry:5000/other"), None);
+        assert_eq!(
+            known("docker.io/meshery/meshsync:v1.0.0"),
+            Some("/meshery-meshsync".to_string())
+        );
+        assert_eq!(known("meshery/meshsync:v1.0.3"), None);
+        assert_eq!(known("meshery/meshsync"), None);
+        assert_eq!(known("natsio/nats-box:0.14"), None);
+        assert_eq!(known("registry:5000/other"), None);
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn value_from(var: &EnvVar, facts: &PodFacts, objects: &dyn Objects) -> Result<S
 }
 
 /// The downward API's `fieldRef` paths a kubelet resolves for env.
-fn field_value(path: &str, facts: &PodFacts) -> Option<String> {
+pub fn field_value(path: &str, facts: &PodFacts) -> Option<String> {
     let meta = &facts.pod.metadata;
     let spec = facts.pod.spec.as_ref();
     let subscript = |prefix: &str| {

@@ -7,6 +7,7 @@ mod dns;
 mod env;
 mod network;
 mod pod;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ impl Runtime {
         dns_client: Client,
         network: PodNetwork,
         state_dir: PathBuf,
+        binaries: PathBuf,
         api_port: u16,
     ) -> Result<Runtime, Error> {
         std::fs::create_dir_all(&state_dir).map_err(crate::io_error(format!(
@@ -71,6 +73,7 @@ impl Runtime {
                 client,
                 network,
                 state_dir,
+                binaries,
                 api_env,
             }),
             workers: Mutex::new(HashMap::new()),

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, KeyToPath, Pod, Probe, Secret,
+    ContainerStateWaiting, ContainerStatus, Pod, Probe, Secret, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::process::Child;
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 use super::container::{self, Image, Launch, Mount};
 use super::env::{self, Objects, PodFacts};
 use super::network::{PodInterface, PodNetwork};
+use super::volumes::{self, Contents};
 
 /// How often the worker looks at its processes and probes.
 const TICK: Duration = Duration::from_millis(250);
@@ -38,6 +40,8 @@ pub struct Shared {
     pub client: Client,
     pub network: PodNetwork,
     pub state_dir: PathBuf,
+    /// The Go binaries' directory, where the images' executables are (see `known_image`).
+    pub binaries: PathBuf,
     /// `KUBERNETES_SERVICE_HOST` / `_PORT` as pods see the API server.
     pub api_env: Vec<(String, String)>,
 }
@@ -47,6 +51,8 @@ pub struct Shared {
 struct Fetched {
     config_maps: BTreeMap<String, Option<BTreeMap<String, String>>>,
     secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    /// Bound service-account tokens for projected volumes, by [`volumes::token_key`].
+    tokens: BTreeMap<String, String>,
 }
 
 impl Objects for Fetched {
@@ -81,6 +87,14 @@ async fn fetch(client: &Client, pod: &Pod) -> Result<Fetched, kube::Error> {
     for volume in spec.volumes.iter().flatten() {
         config_map_names.extend(volume.config_map.iter().map(|c| c.name.clone()));
         secret_names.extend(volume.secret.iter().filter_map(|s| s.secret_name.clone()));
+        for source in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            config_map_names.extend(source.config_map.iter().map(|c| c.name.clone()));
+            secret_names.extend(source.secret.iter().map(|s| s.name.clone()));
+        }
     }
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -99,71 +113,52 @@ async fn fetch(client: &Client, pod: &Pod) -> Result<Fetched, kube::Error> {
         }
         fetched.secrets.insert(name, data);
     }
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
+    let account = spec.service_account_name.as_deref().unwrap_or("default");
+    for (key, audience, expiration_seconds) in volumes::token_requests(pod) {
+        // Bound to the pod, as the kubelet asks for it (the node may ask only for its own pods).
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audience.into_iter().collect(),
+                expiration_seconds,
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone(),
+                }),
+            },
+            ..TokenRequest::default()
+        };
+        let answered: TokenRequest = accounts
+            .create_subresource("token", account, &PostParams::default(), &request)
+            .await?;
+        let token = answered.status.map(|s| s.token).unwrap_or_default();
+        fetched.tokens.insert(key, token);
+    }
     Ok(fetched)
 }
 
-/// Writes the pod's volumes under `dir` (one directory each) as the kubelet would lay them out:
-/// a file per key (or per `items` entry), emptyDirs writable by anyone.
-fn materialise_volumes(pod: &Pod, fetched: &Fetched, dir: &Path) -> Result<(), String> {
-    let spec = pod.spec.clone().unwrap_or_default();
+/// Writes the pod's volumes under `dir` (one directory each) as the kubelet would lay them out.
+fn materialise_volumes(facts: &PodFacts, fetched: &Fetched, dir: &Path) -> Result<(), String> {
+    let spec = facts.pod.spec.clone().unwrap_or_default();
     for volume in spec.volumes.iter().flatten() {
         let target = dir.join(&volume.name);
         std::fs::create_dir_all(&target).map_err(|e| format!("volume {}: {e}", volume.name))?;
-        let (data, items, optional, kind, object) = if let Some(source) = &volume.config_map {
-            (
-                fetched.config_map(&source.name),
-                source.items.clone(),
-                source.optional.unwrap_or(false),
-                "ConfigMap",
-                source.name.clone(),
-            )
-        } else if let Some(source) = &volume.secret {
-            let name = source.secret_name.clone().unwrap_or_default();
-            (
-                fetched.secret(&name),
-                source.items.clone(),
-                source.optional.unwrap_or(false),
-                "Secret",
-                name,
-            )
-        } else if volume.empty_dir.is_some() {
-            set_mode(&target, 0o777)?;
-            continue;
-        } else {
-            return Err(format!(
-                "volume {}: only configMap, secret and emptyDir volumes run on this node",
-                volume.name
-            ));
-        };
-        let Some(data) = data else {
-            if optional {
-                continue;
+        match volumes::contents(volume, facts, fetched, &fetched.tokens)? {
+            Contents::Scratch => set_mode(&target, 0o777)?,
+            Contents::Files(files) => {
+                for (relative, content, mode) in files {
+                    let path = target.join(&relative);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| format!("volume {}: {e}", volume.name))?;
+                    }
+                    std::fs::write(&path, content)
+                        .map_err(|e| format!("volume {}: {e}", volume.name))?;
+                    set_mode(&path, mode)?;
+                }
             }
-            return Err(format!("volume {}: {kind} {object} not found", volume.name));
-        };
-        let files: Vec<KeyToPath> = items.unwrap_or_else(|| {
-            data.keys()
-                .map(|key| KeyToPath {
-                    key: key.clone(),
-                    path: key.clone(),
-                    mode: None,
-                })
-                .collect()
-        });
-        for file in files {
-            let Some(content) = data.get(&file.key) else {
-                return Err(format!(
-                    "volume {}: key {} not in {kind} {object}",
-                    volume.name, file.key
-                ));
-            };
-            let path = target.join(&file.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("volume {}: {e}", volume.name))?;
-            }
-            std::fs::write(&path, content).map_err(|e| format!("volume {}: {e}", volume.name))?;
-            set_mode(&path, 0o644)?;
         }
     }
     Ok(())
@@ -224,16 +219,14 @@ struct Run {
 }
 
 impl Run {
-    fn new(spec: Container) -> Run {
-        let image = container::known_image(spec.image.as_deref().unwrap_or_default());
+    fn new(spec: Container, binaries: &Path) -> Run {
+        let reference = spec.image.as_deref().unwrap_or_default();
+        let image = container::known_image(reference, binaries);
         let waiting = match &image {
             Some(_) => ("ContainerCreating".to_string(), String::new()),
             None => (
                 "ErrImagePull".to_string(),
-                format!(
-                    "this node runs only the images it knows (nats); {} is not one",
-                    spec.image.as_deref().unwrap_or_default()
-                ),
+                container::unknown_image(reference),
             ),
         };
         Run {
@@ -390,7 +383,7 @@ pub async fn run(shared: Arc<Shared>, mut latest: watch::Receiver<Option<Pod>>) 
             .spec
             .iter()
             .flat_map(|s| s.containers.iter().cloned())
-            .map(Run::new)
+            .map(|c| Run::new(c, &shared.binaries))
             .collect(),
         volumes_ready: false,
         reported: None,
@@ -449,20 +442,20 @@ impl Worker {
             }
         };
         let volumes = self.dir.join("volumes");
-        if !self.volumes_ready {
-            if let Err(e) = materialise_volumes(pod, &fetched, &volumes) {
-                self.runs[index].waiting = Some(("CreateContainerConfigError".into(), e));
-                return;
-            }
-            self.volumes_ready = true;
-        }
-        let run = &mut self.runs[index];
         let address = self.interface.address.to_string();
         let facts = PodFacts {
             pod,
             pod_ip: &address,
             host_ip: "127.0.0.1",
         };
+        if !self.volumes_ready {
+            if let Err(e) = materialise_volumes(&facts, &fetched, &volumes) {
+                self.runs[index].waiting = Some(("CreateContainerConfigError".into(), e));
+                return;
+            }
+            self.volumes_ready = true;
+        }
+        let run = &mut self.runs[index];
         let env = match env::resolve_env(&run.spec, &facts, &fetched, &self.shared.api_env) {
             Ok(env) => env,
             Err(e) => {
@@ -521,6 +514,12 @@ impl Worker {
             user,
             group,
             supplementary_group,
+            read_only_root: run
+                .spec
+                .security_context
+                .as_ref()
+                .and_then(|c| c.read_only_root_filesystem)
+                .unwrap_or(false),
             env: &env,
             argv: &argv,
             log: &log,
