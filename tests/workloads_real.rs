@@ -293,6 +293,17 @@ async fn a_three_replica_broker_is_a_real_nats_route_cluster() {
             "a client without the token is served"
         );
     }
+
+    // MeshSync publishes to the replica it connected to (A); Meshery Server, subscribed on
+    // another one (C), receives every event through the routes.
+    cluster.deploy_seed_meshsync();
+    let connected = wait_for_meshsync_connection(&ips).await;
+    assert_eq!(connected.len(), 1, "MeshSync's connections: {connected:?}");
+    let other = ips.iter().find(|ip| **ip != connected[0]).unwrap();
+    let (_client, mut messages) = cluster.subscriber(other).await;
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-routed")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -300,6 +311,7 @@ async fn a_killed_nats_server_is_restarted_and_the_broker_recovers() {
     let cluster = Cluster::start().await;
     cluster.apply_broker(1);
     cluster.wait_broker("Ready", Duration::from_secs(120));
+    cluster.deploy_seed_meshsync();
     let pod = cluster.broker_pods().await.remove(0);
     let status = pod.status.clone().unwrap();
     let container = &status.container_statuses.unwrap()[0];
@@ -364,8 +376,13 @@ async fn a_killed_nats_server_is_restarted_and_the_broker_recovers() {
         Some(137),
         "the last state records the SIGKILL"
     );
-    let client = connect(&pod_ip(&pod), &cluster.token().await).await;
-    client.flush().await.unwrap();
+    // MeshSync reconnects to the restarted server, and its events reach Meshery Server again.
+    let ip = pod_ip(&pod);
+    wait_for_meshsync_connection(std::slice::from_ref(&ip)).await;
+    let (_client, mut messages) = cluster.subscriber(&ip).await;
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-resumed")
+        .await;
 
     // Deleting the pod stops its server (preStop, then SIGTERM) and the StatefulSet's new pod runs.
     let old_pid = container
@@ -414,72 +431,110 @@ async fn event_for(
     .unwrap_or_else(|_| panic!("no {event} event for {kind} {name} within {timeout:?}"))
 }
 
+impl Cluster {
+    /// The seed MeshSync (examples/meshery-meshsync.yaml) at the release the node runs, Ready.
+    fn deploy_seed_meshsync(&self) {
+        self.apply_example(
+            "meshery-meshsync.yaml",
+            json!({"version": MESHSYNC_RELEASE}),
+        );
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "meshsync/meshery-meshsync",
+            "-n",
+            NAMESPACE,
+            "--timeout=180s",
+        ]);
+    }
+
+    /// Meshery Server's side: a client of the Broker pod at `ip`, with the Broker's token,
+    /// subscribed to the subject MeshSync publishes resource events on.
+    async fn subscriber(&self, ip: &str) -> (async_nats::Client, async_nats::Subscriber) {
+        let client = connect(ip, &self.token().await).await;
+        let messages = client.subscribe("meshery.meshsync.core").await.unwrap();
+        client.flush().await.unwrap();
+        (client, messages)
+    }
+
+    /// Creates and deletes Deployment `name` in namespace `watched`; `messages` carries MeshSync's
+    /// ADDED and then its DELETED event for it, each within [`EVENT_WITHIN`].
+    async fn deployment_round_trip(&self, messages: &mut async_nats::Subscriber, name: &str) {
+        // The namespace may exist from an earlier round trip.
+        let _ = Command::new(&self.kubectl)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["create", "namespace", "watched"])
+            .output();
+        self.kubectl(&[
+            "create",
+            "deployment",
+            name,
+            "-n",
+            "watched",
+            "--image=nats:2.10.24-alpine",
+        ]);
+        let added = event_for(messages, "Deployment", name, "ADDED", EVENT_WITHIN).await;
+        assert_eq!(added["ObjectType"], "meshsync-data");
+        self.kubectl(&["delete", "deployment", name, "-n", "watched"]);
+        event_for(messages, "Deployment", name, "DELETED", EVENT_WITHIN).await;
+    }
+}
+
+/// How soon Meshery Server must hear of a change in the cluster.
+const EVENT_WITHIN: Duration = Duration::from_secs(30);
+
+/// The Broker pod IPs whose `/connz` shows MeshSync's connection subscribed to Meshery Server's
+/// requests.
+async fn meshsync_connected_to(ips: &[String]) -> Vec<String> {
+    let mut connected = Vec::new();
+    for ip in ips {
+        let connz = monitor(ip, "/connz?subs=1").await;
+        let subscribed = connz["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["name"] == "meshsync")
+            .any(|c| {
+                c["subscriptions_list"]
+                    .as_array()
+                    .is_some_and(|s| s.contains(&json!("meshery.meshsync.request")))
+            });
+        if subscribed {
+            connected.push(ip.clone());
+        }
+    }
+    connected
+}
+
+/// Waits (up to a minute: MeshSync's pod is Ready before it has connected, v1.0.0 having no
+/// readiness probe) until MeshSync is connected to one of the Broker pods at `ips`; which ones.
+async fn wait_for_meshsync_connection(ips: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let connected = meshsync_connected_to(ips).await;
+        if !connected.is_empty() {
+            return connected;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MeshSync did not connect to any of {ips:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
     let cluster = Cluster::start().await;
     cluster.apply_example("meshery-broker.yaml", json!({}));
-    cluster.apply_example(
-        "meshery-meshsync.yaml",
-        json!({"version": MESHSYNC_RELEASE}),
-    );
     cluster.wait_broker("Ready", Duration::from_secs(120));
-    cluster.kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        "meshsync/meshery-meshsync",
-        "-n",
-        NAMESPACE,
-        "--timeout=180s",
-    ]);
+    cluster.deploy_seed_meshsync();
 
-    // Meshery Server's side: a client of the Broker, with its token, on MeshSync's subject.
-    let broker = cluster.broker_pods().await.remove(0);
-    let client = connect(&pod_ip(&broker), &cluster.token().await).await;
-    let mut messages = client.subscribe("meshery.meshsync.core").await.unwrap();
-    client.flush().await.unwrap();
-
+    let broker = pod_ip(&cluster.broker_pods().await.remove(0));
     // MeshSync is connected as itself and listens for Meshery Server's requests.
-    let connz = monitor(&pod_ip(&broker), "/connz?subs=1").await;
-    let meshsync = connz["connections"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "meshsync")
-        .unwrap_or_else(|| panic!("no connection named meshsync in {connz}"));
-    assert!(
-        meshsync["subscriptions_list"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("meshery.meshsync.request")),
-        "{meshsync}"
-    );
-
-    cluster.kubectl(&["create", "namespace", "watched"]);
-    cluster.kubectl(&[
-        "create",
-        "deployment",
-        "e2e-watched",
-        "-n",
-        "watched",
-        "--image=nats:2.10.24-alpine",
-    ]);
-    let added = event_for(
-        &mut messages,
-        "Deployment",
-        "e2e-watched",
-        "ADDED",
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(added["ObjectType"], "meshsync-data");
-
-    cluster.kubectl(&["delete", "deployment", "e2e-watched", "-n", "watched"]);
-    event_for(
-        &mut messages,
-        "Deployment",
-        "e2e-watched",
-        "DELETED",
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_for_meshsync_connection(std::slice::from_ref(&broker)).await;
+    let (_client, mut messages) = cluster.subscriber(&broker).await;
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-watched")
+        .await;
 }

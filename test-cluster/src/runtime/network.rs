@@ -15,7 +15,15 @@ const SUBNET_BASE: [u8; 2] = [10, 244];
 /// The node's bridge and the pod addresses on it; dropping it removes the bridge.
 pub struct PodNetwork {
     index: u8,
-    used: Mutex<Vec<bool>>,
+    addresses: Mutex<Addresses>,
+}
+
+/// Which host numbers are taken, and the last one given out: numbers are handed out round the
+/// subnet, so a pod's address (and its interface names) is not reused while the kernel may still
+/// be tearing down the previous holder's namespace.
+struct Addresses {
+    used: Vec<bool>,
+    last: u8,
 }
 
 /// One pod's namespace and address.
@@ -55,7 +63,10 @@ impl PodNetwork {
             }
             let network = PodNetwork {
                 index,
-                used: Mutex::new(vec![false; 256]),
+                addresses: Mutex::new(Addresses {
+                    used: vec![false; 256],
+                    last: 1,
+                }),
             };
             let gateway = format!("{}/24", network.address(1));
             ip(&["addr", "add", &gateway, "dev", &bridge]).map_err(network_error)?;
@@ -83,18 +94,23 @@ impl PodNetwork {
     /// A namespace with an address for a new pod.
     pub fn attach(&self) -> Result<PodInterface, Error> {
         let host = {
-            let mut used = self.used.lock().unwrap();
-            let host = (2..=254u8)
-                .find(|h| !used[usize::from(*h)])
+            let mut addresses = self.addresses.lock().unwrap();
+            let last = u16::from(addresses.last);
+            let host = (1..=253u16)
+                .map(|step| (2 + (last + 251 + step) % 253) as u8)
+                .find(|h| !addresses.used[usize::from(*h)])
                 .ok_or_else(|| network_error(format!("pod subnet {} is full", self.address(0))))?;
-            used[usize::from(host)] = true;
+            addresses.used[usize::from(host)] = true;
+            addresses.last = host;
             host
         };
         let interface = PodInterface {
             namespace: format!("mo-{}-{host}", self.index),
             address: self.address(host),
         };
-        let outside = format!("mo-{}v{host}", self.index);
+        let outside = Self::outside_name(&interface);
+        // A namespace deleted earlier may still be on its way out, its veth with it.
+        let _ = ip(&["link", "del", &outside]);
         let ns = interface.namespace.as_str();
         let cidr = format!("{}/24", interface.address);
         let steps: [&[&str]; 6] = [
@@ -123,20 +139,30 @@ impl PodNetwork {
         Ok(interface)
     }
 
-    /// Removes the pod's namespace (and with it its veth pair) and frees its address.
+    /// The machine's end of the pod's veth pair.
+    fn outside_name(interface: &PodInterface) -> String {
+        let octets = interface.address.octets();
+        format!("mo-{}v{}", octets[2], octets[3])
+    }
+
+    /// Removes the pod's veth pair and namespace, and frees its address.
     pub fn detach(&self, interface: &PodInterface) {
+        let _ = ip(&["link", "del", &Self::outside_name(interface)]);
         let _ = ip(&["netns", "del", &interface.namespace]);
         let host = interface.address.octets()[3];
-        self.used.lock().unwrap()[usize::from(host)] = false;
+        self.addresses.lock().unwrap().used[usize::from(host)] = false;
     }
 }
 
 impl Drop for PodNetwork {
     /// Removes what pods still hold (their workers were stopped with the node) and the bridge.
     fn drop(&mut self) {
-        let used = self.used.lock().unwrap().clone();
+        let used = self.addresses.lock().unwrap().used.clone();
         for host in (0..=255u8).filter(|h| used[usize::from(*h)]) {
-            let _ = ip(&["netns", "del", &format!("mo-{}-{host}", self.index)]);
+            self.detach(&PodInterface {
+                namespace: format!("mo-{}-{host}", self.index),
+                address: self.address(host),
+            });
         }
         let _ = ip(&["link", "del", &Self::bridge_name(self.index)]);
     }
