@@ -1423,3 +1423,62 @@ async fn meshsync_follows_its_broker_losing_and_regaining_readiness() {
         .await;
     cluster.stop_operator().await;
 }
+
+/// MeshSync reads its watch-list only from `meshery/meshery-meshsync`: a MeshSync of another name
+/// (or namespace) is Ready all the same, and says on its `WatchListApplied` condition and in a
+/// Warning Event that the process it deployed will not read this CR's watch-list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meshsync_whose_watch_list_meshsync_will_not_read_says_so() {
+    let (cluster, ns) = cluster_with_operator().await;
+    let url = "nats://nats.example:4222";
+    let mut names = vec!["team-meshsync"];
+    // Only kube-sim has the namespace `meshery` itself (real-cluster namespaces are per test).
+    if !cluster.is_real() {
+        names.push("meshery-meshsync");
+    }
+    for name in &names {
+        cluster
+            .apply_yaml::<MeshSync>(&custom_meshsync(&ns, name, url, None))
+            .await;
+    }
+    let elsewhere = cluster
+        .wait_for_meshsync_phase(&ns, "team-meshsync", Phase::Ready, WAIT)
+        .await;
+    let applied = condition(&status(&elsewhere).conditions, "WatchListApplied");
+    assert_eq!(
+        (applied.status.as_str(), applied.reason.as_str()),
+        ("False", "ReadFromAnotherCR")
+    );
+    assert!(
+        applied
+            .message
+            .contains("only from the MeshSync meshery/meshery-meshsync"),
+        "{}",
+        applied.message
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = cluster.api(&ns);
+    eventually(WAIT, "a WatchListNotApplied Warning Event", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("WatchListNotApplied")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("team-meshsync")
+            })
+    })
+    .await;
+    if names.len() > 1 {
+        let read = cluster
+            .wait_for_meshsync_phase(&ns, "meshery-meshsync", Phase::Ready, WAIT)
+            .await;
+        let applied = condition(&status(&read).conditions, "WatchListApplied");
+        assert_eq!(
+            (applied.status.as_str(), applied.reason.as_str()),
+            ("True", "ReadFromThisCR")
+        );
+    }
+}

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use meshery_operator::api::{BrokerEndpoint, BrokerStatus, FieldError, MeshSyncStatus, Phase};
 use meshery_operator::lifecycle::{
     self, ApplyOutcome, BrokerConnection, BrokerFacts, MeshSyncFacts, NatsProbe, Observations,
-    Readiness, Reason, ResolvedBroker,
+    Readiness, Reason, ResolvedBroker, WatchListSource,
 };
 use meshery_operator::object::ObjectKey;
 use proptest::prelude::*;
@@ -378,6 +378,7 @@ fn broker_facts(s: &Scenario, probe: Probe) -> BrokerFacts {
 fn meshsync_facts(dependency: Dependency, link: Probe, now: i64) -> MeshSyncFacts {
     let (namespace, name) = ("meshery".to_string(), "meshery-broker".to_string());
     MeshSyncFacts {
+        watch_list: WatchListSource::ThisCr,
         broker: match dependency {
             Dependency::Custom => ResolvedBroker::Custom,
             Dependency::NotFound => ResolvedBroker::NotFound { namespace, name },
@@ -799,6 +800,8 @@ proptest! {
         let mut expected = lifecycle::TYPES.to_vec();
         if let Kind::MeshSync(_) = s.kind {
             expected.push(lifecycle::BROKER_CONNECTED);
+            expected.push(lifecycle::WATCH_LIST_APPLIED);
+            prop_assert!(is_true(&first, lifecycle::WATCH_LIST_APPLIED));
             let connected = condition(&first, lifecycle::BROKER_CONNECTED);
             let status = match s.link {
                 Probe::Ok => "True",
@@ -1006,6 +1009,63 @@ fn meshsync_waits_for_its_broker() {
     assert_eq!(
         reconciling.message,
         "waiting for Broker meshery/meshery-broker to become Ready"
+    );
+}
+
+/// MeshSync reads its watch-list from `meshery/meshery-meshsync` only: any other MeshSync is told
+/// so on a condition of its own, whatever its phase.
+#[test]
+fn a_meshsync_whose_watch_list_meshsync_does_not_read_says_so() {
+    assert_eq!(
+        WatchListSource::for_cr("meshery", "meshery-meshsync"),
+        WatchListSource::ThisCr
+    );
+    let elsewhere = WatchListSource::FixedCr {
+        namespace: "meshery".into(),
+        name: "meshery-meshsync".into(),
+    };
+    for (namespace, name) in [("meshery", "other"), ("team-a", "meshery-meshsync")] {
+        assert_eq!(WatchListSource::for_cr(namespace, name), elsewhere);
+    }
+    let s = Scenario {
+        prev: None,
+        generation: 1,
+        spec_errors: 0,
+        apply: Apply::Applied,
+        children: vec![],
+        kind: Kind::MeshSync(Dependency::Found(Some(Phase::Ready))),
+        link: Probe::Ok,
+        now: 0,
+    };
+    let facts = meshsync_facts(Dependency::Found(Some(Phase::Ready)), Probe::Ok, 0);
+    let here = lifecycle::next(None, &observations(&s, facts.clone()), time(0));
+    let status = lifecycle::next(
+        None,
+        &observations(
+            &s,
+            MeshSyncFacts {
+                watch_list: elsewhere,
+                ..facts
+            },
+        ),
+        time(0),
+    );
+    assert_eq!(status.phase, here.phase, "the phase does not depend on it");
+    let applied = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == lifecycle::WATCH_LIST_APPLIED)
+        .unwrap();
+    assert_eq!(
+        (applied.status.as_str(), applied.reason.as_str()),
+        ("False", "ReadFromAnotherCR")
+    );
+    assert!(
+        applied
+            .message
+            .contains("only from the MeshSync meshery/meshery-meshsync"),
+        "{}",
+        applied.message
     );
 }
 

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
@@ -17,9 +19,12 @@ use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::probe::probe_address;
 use super::secrets::read_secret;
-use crate::api::{Broker, BrokerSelection, MeshSync, Phase, parse_broker_url, validate_meshsync};
+use crate::api::{
+    Broker, BrokerSelection, MeshSync, MeshSyncStatus, Phase, parse_broker_url, validate_meshsync,
+};
 use crate::lifecycle::{
-    self, ApplyOutcome, BrokerConnection, MeshSyncFacts, MeshSyncObservations, next,
+    self, ApplyOutcome, BrokerConnection, MeshSyncFacts, MeshSyncObservations, WatchListSource,
+    next,
 };
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
 use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
@@ -42,6 +47,10 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
     let mut current = observed.clone();
     let mut facts = MeshSyncFacts {
         broker: lifecycle::ResolvedBroker::Custom,
+        watch_list: WatchListSource::for_cr(
+            &meshsync.namespace().unwrap_or_default(),
+            &meshsync.name_any(),
+        ),
         publishing_to: None,
         connection: BrokerConnection::Unknown {
             reason: "not checked: MeshSync is not deployed".into(),
@@ -118,11 +127,40 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::requeue(hold.unsigned_abs().min(HELD_RECHECK)));
     }
     let status = next(meshsync.status.as_ref(), &observations, now);
-    super::status::write_if_changed(&ctx, &*meshsync, meshsync.status.as_ref(), &status).await?;
+    let watch_list_warning = watch_list_turned_false(meshsync.status.as_ref(), &status);
+    let written =
+        super::status::write_if_changed(&ctx, &*meshsync, meshsync.status.as_ref(), &status)
+            .await?;
+    if let Some(message) = watch_list_warning.filter(|_| written) {
+        super::status::send_event(
+            &ctx,
+            &*meshsync,
+            EventType::Warning,
+            "WatchListNotApplied",
+            message,
+        )
+        .await;
+    }
     if let Some(removed) = adopted.filter(|_| applied) {
         finish_meshsync(&ctx, &meshsync, &removed).await?;
     }
     Ok(super::broker::requeue_after(&ctx, status.phase, checks_on))
+}
+
+/// The `WatchListApplied` condition's message when it turns False with this status (or is False in
+/// the first status): worth a Warning Event, once.
+fn watch_list_turned_false(old: Option<&MeshSyncStatus>, new: &MeshSyncStatus) -> Option<String> {
+    let find = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == lifecycle::WATCH_LIST_APPLIED)
+            .cloned()
+    };
+    let new = find(&new.conditions).filter(|c| c.status == "False")?;
+    let was_false = old
+        .and_then(|old| find(&old.conditions))
+        .is_some_and(|c| c.status == "False");
+    (!was_false).then_some(new.message)
 }
 
 /// What the MeshSync publishes to: the lifecycle's view (is the Broker there and Ready?) and, when

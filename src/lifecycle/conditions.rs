@@ -22,6 +22,8 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 /// A MeshSync's connection to its broker, as the broker's monitoring endpoint shows it.
 pub const BROKER_CONNECTED: &str = "BrokerConnected";
+/// Whether the MeshSync process reads this CR's watch-list (MeshSync reads one fixed CR's).
+pub const WATCH_LIST_APPLIED: &str = "WatchListApplied";
 
 /// The condition types the operator owns, in the order it writes them.
 pub const TYPES: [&str; 5] = [READY, PROGRESSING, DEGRADED, RECONCILING, STALLED];

@@ -9,7 +9,7 @@ use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::Reason;
-use super::conditions::{BROKER_CONNECTED, condition, conditions};
+use super::conditions::{BROKER_CONNECTED, WATCH_LIST_APPLIED, condition, conditions};
 use super::readiness::Readiness;
 use crate::api::{BrokerEndpoint, BrokerStatus, FieldError, MeshSyncStatus, Phase};
 use crate::object::ObjectKey;
@@ -75,6 +75,8 @@ pub enum NatsProbe {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeshSyncFacts {
     pub broker: ResolvedBroker,
+    /// Where the MeshSync process reads its watch-list from.
+    pub watch_list: WatchListSource,
     /// Copied to `status.publishing-to`.
     pub publishing_to: Option<String>,
     pub connection: BrokerConnection,
@@ -141,6 +143,35 @@ pub enum BrokerConnection {
     Connected,
     /// Missing (or not subscribed) without a break since `since`, the first such answer.
     Missing { since: Time, message: String },
+}
+
+/// Where MeshSync reads its watch-list: its releases read one fixed CR, whatever the name and
+/// namespace of the CR it was deployed for; the `WatchListApplied` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchListSource {
+    /// This CR is the one MeshSync reads.
+    ThisCr,
+    /// MeshSync reads `namespace/name`, not this CR.
+    FixedCr { namespace: String, name: String },
+}
+
+impl WatchListSource {
+    /// The CR MeshSync's releases (v1.0.x, checked on v1.0.0's source and process) read their
+    /// watch-list from, at start-up: `meshery/meshery-meshsync`, the Helm chart's.
+    pub const FIXED_NAMESPACE: &str = "meshery";
+    pub const FIXED_NAME: &str = "meshery-meshsync";
+
+    /// Where MeshSync deployed for the MeshSync `namespace/name` reads its watch-list.
+    pub fn for_cr(namespace: &str, name: &str) -> WatchListSource {
+        if (namespace, name) == (Self::FIXED_NAMESPACE, Self::FIXED_NAME) {
+            WatchListSource::ThisCr
+        } else {
+            WatchListSource::FixedCr {
+                namespace: Self::FIXED_NAMESPACE.into(),
+                name: Self::FIXED_NAME.into(),
+            }
+        }
+    }
 }
 
 /// The broker a MeshSync publishes to, as resolved through the Broker CR.
@@ -605,15 +636,44 @@ impl Kind for MeshSyncFacts {
             BrokerConnection::Missing { message, .. } => ("False", "NotConnected", message.clone()),
             BrokerConnection::Unknown { reason } => ("Unknown", "NotChecked", reason.clone()),
         };
-        vec![condition(
-            BROKER_CONNECTED,
-            status,
-            reason,
-            &message,
-            generation,
-            previous,
-            now,
-        )]
+        let (applied, applied_reason, applied_message) = match &self.watch_list {
+            WatchListSource::ThisCr => (
+                "True",
+                "ReadFromThisCR",
+                "MeshSync reads its watch-list from this CR".to_string(),
+            ),
+            WatchListSource::FixedCr { namespace, name } => (
+                "False",
+                "ReadFromAnotherCR",
+                format!(
+                    "MeshSync reads its watch-list only from the MeshSync {namespace}/{name}, not from \
+                     this one: it watches that CR's watch-list, or its built-in set when there is none \
+                     (v1.0.0's built-in set names a resource it cannot parse and publishes nothing), \
+                     while the RBAC rendered here grants only this CR's watch-list. Name this MeshSync \
+                     {name} in namespace {namespace} for its watch-list to take effect"
+                ),
+            ),
+        };
+        vec![
+            condition(
+                BROKER_CONNECTED,
+                status,
+                reason,
+                &message,
+                generation,
+                previous,
+                now,
+            ),
+            condition(
+                WATCH_LIST_APPLIED,
+                applied,
+                applied_reason,
+                &applied_message,
+                generation,
+                previous,
+                now,
+            ),
+        ]
     }
 
     fn status(&self, phase: Phase, generation: i64, conditions: Vec<Condition>) -> MeshSyncStatus {

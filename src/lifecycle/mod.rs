@@ -25,12 +25,12 @@ mod reason;
 
 pub use conditions::{
     BROKER_CONNECTED, DEGRADED, PROGRESSING, READY, RECONCILING, STALLED, TYPES,
-    status_equal_ignoring_time,
+    WATCH_LIST_APPLIED, status_equal_ignoring_time,
 };
 pub use machine::{
     ApplyOutcome, BrokerConnection, BrokerFacts, BrokerObservations, FIRST_STATUS_HOLD, Kind,
     MeshSyncFacts, MeshSyncObservations, NatsProbe, Observations, Previous, Probe, ResolvedBroker,
-    first_status_held, next,
+    WatchListSource, first_status_held, next,
 };
 pub use readiness::{Readiness, child_readiness, reasons as readiness_reasons};
 pub use reason::Reason;
