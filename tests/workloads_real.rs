@@ -537,4 +537,63 @@ async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
     cluster
         .deployment_round_trip(&mut messages, "e2e-watched")
         .await;
+
+    // A whitelist without Deployments rolls MeshSync (it reads its watch-list at start-up only),
+    // and the new one publishes Pods but no Deployment.
+    let before = meshsync_pods(&cluster).await;
+    let pods_only = json!({"data": {"whitelist":
+        r#"[{"Resource":"pods.v1.","Events":["ADDED","MODIFIED","DELETED"]}]"#}});
+    cluster.apply_example(
+        "meshery-meshsync.yaml",
+        json!({"version": MESHSYNC_RELEASE, "watch-list": pods_only}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = meshsync_pods(&cluster).await;
+        if !now.is_empty() && now.iter().all(|p| !before.contains(p)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "MeshSync did not roll: {now:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    wait_for_meshsync_connection(std::slice::from_ref(&broker)).await;
+    let (_client, mut messages) = cluster.subscriber(&broker).await;
+    cluster.kubectl(&[
+        "create",
+        "deployment",
+        "e2e-unlisted",
+        "-n",
+        "watched",
+        "--image=nats:2.10.24-alpine",
+    ]);
+    let deadline = Instant::now() + EVENT_WITHIN;
+    let mut saw_pod = false;
+    while !saw_pod {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, messages.next())
+            .await
+            .expect("no Pod event within 30 s of the Deployment's creation")
+            .expect("the subscription ended");
+        let envelope: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+        let kind = envelope["Object"]["kind"].as_str().unwrap_or_default();
+        assert_ne!(
+            kind, "Deployment",
+            "a Deployment event after Deployments left the whitelist"
+        );
+        saw_pod =
+            kind == "Pod" && String::from_utf8_lossy(&message.payload).contains("e2e-unlisted");
+    }
+}
+
+/// The names of MeshSync's pods.
+async fn meshsync_pods(cluster: &Cluster) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, NAMESPACE);
+    pods.list(&ListParams::default().labels("app=meshery-meshsync"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect()
 }
