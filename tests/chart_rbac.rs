@@ -25,7 +25,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use meshery_operator::api::watch_list::WatchList;
-use meshery_operator::api::{Broker, MeshSync, Phase};
+use meshery_operator::api::{Broker, MeshSync, Phase, PodAccessGrants};
 use meshery_operator::controller::{BrokerProbeMode, LeaderElection, RunOptions};
 use meshery_operator::render::rbac::meshsync_rules;
 use serde_json::{Value, json};
@@ -484,11 +484,17 @@ fn check_least_privilege(
     }
 
     // What MeshSync may be granted in hold mode: every built-in resource (a blacklist's role).
-    let escalation: BTreeSet<(String, String, String)> =
-        triples(&meshsync_rules(&WatchList::Blacklist(vec![]), "any"))
-            .into_iter()
-            .chain(triples(meshsync_role.rules.as_deref().unwrap_or_default()))
-            .collect();
+    let escalation: BTreeSet<(String, String, String)> = triples(&meshsync_rules(
+        &WatchList::Blacklist(vec![]),
+        "any",
+        PodAccessGrants {
+            logs: true,
+            exec: true,
+        },
+    ))
+    .into_iter()
+    .chain(triples(meshsync_role.rules.as_deref().unwrap_or_default()))
+    .collect();
     let documented = |verb: &str, group: &str, resource: &str| -> Option<&'static str> {
         let key = (verb.to_string(), group.to_string(), resource.to_string());
         if escalation.contains(&key) {

@@ -206,6 +206,14 @@ fn expected_grants(name: &str, watched: &[(&str, &str)]) -> BTreeSet<Grant> {
         verbs(&["get"]),
         vec![name.to_string()],
     ));
+    // spec.podAccess's defaults: Meshery UI's log streaming and terminal.
+    expected.insert(("".into(), "pods/log".into(), verbs(&["get"]), vec![]));
+    expected.insert((
+        "".into(),
+        "pods/exec".into(),
+        verbs(&["create", "get"]),
+        vec![],
+    ));
     expected
 }
 
@@ -693,10 +701,14 @@ async fn a_watch_list_change_rolls_meshsync_and_resizes_its_rbac_in_place() {
     let granted = grants(&role);
     let has = |resource: &str| granted.iter().any(|(_, r, _, _)| r == resource);
     assert!(has("jobs") && has("pods") && !has("secrets") && !has("events"));
+    // Read-only, but for the terminal's pods/exec (spec.podAccess.exec, on by default).
     assert!(
-        !granted.iter().any(|(_, _, verbs, _)| verbs
+        !granted
             .iter()
-            .any(|v| !["get", "list", "watch"].contains(&v.as_str()))),
+            .filter(|(_, resource, _, _)| resource != "pods/exec")
+            .any(|(_, _, verbs, _)| verbs
+                .iter()
+                .any(|v| !["get", "list", "watch"].contains(&v.as_str()))),
         "read-only: {granted:#?}"
     );
 
@@ -1480,5 +1492,91 @@ async fn a_meshsync_whose_watch_list_meshsync_will_not_read_says_so() {
             (applied.status.as_str(), applied.reason.as_str()),
             ("True", "ReadFromThisCR")
         );
+    }
+}
+
+/// `spec.podAccess` decides whether Meshery UI's log streaming and terminal work through MeshSync:
+/// its ClusterRole carries `get pods/log` and `create pods/exec` as the spec says, and on a real
+/// cluster the real authorizer answers MeshSync's ServiceAccount accordingly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_access_decides_what_meshery_ui_may_do_through_meshsync() {
+    let (cluster, ns) = cluster_with_operator().await;
+    let name = "ui-meshsync";
+    let url = "nats://nats.example:4222";
+    let with_access = |access: &str| {
+        format!(
+            "{}  podAccess: {access}\n",
+            custom_meshsync(&ns, name, url, None)
+        )
+    };
+    // `kubectl auth can-i VERB pods --subresource=SUB`: the `pods/exec` shorthand is not a subresource.
+    let can_i = |verb: &str, subresource: &str| -> bool {
+        let output = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", cluster.kubeconfig_path())
+            .args([
+                "auth",
+                "can-i",
+                verb,
+                "pods",
+                &format!("--subresource={subresource}"),
+                "-n",
+                "default",
+                &format!("--as=system:serviceaccount:{ns}:{name}"),
+            ])
+            .output()
+            .expect("kubectl runs");
+        String::from_utf8_lossy(&output.stdout).trim() == "yes"
+    };
+    let granted = |role: &ClusterRole, resource: &str, verb: &str| {
+        role.rules.iter().flatten().any(|r| {
+            r.resources.iter().flatten().any(|x| x == resource) && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+
+    cluster
+        .apply_yaml::<MeshSync>(&with_access("{exec: false}"))
+        .await;
+    cluster
+        .wait_for_meshsync_phase(&ns, name, Phase::Ready, WAIT)
+        .await;
+    let role = cluster_roles(&cluster)
+        .get(&rbac_name(&ns, name))
+        .await
+        .unwrap();
+    assert!(granted(&role, "pods/log", "get"));
+    assert!(!granted(&role, "pods/exec", "create"));
+    if cluster.is_real() {
+        assert!(can_i("get", "log"), "MeshSync may read pod logs");
+        assert!(
+            !can_i("create", "exec"),
+            "MeshSync may not exec with exec: false"
+        );
+    } else {
+        skip_notice("the real authorizer's answer (kubectl auth can-i) needs a real cluster");
+    }
+
+    cluster
+        .apply_yaml::<MeshSync>(&with_access("{logs: false}"))
+        .await;
+    eventually(
+        WAIT,
+        "the exec grant back and the log grant gone",
+        || async {
+            let role = cluster_roles(&cluster)
+                .get(&rbac_name(&ns, name))
+                .await
+                .unwrap();
+            granted(&role, "pods/exec", "create") && !granted(&role, "pods/log", "get")
+        },
+    )
+    .await;
+    if cluster.is_real() {
+        // The authorizer sees a changed ClusterRole through its own informer, a moment later.
+        eventually(
+            WAIT,
+            "the authorizer to follow the changed ClusterRole",
+            || async { can_i("create", "exec") && !can_i("get", "log") },
+        )
+        .await;
     }
 }

@@ -189,8 +189,37 @@ fn the_role_grants_exactly_the_whitelisted_resources_and_meshsyncs_own_needs() {
             {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
             {"apiGroups": ["meshery.io"], "resources": ["meshsyncs"], "resourceNames": ["ms"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
         ])
     );
+}
+
+#[test]
+fn pod_access_decides_the_log_and_exec_grants() {
+    let grants = |access: Value| -> Vec<Value> {
+        let mut spec = native_spec("meshery-broker");
+        spec.pod_access = serde_json::from_value(access).unwrap();
+        let objects = render(&meshsync("ms", "meshery", spec));
+        rules(&objects, "meshery-meshsync-meshery-ms")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["resources"][0].as_str().unwrap().starts_with("pods/"))
+            .cloned()
+            .collect()
+    };
+    let logs = json!({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]});
+    let exec = json!({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]});
+    for (access, expected) in [
+        (json!(null), vec![logs.clone(), exec.clone()]),
+        (json!({}), vec![logs.clone(), exec.clone()]),
+        (json!({"exec": false}), vec![logs.clone()]),
+        (json!({"logs": false}), vec![exec.clone()]),
+        (json!({"logs": false, "exec": false}), vec![]),
+    ] {
+        assert_eq!(grants(access.clone()), expected, "podAccess {access}");
+    }
 }
 
 #[test]

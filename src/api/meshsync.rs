@@ -68,6 +68,30 @@ pub struct MeshSyncSpec {
     /// spread, priority class, image pull secrets, extra labels and annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<super::PodOptions>,
+    /// What Meshery UI may do to the cluster's pods through MeshSync: read their logs (log
+    /// streaming) and exec into them (the interactive terminal). Both on by default, as Meshery UI
+    /// users expect; each off removes its grant from MeshSync's ClusterRole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_access: Option<PodAccess>,
+}
+
+/// [`PodAccess`] with its defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodAccessGrants {
+    pub logs: bool,
+    pub exec: bool,
+}
+
+/// The pod subresources MeshSync is granted for Meshery UI's log streaming and terminal.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct PodAccess {
+    /// `get pods/log` on every namespace: Meshery UI's log streaming (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<bool>,
+    /// `create` (and, for WebSocket clients, `get`) `pods/exec` on every namespace: Meshery UI's
+    /// interactive terminal, which runs commands in any pod (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<bool>,
 }
 
 /// Which broker MeshSync publishes to: exactly one of `native` and `custom`.
@@ -160,6 +184,15 @@ pub enum BrokerSelection<'a> {
 }
 
 impl MeshSyncSpec {
+    /// Whether MeshSync may read pod logs and exec into pods, defaults applied.
+    pub fn pod_access_grants(&self) -> PodAccessGrants {
+        let access = self.pod_access.clone().unwrap_or_default();
+        PodAccessGrants {
+            logs: access.logs.unwrap_or(true),
+            exec: access.exec.unwrap_or(true),
+        }
+    }
+
     /// The configured brokers, empty ones dropped; valid specs have exactly one.
     pub fn broker_selections(&self) -> Vec<BrokerSelection<'_>> {
         let Some(broker) = &self.broker else {

@@ -136,7 +136,11 @@ pub fn desired_meshsync(meshsync: &MeshSync, inputs: &MeshSyncInputs) -> Vec<Obj
     }));
     objects.push(Object::from_typed(&ClusterRole {
         metadata: owner.cluster_meta(&rbac_name, crd_owner.clone()),
-        rules: Some(meshsync_rules(&watch_list, owner.name)),
+        rules: Some(meshsync_rules(
+            &watch_list,
+            owner.name,
+            meshsync.spec.pod_access_grants(),
+        )),
         ..ClusterRole::default()
     }));
     objects.push(Object::from_typed(&ClusterRoleBinding {

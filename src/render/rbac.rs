@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
-use crate::api::GROUP;
 use crate::api::watch_list::WatchList;
+use crate::api::{GROUP, PodAccessGrants};
 
 /// What MeshSync may do with each resource it watches.
 pub const WATCH_VERBS: [&str; 3] = ["get", "list", "watch"];
@@ -15,8 +15,13 @@ const MESHSYNC_RESOURCE: &str = "meshsyncs";
 
 /// The rules MeshSync `name` needs: get/list/watch on each watched resource (one rule per API group,
 /// groups and resources sorted), list/watch on CustomResourceDefinitions (MeshSync discovers custom
-/// resources through them) unless already watched, and get on its own MeshSync (its configuration).
-pub fn meshsync_rules(watch_list: &WatchList, name: &str) -> Vec<PolicyRule> {
+/// resources through them) unless already watched, get on its own MeshSync (its configuration),
+/// and the pod subresources Meshery UI reaches through it (`pods/log`, `pods/exec`) as `access` allows.
+pub fn meshsync_rules(
+    watch_list: &WatchList,
+    name: &str,
+    access: PodAccessGrants,
+) -> Vec<PolicyRule> {
     let mut by_group: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for resource in watch_list.watched_resources() {
         by_group
@@ -45,6 +50,18 @@ pub fn meshsync_rules(watch_list: &WatchList, name: &str) -> Vec<PolicyRule> {
         &["get"],
         Some(name),
     ));
+    if access.logs {
+        rules.push(rule("", vec!["pods/log".to_string()], &["get"], None));
+    }
+    if access.exec {
+        // An exec over WebSockets (kubectl ≥ 1.30, client-go's fallback) is a GET.
+        rules.push(rule(
+            "",
+            vec!["pods/exec".to_string()],
+            &["create", "get"],
+            None,
+        ));
+    }
     rules
 }
 

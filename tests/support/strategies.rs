@@ -669,6 +669,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             recreate_on_immutable_change: false,
                             autoscaled,
                             pod,
+                            pod_access: None,
                         },
                         status: None,
                     },
