@@ -5,14 +5,16 @@
 #      Operator, each with a 5-minute steady state;
 #   2. the real control plane, N = 1, 10, 100: our two peer strategies (`always-apply`,
 #      `dry-run-diff`), 2-minute steady state (six resyncs per CR: their cost per reconcile);
-#   3. kube-sim, N = 10, 100, 1000, 5000: our three strategies, 1-minute steady state.
+#   3. kube-sim, N = 10, 100, 1000: our three strategies, 1-minute steady state;
+#   4. kube-sim, N = 5000, the same, with ClusterIP Brokers: a LoadBalancer Service takes two
+#      NodePorts, and a cluster's NodePort range holds those of 1384 Brokers.
 # Every run ends with the reaction test (a hand scale and a hand delete). Release builds; the
 # control plane and the Go operator come from test-cluster/build.sh (cached). Results (one JSON
 # line per run), the tables and every operator's log go to $CARGO_TARGET_DIR/bench (default
-# target/bench); tables.md holds the tables of all three runs.
+# target/bench); tables.md holds the tables of all four runs.
 #
-#   scripts/bench.sh                                   # everything (about 100 minutes on 2 cores)
-#   REAL_PAIRS=1,10 SIM_PAIRS=10 scripts/bench.sh      # fewer sizes
+#   scripts/bench.sh                                   # everything (about 3 hours on 2 cores)
+#   REAL_PAIRS=1,10 SIM_PAIRS=10 LARGE_PAIRS= scripts/bench.sh   # fewer sizes
 #   STEADY_SECONDS=60 scripts/bench.sh                 # a shorter steady state for ours and Go's
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,12 +53,21 @@ bench() {
     --resync-seconds "${RESYNC_SECONDS:-20}" \
     --out-dir "$out/$name" "$@" | tee "$out/$name/stdout.md"
 }
-mkdir -p "$out/real" "$out/real-peers" "$out/sim"
+mkdir -p "$out/real" "$out/real-peers" "$out/sim" "$out/sim-large"
 real_pairs="${REAL_PAIRS:-1,10,100}"
 bench real --real-pairs "$real_pairs" --sim-pairs --operators diff,go \
   --steady-seconds "${STEADY_SECONDS:-300}"
 bench real-peers --real-pairs "$real_pairs" --sim-pairs --operators always-apply,dry-run-diff \
   --steady-seconds 120
-bench sim --real-pairs --sim-pairs "${SIM_PAIRS:-10,100,1000,5000}" \
+bench sim --real-pairs --sim-pairs "${SIM_PAIRS:-10,100,1000}" \
   --operators diff,always-apply,dry-run-diff --steady-seconds 60 --timeout-seconds 1500
-"$target/release/operator-bench" --report "$out"/{real,real-peers,sim}/results.jsonl | tee "$out/tables.md"
+large_pairs="${LARGE_PAIRS-5000}"
+if [[ -n "$large_pairs" ]]; then
+  bench sim-large --real-pairs --sim-pairs "$large_pairs" --broker-service-type ClusterIP \
+    --operators diff,always-apply,dry-run-diff --steady-seconds 60 --timeout-seconds 1500
+fi
+reports=()
+for run in real real-peers sim sim-large; do
+  [[ -f "$out/$run/results.jsonl" ]] && reports+=("$out/$run/results.jsonl")
+done
+"$target/release/operator-bench" --report "${reports[@]}" | tee "$out/tables.md"

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v nats-server >/dev/null || missing+=(nats-server)
 command -v openssl >/dev/null || missing+=(openssl)
+# The process node agent (tests/workloads_real.rs): network namespaces, veths and a bridge.
+command -v ip >/dev/null || missing+=(iproute2)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
