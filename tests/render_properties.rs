@@ -266,6 +266,16 @@ proptest! {
             expected.insert(("apiextensions.k8s.io".into(), "customresourcedefinitions".into(), verb.into(), None));
         }
         expected.insert(("meshery.io".into(), "meshsyncs".into(), "get".into(), Some(name.to_string())));
+        // Meshery UI's log streaming and terminal, as spec.podAccess allows (both by default).
+        let access = case.meshsync.spec.pod_access_grants();
+        if access.logs {
+            expected.insert(("".into(), "pods/log".into(), "get".into(), None));
+        }
+        if access.exec {
+            for verb in ["create", "get"] {
+                expected.insert(("".into(), "pods/exec".into(), verb.into(), None));
+            }
+        }
         prop_assert!(granted.iter().all(|(_, resource, verb, _)| resource != "*" && verb != "*"));
         prop_assert_eq!(granted, expected);
     }
