@@ -97,6 +97,15 @@ pub fn sort(results: &mut [RunResult]) {
     });
 }
 
+/// A figure to one decimal, or `-` when the run did not measure it (it stopped early).
+fn one_decimal(value: f64) -> String {
+    if value.is_nan() {
+        "-".to_string()
+    } else {
+        format!("{value:.1}")
+    }
+}
+
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -201,7 +210,7 @@ pub fn markdown(results: &[RunResult]) -> String {
     for r in results {
         let [bench_etcd, other_etcd, counted_etcd] = etcd(&r.steady);
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}→{:.1} |\n",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1}→{:.1} |\n",
             r.substrate_label(),
             r.operator,
             r.pairs,
@@ -217,8 +226,8 @@ pub fn markdown(results: &[RunResult]) -> String {
             },
             other_etcd,
             counted_etcd,
-            r.steady_cpu_seconds,
-            r.peak_rss_mib,
+            one_decimal(r.steady_cpu_seconds),
+            one_decimal(r.peak_rss_mib),
             r.load_average.0,
             r.load_average.1,
         ));
