@@ -217,6 +217,28 @@ fn expected_grants(name: &str, watched: &[(&str, &str)]) -> BTreeSet<Grant> {
     expected
 }
 
+/// Waits for a Warning Event with `reason` about the MeshSync `ns/name`: what `kubectl describe`
+/// shows.
+async fn wait_for_warning_event(cluster: &Cluster, ns: &str, name: &str, reason: &str) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = cluster.api(ns);
+    let what = format!("a {reason} Warning Event for MeshSync {name}");
+    eventually(WAIT, &what, || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("MeshSync")
+            })
+    })
+    .await;
+}
+
 /// Whether a MeshSync's ClusterRole and ClusterRoleBinding (both named `name`) are gone.
 async fn rbac_gone(client: &Client, name: String) -> bool {
     let roles: Api<ClusterRole> = Api::all(client.clone());
@@ -911,22 +933,8 @@ async fn an_invalid_watch_list_on_a_deployed_meshsync_degrades_and_leaves_childr
         );
     }
     assert_eq!(condition(&status.conditions, "Stalled").status, "True");
-    // `kubectl describe` shows it too: a Warning Event about this MeshSync.
-    let events: Api<k8s_openapi::api::events::v1::Event> = cluster.api(&ns);
-    eventually(WAIT, "a Warning Event for the MeshSync", || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("MeshSync")
-            })
-    })
-    .await;
+    // `kubectl describe` shows it too: a Warning Event about this MeshSync turning Degraded.
+    wait_for_warning_event(&cluster, &ns, name, "Degraded").await;
     assert_eq!(status.observed_generation, degraded.metadata.generation);
 
     // Several resyncs later the children are exactly as they were.
@@ -1468,21 +1476,7 @@ async fn a_meshsync_whose_watch_list_meshsync_will_not_read_says_so() {
         "{}",
         applied.message
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> = cluster.api(&ns);
-    eventually(WAIT, "a WatchListNotApplied Warning Event", || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .any(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.reason.as_deref() == Some("WatchListNotApplied")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("team-meshsync")
-            })
-    })
-    .await;
+    wait_for_warning_event(&cluster, &ns, "team-meshsync", "WatchListNotApplied").await;
     if names.len() > 1 {
         let read = cluster
             .wait_for_meshsync_phase(&ns, "meshery-meshsync", Phase::Ready, WAIT)
