@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use meshery_operator::monitor::{CONNZ_PATH, Connz, MeshSyncOnBroker, meshsync_on_broker};
 use serde_json::{Value, json};
 use test_cluster::{ControlPlane, Options};
 
@@ -488,18 +489,9 @@ const EVENT_WITHIN: Duration = Duration::from_secs(30);
 async fn meshsync_connected_to(ips: &[String]) -> Vec<String> {
     let mut connected = Vec::new();
     for ip in ips {
-        let connz = monitor(ip, "/connz?subs=1").await;
-        let subscribed = connz["connections"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["name"] == "meshsync")
-            .any(|c| {
-                c["subscriptions_list"]
-                    .as_array()
-                    .is_some_and(|s| s.contains(&json!("meshery.meshsync.request")))
-            });
-        if subscribed {
+        let connz: Connz =
+            serde_json::from_value(monitor(ip, CONNZ_PATH).await).unwrap_or_default();
+        if meshsync_on_broker(&connz) == MeshSyncOnBroker::Subscribed {
             connected.push(ip.clone());
         }
     }
