@@ -57,13 +57,9 @@ pub fn resolve_env(
             (Some(value), None) => expand(value, &lookup(&resolved)),
             (None, None) => String::new(),
         };
-        match value {
-            value if resolved.iter().any(|(n, _)| n == &var.name) => {
-                for entry in resolved.iter_mut().filter(|(n, _)| n == &var.name) {
-                    entry.1 = value.clone();
-                }
-            }
-            value => resolved.push((var.name.clone(), value)),
+        match resolved.iter_mut().find(|(name, _)| name == &var.name) {
+            Some(entry) => entry.1 = value,
+            None => resolved.push((var.name.clone(), value)),
         }
     }
     Ok(resolved)

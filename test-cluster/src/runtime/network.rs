@@ -49,10 +49,6 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn network_error(detail: String) -> Error {
-    Error::Network(detail)
-}
-
 impl PodNetwork {
     /// Creates the bridge on the first free subnet.
     pub fn create() -> Result<PodNetwork, Error> {
@@ -69,11 +65,11 @@ impl PodNetwork {
                 }),
             };
             let gateway = format!("{}/24", network.address(1));
-            ip(&["addr", "add", &gateway, "dev", &bridge]).map_err(network_error)?;
-            ip(&["link", "set", &bridge, "up"]).map_err(network_error)?;
+            ip(&["addr", "add", &gateway, "dev", &bridge]).map_err(Error::Network)?;
+            ip(&["link", "set", &bridge, "up"]).map_err(Error::Network)?;
             return Ok(network);
         }
-        Err(network_error(
+        Err(Error::Network(
             "no free pod subnet: 256 bridges named mo-pods-* exist (left by killed test runs? `ip link del` them)".into(),
         ))
     }
@@ -99,15 +95,12 @@ impl PodNetwork {
             let host = (1..=253u16)
                 .map(|step| (2 + (last + 251 + step) % 253) as u8)
                 .find(|h| !addresses.used[usize::from(*h)])
-                .ok_or_else(|| network_error(format!("pod subnet {} is full", self.address(0))))?;
+                .ok_or_else(|| Error::Network(format!("pod subnet {} is full", self.address(0))))?;
             addresses.used[usize::from(host)] = true;
             addresses.last = host;
             host
         };
-        let interface = PodInterface {
-            namespace: format!("mo-{}-{host}", self.index),
-            address: self.address(host),
-        };
+        let interface = self.interface(host);
         let outside = Self::outside_name(&interface);
         // A namespace deleted earlier may still be on its way out, its veth with it.
         let _ = ip(&["link", "del", &outside]);
@@ -133,10 +126,18 @@ impl PodNetwork {
         for step in steps {
             if let Err(e) = ip(step) {
                 self.detach(&interface);
-                return Err(network_error(e));
+                return Err(Error::Network(e));
             }
         }
         Ok(interface)
+    }
+
+    /// The namespace and address of host number `host`.
+    fn interface(&self, host: u8) -> PodInterface {
+        PodInterface {
+            namespace: format!("mo-{}-{host}", self.index),
+            address: self.address(host),
+        }
     }
 
     /// The machine's end of the pod's veth pair.
@@ -159,10 +160,7 @@ impl Drop for PodNetwork {
     fn drop(&mut self) {
         let used = self.addresses.lock().unwrap().used.clone();
         for host in (0..=255u8).filter(|h| used[usize::from(*h)]) {
-            self.detach(&PodInterface {
-                namespace: format!("mo-{}-{host}", self.index),
-                address: self.address(host),
-            });
+            self.detach(&self.interface(host));
         }
         let _ = ip(&["link", "del", &Self::bridge_name(self.index)]);
     }

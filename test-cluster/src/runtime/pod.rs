@@ -2,7 +2,7 @@
 //! (restarted with the kubelet's back-off), its probes, the status the kubelet would report, and
 //! its graceful end (`preStop`, SIGTERM, `terminationGracePeriodSeconds`, SIGKILL).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,11 +71,13 @@ fn decoded(data: Option<BTreeMap<String, ByteString>>) -> BTreeMap<String, Strin
         .collect()
 }
 
-async fn fetch(client: &Client, pod: &Pod) -> Result<Fetched, kube::Error> {
+/// The ConfigMaps and Secrets the pod's env and volumes name, each read once, and (`with_tokens`,
+/// when the volumes are still to be written) the service-account tokens its projected volumes need.
+async fn fetch(client: &Client, pod: &Pod, with_tokens: bool) -> Result<Fetched, kube::Error> {
     let namespace = pod.namespace().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
-    let mut config_map_names = Vec::new();
-    let mut secret_names = Vec::new();
+    let mut config_map_names = BTreeSet::new();
+    let mut secret_names = BTreeSet::new();
     for container in spec.containers.iter() {
         for var in container.env.iter().flatten() {
             if let Some(from) = &var.value_from {
@@ -115,7 +117,12 @@ async fn fetch(client: &Client, pod: &Pod) -> Result<Fetched, kube::Error> {
     }
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
     let account = spec.service_account_name.as_deref().unwrap_or("default");
-    for (key, audience, expiration_seconds) in volumes::token_requests(pod) {
+    let token_requests = if with_tokens {
+        volumes::token_requests(pod)
+    } else {
+        Vec::new()
+    };
+    for (key, audience, expiration_seconds) in token_requests {
         // Bound to the pod, as the kubelet asks for it (the node may ask only for its own pods).
         let request = TokenRequest {
             spec: TokenRequestSpec {
@@ -296,10 +303,10 @@ impl Run {
         let Ok(Some(exit)) = child.try_wait() else {
             return;
         };
-        self.record_exit(exit, "Error");
+        self.record_exit(exit);
     }
 
-    fn record_exit(&mut self, exit: std::process::ExitStatus, failure_reason: &str) {
+    fn record_exit(&mut self, exit: std::process::ExitStatus) {
         use std::os::unix::process::ExitStatusExt;
         let exit_code = exit
             .code()
@@ -312,14 +319,7 @@ impl Run {
         self.readiness = ProbeState::default();
         self.last_terminated = Some(ContainerStateTerminated {
             exit_code,
-            reason: Some(
-                if exit_code == 0 {
-                    "Completed"
-                } else {
-                    failure_reason
-                }
-                .into(),
-            ),
+            reason: Some(if exit_code == 0 { "Completed" } else { "Error" }.into()),
             started_at: self.started_at.take().map(|(_, t)| t),
             finished_at: Some(now()),
             ..ContainerStateTerminated::default()
@@ -418,6 +418,8 @@ struct Worker {
     interface: PodInterface,
     runs: Vec<Run>,
     volumes_ready: bool,
+    /// What the last status write said, times included as this worker made them: the API server
+    /// keeps them to the second, so the stored status never equals a fresh one again.
     reported: Option<serde_json::Value>,
 }
 
@@ -434,7 +436,7 @@ impl Worker {
     }
 
     async fn start(&mut self, pod: &Pod, index: usize) {
-        let fetched = match fetch(&self.shared.client, pod).await {
+        let fetched = match fetch(&self.shared.client, pod, !self.volumes_ready).await {
             Ok(fetched) => fetched,
             Err(e) => {
                 self.runs[index].waiting = Some(("ContainerCreating".into(), e.to_string()));
@@ -588,7 +590,7 @@ impl Worker {
         );
         let grace = Duration::from_secs(30);
         if let Some(exit) = terminate(&mut self.runs[index], grace).await {
-            self.runs[index].record_exit(exit, "Error");
+            self.runs[index].record_exit(exit);
         }
     }
 
