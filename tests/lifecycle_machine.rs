@@ -1020,10 +1020,7 @@ fn a_meshsync_whose_watch_list_meshsync_does_not_read_says_so() {
         WatchListSource::for_cr("meshery", "meshery-meshsync"),
         WatchListSource::ThisCr
     );
-    let elsewhere = WatchListSource::FixedCr {
-        namespace: "meshery".into(),
-        name: "meshery-meshsync".into(),
-    };
+    let elsewhere = WatchListSource::FixedCr;
     for (namespace, name) in [("meshery", "other"), ("team-a", "meshery-meshsync")] {
         assert_eq!(WatchListSource::for_cr(namespace, name), elsewhere);
     }

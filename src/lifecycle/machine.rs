@@ -151,8 +151,9 @@ pub enum BrokerConnection {
 pub enum WatchListSource {
     /// This CR is the one MeshSync reads.
     ThisCr,
-    /// MeshSync reads `namespace/name`, not this CR.
-    FixedCr { namespace: String, name: String },
+    /// MeshSync reads [`WatchListSource::FIXED_NAMESPACE`]/[`WatchListSource::FIXED_NAME`], not
+    /// this CR.
+    FixedCr,
 }
 
 impl WatchListSource {
@@ -166,10 +167,7 @@ impl WatchListSource {
         if (namespace, name) == (Self::FIXED_NAMESPACE, Self::FIXED_NAME) {
             WatchListSource::ThisCr
         } else {
-            WatchListSource::FixedCr {
-                namespace: Self::FIXED_NAMESPACE.into(),
-                name: Self::FIXED_NAME.into(),
-            }
+            WatchListSource::FixedCr
         }
     }
 }
@@ -642,7 +640,7 @@ impl Kind for MeshSyncFacts {
                 "ReadFromThisCR",
                 "MeshSync reads its watch-list from this CR".to_string(),
             ),
-            WatchListSource::FixedCr { namespace, name } => (
+            WatchListSource::FixedCr => (
                 "False",
                 "ReadFromAnotherCR",
                 format!(
@@ -650,7 +648,9 @@ impl Kind for MeshSyncFacts {
                      this one: it watches that CR's watch-list, or its built-in set when there is none \
                      (v1.0.0's built-in set names a resource it cannot parse and publishes nothing), \
                      while the RBAC rendered here grants only this CR's watch-list. Name this MeshSync \
-                     {name} in namespace {namespace} for its watch-list to take effect"
+                     {name} in namespace {namespace} for its watch-list to take effect",
+                    namespace = WatchListSource::FIXED_NAMESPACE,
+                    name = WatchListSource::FIXED_NAME,
                 ),
             ),
         };
