@@ -529,6 +529,7 @@ async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
     cluster
         .deployment_round_trip(&mut messages, "e2e-watched")
         .await;
+    meshery_server_requests_are_answered(&cluster, &broker, &mut messages).await;
 
     // A whitelist without Deployments rolls MeshSync (it reads its watch-list at start-up only),
     // and the new one publishes Pods but no Deployment.
@@ -588,4 +589,72 @@ async fn meshsync_pods(cluster: &Cluster) -> Vec<String> {
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| p.name_any())
         .collect()
+}
+
+/// What Meshery Server asks of MeshSync on `meshery.meshsync.request` is answered through the
+/// broker: `meshsync-meta` (its version), `informer-store` (the objects it holds, on the reply
+/// subject the request names) and `resync-discovery` (it starts its discovery anew, so every
+/// object is published again as ADDED).
+async fn meshery_server_requests_are_answered(
+    cluster: &Cluster,
+    broker: &str,
+    events: &mut async_nats::Subscriber,
+) {
+    cluster.kubectl(&[
+        "create",
+        "deployment",
+        "e2e-resynced",
+        "-n",
+        "watched",
+        "--image=nats:2.10.24-alpine",
+    ]);
+    event_for(events, "Deployment", "e2e-resynced", "ADDED", EVENT_WITHIN).await;
+
+    let server = connect(broker, &cluster.token().await).await;
+    let mut meta = server.subscribe("meshsync-meta").await.unwrap();
+    let mut store = server.subscribe("e2e.informer-store").await.unwrap();
+    server.flush().await.unwrap();
+    let request = |entity: &str, payload: Value| {
+        let message = json!({"Request": {"Entity": entity, "Payload": payload}});
+        let server = server.clone();
+        async move {
+            server
+                .publish("meshery.meshsync.request", message.to_string().into())
+                .await
+                .unwrap();
+            server.flush().await.unwrap();
+        }
+    };
+
+    request("meshsync-meta", Value::Null).await;
+    let reply = tokio::time::timeout(EVENT_WITHIN, meta.next())
+        .await
+        .expect("no answer to meshsync-meta within 30 s")
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(
+        reply.get("Object").is_some(),
+        "meshsync-meta answer: {reply}"
+    );
+
+    request("informer-store", json!({"Reply": "e2e.informer-store"})).await;
+    let held = tokio::time::timeout(EVENT_WITHIN, async {
+        while let Some(batch) = store.next().await {
+            if String::from_utf8_lossy(&batch.payload).contains("\"name\":\"e2e-resynced\"") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        held.is_ok(),
+        "the informer-store answer never listed Deployment e2e-resynced"
+    );
+
+    // MeshSync debounces a resync for 5 s, then lists everything again: an ADDED event for an
+    // object it had already published, after the events so far are drained.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {}
+    request("resync-discovery", Value::Null).await;
+    event_for(events, "Deployment", "e2e-resynced", "ADDED", EVENT_WITHIN).await;
+    cluster.kubectl(&["delete", "deployment", "e2e-resynced", "-n", "watched"]);
 }
