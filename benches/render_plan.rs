@@ -111,6 +111,7 @@ async fn setup() -> Pair {
                 key: "token".into(),
             },
             credential_revision: "00000000-0000-0000-0000-000000000000/1".into(),
+            tls_ca: None,
         },
         crd_uid,
     };

@@ -14,6 +14,10 @@ GO_OPERATOR_VERSION=v1.0.5
 # MeshSync, which the operator deploys and the node agent runs (`--run-pods`). The version is the
 # wrapper module's require in go/meshsync: v1.0.0 is the newest release the module proxy serves.
 MESHSYNC_VERSION=v1.0.0
+# The NATS server the operator deploys by default (DEFAULT_NATS_VERSION in src/render/broker.rs), which
+# the node agent runs for the `nats:2.10.24` image. Debian's nats-server is 2.9: it stops on the
+# SIGTERM that follows lame duck, where 2.10 drains.
+NATS_SERVER_VERSION=v2.10.24
 
 cache="${MESHERY_TEST_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshery-operator-test-cluster}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath"
@@ -83,6 +87,11 @@ build_meshsync() {
         -ldflags "-s -w -X main.version=$MESHSYNC_VERSION" github.com/meshery/meshsync)
 }
 
+# nats-server states its version in its source; its module has no replace directives.
+build_nats_server() {
+    GOBIN="$out" go install -ldflags "-s -w" "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+}
+
 mkdir -p "$cache/bin"
 build_into "$cache/kubernetes-$KUBERNETES_VERSION" build_kubernetes
 build_into "$cache/kubectl-$KUBERNETES_VERSION" build_kubectl
@@ -90,6 +99,7 @@ build_into "$cache/etcd-$ETCD_VERSION" build_etcd
 build_into "$cache/helm-$HELM_VERSION" build_helm
 build_into "$cache/meshery-operator-go-$GO_OPERATOR_VERSION" build_go_operator
 build_into "$cache/meshsync-$MESHSYNC_VERSION" build_meshsync
+build_into "$cache/nats-server-$NATS_SERVER_VERSION" build_nats_server
 
 # One directory of links to the pinned versions, so callers need a single path.
 for bin in kube-apiserver kube-controller-manager kube-scheduler; do
@@ -101,4 +111,6 @@ ln -sfn "../helm-$HELM_VERSION/helm" "$cache/bin/helm"
 ln -sfn "../meshery-operator-go-$GO_OPERATOR_VERSION/meshery-operator-go" "$cache/bin/meshery-operator-go"
 # Per tag: the node agent runs `meshery/meshsync:<tag>` as `meshery-meshsync-<tag>`.
 ln -sfn "../meshsync-$MESHSYNC_VERSION/meshery-meshsync" "$cache/bin/meshery-meshsync-$MESHSYNC_VERSION"
+# Per release: the node agent runs `nats:<release>[-<variant>]` as `nats-server-<release>`.
+ln -sfn "../nats-server-$NATS_SERVER_VERSION/nats-server" "$cache/bin/nats-server-${NATS_SERVER_VERSION#v}"
 echo "$cache/bin"

@@ -211,6 +211,7 @@ fn meshsync_inputs() -> MeshSyncInputs {
                 key: "token".into(),
             },
             credential_revision: "r1".into(),
+            tls_ca: None,
         },
         crd_uid: Some("crd-uid".into()),
     }

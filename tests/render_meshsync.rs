@@ -438,6 +438,7 @@ fn a_broker_without_credentials_gets_a_plain_url() {
         address: "nats.example.com:4443".into(),
         credential: BrokerCredential::None,
         credential_revision: String::new(),
+        tls_ca: None,
     };
     let objects = desired_meshsync(&default_meshsync(), &inputs);
     assert!(!objects.iter().any(Object::is_secret));
@@ -446,6 +447,53 @@ fn a_broker_without_credentials_gets_a_plain_url() {
     assert_eq!(
         env(&container, "BROKER_URL").unwrap()["value"],
         "tls://nats.example.com:4443"
+    );
+}
+
+#[test]
+fn a_tls_brokers_ca_reaches_meshsync_in_a_config_map_and_rolls_it_when_it_changes() {
+    let mut inputs = same_namespace_inputs("meshery-broker", "meshery");
+    inputs.broker.scheme = "tls".into();
+    let without_ca = desired_meshsync(&default_meshsync(), &inputs);
+    assert!(
+        !without_ca
+            .iter()
+            .any(|o| o.name() == "meshery-meshsync-broker-ca"),
+        "no CA, no ConfigMap"
+    );
+    assert!(env(&container(&without_ca), "SSL_CERT_FILE").is_none());
+
+    inputs.broker.tls_ca = Some("-----BEGIN CERTIFICATE-----\nA\n".into());
+    let objects = desired_meshsync(&default_meshsync(), &inputs);
+    assert_eq!(
+        find(&objects, "ConfigMap", "meshery-meshsync-broker-ca").get(&["data"]),
+        Some(&json!({"ca.crt": "-----BEGIN CERTIFICATE-----\nA\n"}))
+    );
+    let container = container(&objects);
+    assert_eq!(
+        env(&container, "SSL_CERT_FILE").unwrap()["value"],
+        "/etc/meshery/broker-ca/ca.crt"
+    );
+    assert!(
+        container["volumeMounts"].as_array().unwrap().contains(
+            &json!({"name": "broker-ca", "mountPath": "/etc/meshery/broker-ca", "readOnly": true})
+        ),
+        "{container}"
+    );
+    assert!(
+        deployment(&objects)["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .contains(
+                &json!({"name": "broker-ca", "configMap": {"name": "meshery-meshsync-broker-ca"}})
+            ),
+    );
+    assert_ne!(checksum(&objects), checksum(&without_ca));
+    inputs.broker.tls_ca = Some("-----BEGIN CERTIFICATE-----\nB\n".into());
+    assert_ne!(
+        checksum(&desired_meshsync(&default_meshsync(), &inputs)),
+        checksum(&objects),
+        "MeshSync reads its trust roots at start-up: a new CA rolls it"
     );
 }
 

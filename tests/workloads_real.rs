@@ -30,10 +30,17 @@ struct Cluster {
     operator: Child,
     operator_log: PathBuf,
     _dir: tempfile::TempDir,
+    /// Released last, once this cluster's processes are gone.
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// One cluster at a time: each runs an API server, etcd and a dozen real processes, and on two
+/// cores several of them starve one another's probes and timers.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Cluster {
     async fn start() -> Cluster {
+        let one_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
         let binaries = test_cluster::ensure_built().expect("the control plane's binaries");
         let control_plane = ControlPlane::start(Options {
             binaries: Some(binaries.clone()),
@@ -73,6 +80,7 @@ impl Cluster {
             operator,
             operator_log,
             _dir: dir,
+            _one_at_a_time: one_at_a_time,
         }
     }
 
@@ -392,15 +400,251 @@ async fn a_killed_nats_server_is_restarted_and_the_broker_recovers() {
         .and_then(|id| id.strip_prefix("test-cluster://"))
         .unwrap()
         .to_string();
-    cluster.kubectl(&["delete", "pod", "-n", NAMESPACE, &pod.name_any()]);
+    // Not `kubectl delete`'s own wait: it can miss the deletion when the StatefulSet's
+    // replacement of the same name appears first, and then waits for ever.
+    cluster.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        NAMESPACE,
+        &pod.name_any(),
+        "--wait=false",
+    ]);
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, NAMESPACE);
+    // Lame duck (its 10 s grace before MeshSync is moved) and the shutdown fit the pod's 60 s.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while pods
+        .get_opt(&pod.name_any())
+        .await
+        .unwrap()
+        .map(|p| p.uid())
+        == Some(pod.uid())
+    {
+        assert!(Instant::now() < deadline, "the deleted pod is still there");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert!(
         !Path::new(&format!("/proc/{old_pid}")).exists(),
         "the deleted pod's nats-server still runs"
     );
     cluster.wait_broker("Ready", Duration::from_secs(120));
-    let pods: Api<Pod> = Api::namespaced(cluster.client().await, NAMESPACE);
-    let replacement = pods.get(&pod.name_any()).await.unwrap();
-    assert_ne!(replacement.uid(), pod.uid());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_change_rolls_the_broker_and_lame_duck_moves_its_clients() {
+    let cluster = Cluster::start().await;
+    cluster.apply_broker(3);
+    cluster.wait_broker("Ready", Duration::from_secs(180));
+    cluster.deploy_seed_meshsync();
+    let before = cluster.broker_pods().await;
+    let ips: Vec<String> = before.iter().map(pod_ip).collect();
+    wait_for_meshsync_connection(&ips).await;
+
+    // A client of the replica the StatefulSet replaces first (the highest ordinal) hears of lame
+    // duck before its server stops.
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _client = async_nats::ConnectOptions::with_token(cluster.token().await)
+        .event_callback(move |event| {
+            let events_tx = events_tx.clone();
+            async move {
+                let _ = events_tx.send(event);
+            }
+        })
+        .connect(format!("nats://{}:4222", ips[2]))
+        .await
+        .unwrap();
+
+    cluster.kubectl(&[
+        "patch",
+        "broker",
+        "meshery-broker",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"config":{"maxPayload":"2Mi"}}}"#,
+    ]);
+    // Every replica is replaced, one at a time, each draining for lame duck's 40 s.
+    let deadline = Instant::now() + Duration::from_secs(420);
+    let after = loop {
+        let now = cluster.broker_pods().await;
+        let replaced = now.len() == 3
+            && now.iter().all(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && !before.iter().any(|b| b.uid() == p.uid())
+            });
+        if replaced {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Broker's pods were not all replaced after its config changed"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    cluster.wait_broker("Ready", Duration::from_secs(180));
+    for pod in &after {
+        let varz = monitor(&pod_ip(pod), "/varz").await;
+        assert_eq!(
+            varz["max_payload"],
+            2 * 1024 * 1024,
+            "{} runs the old config",
+            pod.name_any()
+        );
+    }
+    let mut lame_duck = false;
+    while let Ok(event) = events.try_recv() {
+        lame_duck |= matches!(event, async_nats::Event::LameDuckMode);
+    }
+    assert!(
+        lame_duck,
+        "the client of the replaced replica was never told of lame duck"
+    );
+
+    // MeshSync moved to a new replica, and its events still reach Meshery Server.
+    let ips: Vec<String> = after.iter().map(pod_ip).collect();
+    let connected = wait_for_meshsync_connection(&ips).await;
+    let (_subscriber, mut messages) = cluster.subscriber(&connected[0]).await;
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-rolled")
+        .await;
+}
+
+/// The Broker's client address inside the cluster: what a TLS certificate for it must name.
+const BROKER_SERVICE_NAME: &str = "meshery-broker.meshery.svc.cluster.local";
+
+/// A private CA and a server certificate it issued for the Broker's Service name: `tls.crt`,
+/// `tls.key` and `ca.crt`, as a TLS Secret holds them.
+fn broker_tls_secret_data() -> serde_json::Map<String, Value> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "workloads test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec![BROKER_SERVICE_NAME.to_string()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let mut data = serde_json::Map::new();
+    data.insert("tls.crt".into(), cert.pem().into());
+    data.insert("tls.key".into(), key.serialize_pem().into());
+    data.insert("ca.crt".into(), ca.pem().into());
+    data
+}
+
+/// A TLS client configuration that trusts `ca_pem` and checks the server's certificate for
+/// the Broker's Service name, whichever pod IP it dials: what a client in the cluster sees.
+fn tls_as_the_service(ca_pem: &str) -> async_nats::rustls::ClientConfig {
+    use async_nats::rustls::client::WebPkiServerVerifier;
+    use async_nats::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use async_nats::rustls::pki_types::pem::PemObject;
+    use async_nats::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use async_nats::rustls::{self, DigitallySignedStruct, SignatureScheme};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct AsService(Arc<WebPkiServerVerifier>);
+    impl ServerCertVerifier for AsService {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            _dialled: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            let service = ServerName::try_from(BROKER_SERVICE_NAME).unwrap();
+            self.0
+                .verify_server_cert(end_entity, intermediates, &service, ocsp, now)
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_verify_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AsService(verifier)))
+        .with_no_client_auth()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meshsync_publishes_through_a_tls_broker_signed_by_a_private_ca() {
+    let cluster = Cluster::start().await;
+    let tls = broker_tls_secret_data();
+    let ca_pem = tls["ca.crt"].as_str().unwrap().to_string();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "broker-tls", "namespace": NAMESPACE}, "stringData": tls});
+    let file = cluster._dir.path().join("broker-tls.json");
+    std::fs::write(&file, secret.to_string()).unwrap();
+    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.apply_example(
+        "meshery-broker.yaml",
+        json!({"tls": {"enabled": true, "secretName": "broker-tls"}}),
+    );
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    cluster.deploy_seed_meshsync();
+
+    // MeshSync trusts the Broker's private CA (the operator hands it the CA) and connects over
+    // TLS with the Broker's token.
+    let broker = pod_ip(&cluster.broker_pods().await.remove(0));
+    wait_for_meshsync_connection(std::slice::from_ref(&broker)).await;
+    let connz = monitor(&broker, CONNZ_PATH).await;
+    let connections = connz["connections"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !connections.is_empty()
+            && connections.iter().all(|c| c["tls_version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("1."))),
+        "a connection without TLS: {connz}"
+    );
+
+    let server = async_nats::ConnectOptions::with_token(cluster.token().await)
+        .require_tls(true)
+        .tls_client_config(tls_as_the_service(&ca_pem))
+        .connection_timeout(Duration::from_secs(5))
+        .connect(format!("tls://{broker}:4222"))
+        .await
+        .expect("Meshery Server's stand-in connects over TLS");
+    let mut messages = server.subscribe("meshery.meshsync.core").await.unwrap();
+    server.flush().await.unwrap();
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-tls")
+        .await;
 }
 
 /// The MeshSync release the node runs (test-cluster/build.sh): the newest the module proxy serves.
@@ -637,19 +881,22 @@ async fn meshery_server_requests_are_answered(
         "meshsync-meta answer: {reply}"
     );
 
-    request("informer-store", json!({"Reply": "e2e.informer-store"})).await;
-    let held = tokio::time::timeout(EVENT_WITHIN, async {
-        while let Some(batch) = store.next().await {
+    // MeshSync restarts its discovery 5 s after start-up (when it has seen the cluster's CRDs), and
+    // a request that meets the restart goes unanswered: ask again until the answer comes.
+    let deadline = Instant::now() + EVENT_WITHIN;
+    'asking: loop {
+        assert!(
+            Instant::now() < deadline,
+            "no informer-store answer listing Deployment e2e-resynced within 30 s"
+        );
+        request("informer-store", json!({"Reply": "e2e.informer-store"})).await;
+        while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(5), store.next()).await
+        {
             if String::from_utf8_lossy(&batch.payload).contains("\"name\":\"e2e-resynced\"") {
-                return;
+                break 'asking;
             }
         }
-    })
-    .await;
-    assert!(
-        held.is_ok(),
-        "the informer-store answer never listed Deployment e2e-resynced"
-    );
+    }
 
     // MeshSync debounces a resync for 5 s, then lists everything again: an ADDED event for an
     // object it had already published, after the events so far are drained.

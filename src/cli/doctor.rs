@@ -34,7 +34,7 @@ use crate::migrate::{
     GO_FINALIZERS, GO_LEASE_NAME, GoOperator, go_broker_child_keys, go_operator_state,
 };
 use crate::monitor::{MeshSyncOnBroker, meshsync_on_broker, monitoring_address};
-use crate::render::broker_auth_secret_name;
+use crate::render::{TLS_CA_KEY, broker_auth_secret_name};
 
 /// Where both operators' charts install by default, so where the Go operator's Lease is looked for
 /// even when no operator Deployment of ours is found.
@@ -537,7 +537,7 @@ async fn dial_broker(client: &kube::Client, broker: &Broker) -> Dial {
                 .ok()
                 .flatten()
                 .and_then(|s| s.data)
-                .and_then(|d| d.get("ca.crt").map(|ca| ca.0.clone()));
+                .and_then(|d| d.get(TLS_CA_KEY).map(|ca| ca.0.clone()));
             Some(ProbeTls { ca_pem })
         }
         None => None,

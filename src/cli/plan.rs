@@ -28,8 +28,8 @@ use crate::render::labels::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_B
 use crate::render::nats_conf::USERS_FILE_NAME;
 use crate::render::{
     AuthKind, BrokerAuthInput, BrokerInputs, DEFAULT_MESHSYNC_VERSION, DEFAULT_NATS_VERSION,
-    MESHSYNC_CRD_NAME, MeshSyncInputs, ResolvedBroker, TOKEN_KEY, broker_auth_secret_name,
-    desired_broker, desired_meshsync, generated_auth_secret_name,
+    MESHSYNC_CRD_NAME, MeshSyncInputs, ResolvedBroker, TLS_CA_KEY, TOKEN_KEY,
+    broker_auth_secret_name, desired_broker, desired_meshsync, generated_auth_secret_name,
 };
 
 /// Arguments of `meshery-operator plan`.
@@ -551,8 +551,17 @@ impl<'a> Offline<'a> {
             users_json: users_json.as_deref().map(str::as_bytes),
             revision: &revision,
         };
-        resolve_native_broker(&target, &own_namespace, data)
-            .expect("a token or users.json is always supplied")
+        let tls_ca = target
+            .spec
+            .tls_secret_name()
+            .and_then(|tls| self.secret_value(&namespace, tls, TLS_CA_KEY));
+        resolve_native_broker(
+            &target,
+            &own_namespace,
+            data,
+            tls_ca.as_deref().map(str::as_bytes),
+        )
+        .expect("a token or users.json is always supplied")
     }
 }
 

@@ -22,7 +22,7 @@ use crate::api::{Broker, BrokerEndpoint, NATS_CLIENT_PORT, Phase, ServiceType, v
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
 use crate::render::{
-    AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker,
+    AuthKind, BrokerAuthInput, BrokerInputs, TLS_CA_KEY, broker_internal_endpoint, desired_broker,
 };
 
 /// How a Broker's clients authenticate, as the probe needs it.
@@ -232,7 +232,7 @@ async fn run_probe(
                 .await
                 .ok()
                 .flatten()
-                .and_then(|secret| secret.data.get("ca.crt").cloned());
+                .and_then(|secret| secret.data.get(TLS_CA_KEY).cloned());
             Some(ProbeTls { ca_pem })
         }
         None => None,

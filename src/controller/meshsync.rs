@@ -27,7 +27,9 @@ use crate::lifecycle::{
     next,
 };
 use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
-use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
+use crate::render::{
+    MeshSyncInputs, ResolvedBroker, TLS_CA_KEY, broker_auth_secret_name, desired_meshsync,
+};
 
 /// While a new MeshSync's first status waits for its Broker, how often it looks again (the Broker
 /// turning Ready triggers a reconcile at once; this only bounds a missed trigger).
@@ -222,11 +224,18 @@ async fn resolve_broker(
                     )
                 });
             let secret = broker_auth_secret_name(&broker);
+            let tls_ca = match broker.spec.tls_secret_name() {
+                Some(tls) => read_secret(ctx, &namespace, tls)
+                    .await?
+                    .and_then(|tls| tls.data.get(TLS_CA_KEY).cloned()),
+                None => None,
+            };
             let resolved = match read_secret(ctx, &namespace, &secret).await? {
                 Some(data) => resolve_native_broker(
                     &broker,
                     &own_namespace,
                     BrokerSecretData::from_map(&data.data, &data.revision),
+                    tls_ca.as_deref(),
                 )
                 .map(|resolved| (resolved, dialable)),
                 None => Err(format!(

@@ -43,6 +43,9 @@ pub const DEFAULT_NATS_IMAGE: &str = "nats";
 pub const DEFAULT_NATS_VERSION: &str = "2.10.24";
 /// The key of the token in the broker's auth Secret (generated or referenced).
 pub const TOKEN_KEY: &str = "token";
+/// The key of the CA certificate in a Broker's TLS Secret (optional there): clients of the broker
+/// trust it.
+pub const TLS_CA_KEY: &str = "ca.crt";
 /// The UID the NATS container runs as.
 const NATS_UID: i64 = 1000;
 /// Where the official `nats` image keeps its binary; the lame-duck preStop hook runs it.

@@ -41,6 +41,7 @@ pub fn resolve_native_broker(
     broker: &Broker,
     meshsync_namespace: &str,
     secret: BrokerSecretData,
+    tls_ca: Option<&[u8]>,
 ) -> Result<ResolvedBroker, String> {
     let broker_namespace = broker.namespace().unwrap_or_default();
     let secret_name = broker_auth_secret_name(broker);
@@ -74,6 +75,9 @@ pub fn resolve_native_broker(
         address: broker_internal_endpoint(broker),
         credential,
         credential_revision: secret.revision.to_string(),
+        tls_ca: tls_ca
+            .filter(|_| broker.spec.tls_enabled())
+            .map(|pem| String::from_utf8_lossy(pem).into_owned()),
     })
 }
 
@@ -93,6 +97,7 @@ pub fn resolve_custom_broker(url: &BrokerUrl) -> ResolvedBroker {
             .as_deref()
             .map(|userinfo| checksum(&[userinfo]))
             .unwrap_or_default(),
+        tls_ca: None,
     }
 }
 
@@ -152,7 +157,7 @@ mod tests {
             users_json: None,
             revision: "uid/1",
         };
-        let same = resolve_native_broker(&broker("ns", false), "ns", secret).unwrap();
+        let same = resolve_native_broker(&broker("ns", false), "ns", secret, None).unwrap();
         assert_eq!(
             same.credential,
             BrokerCredential::SecretKey {
@@ -164,7 +169,7 @@ mod tests {
             (same.scheme.as_str(), same.address.as_str()),
             ("nats", "b.ns.svc.cluster.local:4222")
         );
-        let other = resolve_native_broker(&broker("ns", true), "elsewhere", secret).unwrap();
+        let other = resolve_native_broker(&broker("ns", true), "elsewhere", secret, None).unwrap();
         assert_eq!(
             other.credential,
             BrokerCredential::Copy {
@@ -175,6 +180,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_brokers_ca_is_passed_on_and_ignored_without_tls() {
+        let secret = BrokerSecretData {
+            token: Some(b"t00".as_slice()),
+            users_json: None,
+            revision: "uid/1",
+        };
+        let ca = b"-----BEGIN CERTIFICATE-----\n".as_slice();
+        let tls = resolve_native_broker(&broker("ns", true), "ns", secret, Some(ca)).unwrap();
+        assert_eq!(tls.tls_ca.as_deref(), Some("-----BEGIN CERTIFICATE-----\n"));
+        let without_ca = resolve_native_broker(&broker("ns", true), "ns", secret, None).unwrap();
+        assert_eq!(without_ca.tls_ca, None);
+        let plain = resolve_native_broker(&broker("ns", false), "ns", secret, Some(ca)).unwrap();
+        assert_eq!(plain.tls_ca, None);
+    }
+
+    #[test]
     fn users_json_is_copied_percent_encoded_and_a_useless_secret_is_an_error() {
         let users = br#"{"users":[{"user":"me@x","password":"p:w/d"}]}"#.as_slice();
         let secret = BrokerSecretData {
@@ -182,15 +203,20 @@ mod tests {
             users_json: Some(users),
             revision: "uid/2",
         };
-        let resolved = resolve_native_broker(&broker("ns", false), "ns", secret).unwrap();
+        let resolved = resolve_native_broker(&broker("ns", false), "ns", secret, None).unwrap();
         assert_eq!(
             resolved.credential,
             BrokerCredential::Copy {
                 userinfo: "me%40x:p%3Aw%2Fd".into()
             }
         );
-        let error = resolve_native_broker(&broker("ns", false), "ns", BrokerSecretData::default())
-            .unwrap_err();
+        let error = resolve_native_broker(
+            &broker("ns", false),
+            "ns",
+            BrokerSecretData::default(),
+            None,
+        )
+        .unwrap_err();
         assert!(
             error.contains("ns/b-auth has neither token nor a users.json"),
             "{error}"

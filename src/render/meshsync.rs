@@ -21,7 +21,7 @@ use super::pod::{
     http_probe, mount, with_pod_options,
 };
 use super::rbac::meshsync_rules;
-use super::{BrokerCredential, MeshSyncInputs};
+use super::{BrokerCredential, MeshSyncInputs, TLS_CA_KEY};
 use crate::api::MeshSync;
 use crate::api::watch_list::WatchList;
 use crate::object::Object;
@@ -40,6 +40,11 @@ pub const BROKER_URL_ENV: &str = "BROKER_URL";
 pub const BROKER_TOKEN_ENV: &str = "NATS_TOKEN";
 /// The key of the userinfo in `<name>-broker-auth`.
 pub const BROKER_AUTH_KEY: &str = "token";
+/// Where `<name>-broker-ca` is mounted in the MeshSync container.
+pub const BROKER_CA_DIR: &str = "/etc/meshery/broker-ca";
+/// The env var Go's TLS reads an extra trusted certificate file from. It replaces only the
+/// system's bundle file: the system's certificate directories are still read.
+pub const SSL_CERT_FILE_ENV: &str = "SSL_CERT_FILE";
 /// The CRD that owns MeshSync's cluster-scoped RBAC.
 pub const MESHSYNC_CRD_NAME: &str = "meshsyncs.meshery.io";
 /// The UID MeshSync runs as: the distroless `nonroot` user its image is built for.
@@ -86,6 +91,7 @@ impl MeshSyncRelease {
 const WATCH_LIST_VOLUME: &str = "watch-list";
 const TMP_VOLUME: &str = "tmp";
 const HOME_VOLUME: &str = "meshery-home";
+const BROKER_CA_VOLUME: &str = "broker-ca";
 /// Where MeshSync keeps its configuration: `~/.meshery` of the image's `nonroot` user. It creates
 /// the directory at start-up and exits when it cannot (the root filesystem is read-only).
 const MESHERY_HOME_DIR: &str = "/home/nonroot/.meshery";
@@ -121,6 +127,13 @@ pub fn desired_meshsync(meshsync: &MeshSync, inputs: &MeshSyncInputs) -> Vec<Obj
     let mut objects = Vec::new();
     if let BrokerCredential::Copy { userinfo } = &inputs.broker.credential {
         objects.push(Object::from_typed(&broker_auth_secret(&owner, userinfo)));
+    }
+    if let Some(ca) = &inputs.broker.tls_ca {
+        objects.push(Object::from_typed(&ConfigMap {
+            metadata: owner.namespaced_meta(broker_ca_config_map_name(owner.name)),
+            data: Some(BTreeMap::from([(TLS_CA_KEY.to_string(), ca.clone())])),
+            ..ConfigMap::default()
+        }));
     }
     objects.push(Object::from_typed(&ConfigMap {
         metadata: owner.namespaced_meta(format!("{}-watch-list", owner.name)),
@@ -161,9 +174,20 @@ pub fn desired_meshsync(meshsync: &MeshSync, inputs: &MeshSyncInputs) -> Vec<Obj
         meshsync,
         inputs,
         &owner,
-        checksum(&[watch_key, &watch_data, &inputs.broker.credential_revision]),
+        checksum(&[
+            watch_key,
+            &watch_data,
+            &inputs.broker.credential_revision,
+            inputs.broker.tls_ca.as_deref().unwrap_or_default(),
+        ]),
     )));
     objects
+}
+
+/// The ConfigMap holding the TLS broker's CA for MeshSync `name`: a CA certificate is public, and
+/// a ConfigMap in MeshSync's own namespace reaches it wherever the Broker is.
+fn broker_ca_config_map_name(name: &str) -> String {
+    format!("{name}-broker-ca")
 }
 
 fn broker_auth_secret(owner: &Owner, userinfo: &str) -> Secret {
@@ -178,13 +202,13 @@ fn broker_auth_secret(owner: &Owner, userinfo: &str) -> Secret {
     }
 }
 
-/// MeshSync reads its watch-list only at start-up, so the checksum of the watch-list data sits on the
-/// pod template: a changed watch-list rolls the pods and takes effect.
+/// MeshSync reads its watch-list, its broker credential and the broker's CA only at start-up, so
+/// their checksum sits on the pod template: a change rolls the pods and takes effect.
 fn deployment(
     meshsync: &MeshSync,
     inputs: &MeshSyncInputs,
     owner: &Owner,
-    watch_list_checksum: String,
+    start_up_inputs_checksum: String,
 ) -> Deployment {
     let spec = &meshsync.spec;
     let broker = &inputs.broker;
@@ -211,6 +235,28 @@ fn deployment(
         None => format!("{scheme}{}", broker.address),
     };
     env.push(env_value(BROKER_URL_ENV, broker_url));
+    let mut volume_mounts = vec![
+        mount(WATCH_LIST_VOLUME, WATCH_LIST_DIR, true),
+        // The root filesystem is read-only; scratch space for anything MeshSync writes.
+        mount(TMP_VOLUME, "/tmp", false),
+        mount(HOME_VOLUME, MESHERY_HOME_DIR, false),
+    ];
+    let mut volumes = vec![
+        config_map_volume(WATCH_LIST_VOLUME, &format!("{}-watch-list", owner.name)),
+        empty_dir_volume(TMP_VOLUME),
+        empty_dir_volume(HOME_VOLUME),
+    ];
+    if broker.tls_ca.is_some() {
+        volumes.push(config_map_volume(
+            BROKER_CA_VOLUME,
+            &broker_ca_config_map_name(owner.name),
+        ));
+        env.push(env_value(
+            SSL_CERT_FILE_ENV,
+            format!("{BROKER_CA_DIR}/{TLS_CA_KEY}"),
+        ));
+        volume_mounts.push(mount(BROKER_CA_VOLUME, BROKER_CA_DIR, true));
+    }
 
     let container = Container {
         name: "meshsync".to_string(),
@@ -248,12 +294,7 @@ fn deployment(
             ("1", "1Gi"),
         )),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![
-            mount(WATCH_LIST_VOLUME, WATCH_LIST_DIR, true),
-            // The root filesystem is read-only; scratch space for anything MeshSync writes.
-            mount(TMP_VOLUME, "/tmp", false),
-            mount(HOME_VOLUME, MESHERY_HOME_DIR, false),
-        ]),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
     };
     Deployment {
@@ -262,19 +303,14 @@ fn deployment(
             replicas: (!spec.autoscaled).then_some(spec.size),
             selector: owner.selector(),
             template: PodTemplateSpec {
-                metadata: Some(owner.pod_template_meta(watch_list_checksum, spec.pod.as_ref())),
+                metadata: Some(
+                    owner.pod_template_meta(start_up_inputs_checksum, spec.pod.as_ref()),
+                ),
                 spec: Some(with_pod_options(
                     PodSpec {
                         service_account_name: Some(owner.name.to_string()),
                         containers: vec![container],
-                        volumes: Some(vec![
-                            config_map_volume(
-                                WATCH_LIST_VOLUME,
-                                &format!("{}-watch-list", owner.name),
-                            ),
-                            empty_dir_volume(TMP_VOLUME),
-                            empty_dir_volume(HOME_VOLUME),
-                        ]),
+                        volumes: Some(volumes),
                         security_context: Some(pod_security_context(MESHSYNC_UID)),
                         ..PodSpec::default()
                     },

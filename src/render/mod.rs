@@ -11,13 +11,13 @@ mod pod;
 pub mod rbac;
 
 pub use broker::{
-    DEFAULT_NATS_IMAGE, DEFAULT_NATS_VERSION, TOKEN_KEY, broker_auth_secret_name,
+    DEFAULT_NATS_IMAGE, DEFAULT_NATS_VERSION, TLS_CA_KEY, TOKEN_KEY, broker_auth_secret_name,
     broker_internal_endpoint, desired_broker, generated_auth_secret_name,
 };
 pub use meshsync::{
-    BROKER_AUTH_KEY, BROKER_TOKEN_ENV, BROKER_URL_ENV, DEFAULT_MESHSYNC_IMAGE,
+    BROKER_AUTH_KEY, BROKER_CA_DIR, BROKER_TOKEN_ENV, BROKER_URL_ENV, DEFAULT_MESHSYNC_IMAGE,
     DEFAULT_MESHSYNC_VERSION, MESHSYNC_CRD_NAME, MESHSYNC_HEALTH_PORT, MeshSyncRelease,
-    WATCH_LIST_DIR, desired_meshsync, meshsync_cluster_rbac_name,
+    SSL_CERT_FILE_ENV, WATCH_LIST_DIR, desired_meshsync, meshsync_cluster_rbac_name,
 };
 
 /// What a Broker's rendering needs beyond its spec.
@@ -71,6 +71,10 @@ pub struct ResolvedBroker {
     /// Folded into the pod-template checksum: MeshSync reads the credential from its environment
     /// only at start-up, so a new credential must restart it.
     pub credential_revision: String,
+    /// PEM of the CA that signed a TLS broker's certificate (`ca.crt` of a Broker's TLS Secret).
+    /// MeshSync's Go TLS client trusts only the system roots, which a private CA is not among, so
+    /// it is given this one too; `None` when the broker has no TLS or its Secret names no CA.
+    pub tls_ca: Option<String>,
 }
 
 /// How MeshSync gets the credential that goes into `BROKER_URL` as `nats://$(NATS_TOKEN)@host:port`.

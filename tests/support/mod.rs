@@ -107,6 +107,7 @@ pub fn same_namespace_inputs(broker: &str, namespace: &str) -> MeshSyncInputs {
                 key: "token".to_string(),
             },
             credential_revision: "secret-uid/1".to_string(),
+            tls_ca: None,
         },
         crd_uid: Some("uid-crd".to_string()),
     }

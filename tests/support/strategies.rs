@@ -606,6 +606,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             address: format!("{broker}.{broker_namespace}.svc.cluster.local:4222"),
                             credential,
                             credential_revision: "secret-uid/1".into(),
+                            tls_ca: None,
                         };
                         let native = NativeBroker {
                             name: broker,
@@ -640,6 +641,7 @@ pub fn meshsync_case() -> impl Strategy<Value = MeshSyncCase> {
                             address: format!("{host}:{}", port.unwrap_or(4222)),
                             credential,
                             credential_revision: String::new(),
+                            tls_ca: None,
                         };
                         (
                             MeshSyncBroker {

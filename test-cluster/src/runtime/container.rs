@@ -42,14 +42,14 @@ fn distroless_etc() -> Vec<(String, String)> {
 /// Why the node cannot run an image (the kubelet's `ErrImagePull`).
 pub fn unknown_image(image: &str) -> String {
     format!(
-        "this node runs only the images it has executables for (nats with any tag: Debian's \
-         nats-server; meshery/meshsync with the tags test-cluster/build.sh built); {image} is not one"
+        "this node runs only the images it has executables for (nats and meshery/meshsync with \
+         the releases test-cluster/build.sh built from their Go modules); {image} is not one"
     )
 }
 
-/// The images this node knows, by repository (any registry prefix): `nats` with any tag is
-/// Debian's `nats-server`; `meshery/meshsync:<tag>` is the MeshSync release `<tag>` that
-/// `build.sh` built into `binaries` (as `meshery-meshsync-<tag>`), and no other tag.
+/// The images this node knows, by repository (any registry prefix), each only with the tags
+/// whose release `build.sh` built into `binaries` from its Go module: `nats:<release>[-<variant>]`
+/// is `nats-server-<release>`, `meshery/meshsync:<tag>` is `meshery-meshsync-<tag>`.
 pub fn known_image(image: &str, binaries: &Path) -> Option<Image> {
     let without_digest = image.split('@').next().unwrap_or(image);
     let (repository, tag) = match without_digest.rsplit_once(':') {
@@ -60,14 +60,19 @@ pub fn known_image(image: &str, binaries: &Path) -> Option<Image> {
         .trim_start_matches("docker.io/")
         .trim_start_matches("library/");
     match name {
-        "nats" => Some(Image {
-            entrypoint: "/nats-server".into(),
-            host_executable: "/usr/sbin/nats-server".into(),
-            default_args: vec!["--config".into(), "nats-server.conf".into()],
-            // A scratch image: no /etc of its own.
-            etc: Vec::new(),
-            dirs: Vec::new(),
-        }),
+        "nats" => {
+            // `2.10.24-alpine` is release 2.10.24 on another base image.
+            let release = tag?.split('-').next()?;
+            let executable = binaries.join(format!("nats-server-{release}"));
+            executable.is_file().then(|| Image {
+                entrypoint: "/nats-server".into(),
+                host_executable: executable,
+                default_args: vec!["--config".into(), "nats-server.conf".into()],
+                // A scratch image: no /etc of its own.
+                etc: Vec::new(),
+                dirs: Vec::new(),
+            })
+        }
         "meshery/meshsync" => {
             let executable = binaries.join(format!("meshery-meshsync-{}", tag?));
             executable.is_file().then(|| Image {
@@ -212,8 +217,14 @@ pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
 }
 
 /// Runs `argv` inside the running container `pid` (its namespaces, root and user): how
-/// `exec` probes and `preStop` hooks run.
-pub async fn exec_in(pid: u32, user: u32, group: u32, argv: &[String], timeout: Duration) -> bool {
+/// `exec` probes and `preStop` hooks run. `Err` says why it failed: its exit and output.
+pub async fn exec_in(
+    pid: u32,
+    user: u32,
+    group: u32,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let mut command = Command::new("nsenter");
     command
         .arg(format!("--target={pid}"))
@@ -223,12 +234,19 @@ pub async fn exec_in(pid: u32, user: u32, group: u32, argv: &[String], timeout: 
         .arg("--")
         .args(argv)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    match tokio::time::timeout(timeout, command.status()).await {
-        Ok(Ok(status)) => status.success(),
-        _ => false,
+    match tokio::time::timeout(timeout, command.output()).await {
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => Err(format!(
+            "{}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+        Ok(Err(e)) => Err(format!("running nsenter: {e}")),
+        Err(_) => Err(format!("still running after {timeout:?}")),
     }
 }
 
@@ -280,7 +298,8 @@ pub async fn run_probe(
             exec.command.as_deref().unwrap_or_default(),
             timeout,
         )
-        .await;
+        .await
+        .is_ok();
     }
     false
 }
@@ -315,15 +334,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_are_known_by_repository_and_meshsync_by_its_built_tags() {
+    fn images_are_known_by_repository_and_the_releases_built() {
         let binaries = tempfile::tempdir().unwrap();
-        std::fs::write(binaries.path().join("meshery-meshsync-v1.0.0"), "").unwrap();
+        for built in ["meshery-meshsync-v1.0.0", "nats-server-2.10.24"] {
+            std::fs::write(binaries.path().join(built), "").unwrap();
+        }
         let known = |image: &str| known_image(image, binaries.path()).map(|i| i.entrypoint);
         for image in [
-            "nats",
             "nats:2.10.24",
             "docker.io/library/nats:2.10.24-alpine",
-            "nats@sha256:abc",
+            "nats:2.10.24@sha256:abc",
         ] {
             assert_eq!(known(image), Some("/nats-server".to_string()), "{image}");
         }
@@ -331,10 +351,17 @@ mod tests {
             known("docker.io/meshery/meshsync:v1.0.0"),
             Some("/meshery-meshsync".to_string())
         );
-        assert_eq!(known("meshery/meshsync:v1.0.3"), None);
-        assert_eq!(known("meshery/meshsync"), None);
-        assert_eq!(known("natsio/nats-box:0.14"), None);
-        assert_eq!(known("registry:5000/other"), None);
+        for unknown in [
+            "nats",
+            "nats:2.11.0",
+            "nats@sha256:abc",
+            "meshery/meshsync:v1.0.3",
+            "meshery/meshsync",
+            "natsio/nats-box:0.14",
+            "registry:5000/other",
+        ] {
+            assert_eq!(known(unknown), None, "{unknown}");
+        }
     }
 
     #[test]

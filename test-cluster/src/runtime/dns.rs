@@ -104,18 +104,21 @@ pub fn resolv_conf(nameserver: Ipv4Addr, namespace: &str) -> String {
     )
 }
 
-/// Serves the cluster's names on `address`:53 (UDP) until dropped.
-pub async fn serve(client: Client, address: Ipv4Addr) -> std::io::Result<()> {
+/// Serves the cluster's names on `address`:53 (UDP); the socket is closed once the returned tasks
+/// are aborted.
+pub async fn serve(
+    client: Client,
+    address: Ipv4Addr,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let socket = tokio::net::UdpSocket::bind((address, 53)).await?;
     let (store, writer) = reflector::store::<EndpointSlice>();
     let slices: Api<EndpointSlice> = Api::all(client);
-    tokio::spawn(
+    let reflect = tokio::spawn(
         reflector::reflector(writer, watcher(slices, watcher::Config::default()))
             .default_backoff()
             .for_each(|_| async {}),
     );
-    tokio::spawn(answer_queries(socket, store));
-    Ok(())
+    Ok(vec![reflect, tokio::spawn(answer_queries(socket, store))])
 }
 
 async fn answer_queries(socket: tokio::net::UdpSocket, store: Store<EndpointSlice>) {

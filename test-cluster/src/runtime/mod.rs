@@ -24,6 +24,9 @@ pub use network::PodNetwork;
 pub struct Runtime {
     shared: Arc<pod::Shared>,
     workers: Mutex<HashMap<String, Worker>>,
+    /// The API forwarder and the DNS server: their sockets are bound to the bridge's address, so
+    /// they must be closed before the bridge (and its subnet) can go to another node agent.
+    services: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 struct Worker {
@@ -54,12 +57,14 @@ impl Runtime {
             .map_err(crate::io_error(format!(
                 "listening on {gateway}:443 for pods"
             )))?;
-        tokio::spawn(forward(listener, api_port));
-        dns::serve(dns_client, gateway)
-            .await
-            .map_err(crate::io_error(format!(
-                "serving DNS on {gateway}:53 for pods"
-            )))?;
+        let mut services = vec![tokio::spawn(forward(listener, api_port))];
+        services.extend(
+            dns::serve(dns_client, gateway)
+                .await
+                .map_err(crate::io_error(format!(
+                    "serving DNS on {gateway}:53 for pods"
+                )))?,
+        );
         let api_env = vec![
             ("KUBERNETES_SERVICE_HOST".to_string(), gateway.to_string()),
             ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
@@ -77,6 +82,7 @@ impl Runtime {
                 api_env,
             }),
             workers: Mutex::new(HashMap::new()),
+            services: Mutex::new(services),
         })
     }
 
@@ -109,7 +115,7 @@ impl Runtime {
     }
 
     /// The node stops: every pod's processes are killed and its namespace removed, as when a
-    /// machine goes down, before the control plane stops.
+    /// machine goes down, before the control plane stops; then the pods' services close.
     pub async fn shutdown(&self) {
         let workers: Vec<Worker> = self
             .workers
@@ -123,6 +129,11 @@ impl Runtime {
         }
         for worker in workers {
             let _ = worker.task.await;
+        }
+        let services: Vec<_> = self.services.lock().unwrap().drain(..).collect();
+        for service in services {
+            service.abort();
+            let _ = service.await;
         }
     }
 }

@@ -603,6 +603,7 @@ impl Worker {
             .unwrap_or(0)
             .max(0) as u64;
         let deadline = Instant::now() + Duration::from_secs(grace);
+        let pod_name = &self.name;
         let stops = self.runs.iter_mut().map(|run| async move {
             if let (Some(pid), Some(pod)) = (run.pid(), pod) {
                 let pre_stop = run
@@ -615,7 +616,12 @@ impl Worker {
                 if let Some(command) = pre_stop {
                     let (user, group, _) = identity(pod, &run.spec);
                     let left = deadline.saturating_duration_since(Instant::now());
-                    container::exec_in(pid, user, group, &command, left).await;
+                    if let Err(e) = container::exec_in(pid, user, group, &command, left).await {
+                        eprintln!(
+                            "test-cluster node: pod {pod_name}: container {}: preStop hook failed: {e}",
+                            run.spec.name
+                        );
+                    }
                 }
             }
             terminate(run, deadline.saturating_duration_since(Instant::now())).await;
