@@ -1367,6 +1367,44 @@ async fn a_broker_with_users_json_auth_gives_meshsync_a_copy_of_the_first_user()
         .and_then(|v| v.secret_key_ref.as_ref())
         .expect("NATS_TOKEN comes from a Secret");
     assert_eq!(reference.name, "meshery-meshsync-broker-auth");
+
+    // MeshSync v1.0.0 would take the user name for the broker's host and never connect: the
+    // status says so and what to change, and the Deployment is left as it was.
+    cluster
+        .apply_yaml::<MeshSync>(
+            &native_meshsync(&ns).replace("size: 1", "size: 1\n  version: v1.0.0"),
+        )
+        .await;
+    let refused = cluster
+        .wait_for(&ns, "meshery-meshsync", WAIT, |m: &MeshSync| {
+            m.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.message.contains("user:password"))
+            })
+        })
+        .await;
+    let ready = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(
+        ready
+            .message
+            .contains("MeshSync v1.0.0 reads the broker's host from BROKER_URL")
+            && ready.message.contains("v1.0.1 or later"),
+        "{}",
+        ready.message
+    );
+    let unchanged = cluster
+        .api::<Deployment>(&ns)
+        .get("meshery-meshsync")
+        .await
+        .unwrap();
+    assert_eq!(unchanged.spec, deployment.spec);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,9 @@ use crate::lifecycle::{
     self, ApplyOutcome, BrokerConnection, MeshSyncFacts, MeshSyncObservations, WatchListSource,
     next,
 };
-use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
+use crate::render::credentials::{
+    BrokerSecretData, credential_readable_by, resolve_custom_broker, resolve_native_broker,
+};
 use crate::render::{
     MeshSyncInputs, ResolvedBroker, TLS_CA_KEY, broker_auth_secret_name, desired_meshsync,
 };
@@ -66,6 +68,14 @@ pub async fn reconcile(meshsync: Arc<MeshSync>, ctx: Arc<Context>) -> Result<Act
         let (resolved, broker) = resolve_broker(&meshsync, &ctx).await?;
         facts.broker = resolved;
         if let Some(broker) = broker {
+            let version = meshsync
+                .spec
+                .version
+                .as_deref()
+                .unwrap_or(&ctx.settings.meshsync_version);
+            let broker = broker.and_then(|(resolved, address)| {
+                credential_readable_by(version, &resolved).map(|()| (resolved, address))
+            });
             match broker {
                 Err(message) => apply = ApplyOutcome::Failed { message },
                 Ok((broker, address)) => {

@@ -7,7 +7,8 @@ use kube::ResourceExt;
 use super::meta::checksum;
 use super::nats_conf::USERS_FILE_NAME;
 use super::{
-    BrokerCredential, ResolvedBroker, TOKEN_KEY, broker_auth_secret_name, broker_internal_endpoint,
+    BrokerCredential, MeshSyncRelease, ResolvedBroker, TOKEN_KEY, broker_auth_secret_name,
+    broker_internal_endpoint,
 };
 use crate::api::{Broker, BrokerUrl};
 
@@ -79,6 +80,26 @@ pub fn resolve_native_broker(
             .filter(|_| broker.spec.tls_enabled())
             .map(|pem| String::from_utf8_lossy(pem).into_owned()),
     })
+}
+
+/// Whether MeshSync release `version` can use `broker`'s credential. Releases before v1.0.1 take
+/// the broker's host from `BROKER_URL` up to its first `:`, so with a `user:password` credential
+/// (a users.json Broker, or a URL with a password) their start-up check polls the user name as a
+/// host, and they never connect: an error that says what to change instead.
+pub fn credential_readable_by(version: &str, broker: &ResolvedBroker) -> Result<(), String> {
+    let user_and_password = matches!(
+        &broker.credential,
+        BrokerCredential::Copy { userinfo } if userinfo.contains(':')
+    );
+    if user_and_password && !MeshSyncRelease::of(version).reads_url_scheme {
+        return Err(format!(
+            "MeshSync {version} reads the broker's host from BROKER_URL up to its first ':', so \
+             with the broker's user:password credential it looks for the user name as a host and \
+             never connects: use MeshSync v1.0.1 or later (spec.version), or a token-authenticated \
+             broker"
+        ));
+    }
+    Ok(())
 }
 
 /// MeshSync's view of a custom broker URL: the address, and any userinfo moved into a Secret.
@@ -177,6 +198,47 @@ mod tests {
             }
         );
         assert_eq!(other.scheme, "tls");
+    }
+
+    #[test]
+    fn releases_before_1_0_1_cannot_use_a_user_and_password() {
+        let with = |credential: BrokerCredential| ResolvedBroker {
+            scheme: "nats".into(),
+            address: "b.ns.svc.cluster.local:4222".into(),
+            credential,
+            credential_revision: String::new(),
+            tls_ca: None,
+        };
+        let user_and_password = with(BrokerCredential::Copy {
+            userinfo: "me:pw".into(),
+        });
+        let copied_token = with(BrokerCredential::Copy {
+            userinfo: "t00".into(),
+        });
+        let referenced_token = with(BrokerCredential::SecretKey {
+            secret: "b-auth".into(),
+            key: "token".into(),
+        });
+        let none = with(BrokerCredential::None);
+        for (version, broker, usable) in [
+            ("v1.0.0", &user_and_password, false),
+            ("v0.8.9", &user_and_password, false),
+            ("v1.0.1", &user_and_password, true),
+            ("v1.0.3", &user_and_password, true),
+            ("edge-latest", &user_and_password, true),
+            ("v1.0.0", &copied_token, true),
+            ("v1.0.0", &referenced_token, true),
+            ("v1.0.0", &none, true),
+        ] {
+            let outcome = credential_readable_by(version, broker);
+            assert_eq!(outcome.is_ok(), usable, "{version} {:?}", broker.credential);
+            if let Err(message) = outcome {
+                assert!(
+                    message.contains(version) && message.contains("v1.0.1"),
+                    "{message}"
+                );
+            }
+        }
     }
 
     #[test]
