@@ -647,6 +647,95 @@ async fn meshsync_publishes_through_a_tls_broker_signed_by_a_private_ca() {
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_json_broker_accepts_the_credential_meshsync_is_given() {
+    let cluster = Cluster::start().await;
+    let users =
+        r#"{"users":[{"user":"meshsync","password":"s3cret:pw"},{"user":"other","password":"x"}]}"#;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "broker-users", "namespace": NAMESPACE},
+        "stringData": {"users.json": users}});
+    let file = cluster._dir.path().join("broker-users.json");
+    std::fs::write(&file, secret.to_string()).unwrap();
+    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.apply_example(
+        "meshery-broker.yaml",
+        json!({"auth": {"secretRef": {"name": "broker-users"}}}),
+    );
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    // The default release: its Deployment is rendered (its pod stays ErrImagePull here), and with
+    // it the copy of the first user's credential that MeshSync would connect with.
+    cluster.apply_example("meshery-meshsync.yaml", json!({}));
+    let secrets: Api<Secret> = Api::namespaced(cluster.client().await, NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let userinfo = loop {
+        if let Some(copy) = secrets
+            .get_opt("meshery-meshsync-broker-auth")
+            .await
+            .unwrap()
+        {
+            break String::from_utf8(copy.data.unwrap()["token"].0.clone()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no credential copy for MeshSync");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(userinfo, "meshsync:s3cret%3Apw");
+
+    // nats-server, started with the users.json include, accepts exactly that credential, decoded
+    // from the URL as MeshSync's Go client decodes it.
+    let broker = pod_ip(&cluster.broker_pods().await.remove(0));
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        percent_decode(user),
+        percent_decode(password),
+    )
+    .connection_timeout(Duration::from_secs(5))
+    .connect(format!("nats://{broker}:4222"))
+    .await
+    .unwrap_or_else(|e| panic!("the credential MeshSync is given is refused: {e}"));
+    let mut messages = client.subscribe("meshery.e2e").await.unwrap();
+    client.publish("meshery.e2e", "hello".into()).await.unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.payload.as_ref(), b"hello");
+    let refused =
+        async_nats::ConnectOptions::with_user_and_password("meshsync".into(), "wrong".into())
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(Some(1))
+            .connect(format!("nats://{broker}:4222"))
+            .await;
+    if let Ok(client) = refused {
+        assert!(client.flush().await.is_err(), "a wrong password is served");
+    }
+}
+
+/// URL userinfo decoded as Go's `net/url` decodes it (async-nats passes it on still encoded).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).unwrap()
+}
+
 /// The MeshSync release the node runs (test-cluster/build.sh): the newest the module proxy serves.
 const MESHSYNC_RELEASE: &str = "v1.0.0";
 
