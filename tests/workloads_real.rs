@@ -712,6 +712,60 @@ async fn a_users_json_broker_accepts_the_credential_meshsync_is_given() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jetstream_broker_keeps_meshsyncs_events_on_its_persistent_volume() {
+    let cluster = Cluster::start().await;
+    // What a provisioner would do: a hostPath PersistentVolume the Broker's claim binds to.
+    let store = cluster._dir.path().join("jetstream-volume");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let volume = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "jetstream-0"},
+        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": store.to_str().unwrap()}}});
+    let file = cluster._dir.path().join("volume.json");
+    std::fs::write(&file, volume.to_string()).unwrap();
+    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.apply_example(
+        "meshery-broker.yaml",
+        json!({"jetstream": {"enabled": true}}),
+    );
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    cluster.deploy_seed_meshsync();
+
+    let broker = pod_ip(&cluster.broker_pods().await.remove(0));
+    wait_for_meshsync_connection(std::slice::from_ref(&broker)).await;
+    // Meshery Server's stand-in keeps MeshSync's events in a stream.
+    let client = connect(&broker, &cluster.token().await).await;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let mut stream = jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "MESHSYNC".into(),
+            subjects: vec!["meshery.meshsync.core".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("the Broker serves JetStream");
+    let mut messages = client.subscribe("meshery.meshsync.core").await.unwrap();
+    client.flush().await.unwrap();
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-stored")
+        .await;
+    let stored = stream.info().await.unwrap().state.messages;
+    assert!(
+        stored >= 2,
+        "the stream holds {stored} of MeshSync's events"
+    );
+    let on_volume = std::fs::read_dir(store.join("jetstream"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert!(
+        on_volume > 0,
+        "nothing under the PersistentVolume's jetstream directory"
+    );
+}
+
 /// URL userinfo decoded as Go's `net/url` decodes it (async-nats passes it on still encoded).
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();

@@ -31,7 +31,7 @@ pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster
 /// a new Node once it reports Ready.
 const CONTROLLERS: &str = "garbagecollector,namespace,deployment,replicaset,statefulset,endpoint,\
 endpointslice,serviceaccount,serviceaccount-token,root-ca-cert-publisher,disruption,\
-clusterrole-aggregation,podgc,nodelifecycle";
+clusterrole-aggregation,podgc,nodelifecycle,persistentvolume-binder";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 

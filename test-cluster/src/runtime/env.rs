@@ -33,6 +33,10 @@ pub enum EnvError {
 pub trait Objects {
     fn config_map(&self, name: &str) -> Option<BTreeMap<String, String>>;
     fn secret(&self, name: &str) -> Option<BTreeMap<String, String>>;
+    /// The directory of the `hostPath` PersistentVolume the claim is bound to.
+    fn claimed_directory(&self, _claim: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What the kubelet knows about the pod beyond its spec: the address it gave it.

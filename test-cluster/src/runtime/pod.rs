@@ -11,7 +11,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, Probe, Secret, ServiceAccount,
+    ContainerStateWaiting, ContainerStatus, PersistentVolume, PersistentVolumeClaim, Pod, Probe,
+    Secret, ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -53,6 +54,8 @@ struct Fetched {
     secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
     /// Bound service-account tokens for projected volumes, by [`volumes::token_key`].
     tokens: BTreeMap<String, String>,
+    /// The `hostPath` directory of each claim's PersistentVolume, by claim name.
+    claimed_directories: BTreeMap<String, String>,
 }
 
 impl Objects for Fetched {
@@ -61,6 +64,9 @@ impl Objects for Fetched {
     }
     fn secret(&self, name: &str) -> Option<BTreeMap<String, String>> {
         self.secrets.get(name).cloned().flatten()
+    }
+    fn claimed_directory(&self, claim: &str) -> Option<String> {
+        self.claimed_directories.get(claim).cloned()
     }
 }
 
@@ -115,6 +121,29 @@ async fn fetch(client: &Client, pod: &Pod, with_tokens: bool) -> Result<Fetched,
         }
         fetched.secrets.insert(name, data);
     }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let volumes_api: Api<PersistentVolume> = Api::all(client.clone());
+    for claim in spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+    {
+        let bound = claims
+            .get_opt(&claim.claim_name)
+            .await?
+            .and_then(|c| c.spec?.volume_name);
+        let Some(volume) = bound else { continue };
+        let directory = volumes_api
+            .get_opt(&volume)
+            .await?
+            .and_then(|v| Some(v.spec?.host_path?.path));
+        if let Some(directory) = directory {
+            fetched
+                .claimed_directories
+                .insert(claim.claim_name.clone(), directory);
+        }
+    }
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
     let account = spec.service_account_name.as_deref().unwrap_or("default");
     let token_requests = if with_tokens {
@@ -151,18 +180,25 @@ fn materialise_volumes(facts: &PodFacts, fetched: &Fetched, dir: &Path) -> Resul
     let spec = facts.pod.spec.clone().unwrap_or_default();
     for volume in spec.volumes.iter().flatten() {
         let target = dir.join(&volume.name);
-        std::fs::create_dir_all(&target).map_err(|e| format!("volume {}: {e}", volume.name))?;
+        let failed = |e: std::io::Error| format!("volume {}: {e}", volume.name);
         match volumes::contents(volume, facts, fetched, &fetched.tokens)? {
-            Contents::Scratch => set_mode(&target, 0o777)?,
+            Contents::HostDirectory(directory) => {
+                // The container's bind mount follows the link to the volume's own directory.
+                std::fs::create_dir_all(dir).map_err(failed)?;
+                std::os::unix::fs::symlink(directory, &target).map_err(failed)?;
+            }
+            Contents::Scratch => {
+                std::fs::create_dir_all(&target).map_err(failed)?;
+                set_mode(&target, 0o777)?;
+            }
             Contents::Files(files) => {
+                std::fs::create_dir_all(&target).map_err(failed)?;
                 for (relative, content, mode) in files {
                     let path = target.join(&relative);
                     if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(|e| format!("volume {}: {e}", volume.name))?;
+                        std::fs::create_dir_all(parent).map_err(failed)?;
                     }
-                    std::fs::write(&path, content)
-                        .map_err(|e| format!("volume {}: {e}", volume.name))?;
+                    std::fs::write(&path, content).map_err(failed)?;
                     set_mode(&path, mode)?;
                 }
             }

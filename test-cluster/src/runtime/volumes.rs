@@ -16,6 +16,8 @@ pub enum Contents {
     Files(Vec<(String, String, u32)>),
     /// An empty directory writable by every user (an emptyDir).
     Scratch,
+    /// A directory of the machine's that holds a PersistentVolume's data.
+    HostDirectory(String),
 }
 
 /// A projected `serviceAccountToken` source's key into the tokens the agent requested.
@@ -109,9 +111,21 @@ pub fn contents(
         )
         .map(Contents::Files);
     }
+    if let Some(claim) = &volume.persistent_volume_claim {
+        return objects
+            .claimed_directory(&claim.claim_name)
+            .map(Contents::HostDirectory)
+            .ok_or_else(|| {
+                format!(
+                    "volume {name}: claim {} is not bound to a hostPath PersistentVolume",
+                    claim.claim_name
+                )
+            });
+    }
     let Some(projected) = &volume.projected else {
         return Err(format!(
-            "volume {name}: only configMap, secret, projected and emptyDir volumes run on this node"
+            "volume {name}: only configMap, secret, projected, emptyDir and hostPath-backed \
+             persistentVolumeClaim volumes run on this node"
         ));
     };
     let default_mode = projected.default_mode;
@@ -194,6 +208,9 @@ mod tests {
                 BTreeMap::from([("token".into(), "t".into()), ("other".into(), "o".into())])
             })
         }
+        fn claimed_directory(&self, claim: &str) -> Option<String> {
+            (claim == "data-b-0").then(|| "/srv/volumes/pv-0".to_string())
+        }
     }
 
     fn pod() -> Pod {
@@ -218,6 +235,20 @@ mod tests {
             &Fixed,
             &tokens,
         )
+    }
+
+    #[test]
+    fn a_claim_is_its_bound_volumes_directory_and_an_unbound_one_waits() {
+        let bound = json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-b-0"}});
+        assert_eq!(
+            contents_of(bound),
+            Ok(Contents::HostDirectory("/srv/volumes/pv-0".into()))
+        );
+        let unbound = json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-b-1"}});
+        assert_eq!(
+            contents_of(unbound),
+            Err("volume data: claim data-b-1 is not bound to a hostPath PersistentVolume".into())
+        );
     }
 
     #[test]
@@ -280,7 +311,7 @@ mod tests {
         assert!(
             contents_of(json!({"name": "h", "hostPath": {"path": "/"}}))
                 .unwrap_err()
-                .contains("only configMap, secret, projected and emptyDir")
+                .contains("only configMap, secret, projected, emptyDir and hostPath-backed")
         );
     }
 }
