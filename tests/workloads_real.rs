@@ -92,6 +92,17 @@ impl Cluster {
         run(&self.kubectl, &self.kubeconfig, args)
     }
 
+    /// How `kubectl` exits, for commands whose answer is their exit status (`auth can-i`).
+    fn kubectl_status(&self, args: &[&str]) -> std::process::ExitStatus {
+        Command::new(&self.kubectl)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("kubectl runs")
+    }
+
     /// Applies an example CR from `examples/`, with `spec` fields overridden.
     fn apply_example(&self, file: &str, overrides: Value) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -917,6 +928,7 @@ async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
         .deployment_round_trip(&mut messages, "e2e-watched")
         .await;
     meshery_server_requests_are_answered(&cluster, &broker, &mut messages).await;
+    log_streaming_follows_pod_access(&cluster, &broker).await;
 
     // A whitelist without Deployments rolls MeshSync (it reads its watch-list at start-up only),
     // and the new one publishes Pods but no Deployment.
@@ -963,6 +975,90 @@ async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
         saw_pod =
             kind == "Pod" && String::from_utf8_lossy(&message.payload).contains("e2e-unlisted");
     }
+}
+
+/// Meshery UI's log streaming: MeshSync reads a pod's log through the API server (which asks the
+/// node's kubelet API) and publishes it on `meshery.meshsync.logs`, while `podAccess.logs` grants
+/// it `pods/log`; without the grant the API server refuses MeshSync and nothing is published.
+async fn log_streaming_follows_pod_access(cluster: &Cluster, broker: &str) {
+    let server = connect(broker, &cluster.token().await).await;
+    let mut logs = server.subscribe("meshery.meshsync.logs").await.unwrap();
+    server.flush().await.unwrap();
+    let ask_for_logs = |pod: String, container: &str| {
+        let id = format!("e2e-{pod}");
+        let message = json!({"Request": {"Entity": "log-stream", "Payload": {&id: {
+            "id": id, "namespace": NAMESPACE, "name": pod, "container": container,
+            "taillines": 20, "follow": false,
+        }}}});
+        let server = server.clone();
+        async move {
+            server
+                .publish("meshery.meshsync.request", message.to_string().into())
+                .await
+                .unwrap();
+            server.flush().await.unwrap();
+        }
+    };
+
+    let broker_pod = cluster.broker_pods().await.remove(0).name_any();
+    ask_for_logs(broker_pod.clone(), "nats").await;
+    let streamed = tokio::time::timeout(EVENT_WITHIN, async {
+        let mut text = String::new();
+        while let Some(message) = logs.next().await {
+            let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+            assert_eq!(envelope["ObjectType"], "log-stream");
+            assert_eq!(envelope["Object"]["primary"], broker_pod.as_str());
+            text.push_str(envelope["Object"]["data"].as_str().unwrap_or_default());
+            if text.contains("Server is ready") {
+                return text;
+            }
+        }
+        panic!("the subscription ended");
+    })
+    .await
+    .expect("no log lines of the Broker's nats-server from MeshSync within 30 s");
+    // The kubelet API's timestamps=true, which MeshSync always asks for, comes through.
+    let first = streamed.lines().next().unwrap_or_default();
+    assert!(
+        first
+            .split(' ')
+            .next()
+            .is_some_and(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
+        "{first}"
+    );
+
+    cluster.apply_example(
+        "meshery-meshsync.yaml",
+        json!({"version": MESHSYNC_RELEASE, "podAccess": {"logs": false}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster
+        .kubectl_status(&[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "--subresource=log",
+            "-n",
+            NAMESPACE,
+            "--as=system:serviceaccount:meshery:meshery-meshsync",
+        ])
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "MeshSync still may read pod logs"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let meshsync_pod = meshsync_pods(cluster).await.remove(0);
+    ask_for_logs(meshsync_pod, "meshsync").await;
+    let refused = tokio::time::timeout(Duration::from_secs(10), logs.next()).await;
+    assert!(
+        refused.is_err(),
+        "log lines published without pods/log: {:?}",
+        refused.ok().flatten().map(|m| m.payload)
+    );
 }
 
 /// The names of MeshSync's pods.

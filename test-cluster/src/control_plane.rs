@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::binaries::Binaries;
 use crate::pki::{Credential, Pki};
-use crate::runtime::{PodNetwork, Runtime};
+use crate::runtime::{PodNetwork, Runtime, kubelet_api};
 use crate::{Error, io_error, node};
 use std::sync::Arc;
 
@@ -445,6 +445,25 @@ async fn start(
 
     let api_port = free_port()?;
     let server = format!("https://127.0.0.1:{api_port}");
+    // The kubelet API, which the API server calls for pods' logs, when the node runs pods.
+    let kubelet = match &network {
+        Some(_) => {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(io_error("listening for the kubelet API"))?;
+            let serving = pki.kubelet_serving(node::NODE_NAME)?;
+            let tls = kubelet_api::tls_acceptor(&pki.ca_pem, &serving.cert_pem, &serving.key_pem)?;
+            Some((listener, tls))
+        }
+        None => None,
+    };
+    let kubelet_port = match &kubelet {
+        Some((listener, _)) => listener
+            .local_addr()
+            .map_err(io_error("reading the kubelet API's port"))?
+            .port(),
+        None => 0,
+    };
     let mut apiserver_args = vec![
         format!("--etcd-servers={etcd_url}"),
         "--bind-address=127.0.0.1".into(),
@@ -465,6 +484,17 @@ async fn start(
         "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
     ];
+    if kubelet.is_some() {
+        let client = pki.client("kube-apiserver-kubelet-client", &[])?;
+        let cert = write_file(state, "apiserver-kubelet-client.crt", &client.cert_pem)?;
+        let key = write_file(state, "apiserver-kubelet-client.key", &client.key_pem)?;
+        apiserver_args.extend([
+            format!("--kubelet-client-certificate={}", cert.display()),
+            format!("--kubelet-client-key={}", key.display()),
+            format!("--kubelet-certificate-authority={}", ca.display()),
+            "--kubelet-preferred-address-types=InternalIP".into(),
+        ]);
+    }
     if let Some(audit_log) = &options.audit_log {
         let policy = write_file(state, "audit-policy.yaml", AUDIT_POLICY)?;
         apiserver_args.push(format!("--audit-policy-file={}", policy.display()));
@@ -517,7 +547,7 @@ async fn start(
     let node_config =
         client_config(&kubeconfig(&server, &pki.ca_pem, "node", &node_credential)).await?;
     let node_client = kube::Client::try_from(node_config)?;
-    node::register(&node_client).await?;
+    node::register(&node_client, kubelet_port).await?;
     let runtime = match network {
         Some(network) => Some(Arc::new(
             Runtime::new(
@@ -527,12 +557,13 @@ async fn start(
                 state.join("pods"),
                 binaries.dir.clone(),
                 api_port,
+                kubelet.expect("the kubelet API is set up with the pods' network"),
             )
             .await?,
         )),
         None => None,
     };
-    let node_task = tokio::spawn(node::run(node_client, runtime, node_stop));
+    let node_task = tokio::spawn(node::run(node_client, runtime, kubelet_port, node_stop));
 
     wait_for_pods_to_be_schedulable(&client, processes, deadline).await?;
     Ok((

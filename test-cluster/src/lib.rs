@@ -51,6 +51,8 @@ pub enum Error {
     Kubeconfig(String),
     #[error("the pods' network: {0}")]
     Network(String),
+    #[error("the kubelet API's TLS: {0}")]
+    KubeletTls(#[from] tokio_rustls::rustls::Error),
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {

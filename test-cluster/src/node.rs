@@ -51,7 +51,7 @@ fn now() -> Time {
 /// Room for what the benchmarks schedule on the one node: at N = 100 pairs, 200 pods whose
 /// requests (100m CPU for each Broker and MeshSync pod) would not fit a 16-CPU node. No container
 /// runs, so nothing is really reserved.
-fn node_status() -> serde_json::Value {
+fn node_status(kubelet_port: u16) -> serde_json::Value {
     let resources =
         json!({"cpu": "256", "memory": "1Ti", "pods": "1000", "ephemeral-storage": "1Ti"});
     json!({
@@ -72,12 +72,13 @@ fn node_status() -> serde_json::Value {
             "architecture": "amd64", "osImage": "meshery-operator test cluster",
             "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
         },
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
     })
 }
 
-/// Creates the Node (or takes over an existing one) and reports it Ready.
-pub(crate) async fn register(client: &Client) -> Result<(), Error> {
+/// Creates the Node (or takes over an existing one) and reports it Ready, its kubelet API at
+/// `127.0.0.1:kubelet_port` (0: none).
+pub(crate) async fn register(client: &Client, kubelet_port: u16) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -94,17 +95,17 @@ pub(crate) async fn register(client: &Client) -> Result<(), Error> {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    report_node_status(&nodes).await?;
+    report_node_status(&nodes, kubelet_port).await?;
     renew_lease(client).await?;
     Ok(())
 }
 
-async fn report_node_status(nodes: &Api<Node>) -> Result<(), Error> {
+async fn report_node_status(nodes: &Api<Node>, kubelet_port: u16) -> Result<(), Error> {
     nodes
         .patch_status(
             NODE_NAME,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": node_status()})),
+            &Patch::Merge(json!({"status": node_status(kubelet_port)})),
         )
         .await?;
     Ok(())
@@ -144,9 +145,10 @@ async fn renew_lease(client: &Client) -> Result<(), Error> {
 pub(crate) async fn run(
     client: Client,
     runtime: Option<Arc<Runtime>>,
+    kubelet_port: u16,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let heartbeat = heartbeat(client.clone());
+    let heartbeat = heartbeat(client.clone(), kubelet_port);
     let pods = sync_pods(client, runtime.clone());
     tokio::select! {
         _ = &mut stop => {}
@@ -158,7 +160,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn heartbeat(client: Client) {
+async fn heartbeat(client: Client, kubelet_port: u16) {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut since_report = Duration::ZERO;
     loop {
@@ -169,7 +171,7 @@ async fn heartbeat(client: Client) {
         since_report += LEASE_RENEW;
         if since_report >= STATUS_REPORT {
             since_report = Duration::ZERO;
-            if let Err(e) = report_node_status(&nodes).await {
+            if let Err(e) = report_node_status(&nodes, kubelet_port).await {
                 eprintln!("test-cluster node: reporting the node status: {e}");
             }
         }

@@ -79,6 +79,21 @@ impl Pki {
         })
     }
 
+    /// The node's serving certificate for its kubelet API at `127.0.0.1`, where the Node's
+    /// `InternalIP` says it is.
+    pub fn kubelet_serving(&self, node: &str) -> Result<Credential, Error> {
+        let mut params = CertificateParams::new(vec![node.to_string()])
+            .map_err(pki_error("the kubelet's serving certificate's names"))?;
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("system:node:{node}"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        sign(&self.ca, params, "the kubelet's serving certificate")
+    }
+
     /// A client certificate for user `user` in `groups`: how each component (and the admin)
     /// authenticates, so that the real authorizer sees the identities a kubeadm cluster has.
     pub fn client(&self, user: &str, groups: &[&str]) -> Result<Credential, Error> {

@@ -184,12 +184,15 @@ pub fn setup_script(launch: &Launch) -> String {
     lines.join("\n")
 }
 
-/// Starts the container's process: its PID is the container's main process.
+/// Starts the container's process (its PID is the container's main process), its output copied
+/// line by line into its log file.
 pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(launch.log)?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(launch.log)?,
+    ));
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", launch.network_namespace])
@@ -210,10 +213,17 @@ pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
         .env("HOSTNAME", launch.hostname)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    command.spawn()
+    let mut child = command.spawn()?;
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(super::kubelet_api::pump(stdout, "stdout", log.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(super::kubelet_api::pump(stderr, "stderr", log));
+    }
+    Ok(child)
 }
 
 /// Runs `argv` inside the running container `pid` (its namespaces, root and user): how

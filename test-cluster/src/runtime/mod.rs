@@ -5,6 +5,7 @@
 mod container;
 mod dns;
 mod env;
+pub mod kubelet_api;
 mod network;
 mod pod;
 mod volumes;
@@ -38,7 +39,8 @@ impl Runtime {
     /// Runs pods on `network`; pods reach the API server (listening on loopback at `api_port`)
     /// at the network's gateway, port 443, through a forwarder of the agent's own, as they would
     /// reach the `kubernetes` Service through kube-proxy, and the cluster DNS (which reads
-    /// EndpointSlices with `dns_client`) at the gateway, port 53.
+    /// EndpointSlices with `dns_client`) at the gateway, port 53. The API server reads the pods'
+    /// logs from the kubelet API on `kubelet`.
     pub async fn new(
         client: Client,
         dns_client: Client,
@@ -46,6 +48,7 @@ impl Runtime {
         state_dir: PathBuf,
         binaries: PathBuf,
         api_port: u16,
+        kubelet: (tokio::net::TcpListener, tokio_rustls::TlsAcceptor),
     ) -> Result<Runtime, Error> {
         std::fs::create_dir_all(&state_dir).map_err(crate::io_error(format!(
             "creating the pods' directory {}",
@@ -57,7 +60,16 @@ impl Runtime {
             .map_err(crate::io_error(format!(
                 "listening on {gateway}:443 for pods"
             )))?;
-        let mut services = vec![tokio::spawn(forward(listener, api_port))];
+        let (kubelet_listener, kubelet_tls) = kubelet;
+        let mut services = vec![
+            tokio::spawn(forward(listener, api_port)),
+            tokio::spawn(kubelet_api::serve(
+                kubelet_listener,
+                kubelet_tls,
+                client.clone(),
+                state_dir.clone(),
+            )),
+        ];
         services.extend(
             dns::serve(dns_client, gateway)
                 .await

@@ -1,0 +1,280 @@
+//! The part of the kubelet's API the API server calls for `pods/log`: containers' output, kept
+//! in the CRI log format (`<RFC 3339 time> <stream> F <line>`) so `timestamps=true` reports when
+//! each line was written, and served over HTTPS to clients the cluster's CA certified (the API
+//! server's `--kubelet-client-certificate`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client, ResourceExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+/// How often a followed log is checked for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// One line of a container's output as the log file keeps it.
+fn cri_line(stream: &str, line: &str) -> String {
+    format!(
+        "{:.9} {stream} F {line}\n",
+        k8s_openapi::jiff::Timestamp::now()
+    )
+}
+
+/// A log file line as `containerLogs` returns it: the output itself, after its time when
+/// `timestamps` is asked for; `None` for a line not in the CRI format.
+fn served_line(cri: &str, timestamps: bool) -> Option<String> {
+    let (time, rest) = cri.split_once(' ')?;
+    let (_stream, rest) = rest.split_once(' ')?;
+    let (_tag, output) = rest.split_once(' ')?;
+    Some(if timestamps {
+        format!("{time} {output}\n")
+    } else {
+        format!("{output}\n")
+    })
+}
+
+/// Copies the lines of one output stream (`stdout` or `stderr`) of a container into its log file,
+/// until the process closes it.
+pub async fn pump(
+    output: impl AsyncRead + Unpin,
+    stream: &'static str,
+    log: Arc<std::sync::Mutex<std::fs::File>>,
+) {
+    use std::io::Write;
+    let mut lines = BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let entry = cri_line(stream, text.trim_end_matches('\n'));
+                let _ = log.lock().unwrap().write_all(entry.as_bytes());
+            }
+        }
+    }
+}
+
+/// What a `containerLogs` request asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct LogRequest {
+    namespace: String,
+    pod: String,
+    container: String,
+    tail_lines: Option<usize>,
+    timestamps: bool,
+    follow: bool,
+}
+
+/// Parses `GET /containerLogs/<namespace>/<pod>/<container>?<query>`.
+fn log_request(target: &str) -> Option<LogRequest> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut parts = path.strip_prefix("/containerLogs/")?.split('/');
+    let (namespace, pod, container) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut request = LogRequest {
+        namespace: namespace.into(),
+        pod: pod.into(),
+        container: container.into(),
+        tail_lines: None,
+        timestamps: false,
+        follow: false,
+    };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let yes = value == "true" || value == "1";
+        match key {
+            "tailLines" => request.tail_lines = value.parse().ok(),
+            "timestamps" => request.timestamps = yes,
+            "follow" => request.follow = yes,
+            _ => {}
+        }
+    }
+    Some(request)
+}
+
+/// Serves the kubelet API on `listener` with `tls`; pods' log files are under `pods_dir`, by
+/// pod UID, which `client` (the node's) looks up.
+pub async fn serve(listener: TcpListener, tls: TlsAcceptor, client: Client, pods_dir: PathBuf) {
+    loop {
+        let Ok((connection, _)) = listener.accept().await else {
+            continue;
+        };
+        let (tls, client, pods_dir) = (tls.clone(), client.clone(), pods_dir.clone());
+        tokio::spawn(async move {
+            if let Ok(stream) = tls.accept(connection).await {
+                answer(stream, &client, &pods_dir).await;
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client, pods: &Path) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split(' ').nth(1).unwrap_or_default();
+    let Some(request) = head
+        .starts_with("GET ")
+        .then(|| log_request(target))
+        .flatten()
+    else {
+        let _ = respond(
+            &mut stream,
+            "404 Not Found",
+            "this node serves containerLogs only\n",
+        )
+        .await;
+        return;
+    };
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &request.namespace);
+    let Ok(Some(pod)) = pods_api.get_opt(&request.pod).await else {
+        let _ = respond(&mut stream, "404 Not Found", "no such pod on this node\n").await;
+        return;
+    };
+    let log = pods
+        .join(pod.uid().unwrap_or_default())
+        .join(format!("{}.log", request.container));
+    let Ok(written) = tokio::fs::read_to_string(&log).await else {
+        let body = format!("container {} has not started\n", request.container);
+        let _ = respond(&mut stream, "400 Bad Request", &body).await;
+        return;
+    };
+    let header = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n";
+    if stream.write_all(header.as_bytes()).await.is_err() {
+        return;
+    }
+    let lines: Vec<&str> = written.lines().collect();
+    let skip = request
+        .tail_lines
+        .map_or(0, |tail| lines.len().saturating_sub(tail));
+    for line in &lines[skip..] {
+        if let Some(served) = served_line(line, request.timestamps)
+            && stream.write_all(served.as_bytes()).await.is_err()
+        {
+            return;
+        }
+    }
+    let mut offset = written.len();
+    // Following ends when the client goes away or the pod (and its logs) is removed.
+    while request.follow && stream.flush().await.is_ok() {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        let Ok(now) = tokio::fs::read_to_string(&log).await else {
+            break;
+        };
+        let Some(new) = now.get(offset..) else { break };
+        let complete = new.rfind('\n').map_or(0, |end| end + 1);
+        for line in new[..complete].lines() {
+            if let Some(served) = served_line(line, request.timestamps)
+                && stream.write_all(served.as_bytes()).await.is_err()
+            {
+                return;
+            }
+        }
+        offset += complete;
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn respond(
+    stream: &mut (impl AsyncWrite + Unpin),
+    status: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The TLS side of the kubelet API: the node's serving certificate, and client certificates the
+/// cluster's CA issued (the API server's) required.
+pub fn tls_acceptor(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<TlsAcceptor, rustls::Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |e: rustls::pki_types::pem::Error| rustls::Error::General(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.map_err(invalid)?)?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(invalid)?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_keeps_its_time_and_is_served_with_or_without_it() {
+        let line = cri_line("stdout", "Server is ready");
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(
+            time.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+            "{time}"
+        );
+        assert_eq!(rest, "stdout F Server is ready\n");
+        let stored = line.trim_end();
+        assert_eq!(
+            served_line(stored, false).as_deref(),
+            Some("Server is ready\n")
+        );
+        assert_eq!(
+            served_line(stored, true),
+            Some(format!("{time} Server is ready\n"))
+        );
+        assert_eq!(served_line("not cri", false), None);
+    }
+
+    #[test]
+    fn container_logs_requests_are_read_as_the_api_server_sends_them() {
+        assert_eq!(
+            log_request(
+                "/containerLogs/meshery/meshery-broker-0/nats?follow=true&tailLines=5&timestamps=true"
+            ),
+            Some(LogRequest {
+                namespace: "meshery".into(),
+                pod: "meshery-broker-0".into(),
+                container: "nats".into(),
+                tail_lines: Some(5),
+                timestamps: true,
+                follow: true,
+            })
+        );
+        assert_eq!(
+            log_request("/containerLogs/ns/p/c").map(|r| (r.tail_lines, r.follow)),
+            Some((None, false))
+        );
+        assert_eq!(log_request("/exec/ns/p/c?command=sh"), None);
+        assert_eq!(log_request("/containerLogs/ns/p"), None);
+    }
+}
