@@ -113,7 +113,16 @@ impl Cluster {
         for (field, value) in overrides.as_object().unwrap() {
             object["spec"][field] = value.clone();
         }
-        let file = self._dir.path().join(file);
+        self.apply(&object);
+    }
+
+    /// `kubectl apply` of `object`, as a user applies a manifest.
+    fn apply(&self, object: &Value) {
+        let file = self._dir.path().join(format!(
+            "{}-{}.json",
+            object["kind"].as_str().unwrap_or_default(),
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        ));
         std::fs::write(&file, object.to_string()).unwrap();
         self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     }
@@ -125,9 +134,7 @@ impl Cluster {
             "metadata": {"name": "meshery-broker", "namespace": NAMESPACE},
             "spec": {"size": size},
         });
-        let file = self._dir.path().join("broker.json");
-        std::fs::write(&file, broker.to_string()).unwrap();
-        self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+        self.apply(&broker);
     }
 
     /// `kubectl wait` for the Broker's condition, as a user checks it.
@@ -503,13 +510,14 @@ async fn a_config_change_rolls_the_broker_and_lame_duck_moves_its_clients() {
             pod.name_any()
         );
     }
-    let mut lame_duck = false;
+    let mut seen = Vec::new();
     while let Ok(event) = events.try_recv() {
-        lame_duck |= matches!(event, async_nats::Event::LameDuckMode);
+        seen.push(event.to_string());
     }
     assert!(
-        lame_duck,
-        "the client of the replaced replica was never told of lame duck"
+        seen.iter()
+            .any(|e| e == &async_nats::Event::LameDuckMode.to_string()),
+        "the client of the replaced replica was never told of lame duck; it saw {seen:?}"
     );
 
     // MeshSync moved to a new replica, and its events still reach Meshery Server.
@@ -620,9 +628,7 @@ async fn meshsync_publishes_through_a_tls_broker_signed_by_a_private_ca() {
     let ca_pem = tls["ca.crt"].as_str().unwrap().to_string();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": "broker-tls", "namespace": NAMESPACE}, "stringData": tls});
-    let file = cluster._dir.path().join("broker-tls.json");
-    std::fs::write(&file, secret.to_string()).unwrap();
-    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.apply(&secret);
     cluster.apply_example(
         "meshery-broker.yaml",
         json!({"tls": {"enabled": true, "secretName": "broker-tls"}}),
@@ -666,9 +672,7 @@ async fn a_users_json_broker_accepts_the_credential_meshsync_is_given() {
     let secret = json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "broker-users", "namespace": NAMESPACE},
         "stringData": {"users.json": users}});
-    let file = cluster._dir.path().join("broker-users.json");
-    std::fs::write(&file, secret.to_string()).unwrap();
-    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.apply(&secret);
     cluster.apply_example(
         "meshery-broker.yaml",
         json!({"auth": {"secretRef": {"name": "broker-users"}}}),
@@ -735,9 +739,7 @@ async fn a_jetstream_broker_keeps_meshsyncs_events_on_its_persistent_volume() {
         "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
                  "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
                  "hostPath": {"path": store.to_str().unwrap()}}});
-    let file = cluster._dir.path().join("volume.json");
-    std::fs::write(&file, volume.to_string()).unwrap();
-    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    cluster.apply(&volume);
     cluster.apply_example(
         "meshery-broker.yaml",
         json!({"jetstream": {"enabled": true}}),

@@ -31,6 +31,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// The kubelet's crash back-off: the first restart at once, then 10 s doubling up to 5 minutes.
 const BACK_OFF_START: Duration = Duration::from_secs(10);
 const BACK_OFF_MAX: Duration = Duration::from_secs(300);
+/// How long after a `preStop` hook the kubelet's stop signal arrives: the signal goes through the
+/// container runtime (CRI `StopContainer`, containerd, its shim, `runc kill`), some milliseconds.
+/// nats-server enters lame duck from its SIGUSR2 handler in a goroutine of its own, and handles a
+/// SIGTERM that arrives in the same instant first, stopping without draining
+/// (docs/real-workloads.md); a stop signal sent straight after the hook would make that the rule.
+const CONTAINER_RUNTIME_STOP_LATENCY: Duration = Duration::from_millis(20);
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
@@ -658,6 +664,7 @@ impl Worker {
                             run.spec.name
                         );
                     }
+                    tokio::time::sleep(CONTAINER_RUNTIME_STOP_LATENCY).await;
                 }
             }
             terminate(run, deadline.saturating_duration_since(Instant::now())).await;
