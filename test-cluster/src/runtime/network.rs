@@ -102,9 +102,12 @@ impl PodNetwork {
         };
         let interface = self.interface(host);
         let outside = Self::outside_name(&interface);
-        // A namespace deleted earlier may still be on its way out, its veth with it.
-        let _ = ip(&["link", "del", &outside]);
         let ns = interface.namespace.as_str();
+        // A namespace deleted earlier may still be on its way out, its veth with it; and one of a
+        // node agent that was killed may still be there: the bridge (this index) is ours now, so
+        // whatever bears its names is left over.
+        let _ = ip(&["link", "del", &outside]);
+        let _ = ip(&["netns", "del", ns]);
         let cidr = format!("{}/24", interface.address);
         let steps: [&[&str]; 6] = [
             &["netns", "add", ns],
