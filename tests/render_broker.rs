@@ -683,8 +683,13 @@ fn the_network_policy_admits_meshsync_the_listed_cidrs_routes_and_monitoring() {
     assert_eq!(rules[1]["from"], json!([{"podSelector": own_pods}]));
     assert_eq!(
         rules[2]["from"],
-        json!([{"podSelector": {}}]),
-        "monitoring from the broker's namespace"
+        json!([
+            {"podSelector": {}},
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "meshery-meshsync"}}},
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "meshery-operator"}}},
+        ]),
+        "monitoring from the broker's namespace, and from MeshSync (its start-up check) and the \
+         operator (its connection check) in any namespace"
     );
 }
 

@@ -451,11 +451,17 @@ fn network_policy(broker: &Broker, owner: &Owner) -> NetworkPolicy {
                     }]),
                     ports: Some(vec![port(NATS_CLUSTER_PORT)]),
                 },
+                // MeshSync's start-up check polls /connz, and the operator reads it to see MeshSync
+                // connected, both from any namespace; the rest of the Broker's namespace too.
                 NetworkPolicyIngressRule {
-                    from: Some(vec![NetworkPolicyPeer {
-                        pod_selector: Some(LabelSelector::default()),
-                        ..NetworkPolicyPeer::default()
-                    }]),
+                    from: Some(vec![
+                        NetworkPolicyPeer {
+                            pod_selector: Some(LabelSelector::default()),
+                            ..NetworkPolicyPeer::default()
+                        },
+                        any_namespace_pods(MESHSYNC_APP_NAME),
+                        any_namespace_pods(OPERATOR_APP_NAME),
+                    ]),
                     ports: Some(vec![port(NATS_MONITOR_PORT)]),
                 },
             ]),
