@@ -16,13 +16,13 @@ use super::go_operator::Gate;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::probe::{ProbeAuth, ProbeTarget, ProbeTls, probe_address, probe_broker};
-use super::secrets::{SecretData, read_secret};
+use super::secrets::{SecretData, broker_tls_ca, read_secret};
 use super::token::generate_token;
 use crate::api::{Broker, BrokerEndpoint, NATS_CLIENT_PORT, Phase, ServiceType, validate_broker};
 use crate::lifecycle::{ApplyOutcome, BrokerFacts, BrokerObservations, NatsProbe, next};
 use crate::object::Object;
 use crate::render::{
-    AuthKind, BrokerAuthInput, BrokerInputs, TLS_CA_KEY, broker_internal_endpoint, desired_broker,
+    AuthKind, BrokerAuthInput, BrokerInputs, broker_internal_endpoint, desired_broker,
 };
 
 /// How a Broker's clients authenticate, as the probe needs it.
@@ -226,15 +226,9 @@ async fn run_probe(
         };
     };
     let tls = match broker.spec.tls_secret_name() {
-        Some(secret) => {
-            let namespace = broker.namespace().unwrap_or_default();
-            let ca_pem = read_secret(ctx, &namespace, secret)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|secret| secret.data.get(TLS_CA_KEY).cloned());
-            Some(ProbeTls { ca_pem })
-        }
+        Some(_) => Some(ProbeTls {
+            ca_pem: broker_tls_ca(ctx, broker).await.ok().flatten(),
+        }),
         None => None,
     };
     let target = ProbeTarget {

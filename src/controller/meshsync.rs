@@ -18,7 +18,7 @@ use super::go_operator::Gate;
 use super::metrics::ControllerKind;
 use super::observe::{converge, owner_of, readiness_of};
 use super::probe::probe_address;
-use super::secrets::read_secret;
+use super::secrets::{broker_tls_ca, read_secret};
 use crate::api::{
     Broker, BrokerSelection, MeshSync, MeshSyncStatus, Phase, parse_broker_url, validate_meshsync,
 };
@@ -29,9 +29,7 @@ use crate::lifecycle::{
 use crate::render::credentials::{
     BrokerSecretData, credential_readable_by, resolve_custom_broker, resolve_native_broker,
 };
-use crate::render::{
-    MeshSyncInputs, ResolvedBroker, TLS_CA_KEY, broker_auth_secret_name, desired_meshsync,
-};
+use crate::render::{MeshSyncInputs, ResolvedBroker, broker_auth_secret_name, desired_meshsync};
 
 /// While a new MeshSync's first status waits for its Broker, how often it looks again (the Broker
 /// turning Ready triggers a reconcile at once; this only bounds a missed trigger).
@@ -234,12 +232,7 @@ async fn resolve_broker(
                     )
                 });
             let secret = broker_auth_secret_name(&broker);
-            let tls_ca = match broker.spec.tls_secret_name() {
-                Some(tls) => read_secret(ctx, &namespace, tls)
-                    .await?
-                    .and_then(|tls| tls.data.get(TLS_CA_KEY).cloned()),
-                None => None,
-            };
+            let tls_ca = broker_tls_ca(ctx, &broker).await?;
             let resolved = match read_secret(ctx, &namespace, &secret).await? {
                 Some(data) => resolve_native_broker(
                     &broker,

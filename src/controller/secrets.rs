@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 
 use super::context::Context;
 use super::error::Error;
+use crate::api::Broker;
 use crate::object::ObjectKey;
+use crate::render::TLS_CA_KEY;
 
 /// A Secret's decoded data and the revision that changes whenever the data does.
 #[derive(Debug)]
@@ -60,4 +63,16 @@ fn decode(secret: Secret) -> SecretData {
         .map(|(k, v)| (k, v.0))
         .collect();
     SecretData { data, revision }
+}
+
+/// The CA certificate in `broker`'s TLS Secret, which the broker's clients (the operator's probe,
+/// MeshSync) trust: `None` when TLS is off, or the Secret is missing or holds no `ca.crt`.
+pub async fn broker_tls_ca(ctx: &Context, broker: &Broker) -> Result<Option<Vec<u8>>, Error> {
+    let Some(secret) = broker.spec.tls_secret_name() else {
+        return Ok(None);
+    };
+    let namespace = broker.namespace().unwrap_or_default();
+    Ok(read_secret(ctx, &namespace, secret)
+        .await?
+        .and_then(|secret| secret.data.get(TLS_CA_KEY).cloned()))
 }
