@@ -548,8 +548,8 @@ async fn start(
         client_config(&kubeconfig(&server, &pki.ca_pem, "node", &node_credential)).await?;
     let node_client = kube::Client::try_from(node_config)?;
     node::register(&node_client, kubelet_port).await?;
-    let runtime = match network {
-        Some(network) => Some(Arc::new(
+    let runtime = match network.zip(kubelet) {
+        Some((network, kubelet)) => Some(Arc::new(
             Runtime::new(
                 node_client.clone(),
                 client.clone(),
@@ -557,7 +557,7 @@ async fn start(
                 state.join("pods"),
                 binaries.dir.clone(),
                 api_port,
-                kubelet.expect("the kubelet API is set up with the pods' network"),
+                kubelet,
             )
             .await?,
         )),

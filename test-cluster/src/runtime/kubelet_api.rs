@@ -146,7 +146,7 @@ async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client
     let log = pods
         .join(pod.uid().unwrap_or_default())
         .join(format!("{}.log", request.container));
-    let Ok(written) = tokio::fs::read_to_string(&log).await else {
+    let Ok(written) = read_from(&log, 0).await else {
         let body = format!("container {} has not started\n", request.container);
         let _ = respond(&mut stream, "400 Bad Request", &body).await;
         return;
@@ -170,10 +170,9 @@ async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client
     // Following ends when the client goes away or the pod (and its logs) is removed.
     while request.follow && stream.flush().await.is_ok() {
         tokio::time::sleep(FOLLOW_POLL).await;
-        let Ok(now) = tokio::fs::read_to_string(&log).await else {
+        let Ok(new) = read_from(&log, offset).await else {
             break;
         };
-        let Some(new) = now.get(offset..) else { break };
         let complete = new.rfind('\n').map_or(0, |end| end + 1);
         for line in new[..complete].lines() {
             if let Some(served) = served_line(line, request.timestamps)
@@ -185,6 +184,16 @@ async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client
         offset += complete;
     }
     let _ = stream.shutdown().await;
+}
+
+/// What the log file holds from byte `offset` on: only what a follower has not sent yet.
+async fn read_from(log: &Path, offset: usize) -> std::io::Result<String> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(log).await?;
+    file.seek(std::io::SeekFrom::Start(offset as u64)).await?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).await?;
+    Ok(text)
 }
 
 async fn respond(

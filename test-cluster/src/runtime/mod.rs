@@ -25,8 +25,9 @@ pub use network::PodNetwork;
 pub struct Runtime {
     shared: Arc<pod::Shared>,
     workers: Mutex<HashMap<String, Worker>>,
-    /// The API forwarder and the DNS server: their sockets are bound to the bridge's address, so
-    /// they must be closed before the bridge (and its subnet) can go to another node agent.
+    /// The API forwarder, the DNS server and the kubelet API. The first two are bound to the
+    /// bridge's address, so they must be closed before the bridge (and its subnet) can go to
+    /// another node agent.
     services: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 

@@ -83,9 +83,10 @@ fn decoded(data: Option<BTreeMap<String, ByteString>>) -> BTreeMap<String, Strin
         .collect()
 }
 
-/// The ConfigMaps and Secrets the pod's env and volumes name, each read once, and (`with_tokens`,
-/// when the volumes are still to be written) the service-account tokens its projected volumes need.
-async fn fetch(client: &Client, pod: &Pod, with_tokens: bool) -> Result<Fetched, kube::Error> {
+/// The ConfigMaps and Secrets the pod's env and volumes name, each read once, and (`for_volumes`,
+/// when the volumes are still to be written) what only the volumes need: the service-account
+/// tokens of its projected volumes and the directories of its claims' PersistentVolumes.
+async fn fetch(client: &Client, pod: &Pod, for_volumes: bool) -> Result<Fetched, kube::Error> {
     let namespace = pod.namespace().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let mut config_map_names = BTreeSet::new();
@@ -127,6 +128,9 @@ async fn fetch(client: &Client, pod: &Pod, with_tokens: bool) -> Result<Fetched,
         }
         fetched.secrets.insert(name, data);
     }
+    if !for_volumes {
+        return Ok(fetched);
+    }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
     let volumes_api: Api<PersistentVolume> = Api::all(client.clone());
     for claim in spec
@@ -152,12 +156,7 @@ async fn fetch(client: &Client, pod: &Pod, with_tokens: bool) -> Result<Fetched,
     }
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
     let account = spec.service_account_name.as_deref().unwrap_or("default");
-    let token_requests = if with_tokens {
-        volumes::token_requests(pod)
-    } else {
-        Vec::new()
-    };
-    for (key, audience, expiration_seconds) in token_requests {
+    for (key, audience, expiration_seconds) in volumes::token_requests(pod) {
         // Bound to the pod, as the kubelet asks for it (the node may ask only for its own pods).
         let request = TokenRequest {
             spec: TokenRequestSpec {
