@@ -245,6 +245,23 @@ async fn connect(ip: &str, token: &str) -> async_nats::Client {
         .unwrap_or_else(|e| panic!("a NATS client connects to the Broker pod at {ip}:4222: {e}"))
 }
 
+/// A subscription to `subject` that the server has taken in (flushed) before this returns.
+async fn subscribe(client: &async_nats::Client, subject: &str) -> async_nats::Subscriber {
+    let subscription = client.subscribe(subject.to_string()).await.unwrap();
+    client.flush().await.unwrap();
+    subscription
+}
+
+/// Meshery Server's request `entity` (with its `payload`) to MeshSync, on `meshery.meshsync.request`.
+async fn ask_meshsync(client: &async_nats::Client, entity: &str, payload: Value) {
+    let message = json!({"Request": {"Entity": entity, "Payload": payload}});
+    client
+        .publish("meshery.meshsync.request", message.to_string().into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_three_replica_broker_is_a_real_nats_route_cluster() {
     let cluster = Cluster::start().await;
@@ -657,8 +674,7 @@ async fn meshsync_publishes_through_a_tls_broker_signed_by_a_private_ca() {
         .connect(format!("tls://{broker}:4222"))
         .await
         .expect("Meshery Server's stand-in connects over TLS");
-    let mut messages = server.subscribe("meshery.meshsync.core").await.unwrap();
-    server.flush().await.unwrap();
+    let mut messages = subscribe(&server, "meshery.meshsync.core").await;
     cluster
         .deployment_round_trip(&mut messages, "e2e-tls")
         .await;
@@ -760,8 +776,7 @@ async fn a_jetstream_broker_keeps_meshsyncs_events_on_its_persistent_volume() {
         })
         .await
         .expect("the Broker serves JetStream");
-    let mut messages = client.subscribe("meshery.meshsync.core").await.unwrap();
-    client.flush().await.unwrap();
+    let mut messages = subscribe(&client, "meshery.meshsync.core").await;
     cluster
         .deployment_round_trip(&mut messages, "e2e-stored")
         .await;
@@ -853,8 +868,7 @@ impl Cluster {
     /// subscribed to the subject MeshSync publishes resource events on.
     async fn subscriber(&self, ip: &str) -> (async_nats::Client, async_nats::Subscriber) {
         let client = connect(ip, &self.token().await).await;
-        let messages = client.subscribe("meshery.meshsync.core").await.unwrap();
-        client.flush().await.unwrap();
+        let messages = subscribe(&client, "meshery.meshsync.core").await;
         (client, messages)
     }
 
@@ -984,22 +998,14 @@ async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
 /// it `pods/log`; without the grant the API server refuses MeshSync and nothing is published.
 async fn log_streaming_follows_pod_access(cluster: &Cluster, broker: &str) {
     let server = connect(broker, &cluster.token().await).await;
-    let mut logs = server.subscribe("meshery.meshsync.logs").await.unwrap();
-    server.flush().await.unwrap();
+    let mut logs = subscribe(&server, "meshery.meshsync.logs").await;
     let ask_for_logs = |pod: String, container: &str| {
         let id = format!("e2e-{pod}");
-        let message = json!({"Request": {"Entity": "log-stream", "Payload": {&id: {
+        let payload = json!({&id: {
             "id": id, "namespace": NAMESPACE, "name": pod, "container": container,
             "taillines": 20, "follow": false,
-        }}}});
-        let server = server.clone();
-        async move {
-            server
-                .publish("meshery.meshsync.request", message.to_string().into())
-                .await
-                .unwrap();
-            server.flush().await.unwrap();
-        }
+        }});
+        ask_meshsync(&server, "log-stream", payload)
     };
 
     let broker_pod = cluster.broker_pods().await.remove(0).name_any();
@@ -1096,22 +1102,10 @@ async fn meshery_server_requests_are_answered(
     event_for(events, "Deployment", "e2e-resynced", "ADDED", EVENT_WITHIN).await;
 
     let server = connect(broker, &cluster.token().await).await;
-    let mut meta = server.subscribe("meshsync-meta").await.unwrap();
-    let mut store = server.subscribe("e2e.informer-store").await.unwrap();
-    server.flush().await.unwrap();
-    let request = |entity: &str, payload: Value| {
-        let message = json!({"Request": {"Entity": entity, "Payload": payload}});
-        let server = server.clone();
-        async move {
-            server
-                .publish("meshery.meshsync.request", message.to_string().into())
-                .await
-                .unwrap();
-            server.flush().await.unwrap();
-        }
-    };
+    let mut meta = subscribe(&server, "meshsync-meta").await;
+    let mut store = subscribe(&server, "e2e.informer-store").await;
 
-    request("meshsync-meta", Value::Null).await;
+    ask_meshsync(&server, "meshsync-meta", Value::Null).await;
     let reply = tokio::time::timeout(EVENT_WITHIN, meta.next())
         .await
         .expect("no answer to meshsync-meta within 30 s")
@@ -1130,7 +1124,12 @@ async fn meshery_server_requests_are_answered(
             Instant::now() < deadline,
             "no informer-store answer listing Deployment e2e-resynced within 30 s"
         );
-        request("informer-store", json!({"Reply": "e2e.informer-store"})).await;
+        ask_meshsync(
+            &server,
+            "informer-store",
+            json!({"Reply": "e2e.informer-store"}),
+        )
+        .await;
         while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(5), store.next()).await
         {
             if String::from_utf8_lossy(&batch.payload).contains("\"name\":\"e2e-resynced\"") {
@@ -1142,7 +1141,7 @@ async fn meshery_server_requests_are_answered(
     // MeshSync debounces a resync for 5 s, then lists everything again: an ADDED event for an
     // object it had already published, after the events so far are drained.
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), events.next()).await {}
-    request("resync-discovery", Value::Null).await;
+    ask_meshsync(&server, "resync-discovery", Value::Null).await;
     event_for(events, "Deployment", "e2e-resynced", "ADDED", EVENT_WITHIN).await;
     cluster.kubectl(&["delete", "deployment", "e2e-resynced", "-n", "watched"]);
 }
