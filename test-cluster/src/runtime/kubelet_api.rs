@@ -1,7 +1,10 @@
-//! The part of the kubelet's API the API server calls for `pods/log`: containers' output, kept
-//! in the CRI log format (`<RFC 3339 time> <stream> F <line>`) so `timestamps=true` reports when
-//! each line was written, and served over HTTPS to clients the cluster's CA certified (the API
-//! server's `--kubelet-client-certificate`).
+//! The parts of the kubelet's API the API server calls for `pods/log` and `pods/exec`, served
+//! over HTTPS to clients the cluster's CA certified (the API server's
+//! `--kubelet-client-certificate`): containers' output (`containerLogs`), kept in the CRI log
+//! format (`<RFC 3339 time> <stream> F <line>`) so `timestamps=true` reports when each line was
+//! written; and `exec`, upgraded to a SPDY/3.1 session speaking the remote command protocol
+//! `v4.channel.k8s.io` (see [`super::exec`]), which `kubectl exec` and client-go's SPDY executor
+//! reach through the API server.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+
+use super::exec;
 
 /// How often a followed log is checked for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -114,7 +119,12 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, client: Client, pods
     }
 }
 
-async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client, pods: &Path) {
+async fn answer(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    client: &Client,
+    pods: &Path,
+) {
+    // Read a byte at a time: after an upgrade, what follows the head is the SPDY session's.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
@@ -124,16 +134,19 @@ async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let target = head.split(' ').nth(1).unwrap_or_default();
-    let Some(request) = head
-        .starts_with("GET ")
-        .then(|| log_request(target))
-        .flatten()
-    else {
+    let mut request_line = head.split(' ');
+    let (method, target) = (
+        request_line.next().unwrap_or_default(),
+        request_line.next().unwrap_or_default(),
+    );
+    if target.starts_with("/exec/") && matches!(method, "GET" | "POST") {
+        return exec(stream, &head, target, client).await;
+    }
+    let Some(request) = (method == "GET").then(|| log_request(target)).flatten() else {
         let _ = respond(
             &mut stream,
             "404 Not Found",
-            "this node serves containerLogs only\n",
+            "this node serves containerLogs and exec only\n",
         )
         .await;
         return;
@@ -184,6 +197,91 @@ async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, client: &Client
         offset += complete;
     }
     let _ = stream.shutdown().await;
+}
+
+/// The values of the head's `name` headers.
+fn header_values<'a>(head: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    head.lines().skip(1).filter_map(move |line| {
+        let (field, value) = line.split_once(':')?;
+        field
+            .trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim())
+    })
+}
+
+/// Upgrades an `exec` request to a SPDY/3.1 session speaking the remote command protocol and
+/// serves it, as the kubelet's streaming server does; refusals are plain HTTP errors.
+async fn exec(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    head: &str,
+    target: &str,
+    client: &Client,
+) {
+    let Some(request) = exec::exec_request(target) else {
+        let body = "an exec request names a container, a command and at least one stream\n";
+        let _ = respond(&mut stream, "400 Bad Request", body).await;
+        return;
+    };
+    let has = |name: &str, token: &str| {
+        header_values(head, name).any(|value| value.to_ascii_lowercase().contains(token))
+    };
+    if !has("connection", "upgrade") || !has("upgrade", "spdy/3.1") {
+        let body = "unable to upgrade: exec needs Connection: Upgrade and Upgrade: SPDY/3.1\n";
+        let _ = respond(&mut stream, "400 Bad Request", body).await;
+        return;
+    }
+    if !exec::offers_protocol(header_values(head, "x-stream-protocol-version")) {
+        let body = format!(
+            "unable to upgrade: this node speaks {} only\n",
+            exec::PROTOCOL
+        );
+        let _ = respond(&mut stream, "403 Forbidden", &body).await;
+        return;
+    }
+    let container = match running_container(client, &request).await {
+        Ok(container) => container,
+        Err((status, body)) => {
+            let _ = respond(&mut stream, status, &body).await;
+            return;
+        }
+    };
+    let switching = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         X-Stream-Protocol-Version: {}\r\n\r\n",
+        exec::PROTOCOL
+    );
+    if stream.write_all(switching.as_bytes()).await.is_ok() && stream.flush().await.is_ok() {
+        exec::serve(stream, request, container).await;
+    }
+}
+
+/// The main process of the container an exec names, from its status (`containerID` is
+/// `test-cluster://<pid>`); else the HTTP status and message refusing the exec.
+async fn running_container(
+    client: &Client,
+    request: &exec::ExecRequest,
+) -> Result<exec::Target, (&'static str, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &request.namespace);
+    let Ok(Some(pod)) = pods.get_opt(&request.pod).await else {
+        return Err(("404 Not Found", "no such pod on this node\n".into()));
+    };
+    let pid = pod
+        .status
+        .iter()
+        .flat_map(|status| status.container_statuses.iter().flatten())
+        .find(|status| status.name == request.container)
+        .filter(|status| status.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .and_then(|status| {
+            status
+                .container_id
+                .as_deref()?
+                .strip_prefix("test-cluster://")
+        })
+        .and_then(|pid| pid.parse().ok());
+    let not_running = || format!("container {} is not running\n", request.container);
+    let pid = pid.ok_or_else(|| ("400 Bad Request", not_running()))?;
+    exec::Target::of(pid).map_err(|_| ("400 Bad Request", not_running()))
 }
 
 /// What the log file holds from byte `offset` on: only what a follower has not sent yet.

@@ -5,9 +5,11 @@
 mod container;
 mod dns;
 mod env;
+mod exec;
 pub mod kubelet_api;
 mod network;
 mod pod;
+mod spdy;
 mod volumes;
 
 use std::collections::HashMap;
