@@ -945,6 +945,8 @@ async fn meshsync_publishes_the_clusters_changes_through_the_broker() {
         .await;
     meshery_server_requests_are_answered(&cluster, &broker, &mut messages).await;
     log_streaming_follows_pod_access(&cluster, &broker).await;
+    kubectl_exec_runs_commands_in_containers(&cluster);
+    terminal_sessions_follow_pod_access(&cluster, &broker).await;
 
     // A whitelist without Deployments rolls MeshSync (it reads its watch-list at start-up only),
     // and the new one publishes Pods but no Deployment.
@@ -1066,6 +1068,166 @@ async fn log_streaming_follows_pod_access(cluster: &Cluster, broker: &str) {
         refused.is_err(),
         "log lines published without pods/log: {:?}",
         refused.ok().flatten().map(|m| m.payload)
+    );
+}
+
+/// `kubectl exec` (WebSocket to the API server, which speaks SPDY to the node's kubelet API) runs
+/// commands in a container as its user: output and input on pipes, stderr apart, the exit code
+/// reported; and on a terminal (`-t`, under `script` for one) whose window size follows the
+/// client's.
+fn kubectl_exec_runs_commands_in_containers(cluster: &Cluster) {
+    let exec = |flags: &[&str], command: &[&str], input: &str| {
+        let mut child = Command::new(&cluster.kubectl)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .args(["exec", "-n", NAMESPACE, "meshery-broker-0", "-c", "nats"])
+            .args(flags)
+            .arg("--")
+            .args(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let listed = exec(&[], &["ls", "/etc/nats"], "");
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "nats.conf\n");
+
+    let shell = exec(&["-i"], &["/bin/sh"], "id -u\necho $((6 * 7))\n");
+    assert!(shell.status.success(), "{shell:?}");
+    assert_eq!(String::from_utf8_lossy(&shell.stdout), "1000\n42\n");
+
+    let failing = exec(
+        &[],
+        &["/bin/sh", "-c", "echo out; echo err >&2; exit 3"],
+        "",
+    );
+    assert_eq!(failing.status.code(), Some(3), "{failing:?}");
+    assert_eq!(String::from_utf8_lossy(&failing.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&failing.stderr);
+    assert!(
+        stderr.starts_with("err\n") && stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+
+    // `script` gives kubectl the terminal `-t` wants (kubectl drops `-t` without `-i`), 30 rows
+    // of 100 columns.
+    let on_terminal = Command::new("script")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!(
+            "stty rows 30 cols 100; {} exec -it -n {NAMESPACE} meshery-broker-0 -- /bin/sh -c 'tty; stty size; exit 4'",
+            cluster.kubectl.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let output = String::from_utf8_lossy(&on_terminal.stdout);
+    assert_eq!(on_terminal.status.code(), Some(4), "{output}");
+    assert!(
+        output.contains("/dev/pts/") && output.contains("\r\n30 100\r\n"),
+        "{output}"
+    );
+}
+
+/// Meshery UI's terminal: MeshSync runs `/bin/sh` in a pod on a terminal through the API server
+/// (SPDY end to end, as client-go's `NewSPDYExecutor` speaks it) while `podAccess.exec` grants it
+/// `pods/exec`; without the grant the API server refuses it and MeshSync publishes the refusal on
+/// the session's subject.
+///
+/// With the grant, MeshSync v1.0.0 itself crashes once the node has taken the session's streams:
+/// its terminal size queue wraps the nil queue kubectl's `MonitorSize` returns for output that is
+/// not a terminal (a NATS subject), and client-go's resize loop calls it. The crash, with that
+/// frame on its stack, is what shows the session got through the API server and the node.
+async fn terminal_sessions_follow_pod_access(cluster: &Cluster, broker: &str) {
+    let server = connect(broker, &cluster.token().await).await;
+    let broker_pod = cluster.broker_pods().await.remove(0).name_any();
+    let ask_for_terminal = |id: &str| {
+        let payload = json!({id: {
+            "id": id, "namespace": NAMESPACE, "name": broker_pod, "container": "nats",
+        }});
+        ask_meshsync(&server, "exec-request", payload)
+    };
+    let subject = |id: &str| format!("exec.{NAMESPACE}.{broker_pod}.nats.{id}");
+
+    let meshsync_pod = meshsync_pods(cluster).await.remove(0);
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, NAMESPACE);
+    let restarts = |pod: Pod| {
+        pod.status
+            .and_then(|s| s.container_statuses?.first().map(|c| c.restart_count))
+            .unwrap_or(0)
+    };
+    let before = restarts(pods.get(&meshsync_pod).await.unwrap());
+    let mut granted = subscribe(&server, &subject("e2e-granted")).await;
+    ask_for_terminal("e2e-granted").await;
+    let deadline = Instant::now() + EVENT_WITHIN;
+    while restarts(pods.get(&meshsync_pod).await.unwrap()) == before {
+        assert!(
+            Instant::now() < deadline,
+            "MeshSync's terminal session neither crashed it nor failed within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The node keeps one log file a container, across its restarts.
+    let crash = cluster.kubectl(&["logs", "-n", NAMESPACE, &meshsync_pod]);
+    assert!(
+        crash.contains("terminalSizeQueueAdapter).Next")
+            && crash.contains("streamProtocolV3).handleResizes"),
+        "MeshSync ended otherwise: {crash}"
+    );
+    let published = tokio::time::timeout(Duration::from_secs(1), granted.next()).await;
+    assert!(
+        !published
+            .ok()
+            .flatten()
+            .is_some_and(|m| String::from_utf8_lossy(&m.payload).contains("forbidden")),
+        "the API server refused MeshSync's granted terminal session"
+    );
+    wait_for_meshsync_connection(&[broker.to_string()]).await;
+
+    cluster.apply_example(
+        "meshery-meshsync.yaml",
+        json!({"version": MESHSYNC_RELEASE, "podAccess": {"exec": false}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster
+        .kubectl_status(&[
+            "auth",
+            "can-i",
+            "create",
+            "pods",
+            "--subresource=exec",
+            "-n",
+            NAMESPACE,
+            "--as=system:serviceaccount:meshery:meshery-meshsync",
+        ])
+        .success()
+    {
+        assert!(Instant::now() < deadline, "MeshSync still may exec");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut refused = subscribe(&server, &subject("e2e-refused")).await;
+    ask_for_terminal("e2e-refused").await;
+    let message = tokio::time::timeout(EVENT_WITHIN, refused.next())
+        .await
+        .expect("no answer to a terminal session without pods/exec within 30 s")
+        .expect("the subscription ended");
+    let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(envelope["ObjectType"], "error", "{envelope}");
+    let refusal = envelope["Object"].as_str().unwrap_or_default();
+    assert!(
+        refusal.contains("cannot create resource \"pods/exec\""),
+        "{refusal}"
+    );
+    assert_eq!(
+        restarts(pods.get(&meshsync_pod).await.unwrap()),
+        before + 1,
+        "MeshSync crashed on a refused terminal session"
     );
 }
 
