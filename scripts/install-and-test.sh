@@ -10,6 +10,8 @@ command -v nats-server >/dev/null || missing+=(nats-server)
 command -v openssl >/dev/null || missing+=(openssl)
 # The process node agent (tests/workloads_real.rs): network namespaces, veths and a bridge.
 command -v ip >/dev/null || missing+=(iproute2)
+# Its NetworkPolicy enforcement: an nftables table in each isolated pod's network namespace.
+command -v nft >/dev/null || missing+=(nftables)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then

@@ -794,6 +794,110 @@ async fn a_jetstream_broker_keeps_meshsyncs_events_on_its_persistent_volume() {
     );
 }
 
+/// Whether a TCP connection from the pod at `from` to `to_ip:port` is let through: a refused
+/// connection is dropped, so it times out.
+fn reaches(from: &str, to_ip: &str, port: u16) -> bool {
+    let target = std::net::SocketAddr::new(to_ip.parse().unwrap(), port);
+    test_cluster::connect_from_pod(from.parse().unwrap(), target, Duration::from_secs(2)).is_ok()
+}
+
+/// Waits until the pod `namespace/name` runs and has an IP.
+async fn running_pod_ip(cluster: &Cluster, namespace: &str, name: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, namespace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(pod) = pods.get(name).await
+            && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            && let Some(ip) = pod.status.and_then(|s| s.pod_ip)
+        {
+            return ip;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {namespace}/{name} did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// With `networkPolicy.enabled`, the node enforces the rendered NetworkPolicy as a CNI would: a
+/// MeshSync in another namespace passes its start-up check on 8222, connects on 4222 and
+/// publishes; any other pod is refused on every Broker port; the routes port admits only the
+/// Broker's own pods; once the policy is disabled, the other pod is admitted again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_network_policy_admits_meshsync_from_another_namespace_and_no_other_pod() {
+    let cluster = Cluster::start().await;
+    cluster.apply_example(
+        "meshery-broker.yaml",
+        json!({"size": 2, "networkPolicy": {"enabled": true}}),
+    );
+    cluster.wait_broker("Ready", Duration::from_secs(120));
+    cluster.kubectl(&["create", "namespace", "elsewhere"]);
+    let meshsync = json!({"apiVersion": "meshery.io/v1alpha1", "kind": "MeshSync",
+        "metadata": {"name": "meshsync", "namespace": "elsewhere"},
+        "spec": {"version": MESHSYNC_RELEASE,
+                 "broker": {"native": {"name": "meshery-broker", "namespace": NAMESPACE}}}});
+    cluster.apply(&meshsync);
+    let other = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "other", "namespace": "elsewhere", "labels": {"app": "other"}},
+        "spec": {"containers": [{"name": "nats", "image": "nats:2.10.24-alpine"}]}});
+    cluster.apply(&other);
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "meshsync/meshsync",
+        "-n",
+        "elsewhere",
+        "--timeout=180s",
+    ]);
+    let brokers: Vec<String> = cluster.broker_pods().await.iter().map(pod_ip).collect();
+    wait_for_meshsync_connection(&brokers).await;
+    let (_client, mut messages) = cluster.subscriber(&brokers[0]).await;
+    cluster
+        .deployment_round_trip(&mut messages, "e2e-through-the-policy")
+        .await;
+
+    let meshsync_pod = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "elsewhere",
+        "-l",
+        "app.kubernetes.io/name=meshery-meshsync",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let meshsync_ip = running_pod_ip(&cluster, "elsewhere", &meshsync_pod).await;
+    let other_ip = running_pod_ip(&cluster, "elsewhere", "other").await;
+    let broker = &brokers[0];
+    assert!(reaches(&meshsync_ip, broker, 4222));
+    assert!(reaches(&meshsync_ip, broker, 8222));
+    assert!(
+        !reaches(&meshsync_ip, broker, 6222),
+        "MeshSync reaches the routes port"
+    );
+    assert!(
+        reaches(&brokers[1], broker, 6222),
+        "the Broker's own routes are refused"
+    );
+    for port in [4222, 6222, 8222] {
+        assert!(
+            !reaches(&other_ip, broker, port),
+            "another pod reaches {port}"
+        );
+    }
+
+    cluster.apply_example("meshery-broker.yaml", json!({"size": 2}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reaches(&other_ip, broker, 4222) {
+        assert!(
+            Instant::now() < deadline,
+            "the other pod is still refused after the policy was disabled"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// URL userinfo decoded as Go's `net/url` decodes it (async-nats passes it on still encoded).
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();

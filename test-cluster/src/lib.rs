@@ -15,6 +15,7 @@ mod runtime;
 pub use binaries::{Binaries, ensure_built};
 pub use control_plane::{ControlPlane, Options};
 pub use node::{CONTAINER_RUNTIME, NODE_NAME, UNREADY_ANNOTATION};
+pub use runtime::connect_from_pod;
 
 /// Why the control plane could not be built or started.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ mod env;
 mod exec;
 pub mod kubelet_api;
 mod network;
+mod network_policy;
 mod pod;
 mod spdy;
 mod volumes;
@@ -21,15 +22,15 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::Error;
-pub use network::PodNetwork;
+pub use network::{PodNetwork, connect_from_pod};
 
 /// The pods this node runs, one worker task each.
 pub struct Runtime {
     shared: Arc<pod::Shared>,
     workers: Mutex<HashMap<String, Worker>>,
-    /// The API forwarder, the DNS server and the kubelet API. The first two are bound to the
-    /// bridge's address, so they must be closed before the bridge (and its subnet) can go to
-    /// another node agent.
+    /// The API forwarder, the DNS server, the kubelet API and the NetworkPolicy enforcer. The
+    /// first two are bound to the bridge's address, so they must be closed before the bridge (and
+    /// its subnet) can go to another node agent.
     services: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -41,12 +42,14 @@ struct Worker {
 impl Runtime {
     /// Runs pods on `network`; pods reach the API server (listening on loopback at `api_port`)
     /// at the network's gateway, port 443, through a forwarder of the agent's own, as they would
-    /// reach the `kubernetes` Service through kube-proxy, and the cluster DNS (which reads
-    /// EndpointSlices with `dns_client`) at the gateway, port 53. The API server reads the pods'
-    /// logs from the kubelet API on `kubelet`.
+    /// reach the `kubernetes` Service through kube-proxy, and the cluster DNS at the gateway,
+    /// port 53. The DNS server (EndpointSlices) and the NetworkPolicy enforcer (policies, pods,
+    /// namespaces) read the whole cluster with `cluster_client`, as kube-proxy and a CNI agent do
+    /// with their own credentials: the node's may not. The API server reads the pods' logs from
+    /// the kubelet API on `kubelet`.
     pub async fn new(
         client: Client,
-        dns_client: Client,
+        cluster_client: Client,
         network: PodNetwork,
         state_dir: PathBuf,
         binaries: PathBuf,
@@ -73,13 +76,12 @@ impl Runtime {
                 state_dir.clone(),
             )),
         ];
-        services.extend(
-            dns::serve(dns_client, gateway)
-                .await
-                .map_err(crate::io_error(format!(
-                    "serving DNS on {gateway}:53 for pods"
-                )))?,
-        );
+        services.extend(dns::serve(cluster_client.clone(), gateway).await.map_err(
+            crate::io_error(format!("serving DNS on {gateway}:53 for pods")),
+        )?);
+        let (network_policies, enforcement) =
+            network_policy::Enforcer::start(&cluster_client, gateway).await?;
+        services.extend(enforcement);
         let api_env = vec![
             ("KUBERNETES_SERVICE_HOST".to_string(), gateway.to_string()),
             ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
@@ -95,6 +97,7 @@ impl Runtime {
                 state_dir,
                 binaries,
                 api_env,
+                network_policies,
             }),
             workers: Mutex::new(HashMap::new()),
             services: Mutex::new(services),

@@ -49,6 +49,34 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The network namespace of the pod at `address`.
+fn namespace_of(address: Ipv4Addr) -> String {
+    let octets = address.octets();
+    format!("mo-{}-{}", octets[2], octets[3])
+}
+
+/// Opens a TCP connection from inside the network namespace of the pod at `pod_ip`, as one of
+/// its containers would: how a test shows what the pod's peers (and NetworkPolicies) let it
+/// reach. The socket keeps the pod's namespace whichever thread then uses it.
+pub fn connect_from_pod(
+    pod_ip: Ipv4Addr,
+    target: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::AsRawFd;
+    let namespace = std::fs::File::open(format!("/var/run/netns/{}", namespace_of(pod_ip)))?;
+    // Entering a network namespace changes only the calling thread's: a thread of its own.
+    std::thread::spawn(move || {
+        // SAFETY: setns on a namespace file this thread owns, affecting only this thread.
+        if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::net::TcpStream::connect_timeout(&target, timeout)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the connecting thread panicked"))?
+}
+
 impl PodNetwork {
     /// Creates the bridge on the first free subnet.
     pub fn create() -> Result<PodNetwork, Error> {
@@ -137,9 +165,10 @@ impl PodNetwork {
 
     /// The namespace and address of host number `host`.
     fn interface(&self, host: u8) -> PodInterface {
+        let address = self.address(host);
         PodInterface {
-            namespace: format!("mo-{}-{host}", self.index),
-            address: self.address(host),
+            namespace: namespace_of(address),
+            address,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct Shared {
     pub binaries: PathBuf,
     /// `KUBERNETES_SERVICE_HOST` / `_PORT` as pods see the API server.
     pub api_env: Vec<(String, String)>,
+    /// Applies the NetworkPolicies to each pod's namespace.
+    pub network_policies: Arc<super::network_policy::Enforcer>,
 }
 
 /// The pod's ConfigMaps and Secrets, read once per container start.
@@ -414,6 +416,10 @@ pub async fn run(shared: Arc<Shared>, mut latest: watch::Receiver<Option<Pod>>) 
             return;
         }
     };
+    shared
+        .network_policies
+        .admit(&pod, &interface.namespace)
+        .await;
     let dir = shared.state_dir.join(pod.uid().unwrap_or_default());
     let mut worker = Worker {
         shared: shared.clone(),
@@ -448,6 +454,7 @@ pub async fn run(shared: Arc<Shared>, mut latest: watch::Receiver<Option<Pod>>) 
             _ = tokio::time::sleep(TICK) => {}
         }
     }
+    worker.shared.network_policies.release(&pod).await;
     worker.shared.network.detach(&worker.interface);
     let _ = std::fs::remove_dir_all(&worker.dir);
 }
