@@ -343,6 +343,31 @@ fn output_is_deterministic() {
     }
 }
 
+/// The planner says what the controller's status says: a MeshSync release before v1.0.1 cannot use
+/// a user:password credential, so the operator would not deploy it.
+#[test]
+fn a_meshsync_that_could_not_read_its_credential_is_reported_not_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_release = write(
+        dir.path(),
+        "meshsync.yaml",
+        &MESHSYNC.replace("spec:\n", "spec:\n  version: v1.0.0\n"),
+    );
+    let output = plan(&["-f", &old_release]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("meshsync.yaml")
+            && message.contains("MeshSync meshery/meshsync would not be deployed")
+            && message.contains("v1.0.1 or later"),
+        "{message}"
+    );
+    assert!(stdout(&output).is_empty());
+
+    let default_release = write(dir.path(), "default.yaml", MESHSYNC);
+    assert_eq!(plan(&["-f", &default_release]).status.code(), Some(1));
+}
+
 #[test]
 fn invalid_resources_exit_two_naming_file_and_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,9 @@ use crate::api::{
 };
 use crate::diff::{self, Action, Counts, Owner, Plan, mask};
 use crate::object::{Object, ObjectKey, without_server_bookkeeping};
-use crate::render::credentials::{BrokerSecretData, resolve_custom_broker, resolve_native_broker};
+use crate::render::credentials::{
+    BrokerSecretData, credential_readable_by, resolve_custom_broker, resolve_native_broker,
+};
 use crate::render::labels::{FIELD_MANAGER, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::render::nats_conf::USERS_FILE_NAME;
 use crate::render::{
@@ -88,6 +90,14 @@ pub enum PlanError {
         namespace: String,
         name: String,
         errors: Vec<FieldError>,
+    },
+    /// The operator would refuse to deploy this MeshSync (its `Ready` condition says the same).
+    #[error("{source_name}: MeshSync {namespace}/{name} would not be deployed: {message}")]
+    NotDeployable {
+        source_name: String,
+        namespace: String,
+        name: String,
+        message: String,
     },
     #[error("{source_name}: {kind} {namespace}/{name} is also defined in {first}")]
     Duplicate {
@@ -272,6 +282,7 @@ pub fn render_documents(
 ) -> Result<Vec<(Owner, Vec<Object>)>, PlanError> {
     let mut seen: BTreeMap<(&'static str, String, String), String> = BTreeMap::new();
     let mut resources = Vec::new();
+    let mut sources = Vec::new();
     for document in documents {
         let resource = document.custom_resource()?;
         let (kind, metadata, errors) = validated(&resource);
@@ -299,6 +310,7 @@ pub fn render_documents(
             });
         }
         resources.push(resource);
+        sources.push(document.source.clone());
     }
     let mut offline = Offline::new(observed);
     for resource in &mut resources {
@@ -317,7 +329,7 @@ pub fn render_documents(
         })
         .collect();
     let mut rendered = Vec::new();
-    for resource in &resources {
+    for (resource, source_name) in resources.iter().zip(sources) {
         let (owner, desired) = match resource {
             CustomResource::Broker(broker) => {
                 let inputs = BrokerInputs {
@@ -330,9 +342,23 @@ pub fn render_documents(
                 )
             }
             CustomResource::MeshSync(meshsync) => {
+                let broker = offline.resolve_broker(meshsync, &brokers);
+                let version = meshsync
+                    .spec
+                    .version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_MESHSYNC_VERSION);
+                if let Err(message) = credential_readable_by(version, &broker) {
+                    return Err(PlanError::NotDeployable {
+                        source_name,
+                        namespace: meshsync.metadata.namespace.clone().unwrap_or_default(),
+                        name: meshsync.metadata.name.clone().unwrap_or_default(),
+                        message,
+                    });
+                }
                 let inputs = MeshSyncInputs {
                     default_version: DEFAULT_MESHSYNC_VERSION.into(),
-                    broker: offline.resolve_broker(meshsync, &brokers),
+                    broker,
                     crd_uid: offline.uid_of(
                         "apiextensions.k8s.io",
                         "CustomResourceDefinition",
