@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 
 use crate::binaries::Binaries;
 use crate::pki::{Credential, Pki};
-use crate::runtime::{PodNetwork, Runtime, kubelet_api};
+use crate::process_node::{KubeletTls, NodeOptions, ProcessNode};
+use crate::runtime::PodNetwork;
 use crate::{Error, io_error, node};
-use std::sync::Arc;
 
 /// The ClusterIP range of Services; only allocated, never routed.
 const SERVICE_CIDR: &str = "10.96.0.0/16";
@@ -340,28 +340,16 @@ fn supervise(
         }
     };
     let mut processes = Vec::new();
-    let (node_stop_tx, node_stop_rx) = oneshot::channel();
-    let result = runtime.block_on(start(
-        &binaries,
-        &options,
-        state.path(),
-        &mut processes,
-        node_stop_rx,
-    ));
-    let node_task = match result {
-        Ok((ready, node_task)) => {
+    let result = runtime.block_on(start(&binaries, &options, state.path(), &mut processes));
+    match result {
+        Ok((ready, node)) => {
             let _ = started.send(Ok(ready));
             runtime.block_on(watch_until_stopped(&mut processes, stop));
-            Some(node_task)
+            runtime.block_on(node.stop(STOP_GRACE));
         }
         Err(e) => {
             let _ = started.send(Err(e));
-            None
         }
-    };
-    let _ = node_stop_tx.send(());
-    if let Some(task) = node_task {
-        let _ = runtime.block_on(async { tokio::time::timeout(STOP_GRACE, task).await });
     }
     // Reverse start order: the node and controllers go before the API server, which goes before etcd.
     for process in processes.iter_mut().rev() {
@@ -396,8 +384,7 @@ async fn start(
     options: &Options,
     state: &Path,
     processes: &mut Vec<Process>,
-    node_stop: oneshot::Receiver<()>,
-) -> Result<(Started, tokio::task::JoinHandle<()>), Error> {
+) -> Result<(Started, node::Agent), Error> {
     let deadline = Instant::now() + START_TIMEOUT;
     let network = if options.run_pods {
         Some(PodNetwork::create()?)
@@ -445,25 +432,6 @@ async fn start(
 
     let api_port = free_port()?;
     let server = format!("https://127.0.0.1:{api_port}");
-    // The kubelet API, which the API server calls for pods' logs, when the node runs pods.
-    let kubelet = match &network {
-        Some(_) => {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                .await
-                .map_err(io_error("listening for the kubelet API"))?;
-            let serving = pki.kubelet_serving(node::NODE_NAME)?;
-            let tls = kubelet_api::tls_acceptor(&pki.ca_pem, &serving.cert_pem, &serving.key_pem)?;
-            Some((listener, tls))
-        }
-        None => None,
-    };
-    let kubelet_port = match &kubelet {
-        Some((listener, _)) => listener
-            .local_addr()
-            .map_err(io_error("reading the kubelet API's port"))?
-            .port(),
-        None => 0,
-    };
     let mut apiserver_args = vec![
         format!("--etcd-servers={etcd_url}"),
         "--bind-address=127.0.0.1".into(),
@@ -484,7 +452,8 @@ async fn start(
         "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
     ];
-    if kubelet.is_some() {
+    // The API server calls the kubelet API for pods' logs and exec when the node runs pods.
+    if network.is_some() {
         let client = pki.client("kube-apiserver-kubelet-client", &[])?;
         let cert = write_file(state, "apiserver-kubelet-client.crt", &client.cert_pem)?;
         let key = write_file(state, "apiserver-kubelet-client.key", &client.key_pem)?;
@@ -547,23 +516,30 @@ async fn start(
     let node_config =
         client_config(&kubeconfig(&server, &pki.ca_pem, "node", &node_credential)).await?;
     let node_client = kube::Client::try_from(node_config)?;
-    node::register(&node_client, kubelet_port).await?;
-    let runtime = match network.zip(kubelet) {
-        Some((network, kubelet)) => Some(Arc::new(
-            Runtime::new(
-                node_client.clone(),
-                client.clone(),
+    let node = match network {
+        Some(network) => {
+            let serving = pki.kubelet_serving(node::NODE_NAME)?;
+            ProcessNode::start(NodeOptions {
+                client: node_client,
+                cluster_client: client.clone(),
                 network,
-                state.join("pods"),
-                binaries.dir.clone(),
+                binaries_dir: binaries.dir.clone(),
+                state_dir: state.join("pods"),
                 api_port,
-                kubelet,
-            )
-            .await?,
-        )),
-        None => None,
+                kubelet_tls: Some(KubeletTls {
+                    client_ca_pem: pki.ca_pem.clone(),
+                    cert_pem: serving.cert_pem,
+                    key_pem: serving.key_pem,
+                }),
+            })
+            .await?
+            .into_agent()
+        }
+        None => {
+            node::register(&node_client, 0).await?;
+            node::Agent::spawn(node_client, None, 0)
+        }
     };
-    let node_task = tokio::spawn(node::run(node_client, runtime, kubelet_port, node_stop));
 
     wait_for_pods_to_be_schedulable(&client, processes, deadline).await?;
     Ok((
@@ -573,7 +549,7 @@ async fn start(
             kubeconfig: admin_kubeconfig,
             state_dir: state.to_path_buf(),
         },
-        node_task,
+        node,
     ))
 }
 

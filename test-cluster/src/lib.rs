@@ -1,7 +1,8 @@
 //! A real Kubernetes control plane for the test suites: etcd, kube-apiserver,
 //! kube-controller-manager and kube-scheduler built from their official Go modules
 //! (`build.sh`), started on loopback with certificates of their own, plus a node agent that
-//! plays the kubelet's part for the pods scheduled to it.
+//! plays the kubelet's part for the pods scheduled to it. That node, when it runs pods as
+//! processes, is a piece of its own ([`ProcessNode`]) that also runs beside kube-sim.
 //!
 //! kube-sim is the fast substrate for faults and benchmarks; this is the reference it is
 //! measured against.
@@ -10,12 +11,14 @@ mod binaries;
 mod control_plane;
 mod node;
 mod pki;
+mod process_node;
 mod runtime;
 
 pub use binaries::{Binaries, ensure_built};
 pub use control_plane::{ControlPlane, Options};
 pub use node::{CONTAINER_RUNTIME, NODE_NAME, UNREADY_ANNOTATION};
-pub use runtime::connect_from_pod;
+pub use process_node::{KubeletTls, NodeOptions, ProcessNode};
+pub use runtime::{PodNetwork, connect_from_pod};
 
 /// Why the control plane could not be built or started.
 #[derive(Debug, thiserror::Error)]

@@ -140,9 +140,47 @@ async fn renew_lease(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// The running node agent. Dropping it tells the agent to stop, which it does while the tokio
+/// runtime still runs; [`Agent::stop`] waits for it.
+pub(crate) struct Agent {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Runs the agent of a registered Node (see [`register`]) on a task of its own.
+    pub(crate) fn spawn(client: Client, runtime: Option<Arc<Runtime>>, kubelet_port: u16) -> Agent {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(client, runtime, kubelet_port, stopped));
+        Agent {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the agent and waits up to `grace` for its pods' processes to be killed and their
+    /// namespaces removed.
+    pub(crate) async fn stop(mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Heartbeats and pod status until `stop` fires; with a `runtime`, the pods' containers run as
 /// processes, otherwise they are only reported running.
-pub(crate) async fn run(
+async fn run(
     client: Client,
     runtime: Option<Arc<Runtime>>,
     kubelet_port: u16,

@@ -78,7 +78,7 @@ pub fn connect_from_pod(
 }
 
 impl PodNetwork {
-    /// Creates the bridge on the first free subnet.
+    /// Creates the bridge on the first free subnet (root only: `ip link add`).
     pub fn create() -> Result<PodNetwork, Error> {
         for index in 0..=255u8 {
             let bridge = Self::bridge_name(index);
@@ -116,7 +116,7 @@ impl PodNetwork {
     }
 
     /// A namespace with an address for a new pod.
-    pub fn attach(&self) -> Result<PodInterface, Error> {
+    pub(crate) fn attach(&self) -> Result<PodInterface, Error> {
         let host = {
             let mut addresses = self.addresses.lock().unwrap();
             let last = u16::from(addresses.last);
@@ -179,7 +179,7 @@ impl PodNetwork {
     }
 
     /// Removes the pod's veth pair and namespace, and frees its address.
-    pub fn detach(&self, interface: &PodInterface) {
+    pub(crate) fn detach(&self, interface: &PodInterface) {
         let _ = ip(&["link", "del", &Self::outside_name(interface)]);
         let _ = ip(&["netns", "del", &interface.namespace]);
         let host = interface.address.octets()[3];
