@@ -49,9 +49,12 @@ pub struct ExecRequest {
 /// Parses `/exec/<namespace>/<pod>/<container>?command=…&input=1&output=1&error=1&tty=1`; as
 /// the kubelet, a terminal has no separate stderr, and a request must ask for some stream.
 pub fn exec_request(target: &str) -> Option<ExecRequest> {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut parts = path.strip_prefix("/exec/")?.split('/');
-    let (namespace, pod, container) = (parts.next()?, parts.next()?, parts.next()?);
+    let super::kubelet_api::ContainerTarget {
+        namespace,
+        pod,
+        container,
+        query,
+    } = super::kubelet_api::container_target(target, "exec")?;
     let mut request = ExecRequest {
         namespace: namespace.into(),
         pod: pod.into(),
@@ -75,7 +78,7 @@ pub fn exec_request(target: &str) -> Option<ExecRequest> {
     }
     request.stderr &= !request.tty;
     let some_stream = request.stdin || request.stdout || request.stderr;
-    (parts.next().is_none() && some_stream && !request.command.is_empty()).then_some(request)
+    (some_stream && !request.command.is_empty()).then_some(request)
 }
 
 /// Whether the client offers [`PROTOCOL`] among its `X-Stream-Protocol-Version`s (each header

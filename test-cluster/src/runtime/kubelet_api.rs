@@ -77,11 +77,41 @@ struct LogRequest {
     follow: bool,
 }
 
+/// The container a kubelet API request target `/<endpoint>/<namespace>/<pod>/<container>?<query>`
+/// names, and its query.
+pub struct ContainerTarget<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub container: &'a str,
+    pub query: &'a str,
+}
+
+/// Reads a request target of `endpoint` (`containerLogs`, `exec`); `None` for another endpoint or
+/// another number of path segments.
+pub fn container_target<'a>(target: &'a str, endpoint: &str) -> Option<ContainerTarget<'a>> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let rest = path
+        .strip_prefix('/')?
+        .strip_prefix(endpoint)?
+        .strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let (namespace, pod, container) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some(ContainerTarget {
+        namespace,
+        pod,
+        container,
+        query,
+    })
+}
+
 /// Parses `GET /containerLogs/<namespace>/<pod>/<container>?<query>`.
 fn log_request(target: &str) -> Option<LogRequest> {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut parts = path.strip_prefix("/containerLogs/")?.split('/');
-    let (namespace, pod, container) = (parts.next()?, parts.next()?, parts.next()?);
+    let ContainerTarget {
+        namespace,
+        pod,
+        container,
+        query,
+    } = container_target(target, "containerLogs")?;
     let mut request = LogRequest {
         namespace: namespace.into(),
         pod: pod.into(),
@@ -383,5 +413,7 @@ mod tests {
         );
         assert_eq!(log_request("/exec/ns/p/c?command=sh"), None);
         assert_eq!(log_request("/containerLogs/ns/p"), None);
+        assert_eq!(log_request("/containerLogs/ns/p/c/more"), None);
+        assert_eq!(log_request("/containerLogsx/ns/p/c"), None);
     }
 }
