@@ -2,7 +2,8 @@
 //! plane: a bare Pod bound to the node runs as a real `nats-server` in its own network namespace,
 //! configured from a ConfigMap volume and its environment, reported Running and Ready with its
 //! pod IP; it keeps serving through an API server outage, after which its status catches up with
-//! what happened meanwhile (the server killed, and restarted); deleting it stops the server and removes its namespace, and the node's
+//! what happened meanwhile (the server killed, and restarted); deleting it (gracefully, as the
+//! real API server deletes a bound pod) stops the server and removes its namespace, and the node's
 //! shutdown removes its bridge. Needs root (network and mount namespaces) and the binaries
 //! `test-cluster/build.sh` builds.
 
@@ -218,16 +219,25 @@ async fn a_process_node_runs_a_nats_server_pod_on_kube_sim() {
     .await;
     assert_ne!(server_pid(&restarted), server_pid(&running));
 
+    // kube-sim deletes a bound pod gracefully: kept for the node, which stops the server (SIGTERM
+    // within the grace period) and then confirms the deletion.
     let server = SocketAddr::from((ip, CLIENT_PORT));
-    pods.delete("nats", &DeleteParams::default()).await.unwrap();
+    let marked = pods
+        .delete("nats", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("the pod, kept until the node confirms");
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
     let began = Instant::now();
-    while answers(server) || has_namespace(ip) {
+    while pods.get_opt("nats").await.unwrap().is_some() || answers(server) || has_namespace(ip) {
         assert!(
             began.elapsed() < WITHIN,
-            "the deleted pod's server still answers, or its network namespace is still there"
+            "the deleted pod is still there, its server still answers, or its network namespace is left"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!("the pod was stopped and gone after {:?}", began.elapsed());
 
     let gateway = node.gateway();
     assert!(has_address(gateway));

@@ -605,6 +605,14 @@ async fn resource_request(
             if let Some(p) = req.q("propagationPolicy") {
                 opts["propagationPolicy"] = json!(p);
             }
+            if let Some(seconds) = req.q("gracePeriodSeconds") {
+                let seconds: i64 = seconds.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "gracePeriodSeconds: invalid value {seconds:?}: not an integer"
+                    ))
+                })?;
+                opts["gracePeriodSeconds"] = json!(seconds);
+            }
             let dry = dry_run(req)?
                 || opts["dryRun"]
                     .as_array()

@@ -965,8 +965,14 @@ impl Store {
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|a| a.is_empty());
+        // A pod in its grace period stays until its kubelet confirms the deletion
+        // (`ShouldDeleteDuringUpdate`).
+        let grace_over = old
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_none_or(|seconds| seconds == 0);
         let stored = self.commit(ri, ns, name, new, Some(old.clone()));
-        if deleting && empty_fins {
+        if deleting && empty_fins && grace_over {
             self.remove(&ri.gr(), ns, name);
         }
         Ok(stored)
@@ -1059,6 +1065,17 @@ impl Store {
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
+        if ri.group.is_empty() && ri.kind == "Pod" {
+            match pod_deletion(&old, opts, &fins) {
+                PodDeletion::Mark(marked) if dry_run => return Ok((marked, false)),
+                PodDeletion::Mark(marked) => {
+                    let stored = self.commit(ri, ns, name, marked, Some(old));
+                    return Ok((stored, false));
+                }
+                PodDeletion::Pending => return Ok((old, false)),
+                PodDeletion::Now => {}
+            }
+        }
         if fins.is_empty() && !has_spec_fins {
             if dry_run {
                 return Ok((old, true));
@@ -1167,6 +1184,91 @@ impl Store {
             }
         }
     }
+}
+
+/// What a DELETE does to a pod, as the pod registry's graceful deletion decides it.
+enum PodDeletion {
+    /// Marked for deletion, or its grace period shortened: the pod as it is to be stored.
+    Mark(Value),
+    /// Already being deleted, and no shorter grace period asked for: nothing changes.
+    Pending,
+    /// No grace period: deleted as any object is.
+    Now,
+}
+
+/// A pod that a node may still run is not removed by DELETE but marked (`deletionTimestamp` =
+/// now + its grace period) for its kubelet, which stops the containers and then confirms with a
+/// grace period of 0; a later DELETE may only shorten the grace period (`BeforeDelete` and the pod
+/// strategy's `CheckGracefulDelete`).
+fn pod_deletion(old: &Value, opts: &Value, finalizers: &[Value]) -> PodDeletion {
+    // A negative grace period counts as 1 s.
+    let requested = opts
+        .get("gracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .map(|seconds| if seconds < 0 { 1 } else { seconds });
+    let marked_at = old
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(crate::util::parse_time);
+    let (grace, deadline) = match marked_at {
+        Some(marked_at) => {
+            let current = old
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            match requested {
+                // A pod marked with no grace period left is removed (a confirmation that failed
+                // half-way is completed).
+                _ if current == 0 => return PodDeletion::Now,
+                Some(shorter) if shorter < current => (
+                    shorter,
+                    marked_at + jiff::SignedDuration::from_secs(shorter - current),
+                ),
+                _ => return PodDeletion::Pending,
+            }
+        }
+        None => {
+            let unscheduled = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+            let finished = matches!(
+                old.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            );
+            let grace = if unscheduled || finished {
+                0
+            } else {
+                requested
+                    .or_else(|| {
+                        old.pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_i64)
+                    })
+                    .unwrap_or(0)
+            };
+            (
+                grace,
+                jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace),
+            )
+        }
+    };
+    if grace == 0 && finalizers.is_empty() {
+        return PodDeletion::Now;
+    }
+    let mut marked = old.clone();
+    let m = meta_mut(&mut marked);
+    if marked_at.is_none()
+        && let Some(g) = m.get("generation").and_then(Value::as_i64)
+    {
+        m.insert("generation".into(), json!(g + 1));
+    }
+    m.insert(
+        "deletionTimestamp".into(),
+        json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    m.insert("finalizers".into(), Value::Array(finalizers.to_vec()));
+    PodDeletion::Mark(marked)
 }
 
 fn is_qualified_name_part(s: &str) -> bool {

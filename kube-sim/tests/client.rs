@@ -1627,3 +1627,109 @@ async fn a_micro_time_needs_six_fractional_digits() {
         .await;
     assert_eq!(code, 201, "{created}");
 }
+
+/// A pod bound to a node is not removed by DELETE but marked for its kubelet, which stops the
+/// containers and then confirms with a grace period of 0 and the pod's UID; meanwhile the kubelet
+/// still writes its status, a later DELETE may only shorten the grace period, and a pod bound to
+/// no node goes at once.
+#[tokio::test]
+async fn bound_pods_are_deleted_gracefully() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::Preconditions;
+    let server = common::server("graceful-pods", Crds::Absent).await;
+    let pods: Api<Pod> = Api::namespaced(server.client(), server.namespace());
+    let pod = |name: &str, node: Option<&str>| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": node,
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{"name": "c", "image": "nats:2.10.24"}],
+            },
+        }))
+        .unwrap()
+    };
+    let grace = |seconds: u32| DeleteParams {
+        grace_period_seconds: Some(seconds),
+        ..DeleteParams::default()
+    };
+    let deadline = |pod: &Pod| pod.metadata.deletion_timestamp.clone().unwrap().0;
+
+    pods.create(&PostParams::default(), &pod("bound", Some("a-node")))
+        .await
+        .unwrap();
+    let asked = k8s_openapi::jiff::Timestamp::now();
+    let marked = pods
+        .delete("bound", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("the pod, kept for its kubelet");
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    let ahead = deadline(&marked).duration_since(asked).as_secs();
+    assert!(
+        (29..=31).contains(&ahead),
+        "deletionTimestamp {ahead} s ahead"
+    );
+
+    pods.patch_status(
+        "bound",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+    let longer = pods
+        .delete("bound", &grace(60))
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert_eq!(longer.metadata.deletion_grace_period_seconds, Some(30));
+    assert_eq!(deadline(&longer), deadline(&marked));
+
+    let shorter = pods
+        .delete("bound", &grace(5))
+        .await
+        .unwrap()
+        .left()
+        .unwrap();
+    assert_eq!(shorter.metadata.deletion_grace_period_seconds, Some(5));
+    assert_eq!(
+        deadline(&marked)
+            .duration_since(deadline(&shorter))
+            .as_secs(),
+        25
+    );
+
+    let confirm = |uid: &str| DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let error = pods
+        .delete("bound", &confirm("another-incarnation"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        match error {
+            kube::Error::Api(status) => status.code,
+            e => panic!("not an API error: {e}"),
+        },
+        409
+    );
+    let uid = marked.metadata.uid.clone().unwrap();
+    pods.delete("bound", &confirm(&uid)).await.unwrap();
+    assert!(pods.get_opt("bound").await.unwrap().is_none());
+
+    pods.create(&PostParams::default(), &pod("unbound", None))
+        .await
+        .unwrap();
+    pods.delete("unbound", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(pods.get_opt("unbound").await.unwrap().is_none());
+}
