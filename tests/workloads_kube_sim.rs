@@ -2,7 +2,7 @@
 //! plane: a bare Pod bound to the node runs as a real `nats-server` in its own network namespace,
 //! configured from a ConfigMap volume and its environment, reported Running and Ready with its
 //! pod IP; it keeps serving through an API server outage, after which its status catches up with
-//! what happened meanwhile (the server killed, and restarted); deleting it (gracefully, as the
+//! what happened meanwhile (the server killed, and restarted at once from what the node last read); deleting it (gracefully, as the
 //! real API server deletes a bound pod) stops the server and removes its namespace, and the node's
 //! shutdown removes its bridge. Needs root (network and mount namespaces) and the binaries
 //! `test-cluster/build.sh` builds.
@@ -25,14 +25,21 @@ const CLIENT_PORT: u16 = 4333;
 const MONITOR_PORT: u16 = 8333;
 const WITHIN: Duration = Duration::from_secs(30);
 
+/// Read from the ConfigMap into the environment at every container start, and from there into
+/// `nats.conf`.
+const MAX_PAYLOAD: i64 = 2 * 1024 * 1024;
+
 fn config_map() -> ConfigMap {
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "nats-config", "namespace": "default"},
-        "data": {"nats.conf": format!(
-            "port: {CLIENT_PORT}\nhttp_port: {MONITOR_PORT}\nserver_name: $SERVER_NAME\n"
-        )},
+        "data": {
+            "nats.conf": format!(
+                "port: {CLIENT_PORT}\nhttp_port: {MONITOR_PORT}\nserver_name: $SERVER_NAME\nmax_payload: $MAX_PAYLOAD\n"
+            ),
+            "max-payload": MAX_PAYLOAD.to_string(),
+        },
     }))
     .unwrap()
 }
@@ -51,7 +58,10 @@ fn pod() -> Pod {
                 "name": "nats",
                 "image": "nats:2.10.24-alpine",
                 "args": ["-c", "/etc/nats/nats.conf"],
-                "env": [{"name": "SERVER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "env": [
+                    {"name": "SERVER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "MAX_PAYLOAD", "valueFrom": {"configMapKeyRef": {"name": "nats-config", "key": "max-payload"}}},
+                ],
                 "volumeMounts": [{"name": "config", "mountPath": "/etc/nats"}],
                 "readinessProbe": {
                     "httpGet": {"path": "/healthz", "port": MONITOR_PORT},
@@ -201,18 +211,40 @@ async fn a_process_node_runs_a_nats_server_pod_on_kube_sim() {
         "nats",
         "the server is named from the pod's environment (its name, by the downward API)"
     );
+    assert_eq!(
+        nats.server_info().max_payload as i64,
+        MAX_PAYLOAD,
+        "the environment's value from the ConfigMap is in use"
+    );
     drop(nats);
 
-    // The API server goes away for a while: the server keeps serving, and what happened to it
-    // meanwhile (killed; restarted once the node could read its ConfigMap again) reaches the
-    // pod's status afterwards.
-    sim.down_for(Duration::from_secs(5));
+    // The API server goes away for a while: the server keeps serving; killed meanwhile, it is
+    // restarted at once from what the node last read (as a kubelet's caches serve it), and the
+    // restart reaches the pod's status afterwards.
+    let outage = Duration::from_secs(5);
+    let outage_ends = Instant::now() + outage;
+    sim.down_for(outage);
     round_trip(ip, "kube-sim.during-the-outage").await;
     let killed = Command::new("kill")
         .args(["-KILL", &server_pid(&running)])
         .status()
         .unwrap();
     assert!(killed.success());
+    let server = SocketAddr::from((ip, CLIENT_PORT));
+    while answers(server) {
+        assert!(
+            Instant::now() < outage_ends,
+            "the killed server still answers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while !answers(server) {
+        assert!(
+            Instant::now() < outage_ends,
+            "the killed server was not restarted while the API server was down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let restarted = wait_for_pod(&pods, "reporting the restart after the outage", |pod| {
         restarts(pod) == 1 && is_ready(pod)
     })
@@ -221,7 +253,6 @@ async fn a_process_node_runs_a_nats_server_pod_on_kube_sim() {
 
     // kube-sim deletes a bound pod gracefully: kept for the node, which stops the server (SIGTERM
     // within the grace period) and then confirms the deletion.
-    let server = SocketAddr::from((ip, CLIENT_PORT));
     let marked = pods
         .delete("nats", &DeleteParams::default())
         .await

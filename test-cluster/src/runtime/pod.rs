@@ -433,6 +433,7 @@ pub async fn run(shared: Arc<Shared>, mut latest: watch::Receiver<Option<Pod>>) 
             .map(|c| Run::new(c, &shared.binaries))
             .collect(),
         volumes_ready: false,
+        last_fetched: None,
         reported: None,
     };
     loop {
@@ -466,6 +467,8 @@ struct Worker {
     interface: PodInterface,
     runs: Vec<Run>,
     volumes_ready: bool,
+    /// The ConfigMaps and Secrets (and tokens) last read for a container start.
+    last_fetched: Option<Fetched>,
     /// What the last status write said, times included as this worker made them: the API server
     /// keeps them to the second, so the stored status never equals a fresh one again.
     reported: Option<serde_json::Value>,
@@ -484,12 +487,18 @@ impl Worker {
     }
 
     async fn start(&mut self, pod: &Pod, index: usize) {
-        let fetched = match fetch(&self.shared.client, pod, !self.volumes_ready).await {
-            Ok(fetched) => fetched,
+        match fetch(&self.shared.client, pod, !self.volumes_ready).await {
+            Ok(fetched) => self.last_fetched = Some(fetched),
+            // As a kubelet's ConfigMap and Secret caches do, what was last read serves a restart
+            // while the API server cannot be reached.
+            Err(_) if self.volumes_ready && self.last_fetched.is_some() => {}
             Err(e) => {
                 self.runs[index].waiting = Some(("ContainerCreating".into(), e.to_string()));
                 return;
             }
+        }
+        let Some(fetched) = &self.last_fetched else {
+            return;
         };
         let volumes = self.dir.join("volumes");
         let address = self.interface.address.to_string();
@@ -499,14 +508,14 @@ impl Worker {
             host_ip: "127.0.0.1",
         };
         if !self.volumes_ready {
-            if let Err(e) = materialise_volumes(&facts, &fetched, &volumes) {
+            if let Err(e) = materialise_volumes(&facts, fetched, &volumes) {
                 self.runs[index].waiting = Some(("CreateContainerConfigError".into(), e));
                 return;
             }
             self.volumes_ready = true;
         }
         let run = &mut self.runs[index];
-        let env = match env::resolve_env(&run.spec, &facts, &fetched, &self.shared.api_env) {
+        let env = match env::resolve_env(&run.spec, &facts, fetched, &self.shared.api_env) {
             Ok(env) => env,
             Err(e) => {
                 run.waiting = Some(("CreateContainerConfigError".into(), e.to_string()));
