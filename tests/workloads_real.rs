@@ -503,10 +503,17 @@ async fn a_config_change_rolls_the_broker_and_lame_duck_moves_its_clients() {
     let deadline = Instant::now() + Duration::from_secs(420);
     let after = loop {
         let now = cluster.broker_pods().await;
+        // Replaced and serving: the last new pod may still be waiting for its address.
         let replaced = now.len() == 3
             && now.iter().all(|p| {
+                let status = p.status.as_ref();
+                let ready = status
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
                 p.metadata.deletion_timestamp.is_none()
                     && !before.iter().any(|b| b.uid() == p.uid())
+                    && status.is_some_and(|s| s.pod_ip.is_some())
+                    && ready
             });
         if replaced {
             break now;
